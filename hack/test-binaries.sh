@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Builds the pinned test binaries from the Go module proxy into a cache outside the repo:
+#   etcd, etcdctl, benchmark (etcd), kube-apiserver, kube-controller-manager, kube-scheduler,
+#   kubectl (Kubernetes), kwok.
+# Each set lands in $ETCD_TOPOLOGY_CACHE/bin/<set>-<version>/ and is rebuilt only when missing.
+# Prints the bin directory of each set as NAME_BIN=DIR lines on stdout (logs go to stderr).
+#   hack/test-binaries.sh [etcd|kubernetes|kwok ...]   (default: all sets)
+#
+#   ETCD_TOPOLOGY_CACHE   cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/etcd-topology)
+#   ETCD_VERSION, KUBERNETES_VERSION, KWOK_VERSION   override the pinned versions
+set -euo pipefail
+
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+# etcd's root module (home of tools/benchmark) is tagged less often than the server.
+ETCD_BENCHMARK_VERSION="${ETCD_BENCHMARK_VERSION:-v3.6.8}"
+KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.35.4}"
+KWOK_VERSION="${KWOK_VERSION:-v0.7.0}"
+CACHE="${ETCD_TOPOLOGY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/etcd-topology}"
+
+log() { echo "test-binaries: $*" >&2; }
+die() { echo "test-binaries: error: $*" >&2; exit 1; }
+
+command -v go >/dev/null 2>&1 || die "Go is not installed or not on PATH; install Go 1.24 or newer (https://go.dev/doc/install) and retry"
+
+export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+mkdir -p "$CACHE/bin" "$CACHE/src"
+
+# build_set NAME VERSION BINARIES... -- runs the function build_NAME into a temp dir, then renames it
+# into place, so an interrupted build never leaves a half-filled directory that looks finished.
+build_set() {
+  local name=$1 version=$2; shift 2
+  local dest="$CACHE/bin/$name-$version"
+  local missing=0 b
+  for b in "$@"; do [ -x "$dest/$b" ] || missing=1; done
+  if [ "$missing" = 0 ]; then
+    log "$name $version: cached in $dest"
+  else
+    local start=$SECONDS tmp="$dest.tmp.$$"
+    rm -rf "$dest".tmp.*; mkdir -p "$tmp"
+    log "$name $version: building into $dest"
+    "build_$name" "$version" "$tmp"
+    for b in "$@"; do [ -x "$tmp/$b" ] || die "$name $version: build produced no $b"; done
+    rm -rf "$dest"; mv "$tmp" "$dest"
+    log "$name $version: built in $((SECONDS - start))s"
+  fi
+  echo "${name^^}_BIN=$dest"
+}
+
+build_etcd() {
+  local version=$1 out=$2 mod="$CACHE/src/etcd-$1"
+  mkdir -p "$mod"
+  # etcd's modules carry replace directives for their siblings, so `go install` refuses them; a
+  # wrapper module that merely requires them resolves every sibling at the same tag instead.
+  cat >"$mod/go.mod" <<MOD
+module local/etcdbins
+
+go 1.24
+
+require (
+	go.etcd.io/etcd/server/v3 $version
+	go.etcd.io/etcd/etcdctl/v3 $version
+	go.etcd.io/etcd/v3 $ETCD_BENCHMARK_VERSION
+)
+MOD
+  cat >"$mod/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "go.etcd.io/etcd/etcdctl/v3"
+	_ "go.etcd.io/etcd/server/v3"
+	_ "go.etcd.io/etcd/v3/tools/benchmark"
+)
+GO
+  (cd "$mod" && go mod tidy) >&2 2>&1 || die "etcd $version: go mod tidy failed in $mod"
+  (cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3 \
+    && go build -trimpath -ldflags "-s -w" -o "$out/etcdctl" go.etcd.io/etcd/etcdctl/v3 \
+    && go build -trimpath -ldflags "-s -w" -o "$out/benchmark" go.etcd.io/etcd/v3/tools/benchmark) >&2
+}
+
+build_kubernetes() {
+  local version=$1 out=$2 mod="$CACHE/src/kubernetes-$1"
+  local minor=${version#v1.}; minor=${minor%%.*}
+  mkdir -p "$mod"
+  # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with ./staging paths,
+  # which only count in the main module; the wrapper replaces each with its published v0.<minor> tag.
+  local gomod godebug replaces
+  gomod=$(cd "$mod" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/^\s*"GoMod": "\(.*\)",$/\1/p')
+  [ -f "$gomod" ] || die "kubernetes $version: could not fetch its go.mod through the module proxy"
+  godebug=$(sed -n 's/^godebug \(.*\)$/godebug \1/p' "$gomod")
+  replaces=$(sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#\t\1 => \1 v0.'"${version#v1.}"'#p' "$gomod")
+  cat >"$mod/go.mod" <<MOD
+module local/k8sbins
+
+go 1.25
+
+$godebug
+
+require k8s.io/kubernetes $version
+
+replace (
+$replaces
+)
+MOD
+  cat >"$mod/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+  (cd "$mod" && go mod tidy) >&2 2>&1 || die "kubernetes $version: go mod tidy failed in $mod"
+  local ld="-s -w -X k8s.io/component-base/version.gitVersion=$version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitVersion=$version"
+  (cd "$mod" && go build -trimpath -ldflags "$ld" -o "$out/" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl) >&2
+}
+
+build_kwok() {
+  local version=$1 out=$2
+  GOBIN="$out" go install "sigs.k8s.io/kwok/cmd/kwok@$version" >&2
+}
+
+# One build at a time per cache: a second caller waits, then finds the binaries cached.
+exec 9>"$CACHE/.build.lock"
+flock 9
+
+sets=("$@")
+[ ${#sets[@]} -gt 0 ] || sets=(etcd kubernetes kwok)
+for set in "${sets[@]}"; do
+  case "$set" in
+    etcd) build_set etcd "$ETCD_VERSION" etcd etcdctl benchmark ;;
+    kubernetes) build_set kubernetes "$KUBERNETES_VERSION" kube-apiserver kube-controller-manager kube-scheduler kubectl ;;
+    kwok) build_set kwok "$KWOK_VERSION" kwok ;;
+    *) die "unknown set \"$set\"; accepted: etcd, kubernetes, kwok" ;;
+  esac
+done

@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+import { TopologyError } from './errors.ts';
+
+const usage = `usage: etcd-topology <command> [flags]
+
+commands:
+  proxy      run the node-local etcd proxy
+  operator   run the EtcdTopology operator
+  check      answer operational questions (check drain NODE)
+
+Every flag also reads from ETCD_TOPOLOGY_<FLAG>. Run a command with --help for its flags.`;
+
+// Each command module exports main(argv) resolving to the exit code; loaded lazily so that the
+// proxy never pays for the operator's Kubernetes client and the other way round.
+const commands: Record<string, () => Promise<{ main: (argv: string[]) => Promise<number> }>> = {};
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    console.error(usage);
+    return command === undefined ? 2 : 0;
+  }
+  const load = commands[command];
+  if (!load) {
+    console.error(`etcd-topology: unknown command "${command}"; accepted: ${Object.keys(commands).join(', ')}`);
+    return 2;
+  }
+  const mod = await load();
+  return mod.main(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    // Usage errors are one line; anything else is a bug or an environment problem worth its stack.
+    if (err instanceof TopologyError) console.error(`etcd-topology: ${err.message}`);
+    else console.error(err);
+    process.exitCode = err instanceof TopologyError && err.code === 'ETOP_USAGE' ? 2 : 1;
+  },
+);
