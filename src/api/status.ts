@@ -1,0 +1,40 @@
+import { z } from 'zod';
+import { conditionSchema } from './conditions.ts';
+
+const memberStatus = z.object({
+  name: z.string().meta({ description: 'Member name, the same as its pod\'s.' }),
+  id: z.string().meta({ description: 'etcd member ID in hex, as etcdctl prints it.' }),
+  node: z.string().optional().meta({ description: 'Node the member\'s pod runs on.' }),
+  role: z.enum(['leader', 'follower', 'learner']),
+  healthy: z.boolean().meta({ description: 'Whether etcd counts the member as a healthy member that has caught up.' }),
+  dbSize: z.int().min(0).optional().meta({ description: 'Backend database size in bytes.' }),
+  revision: z.int().min(0).optional(),
+});
+
+/** The status the operator writes; every field is optional because a new object has none. */
+export const statusSchema = z.object({
+  observedGeneration: z.int().min(0).optional().meta({ description: 'The spec generation this status describes.' }),
+  conditions: z
+    .array(conditionSchema)
+    .optional()
+    .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'], description: 'Available, Progressing and Degraded.' }),
+  members: z
+    .array(memberStatus)
+    .optional()
+    .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'], description: 'Members as etcd reports them.' }),
+  membersReady: z.string().optional().meta({ description: 'Healthy voters / members.count, for display ("3/3").' }),
+  leader: z.string().optional().meta({ description: 'Name of the leader, empty when there is none.' }),
+  quorum: z
+    .object({
+      size: z.int().min(0),
+      healthy: z.int().min(0),
+      faultTolerance: z.int().min(0),
+      disruptionsAllowed: z.int().min(0),
+    })
+    .optional(),
+  proxies: z.object({ desired: z.int().min(0), ready: z.int().min(0) }).optional(),
+  proxiesReady: z.string().optional().meta({ description: 'Ready / desired proxies, for display ("5/5").' }),
+});
+
+export type EtcdTopologyStatus = z.infer<typeof statusSchema>;
+export type MemberStatus = z.infer<typeof memberStatus>;
