@@ -1,0 +1,217 @@
+import { describe, expect, it } from 'vitest';
+import { memberReplicas, nextStep, type MemberPod, type Step } from './plan.ts';
+import { cluster, memberNames, podsFor } from './testing.ts';
+
+interface Case {
+  name: string;
+  count: number;
+  maxUnavailable?: number;
+  members: string;
+  pods?: Record<string, Partial<MemberPod>>;
+  /** Pods absent although their member exists. */
+  noPods?: number[];
+  volumes?: number[];
+  expect: Partial<Step>;
+  message?: string;
+}
+
+const n = (i: number): string => `main-member-${i}`;
+
+function run(c: Case): Step {
+  const members = cluster(c.members);
+  const podNames = members.map((m) => m.name).filter((name) => !(c.noPods ?? []).some((i) => n(i) === name));
+  const extraPods = Object.keys(c.pods ?? {}).filter((name) => !podNames.includes(name));
+  return nextStep({
+    desired: memberNames(c.count),
+    budget: { count: c.count, maxUnavailable: c.maxUnavailable },
+    members,
+    pods: podsFor([...podNames, ...extraPods], c.pods),
+    volumes: (c.volumes ?? []).map(n),
+  });
+}
+
+const steady: Case[] = [
+  { name: 'a healthy, up-to-date 3 has nothing to do', count: 3, members: 'L F F', expect: { action: 'None', reason: 'Converged' } },
+  { name: 'etcd unreadable: wait', count: 3, members: '', expect: { action: 'Wait', reason: 'EtcdUnreachable' } },
+  {
+    name: 'quorum lost: stop and say so',
+    count: 3,
+    members: 'F X X',
+    expect: { action: 'Stop', reason: 'QuorumLost' },
+    message: '1 of 3 voters are healthy and quorum needs 2 (not healthy: main-member-1 and main-member-2); the operator changes nothing',
+  },
+  {
+    name: 'quorum lost even with an out-of-date pod: still stop',
+    count: 3,
+    members: 'X X F',
+    pods: { [n(0)]: { upToDate: false } },
+    expect: { action: 'Stop', reason: 'QuorumLost' },
+  },
+  { name: 'quorum but no leader yet: wait', count: 3, members: 'F F X', expect: { action: 'Wait', reason: 'NoLeader' } },
+];
+
+const scaling: Case[] = [
+  { name: 'scale out 3 -> 5: add the first missing member as a learner', count: 5, members: 'L F F', expect: { action: 'AddLearner', member: n(3) } },
+  { name: 'scale out: the learner has no pod yet', count: 5, members: 'L F F l@0', noPods: [3], expect: { action: 'Wait', reason: 'LearnerStarting' } },
+  { name: 'scale out: the learner is behind', count: 5, members: 'L@5000 F@5000 F@5000 l@10', expect: { action: 'Wait', reason: 'LearnerCatchingUp' }, message: '4990 raft entries behind' },
+  { name: 'scale out: the learner has not answered yet', count: 5, members: 'L F F lx', expect: { action: 'Wait', reason: 'LearnerCatchingUp' }, message: 'not answering yet' },
+  { name: 'scale out: a caught-up learner is promoted', count: 5, members: 'L@5000 F F l@4990', expect: { action: 'PromoteLearner', member: n(3), id: '1003' } },
+  { name: 'scale out: then the next member', count: 5, members: 'L F F F', expect: { action: 'AddLearner', member: n(4) } },
+  { name: 'scale out into an ordinal whose old volume was kept: delete the volume first', count: 5, members: 'L F F', volumes: [3], expect: { action: 'DeleteVolume', pod: n(3), reason: 'StaleMemberVolume' } },
+  { name: 'scale out never adds while quorum is lost', count: 5, members: 'L X X', expect: { action: 'Stop', reason: 'QuorumLost' } },
+  { name: 'scale in 5 -> 3: remove the highest ordinal first', count: 3, members: 'L F F F F', expect: { action: 'RemoveMember', member: n(4), id: '1004', reason: 'ScaleIn' } },
+  {
+    name: 'scale in: move leadership off the member to remove, onto a member that stays',
+    count: 3,
+    members: 'F@100 F@100 F@100 F@200 L@200',
+    expect: { action: 'MoveLeader', from: '1004', reason: 'ScaleIn' },
+  },
+  {
+    name: 'scale in: a follower of the staying set receives leadership',
+    count: 3,
+    members: 'F@150 F@100 F@100 F@200 L@200',
+    expect: { action: 'MoveLeader', from: '1004', to: '1000', toName: n(0) },
+  },
+  { name: 'scale in: wait while removal would leave too few healthy voters', count: 3, members: 'L F X X F', expect: { action: 'Wait', reason: 'WaitingForHealthyMembers' } },
+  { name: 'scale in: an unhealthy surplus member can go', count: 3, members: 'L F F F X', expect: { action: 'RemoveMember', member: n(4) } },
+  { name: 'scale in: a learner beyond the count is removed', count: 3, members: 'L F F l', expect: { action: 'RemoveMember', member: n(3), reason: 'ScaleIn' } },
+];
+
+const replacement: Case[] = [
+  {
+    name: "a member whose node is gone is removed while the others keep quorum",
+    count: 3,
+    members: 'L F X',
+    pods: { [n(2)]: { nodeGone: true, ready: false } },
+    expect: { action: 'RemoveMember', member: n(2), reason: 'MemberFailed' },
+    message: 'because its node is gone; 2 of the remaining 2 voters are healthy',
+  },
+  { name: 'a member whose data is lost is removed', count: 3, members: 'L X F', pods: { [n(1)]: { dataLost: true } }, expect: { action: 'RemoveMember', member: n(1) }, message: 'its data is lost' },
+  { name: 'a member that etcd still counts healthy is never replaced', count: 3, members: 'L F F', pods: { [n(2)]: { nodeGone: true } }, expect: { action: 'None' } },
+  {
+    name: 'replacement never happens without quorum',
+    count: 3,
+    members: 'L X X',
+    pods: { [n(2)]: { nodeGone: true } },
+    expect: { action: 'Stop', reason: 'QuorumLost' },
+  },
+  {
+    name: 'after removal, the stale pod goes with its volume',
+    count: 3,
+    members: 'L F',
+    pods: { [n(2)]: { dataLost: true } },
+    expect: { action: 'DeletePod', pod: n(2), deleteVolume: true, reason: 'StaleMemberPod' },
+  },
+  { name: 'after removal, with no stale pod, the member is added back as a learner', count: 3, members: 'L F', expect: { action: 'AddLearner', member: n(2) } },
+  {
+    name: 'the re-added learner whose old pod lingers on a gone node: delete that pod',
+    count: 3,
+    members: 'L F l',
+    pods: { [n(2)]: { nodeGone: true } },
+    expect: { action: 'DeletePod', pod: n(2), deleteVolume: true },
+  },
+  { name: 'a replaced member in the middle is added back too', count: 3, members: 'L F', expect: { action: 'AddLearner', member: n(2) } },
+];
+
+const rolling: Case[] = [
+  {
+    name: 'rolling update: followers first, highest ordinal first',
+    count: 3,
+    members: 'L F F',
+    pods: { [n(0)]: { upToDate: false }, [n(1)]: { upToDate: false }, [n(2)]: { upToDate: false } },
+    expect: { action: 'DeletePod', pod: n(2), deleteVolume: false, reason: 'RollingUpdate' },
+    message: '3 left to update',
+  },
+  {
+    name: 'rolling update: wait until the replaced member is healthy and caught up',
+    count: 3,
+    members: 'L@9000 F@9000 F@3',
+    pods: { [n(0)]: { upToDate: false }, [n(1)]: { upToDate: false } },
+    expect: { action: 'Wait', reason: 'WaitingForHealthyMembers' },
+    message: 'main-member-2 must be running, healthy and caught up',
+  },
+  {
+    name: 'rolling update: wait while a pod is terminating',
+    count: 3,
+    members: 'L F F',
+    pods: { [n(0)]: { upToDate: false }, [n(2)]: { terminating: true } },
+    expect: { action: 'Wait', reason: 'WaitingForHealthyMembers' },
+  },
+  {
+    name: 'rolling update: the leader last, after moving leadership to an updated follower',
+    count: 3,
+    members: 'F@100 L@100 F@100',
+    pods: { [n(1)]: { upToDate: false } },
+    expect: { action: 'MoveLeader', from: '1001', reason: 'RollingUpdate' },
+  },
+  {
+    name: 'rolling update: the leader is replaced once it has become a follower',
+    count: 3,
+    members: 'L F F',
+    pods: { [n(1)]: { upToDate: false } },
+    expect: { action: 'DeletePod', pod: n(1) },
+  },
+  {
+    name: 'rolling update: an unhealthy member blocks the others',
+    count: 5,
+    maxUnavailable: 2,
+    members: 'L F F F X',
+    pods: { [n(3)]: { upToDate: false } },
+    expect: { action: 'Wait', reason: 'WaitingForHealthyMembers' },
+    message: 'main-member-4 must be running',
+  },
+  {
+    name: 'rolling update of a single member pauses with a way out',
+    count: 1,
+    members: 'L',
+    pods: { [n(0)]: { upToDate: false } },
+    expect: { action: 'Wait', reason: 'BudgetExhausted' },
+    message: 'delete pod main-member-0 yourself',
+  },
+  {
+    name: 'a learner in flight comes before the rolling update',
+    count: 5,
+    members: 'L@5000 F@5000 F@5000 F@5000 l@0',
+    pods: { [n(0)]: { upToDate: false } },
+    expect: { action: 'Wait', reason: 'LearnerCatchingUp' },
+  },
+];
+
+describe.each([
+  ['steady state', steady],
+  ['scaling', scaling],
+  ['member replacement', replacement],
+  ['rolling update', rolling],
+])('nextStep: %s', (_, cases) => {
+  it.each(cases)('$name', (c) => {
+    const step = run(c);
+    expect(step).toMatchObject(c.expect);
+    if (c.message !== undefined) expect(step.message).toContain(c.message);
+  });
+});
+
+describe('nextStep leader transfer in a rolling update', () => {
+  it('prefers a follower that is already up to date', () => {
+    const step = nextStep({
+      desired: memberNames(3),
+      budget: { count: 3 },
+      members: cluster('F@100 L@100 F@100'),
+      pods: podsFor(memberNames(3), { [n(1)]: { upToDate: false }, [n(0)]: { upToDate: false } }),
+      volumes: [],
+    });
+    // main-member-0 is a follower and out of date: it goes first.
+    expect(step).toMatchObject({ action: 'DeletePod', pod: n(0) });
+  });
+});
+
+describe('memberReplicas', () => {
+  it.each([
+    [[], 0],
+    [['main-member-0', 'main-member-1', 'main-member-2'], 3],
+    [['main-member-0', 'main-member-2'], 3],
+    [['main-member-0', 'main-member-1', 'main-member-2', 'main-member-3'], 4],
+    [['main-member-0', 'foreign'], 1],
+  ])('%j -> %d', (names, replicas) => {
+    expect(memberReplicas(names)).toBe(replicas);
+  });
+});
