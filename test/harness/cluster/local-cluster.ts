@@ -1,0 +1,101 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { binaries } from '../binaries.ts';
+import { run } from '../run.ts';
+import { startControlPlane, type ControlPlane } from './control-plane.ts';
+import { imageTable } from './images.ts';
+import { KubeRest } from './kube-rest.ts';
+import { NodeAgent } from './node-agent.ts';
+import { LocalProvisioner } from './provisioner.ts';
+import type { NodeSpec } from './types.ts';
+
+export type { NodeSpec } from './types.ts';
+
+/** The label and taint of central nodes, from DESIGN.md. */
+export const CENTRAL_LABEL = { 'etcdtopology.io/role': 'central' };
+export const CENTRAL_TAINT = { key: 'etcdtopology.io/central', value: 'true', effect: 'NoSchedule' as const };
+
+/** The default topology: 3 central nodes (labelled and tainted) and 2 workers. */
+export function defaultNodes(central = 3, workers = 2): NodeSpec[] {
+  return [
+    ...Array.from({ length: central }, (_, i) => ({ name: `central-${i}`, labels: { ...CENTRAL_LABEL }, taints: [CENTRAL_TAINT] })),
+    ...Array.from({ length: workers }, (_, i) => ({ name: `worker-${i}`, labels: { 'node-role.kubernetes.io/worker': '' } })),
+  ];
+}
+
+export interface LocalClusterOptions {
+  nodes?: NodeSpec[];
+  /** Parent of the cluster's temp dir (default: the OS temp dir). */
+  tmpDir?: string;
+  nodeMonitorGracePeriod?: string;
+}
+
+/**
+ * A real Kubernetes control plane whose nodes run pods as local processes. Everything lives in one
+ * temp directory; stop() ends every process and removes it.
+ */
+export class LocalCluster {
+  readonly dir: string;
+  readonly controlPlane: ControlPlane;
+  readonly api: KubeRest;
+  readonly agent: NodeAgent;
+
+  private constructor(dir: string, controlPlane: ControlPlane, api: KubeRest, agent: NodeAgent) {
+    this.dir = dir;
+    this.controlPlane = controlPlane;
+    this.api = api;
+    this.agent = agent;
+  }
+
+  /** Starts the control plane, the node agent and the volume provisioner, and registers the nodes. */
+  static async start(options: LocalClusterOptions = {}): Promise<LocalCluster> {
+    const dir = await mkdtemp(path.join(options.tmpDir ?? os.tmpdir(), 'etcd-topology-cluster-'));
+    let controlPlane: ControlPlane | undefined;
+    let api: KubeRest | undefined;
+    let agent: NodeAgent | undefined;
+    try {
+      const bin = binaries();
+      controlPlane = await startControlPlane({ dir, nodeMonitorGracePeriod: options.nodeMonitorGracePeriod });
+      api = new KubeRest(controlPlane.server, { ca: controlPlane.pki.ca.cert, cert: controlPlane.pki.admin.cert, key: controlPlane.pki.admin.key });
+      const repo = path.resolve(import.meta.dirname, '..', '..', '..');
+      const version = (await run(bin.kubeApiserver, ['--version'])).trim().split(' ').pop() ?? 'v0.0.0';
+      agent = new NodeAgent({
+        api,
+        dir,
+        images: imageTable({ etcd: bin.etcd, etcdctl: bin.etcdctl, node: process.execPath, cli: path.join(repo, 'dist', 'cli.js') }),
+        apiserverPort: controlPlane.apiserverPort,
+        kubernetesVersion: version,
+      });
+      agent.start();
+      const nodeDirs = agent.nodes;
+      await new LocalProvisioner(api, (n) => (nodeDirs.has(n) ? path.join(dir, 'nodes', n) : undefined)).start();
+      for (const node of options.nodes ?? defaultNodes()) await agent.addNode(node);
+      return new LocalCluster(dir, controlPlane, api, agent);
+    } catch (err) {
+      await agent?.stop();
+      await api?.close();
+      await controlPlane?.stop();
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** Path of the admin kubeconfig. */
+  get kubeconfig(): string {
+    return this.controlPlane.kubeconfig;
+  }
+
+  /** Runs kubectl against the cluster and resolves its stdout. */
+  kubectl(args: string[], input?: string): Promise<string> {
+    return run(binaries().kubectl, ['--kubeconfig', this.kubeconfig, ...args], { input });
+  }
+
+  /** Stops every process and removes the cluster's directory. */
+  async stop(): Promise<void> {
+    await this.agent.stop();
+    await this.api.close();
+    await this.controlPlane.stop();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}

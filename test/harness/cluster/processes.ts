@@ -1,0 +1,43 @@
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+
+/** Spawns a long-running process with its output appended to a log file; the child is its own process group. */
+export function spawnLogged(file: string, args: string[], log: string, options: SpawnOptions = {}): ChildProcess {
+  const out = createWriteStream(log, { flags: 'a' });
+  const child = spawn(file, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  child.stdout.pipe(out);
+  child.stderr.pipe(out);
+  child.on('error', (err) => out.write(`spawn failed: ${err.message}\n`));
+  return child;
+}
+
+/** True while the child has neither exited nor been killed by a signal. */
+export function alive(child: ChildProcess | undefined): boolean {
+  return child !== undefined && child.exitCode === null && child.signalCode === null;
+}
+
+/**
+ * Sends signal to the child's whole process group and waits for the child to exit; after graceMs
+ * it sends SIGKILL. Resolves at once for a child that already exited.
+ */
+export async function terminate(child: ChildProcess | undefined, graceMs = 10_000, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (!child || !alive(child) || child.pid === undefined) return;
+  const pid = child.pid;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const kill = (sig: NodeJS.Signals): void => {
+    try {
+      process.kill(-pid, sig);
+    } catch {
+      try {
+        child.kill(sig);
+      } catch {
+        // already gone
+      }
+    }
+  };
+  kill(signal);
+  if (signal === 'SIGKILL') return exited;
+  const timer = setTimeout(() => kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}

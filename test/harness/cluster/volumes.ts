@@ -1,0 +1,157 @@
+import type { V1KeyToPath, V1Volume } from '@kubernetes/client-node';
+import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { KubeRest } from './kube-rest.ts';
+import { fieldValue, PodConfigError } from './pod-env.ts';
+import type { PersistentVolume, PersistentVolumeClaim, Pod } from './types.ts';
+
+/** A prepared volume: the host directory that container mounts bind. */
+export interface PreparedVolume {
+  name: string;
+  dir: string;
+  /** Re-renders the content (service-account tokens expire); undefined for volumes that never change. */
+  refresh?: () => Promise<void>;
+  /** When the content should next be refreshed (ms since epoch). */
+  refreshAt?: number;
+}
+
+interface Context {
+  api: KubeRest;
+  pod: Pod;
+  podDir: string;
+  nodeDir: string;
+}
+
+/** Writes files atomically into dir (rename), so a reader never sees half a token. */
+async function writeFiles(dir: string, files: Record<string, { data: string | Buffer; mode?: number }>): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  for (const [rel, { data, mode }] of Object.entries(files)) {
+    const file = path.join(dir, rel);
+    await mkdir(path.dirname(file), { recursive: true });
+    const tmp = `${file}.tmp`;
+    await writeFile(tmp, data);
+    await chmod(tmp, mode ?? 0o644);
+    await rename(tmp, file);
+  }
+}
+
+function pick(data: Record<string, Buffer>, items: V1KeyToPath[] | undefined, defaultMode: number | undefined, what: string): Record<string, { data: Buffer; mode?: number }> {
+  const out: Record<string, { data: Buffer; mode?: number }> = {};
+  if (!items || items.length === 0) {
+    for (const [k, v] of Object.entries(data)) out[k] = { data: v, mode: defaultMode };
+    return out;
+  }
+  for (const item of items) {
+    const v = data[item.key];
+    if (v === undefined) throw new PodConfigError('CreateContainerConfigError', `key "${item.key}" not found in ${what}`);
+    out[item.path] = { data: v, mode: item.mode ?? defaultMode };
+  }
+  return out;
+}
+
+async function objectData(api: KubeRest, kind: 'configmaps' | 'secrets', ns: string, name: string, optional: boolean | undefined): Promise<Record<string, Buffer> | undefined> {
+  const obj = await api
+    .call<{ data?: Record<string, string>; binaryData?: Record<string, string> }>('GET', `/api/v1/namespaces/${ns}/${kind}/${name}`)
+    .catch(() => undefined);
+  if (!obj) {
+    if (optional) return undefined;
+    throw new PodConfigError('CreateContainerConfigError', `${kind === 'configmaps' ? 'configmap' : 'secret'} "${name}" not found`);
+  }
+  const out: Record<string, Buffer> = {};
+  for (const [k, v] of Object.entries(obj.data ?? {})) out[k] = kind === 'secrets' ? Buffer.from(v, 'base64') : Buffer.from(v);
+  for (const [k, v] of Object.entries(obj.binaryData ?? {})) out[k] = Buffer.from(v, 'base64');
+  return out;
+}
+
+/** Prepares one pod volume on the host and returns the directory container mounts bind. */
+export async function prepareVolume(ctx: Context, volume: V1Volume): Promise<PreparedVolume> {
+  const { api, pod } = ctx;
+  const ns = pod.metadata.namespace ?? 'default';
+  const dir = path.join(ctx.podDir, 'volumes', volume.name);
+  if (volume.emptyDir) {
+    await mkdir(dir, { recursive: true });
+    return { name: volume.name, dir };
+  }
+  if (volume.hostPath) {
+    // Each node has its own root for hostPath volumes, so two nodes never share a host directory.
+    const hostDir = path.join(ctx.nodeDir, 'host', volume.hostPath.path);
+    await mkdir(hostDir, { recursive: true });
+    return { name: volume.name, dir: hostDir };
+  }
+  if (volume.persistentVolumeClaim) {
+    const claim = volume.persistentVolumeClaim.claimName;
+    const pvc = await api.call<PersistentVolumeClaim>('GET', `/api/v1/namespaces/${ns}/persistentvolumeclaims/${claim}`).catch(() => undefined);
+    if (!pvc?.spec?.volumeName || pvc.status?.phase !== 'Bound') throw new PodConfigError('ContainerCreating', `persistentvolumeclaim "${claim}" is not bound yet`);
+    const pv = await api.call<PersistentVolume>('GET', `/api/v1/persistentvolumes/${pvc.spec.volumeName}`);
+    const pvPath = pv.spec?.local?.path ?? pv.spec?.hostPath?.path;
+    if (!pvPath) throw new PodConfigError('CreateContainerConfigError', `persistentvolume "${pv.metadata.name}" is neither local nor hostPath`);
+    await mkdir(pvPath, { recursive: true });
+    return { name: volume.name, dir: pvPath };
+  }
+  if (volume.configMap || volume.secret) {
+    const isCm = volume.configMap !== undefined;
+    const src = (volume.configMap ?? volume.secret)!;
+    const name = (volume.configMap?.name ?? volume.secret?.secretName)!;
+    const data = await objectData(api, isCm ? 'configmaps' : 'secrets', ns, name, src.optional);
+    await writeFiles(dir, pick(data ?? {}, src.items, src.defaultMode, `${isCm ? 'configmap' : 'secret'} "${name}"`));
+    return { name: volume.name, dir };
+  }
+  if (volume.downwardAPI) {
+    const files: Record<string, { data: string; mode?: number }> = {};
+    for (const item of volume.downwardAPI.items ?? []) {
+      if (!item.fieldRef) throw new PodConfigError('CreateContainerConfigError', `downwardAPI item "${item.path}": only fieldRef is supported`);
+      files[item.path] = { data: fieldValue(pod, item.fieldRef.fieldPath), mode: item.mode ?? volume.downwardAPI.defaultMode };
+    }
+    await writeFiles(dir, files);
+    return { name: volume.name, dir };
+  }
+  if (volume.projected) {
+    let refreshAt: number | undefined;
+    const render = async (): Promise<void> => {
+      const files: Record<string, { data: string | Buffer; mode?: number }> = {};
+      const mode = volume.projected!.defaultMode;
+      for (const source of volume.projected!.sources ?? []) {
+        if (source.serviceAccountToken) {
+          const expirationSeconds = source.serviceAccountToken.expirationSeconds ?? 3607;
+          const sa = pod.spec?.serviceAccountName ?? 'default';
+          const res = await api.call<{ status: { token: string } }>('POST', `/api/v1/namespaces/${ns}/serviceaccounts/${sa}/token`, {
+            apiVersion: 'authentication.k8s.io/v1',
+            kind: 'TokenRequest',
+            spec: {
+              audiences: source.serviceAccountToken.audience ? [source.serviceAccountToken.audience] : undefined,
+              expirationSeconds,
+              boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata.name, uid: pod.metadata.uid },
+            },
+          });
+          files[source.serviceAccountToken.path] = { data: res.status.token, mode: mode ?? 0o644 };
+          // The kubelet refreshes at 80% of the lifetime.
+          refreshAt = Date.now() + expirationSeconds * 800;
+        } else if (source.configMap || source.secret) {
+          const isCm = source.configMap !== undefined;
+          const src = (source.configMap ?? source.secret)!;
+          const data = await objectData(api, isCm ? 'configmaps' : 'secrets', ns, src.name ?? '', src.optional);
+          Object.assign(files, pick(data ?? {}, src.items, mode, `${isCm ? 'configmap' : 'secret'} "${src.name}"`));
+        } else if (source.downwardAPI) {
+          for (const item of source.downwardAPI.items ?? []) {
+            if (!item.fieldRef) throw new PodConfigError('CreateContainerConfigError', `downwardAPI item "${item.path}": only fieldRef is supported`);
+            files[item.path] = { data: fieldValue(pod, item.fieldRef.fieldPath), mode: item.mode ?? mode };
+          }
+        } else {
+          throw new PodConfigError('CreateContainerConfigError', `projected volume "${volume.name}": unsupported source ${Object.keys(source).join(',')}`);
+        }
+      }
+      await writeFiles(dir, files);
+    };
+    await render();
+    const prepared: PreparedVolume = { name: volume.name, dir, refreshAt };
+    if (refreshAt !== undefined) {
+      prepared.refresh = async () => {
+        await render();
+        prepared.refreshAt = refreshAt;
+      };
+    }
+    return prepared;
+  }
+  const kind = Object.keys(volume).find((k) => k !== 'name') ?? 'unknown';
+  throw new PodConfigError('UnsupportedVolume', `volume "${volume.name}" of type ${kind} is not supported by the local cluster; supported: emptyDir, hostPath, persistentVolumeClaim, configMap, secret, downwardAPI, projected`);
+}
