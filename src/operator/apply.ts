@@ -1,0 +1,59 @@
+import { createHash } from 'node:crypto';
+import type { KubernetesObject } from '@kubernetes/client-node';
+
+/** The one field manager of every server-side apply this operator sends. */
+export const FIELD_MANAGER = 'etcd-topology';
+/** Annotation holding the hash of what the operator last applied to an object. */
+export const APPLIED_HASH_ANNOTATION = 'etcdtopology.io/applied-hash';
+
+/** A stable hash of a desired object (key order does not matter). */
+export function desiredHash(obj: unknown): string {
+  return createHash('sha256').update(canonical(obj)).digest('hex').slice(0, 16);
+}
+
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/**
+ * True when every field of desired is present with the same value in live. Objects may carry extra
+ * fields (server defaults, other managers); arrays must match element by element.
+ */
+export function containedIn(desired: unknown, live: unknown): boolean {
+  if (desired === undefined) return true;
+  if (Array.isArray(desired)) {
+    return Array.isArray(live) && live.length === desired.length && desired.every((d, i) => containedIn(d, live[i]));
+  }
+  if (desired !== null && typeof desired === 'object') {
+    if (live === null || typeof live !== 'object' || Array.isArray(live)) return false;
+    return Object.entries(desired as Record<string, unknown>).every(([k, v]) => containedIn(v, (live as Record<string, unknown>)[k]));
+  }
+  return desired === live;
+}
+
+/** Stamps the applied-hash annotation on a desired object (returns a new object). */
+export function withAppliedHash<T extends KubernetesObject>(desired: T): T {
+  const hash = desiredHash(desired);
+  return { ...desired, metadata: { ...desired.metadata, annotations: { ...desired.metadata?.annotations, [APPLIED_HASH_ANNOTATION]: hash } } };
+}
+
+/**
+ * Decides whether an apply is needed: never for an object that already carries what we would send.
+ * The hash catches fields we stopped setting (an apply removes them); containment catches drift made
+ * by others to fields we own. A no-change resync therefore makes no write call at all.
+ */
+export function needsApply(stamped: KubernetesObject, live: KubernetesObject | undefined): boolean {
+  if (!live) return true;
+  const hash = stamped.metadata?.annotations?.[APPLIED_HASH_ANNOTATION];
+  if (live.metadata?.annotations?.[APPLIED_HASH_ANNOTATION] !== hash) return true;
+  const { metadata: _m, ...desiredBody } = stamped as KubernetesObject & Record<string, unknown>;
+  const { metadata: _l, ...liveBody } = live as KubernetesObject & Record<string, unknown>;
+  return !containedIn(desiredBody, liveBody) || !containedIn(stamped.metadata?.labels, live.metadata?.labels);
+}

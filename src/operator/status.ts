@@ -1,0 +1,116 @@
+import { setConditions, type Clock, type ConditionUpdate } from '../api/conditions.ts';
+import type { EtcdTopology } from '../api/etcd-topology.ts';
+import type { EtcdTopologyStatus, MemberStatus } from '../api/status.ts';
+import { disruptionsAllowed, faultTolerance, quorumSize } from '../quorum/math.ts';
+import { healthyVotersOf, leaderOf, listNames, votersOf, type MemberHealth } from '../quorum/members.ts';
+
+/** Everything the status is computed from, gathered by the reconciler. */
+export interface Observation {
+  /** Nodes matching spec.members.nodeSelector that are Ready and schedulable. */
+  eligibleCentralNodes: number;
+  /** Member pods by name: the node each runs on and whether the pod is Ready. */
+  memberPods: { name: string; node?: string; running: boolean }[];
+  /** Members as etcd reports them, or the reason etcd could not be read. */
+  etcd: { members: MemberHealth[] } | { error: string };
+  proxies?: { desired: number; ready: number };
+}
+
+const hex = (id: string): string => {
+  try {
+    return BigInt(id).toString(16);
+  } catch {
+    return id;
+  }
+};
+
+/** The conditions the observation implies, each with a reason and a message saying what to do. */
+export function decideConditions(topology: EtcdTopology, obs: Observation): ConditionUpdate[] {
+  const count = topology.spec.members.count;
+  const quorum = quorumSize(count);
+  const updates: ConditionUpdate[] = [];
+  const insufficientNodes = obs.eligibleCentralNodes < count;
+  const selector = Object.entries(topology.spec.members.nodeSelector)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+  const nodesMessage = `${obs.eligibleCentralNodes} ready node(s) match ${selector} but members.count is ${count}: label ${count - obs.eligibleCentralNodes} more node(s) ${selector} (one member runs per node)`;
+
+  if ('error' in obs.etcd) {
+    const starting = obs.memberPods.filter((p) => p.running).length < count;
+    updates.push({
+      type: 'Available',
+      status: 'False',
+      reason: starting ? 'MembersStarting' : 'EtcdUnreachable',
+      message: starting ? `waiting for member pods to run: ${obs.etcd.error}` : `no member answered: ${obs.etcd.error}`,
+    });
+  } else {
+    const members = obs.etcd.members;
+    const leader = leaderOf(members);
+    const healthy = healthyVotersOf(members).length;
+    if (!leader) updates.push({ type: 'Available', status: 'False', reason: 'NoLeader', message: `etcd reports no leader; ${healthy} of ${votersOf(members).length} voters healthy` });
+    else if (healthy < quorum) updates.push({ type: 'Available', status: 'False', reason: 'QuorumLost', message: `${healthy} healthy voters, quorum needs ${quorum}` });
+    else updates.push({ type: 'Available', status: 'True', reason: 'QuorumHealthy', message: `leader ${leader.name}; ${healthy} of ${count} voters healthy, quorum ${quorum}` });
+  }
+
+  const all = 'error' in obs.etcd ? [] : obs.etcd.members;
+  const voters = votersOf(all);
+  const learners = all.filter((m) => m.isLearner);
+  const healthyVoters = healthyVotersOf(all);
+  const unhealthy = voters.filter((m) => !healthyVoters.includes(m));
+  const proxiesPending = obs.proxies !== undefined && obs.proxies.ready < obs.proxies.desired;
+  if (insufficientNodes && obs.memberPods.filter((p) => p.running).length < count) {
+    updates.push({ type: 'Progressing', status: 'False', reason: 'InsufficientCentralNodes', message: nodesMessage });
+  } else if ('error' in obs.etcd) {
+    updates.push({ type: 'Progressing', status: 'True', reason: 'WaitingForMembers', message: 'waiting for the members to answer' });
+  } else if (voters.length !== count || learners.length > 0) {
+    updates.push({ type: 'Progressing', status: 'True', reason: 'ScalingMembers', message: `${voters.length} voters and ${learners.length} learners, want ${count} voters` });
+  } else if (unhealthy.length > 0) {
+    updates.push({ type: 'Progressing', status: 'True', reason: 'WaitingForMembers', message: 'waiting for every member to be healthy and caught up' });
+  } else if (proxiesPending) {
+    updates.push({ type: 'Progressing', status: 'True', reason: 'WaitingForProxies', message: `${obs.proxies!.ready} of ${obs.proxies!.desired} proxies ready` });
+  } else {
+    updates.push({ type: 'Progressing', status: 'False', reason: 'ReconcileComplete', message: `${count} members and ${obs.proxies?.desired ?? 0} proxies as specified` });
+  }
+
+  if (insufficientNodes) updates.push({ type: 'Degraded', status: 'True', reason: 'InsufficientCentralNodes', message: nodesMessage });
+  else if (unhealthy.length > 0 && voters.length === count) {
+    updates.push({ type: 'Degraded', status: 'True', reason: 'MemberUnhealthy', message: `${listNames(unhealthy.map((m) => m.name))} not healthy or not caught up` });
+  } else updates.push({ type: 'Degraded', status: 'False', reason: 'AsExpected', message: 'no fault observed' });
+  return updates;
+}
+
+/** The whole status block for one observation; conditions keep their transition times. */
+export function computeStatus(topology: EtcdTopology, obs: Observation, clock: Clock): EtcdTopologyStatus {
+  const count = topology.spec.members.count;
+  const generation = topology.metadata.generation ?? 0;
+  const conditions = setConditions(topology.status?.conditions, decideConditions(topology, obs), generation, clock);
+  const members = 'error' in obs.etcd ? [] : obs.etcd.members;
+  const healthySet = new Set(healthyVotersOf(members).map((m) => m.id));
+  const leader = leaderOf(members);
+  const memberStatus: MemberStatus[] = members
+    .map((m) => ({
+      name: m.name,
+      id: hex(m.id),
+      ...(obs.memberPods.find((p) => p.name === m.name)?.node ? { node: obs.memberPods.find((p) => p.name === m.name)!.node } : {}),
+      role: m.isLearner ? ('learner' as const) : m.isLeader ? ('leader' as const) : ('follower' as const),
+      healthy: healthySet.has(m.id),
+      dbSize: m.dbSize,
+      revision: m.revision,
+    }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+  const healthy = healthySet.size;
+  return {
+    observedGeneration: generation,
+    conditions,
+    members: memberStatus,
+    membersReady: `${healthy}/${count}`,
+    leader: leader?.name ?? '',
+    quorum: {
+      size: quorumSize(count),
+      healthy,
+      faultTolerance: faultTolerance(count),
+      disruptionsAllowed: disruptionsAllowed(healthy, { count, maxUnavailable: topology.spec.disruption.maxUnavailable }, Math.max(count, votersOf(members).length)),
+    },
+    proxies: obs.proxies ?? { desired: 0, ready: 0 },
+    proxiesReady: `${obs.proxies?.ready ?? 0}/${obs.proxies?.desired ?? 0}`,
+  };
+}

@@ -1,0 +1,79 @@
+import { describe, expect, it } from 'vitest';
+import { WorkQueue } from './work-queue.ts';
+
+function manualTimers() {
+  const timers: { fn: () => void; ms: number; cleared: boolean }[] = [];
+  return {
+    timers,
+    setTimer: (fn: () => void, ms: number) => {
+      const t = { fn, ms, cleared: false };
+      timers.push(t);
+      return t;
+    },
+    clearTimer: (h: unknown) => {
+      (h as { cleared: boolean }).cleared = true;
+    },
+    fire: () => {
+      for (const t of timers.splice(0)) if (!t.cleared) t.fn();
+    },
+  };
+}
+
+describe('WorkQueue', () => {
+  it('de-duplicates keys that are waiting', async () => {
+    const q = new WorkQueue();
+    q.add('a');
+    q.add('a');
+    q.add('b');
+    expect(q.length).toBe(2);
+    expect(await q.next()).toBe('a');
+    expect(await q.next()).toBe('b');
+  });
+
+  it('never hands out a key twice at once, and runs it again when added while in flight', async () => {
+    const q = new WorkQueue();
+    q.add('a');
+    expect(await q.next()).toBe('a');
+    q.add('a');
+    expect(q.length).toBe(0);
+    q.done('a');
+    expect(q.length).toBe(1);
+    expect(await q.next()).toBe('a');
+  });
+
+  it('hands a key to a worker already waiting', async () => {
+    const q = new WorkQueue();
+    const pending = q.next();
+    q.add('x');
+    expect(await pending).toBe('x');
+  });
+
+  it('backs off exponentially per key up to the cap and forgets on success', () => {
+    const t = manualTimers();
+    const q = new WorkQueue({ baseDelayMs: 100, maxDelayMs: 1000, ...t });
+    expect([q.retry('k'), q.retry('k'), q.retry('k'), q.retry('k'), q.retry('k')]).toEqual([100, 200, 400, 800, 1000]);
+    q.forget('k');
+    expect(q.retry('k')).toBe(100);
+  });
+
+  it('keeps the earlier of two scheduled visits and lets add() cancel a scheduled one', () => {
+    const t = manualTimers();
+    const q = new WorkQueue(t);
+    q.addAfter('k', 5000);
+    q.addAfter('k', 1000);
+    q.addAfter('k', 3000);
+    expect(t.timers.filter((x) => !x.cleared).map((x) => x.ms)).toEqual([1000]);
+    q.add('k');
+    expect(t.timers.every((x) => x.cleared)).toBe(true);
+    expect(q.length).toBe(1);
+  });
+
+  it('resolves waiting workers with undefined on shutdown', async () => {
+    const q = new WorkQueue();
+    const pending = q.next();
+    q.shutdown();
+    expect(await pending).toBeUndefined();
+    q.add('late');
+    expect(q.length).toBe(0);
+  });
+});
