@@ -50,6 +50,9 @@ export class LocalCluster {
 
   /** Starts the control plane, the node agent and the volume provisioner, and registers the nodes. */
   static async start(options: LocalClusterOptions = {}): Promise<LocalCluster> {
+    if (process.getuid?.() !== 0) {
+      throw new Error('the local cluster runs each pod in its own mount namespace (unshare, mount --bind) and needs root; run it as root or in a root container');
+    }
     const dir = await mkdtemp(path.join(options.tmpDir ?? os.tmpdir(), 'etcd-topology-cluster-'));
     let controlPlane: ControlPlane | undefined;
     let api: KubeRest | undefined;
