@@ -12,7 +12,9 @@ Every flag also reads from ETCD_TOPOLOGY_<FLAG>. Run a command with --help for i
 
 // Each command module exports main(argv) resolving to the exit code; loaded lazily so that the
 // proxy never pays for the operator's Kubernetes client and the other way round.
-const commands: Record<string, () => Promise<{ main: (argv: string[]) => Promise<number> }>> = {};
+const commands: Record<string, () => Promise<{ main: (argv: string[]) => Promise<number> }>> = {
+  proxy: () => import('./proxy/main.ts'),
+};
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;

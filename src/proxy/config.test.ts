@@ -1,0 +1,39 @@
+import { describe, expect, it } from 'vitest';
+import { UsageError } from '../errors.ts';
+import { loadConfig } from './config.ts';
+
+const base = ['--endpoints', 'http://127.0.0.1:2379', '--listen-client-urls', 'http://127.0.0.1:23790'];
+
+describe('proxy flags', () => {
+  it('applies the defaults of the CLI contract', () => {
+    const c = loadConfig(base, {});
+    expect(c).toMatchObject({ mode: 'readwrite', refreshInterval: 30_000, failureWait: 5_000, drainTimeout: 10_000, metricsAddr: '127.0.0.1:9379' });
+    expect(c.endpoints).toEqual(['http://127.0.0.1:2379']);
+  });
+
+  it('reads flags from ETCD_TOPOLOGY_* when not given', () => {
+    const c = loadConfig(['--endpoints=http://a:1,http://b:2'], { ETCD_TOPOLOGY_LISTEN_CLIENT_URLS: 'http://127.0.0.1:1', ETCD_TOPOLOGY_MODE: 'readonly', ETCD_TOPOLOGY_FAILURE_WAIT: '1m' });
+    expect(c).toMatchObject({ mode: 'readonly', failureWait: 60_000, endpoints: ['http://a:1', 'http://b:2'], listenClientUrls: ['http://127.0.0.1:1'] });
+  });
+
+  it.each([
+    [['--mode', 'writeonly'], /--mode/],
+    [['--refresh-interval', 'soon'], /--refresh-interval/],
+    [['--metrics-addr', 'nope'], /--metrics-addr/],
+    [['--cert', '/x'], /--cert and --key/],
+    [['--listen-client-urls', 'https://127.0.0.1:1'], /--listen-cert/],
+    [['--listen-client-urls', 'http://127.0.0.1'], /give a port/],
+    [['--cacert', '/no/such/file'], /--cacert \/no\/such\/file: ENOENT/],
+    [['--bogus', '1'], /unknown flag --bogus/],
+  ])('rejects %j with one line naming the flag', (extra, message) => {
+    const argv = [...base];
+    // A later --listen-client-urls replaces the base one.
+    if (extra[0] === '--listen-client-urls') argv.splice(2, 2);
+    expect(() => loadConfig([...argv, ...extra], {})).toThrow(UsageError);
+    expect(() => loadConfig([...argv, ...extra], {})).toThrow(message);
+  });
+
+  it('requires --endpoints', () => {
+    expect(() => loadConfig(['--listen-client-urls', 'http://127.0.0.1:1'], {})).toThrow(/--endpoints/);
+  });
+});

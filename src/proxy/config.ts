@@ -1,0 +1,93 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { UsageError } from '../errors.ts';
+import { duration, hostPort, parseFlags, urlList } from '../flags.ts';
+
+const file = z.string().min(1, 'expected a file path');
+
+/** The proxy's flags; each also reads from ETCD_TOPOLOGY_<FLAG>. */
+export const proxyFlags = z.object({
+  endpoints: urlList,
+  listenClientUrls: urlList,
+  mode: z.enum(['readwrite', 'readonly'], { error: 'expected readwrite or readonly' }).default('readwrite'),
+  refreshInterval: duration.prefault('30s'),
+  failureWait: duration.prefault('5s'),
+  metricsAddr: hostPort.default('127.0.0.1:9379'),
+  cacert: file.optional(),
+  cert: file.optional(),
+  key: file.optional(),
+  listenCert: file.optional(),
+  listenKey: file.optional(),
+  listenCacert: file.optional(),
+  drainTimeout: duration.prefault('10s'),
+});
+
+export type ProxyFlags = z.infer<typeof proxyFlags>;
+
+export const proxyUsage = `usage: etcd-topology proxy --endpoints URL[,URL...] --listen-client-urls URL[,URL...] [flags]
+
+  --endpoints URLs           etcd client URLs to start from; the member list is then read from the cluster
+  --listen-client-urls URLs  where clients connect: http:// (gRPC h2c + HTTP/1.1) or https:// (TLS, ALPN h2 + http/1.1)
+  --mode MODE                readwrite (default) or readonly (every write refused: gRPC UNIMPLEMENTED, HTTP 501)
+  --refresh-interval D       how often the member list is read again (default 30s)
+  --failure-wait D           how long a failed member is held off (default 5s)
+  --metrics-addr HOST:PORT   /metrics, /healthz and /readyz (default 127.0.0.1:9379)
+  --cacert F --cert F --key F  TLS to the etcd members: CA bundle, client certificate and key
+  --listen-cert F --listen-key F  certificate and key served on https:// listen URLs
+  --listen-cacert F          when set, https:// clients must present a certificate signed by this CA
+  --drain-timeout D          on SIGTERM, how long in-flight unary calls may take to finish (default 10s)
+
+Every flag also reads from ETCD_TOPOLOGY_<FLAG>, for example ETCD_TOPOLOGY_LISTEN_CLIENT_URLS.`;
+
+/** TLS material read from the flags' files. */
+export interface TlsFiles {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+}
+
+/** The proxy's configuration: flags parsed, cross-checked, and TLS files read. */
+export interface ProxyConfig extends ProxyFlags {
+  upstreamTls: TlsFiles;
+  listenerTls: TlsFiles;
+}
+
+/** Parses and cross-checks the proxy's flags, reading TLS files; throws UsageError naming the flag. */
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ProxyConfig {
+  const { flags, positionals } = parseFlags('proxy', proxyFlags, argv, env);
+  if (positionals.length > 0) throw new UsageError(`proxy: unexpected argument ${JSON.stringify(positionals[0])}; flags start with --`);
+  if ((flags.cert === undefined) !== (flags.key === undefined)) throw new UsageError('proxy: --cert and --key must be given together');
+  if ((flags.listenCert === undefined) !== (flags.listenKey === undefined)) {
+    throw new UsageError('proxy: --listen-cert and --listen-key must be given together');
+  }
+  const https = flags.listenClientUrls.filter((u) => u.startsWith('https:'));
+  if (https.length > 0 && flags.listenCert === undefined) {
+    throw new UsageError(`proxy: --listen-client-urls has ${https[0]}, which needs --listen-cert and --listen-key`);
+  }
+  for (const u of flags.listenClientUrls) {
+    const url = new URL(u);
+    if (url.port === '') throw new UsageError(`proxy: invalid value ${JSON.stringify(u)} for --listen-client-urls: give a port`);
+    if (url.pathname !== '/' && url.pathname !== '') {
+      throw new UsageError(`proxy: invalid value ${JSON.stringify(u)} for --listen-client-urls: a listen URL has no path`);
+    }
+  }
+  if (flags.refreshInterval <= 0) throw new UsageError('proxy: invalid value for --refresh-interval: must be above zero');
+  return {
+    ...flags,
+    upstreamTls: { ca: readFlagFile('cacert', flags.cacert), cert: readFlagFile('cert', flags.cert), key: readFlagFile('key', flags.key) },
+    listenerTls: {
+      ca: readFlagFile('listen-cacert', flags.listenCacert),
+      cert: readFlagFile('listen-cert', flags.listenCert),
+      key: readFlagFile('listen-key', flags.listenKey),
+    },
+  };
+}
+
+function readFlagFile(flag: string, path: string | undefined): Buffer | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new UsageError(`proxy: cannot read --${flag} ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+}

@@ -1,0 +1,41 @@
+import type http2 from 'node:http2';
+
+/** gRPC status codes the proxy produces itself. */
+export const Status = { OK: 0, CANCELLED: 1, INTERNAL: 13, UNAVAILABLE: 14, UNIMPLEMENTED: 12, RESOURCE_EXHAUSTED: 8 } as const;
+
+const names = [
+  'OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS',
+  'UNAUTHENTICATED',
+];
+
+/** The name of a gRPC status code as a metrics label (UNKNOWN for anything outside the table). */
+export function statusName(code: string | number | undefined): string {
+  const n = typeof code === 'number' ? code : Number(code);
+  return Number.isInteger(n) ? (names[n] ?? 'UNKNOWN') : 'UNKNOWN';
+}
+
+/** Percent-encodes a grpc-message as the gRPC spec asks (printable ASCII except %, as is). */
+export function encodeGrpcMessage(message: string): string {
+  return Array.from(Buffer.from(message, 'utf8'))
+    .map((b) => (b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`))
+    .join('');
+}
+
+/** The headers of a trailers-only response carrying a status the proxy produced. */
+export function trailersOnly(code: number, message: string): http2.OutgoingHttpHeaders {
+  return { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) };
+}
+
+// Connection-specific headers must not cross from one HTTP/2 connection to another.
+const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
+
+/** Copies headers for the other side, without pseudo-headers (unless kept) and hop-by-hop ones. */
+export function copyHeaders(headers: http2.IncomingHttpHeaders, keep: readonly string[] = []): http2.OutgoingHttpHeaders {
+  const out: http2.OutgoingHttpHeaders = {};
+  for (const key of Object.keys(headers)) {
+    if ((key.startsWith(':') && !keep.includes(key)) || hopByHop.has(key)) continue;
+    out[key] = headers[key];
+  }
+  return out;
+}

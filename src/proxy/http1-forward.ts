@@ -1,0 +1,253 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable, Writable } from 'node:stream';
+import type { Logger } from '../telemetry/logger.ts';
+import type { ActiveCall } from './active-calls.ts';
+import type { ForwardDeps } from './forward-deps.ts';
+import type { MethodMetrics } from './metrics.ts';
+import { gatewayMethod } from './methods.ts';
+import { classifyGateway, needsBody } from './readonly.ts';
+
+/** A plain HTTP request as either listener protocol delivers it. */
+export interface HttpRequest {
+  method: string;
+  path: string;
+  headers: IncomingHttpHeaders;
+  body: Readable;
+}
+
+/** Where the answer goes: an HTTP/1.1 response or an HTTP/2 stream. */
+export interface HttpReply {
+  head(status: number, headers: Record<string, string | string[]>): void;
+  body: Writable;
+  headersSent(): boolean;
+  /** Ends the exchange abruptly (the client sees a reset or a closed connection). */
+  destroy(): void;
+}
+
+// etcd's own HTTP endpoints besides the gateway: health, readiness, version and its Prometheus metrics.
+const plainPaths = /^\/(health|version|metrics|livez|readyz)(\/[A-Za-z0-9_-]*)?(\?.*)?$/;
+const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'te', 'trailer', 'http2-settings']);
+const BODY_LIMIT = 16 * 1024 * 1024;
+
+/** What kind of HTTP request this is, decided from the method and path alone. */
+export type HttpRoute =
+  | { kind: 'gateway'; service: string; method: string; streaming: boolean; retry: boolean; inspect: boolean; verdict: { allow: true } | { allow: false; reason: string } }
+  | { kind: 'plain'; name: string }
+  | { kind: 'unknown' };
+
+/** Routes a request: the JSON gateway, one of etcd's plain endpoints, or a path the proxy does not forward. */
+export function routeHttp(method: string, path: string, readonly: boolean): HttpRoute {
+  if (path.startsWith('/v3/') || path.startsWith('/v3beta/')) {
+    const info = gatewayMethod(path);
+    const inspect = readonly && info !== undefined && needsBody(info);
+    return {
+      kind: 'gateway',
+      service: info?.service ?? 'gateway',
+      method: info?.method ?? 'other',
+      streaming: info?.streaming ?? false,
+      retry: info?.retry ?? false,
+      inspect,
+      verdict: readonly && !inspect ? classifyGateway(path) : { allow: true },
+    };
+  }
+  if ((method === 'GET' || method === 'HEAD') && plainPaths.test(path)) return { kind: 'plain', name: path.split(/[/?]/)[1]! };
+  return { kind: 'unknown' };
+}
+
+/** Forwards one HTTP request (gateway, health, version, metrics) to a member with undici. */
+export function forwardHttp(deps: ForwardDeps, req: HttpRequest, reply: HttpReply, log: Logger): void {
+  const route = routeHttp(req.method, req.path, deps.readonly);
+  if (route.kind === 'unknown') {
+    deps.metrics.method('http', 'http', 'other').done('404');
+    req.body.resume();
+    answer(reply, 404, `etcd-topology proxy: ${req.method} ${req.path.split('?')[0]} is not an etcd endpoint\n`);
+    return;
+  }
+  const m = route.kind === 'gateway' ? deps.metrics.method('http', route.service, route.method) : deps.metrics.method('http', 'http', route.name);
+  if (route.kind === 'gateway' && !route.verdict.allow) {
+    m.refused();
+    m.done('501');
+    req.body.resume();
+    answer(reply, 501, JSON.stringify({ error: route.verdict.reason, code: 12, message: route.verdict.reason }) + '\n', 'application/json');
+    return;
+  }
+  const call = new HttpCall(deps, req, reply, m, route, log);
+  void call.run();
+}
+
+class HttpCall implements ActiveCall {
+  readonly streaming: boolean;
+  private readonly deps: ForwardDeps;
+  private readonly req: HttpRequest;
+  private readonly reply: HttpReply;
+  private readonly m: MethodMetrics;
+  private readonly route: Exclude<HttpRoute, { kind: 'unknown' }>;
+  private readonly log: Logger;
+  private readonly abortController = new AbortController();
+  private finished = false;
+
+  constructor(deps: ForwardDeps, req: HttpRequest, reply: HttpReply, m: MethodMetrics, route: Exclude<HttpRoute, { kind: 'unknown' }>, log: Logger) {
+    this.deps = deps;
+    this.req = req;
+    this.reply = reply;
+    this.m = m;
+    this.route = route;
+    this.log = log;
+    this.streaming = route.kind === 'gateway' && route.streaming;
+  }
+
+  abort(reason: string): void {
+    if (this.finished) return;
+    this.log.debug({ path: this.req.path, reason }, 'Ended an HTTP stream');
+    this.abortController.abort(new Error(reason));
+    if (this.reply.headersSent()) this.reply.body.end();
+    else answer(this.reply, 503, `etcd-topology proxy: ${reason}\n`);
+    this.complete('503');
+  }
+
+  async run(): Promise<void> {
+    const { deps, req } = this;
+    deps.calls.add(this);
+    this.m.inFlight.inc();
+    this.reply.body.on('close', () => {
+      // 'close' also follows a response written in full; only an unfinished one means the client left.
+      if (!this.finished && !this.reply.body.writableFinished) {
+        this.abortController.abort(new Error('client went away'));
+        this.complete('499');
+      }
+    });
+    try {
+      // Unary requests are small and read whole, so they can be inspected and sent again; streams flow through.
+      const body = this.streaming ? undefined : await readBody(req.body, BODY_LIMIT);
+      if (this.finished) return;
+      if (body === 'too-large') {
+        answer(this.reply, 413, 'etcd-topology proxy: request body too large\n');
+        this.complete('413');
+        return;
+      }
+      if (this.route.kind === 'gateway' && this.route.inspect) {
+        const verdict = classifyGateway(req.path, body?.toString('utf8'));
+        if (!verdict.allow) {
+          this.m.refused();
+          answer(this.reply, 501, JSON.stringify({ error: verdict.reason, code: 12, message: verdict.reason }) + '\n', 'application/json');
+          this.complete('501');
+          return;
+        }
+      }
+      await this.send(body);
+    } catch (err) {
+      if (!this.finished) {
+        this.log.warn({ path: req.path, err: (err as Error).message }, 'Failed to forward an HTTP request');
+        answer(this.reply, 502, `etcd-topology proxy: ${(err as Error).message}\n`);
+        this.complete('502');
+      }
+    }
+  }
+
+  private async send(body: Buffer | undefined): Promise<void> {
+    const { deps, req } = this;
+    const tried = new Set<string>();
+    const retry = this.route.kind === 'plain' || this.route.retry;
+    const headers: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !hopByHop.has(k) && !k.startsWith(':')) headers[k] = v;
+    for (;;) {
+      const member = deps.upstreams.pick(tried);
+      if (member === undefined) {
+        answer(this.reply, tried.size === 0 ? 503 : 502, `etcd-topology proxy: ${tried.size === 0 ? 'no etcd member is available' : 'every etcd member tried failed'}\n`);
+        this.complete(tried.size === 0 ? '503' : '502');
+        return;
+      }
+      tried.add(member);
+      deps.metrics.upstreamRequests.labels(member).inc();
+      const started = performance.now();
+      let res;
+      try {
+        res = await deps.http.request(member, {
+          method: req.method,
+          path: req.path,
+          headers,
+          body: req.method === 'GET' || req.method === 'HEAD' ? null : (body ?? req.body),
+          signal: this.abortController.signal,
+        });
+      } catch (err) {
+        if (this.finished) return;
+        const code = (err as { code?: string }).code ?? '';
+        deps.upstreams.markFailed(member);
+        const neverSent = code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT';
+        if (body !== undefined && (neverSent || (retry && tried.size < 2))) {
+          this.m.retried();
+          continue;
+        }
+        throw new Error(`etcd member ${member} failed: ${(err as Error).message}`, { cause: err });
+      }
+      this.m.latency.observe((performance.now() - started) / 1000);
+      deps.upstreams.markAnswered(member);
+      if (this.finished) {
+        res.body.destroy();
+        return;
+      }
+      const out: Record<string, string | string[]> = {};
+      for (const [k, v] of Object.entries(res.headers)) if (v !== undefined && !hopByHop.has(k)) out[k] = v;
+      this.reply.head(res.statusCode, out);
+      await this.pipe(res.body);
+      this.complete(String(res.statusCode));
+      return;
+    }
+  }
+
+  /** Copies the member's response body to the client, pausing whenever the client is slow. */
+  private async pipe(src: Readable): Promise<void> {
+    const dst = this.reply.body;
+    try {
+      for await (const chunk of src) {
+        if (this.finished || dst.destroyed) break;
+        if (!dst.write(chunk)) await new Promise<void>((resolve) => {
+          const done = (): void => {
+            dst.off('drain', done);
+            dst.off('close', done);
+            resolve();
+          };
+          dst.on('drain', done);
+          dst.on('close', done);
+        });
+      }
+      if (!dst.destroyed && !dst.writableEnded) dst.end();
+    } catch (err) {
+      if (this.finished) return;
+      // The member went away in the middle of a response; the client must not mistake it for a whole one.
+      this.log.warn({ path: this.req.path, err: (err as Error).message }, 'Lost an HTTP response from etcd member');
+      this.reply.destroy();
+    } finally {
+      src.destroy();
+    }
+  }
+
+  private complete(code: string): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.m.done(code);
+    this.m.inFlight.dec();
+    this.deps.calls.delete(this);
+  }
+}
+
+function answer(reply: HttpReply, status: number, text: string, type = 'text/plain'): void {
+  if (reply.headersSent() || reply.body.destroyed) return;
+  reply.head(status, { 'content-type': type, 'content-length': String(Buffer.byteLength(text)) });
+  reply.body.end(text);
+}
+
+/** Reads a request body whole, or 'too-large' past limit. */
+async function readBody(body: Readable, limit: number): Promise<Buffer | 'too-large'> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length;
+    if (size > limit) {
+      body.resume();
+      return 'too-large';
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}

@@ -1,0 +1,169 @@
+import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Logger } from '../telemetry/logger.ts';
+import type { TlsFiles } from './config.ts';
+import type { BoundAddress } from './loop.ts';
+import { sniffProtocol } from './sniff.ts';
+
+/** What the listeners hand each request to. */
+export interface ListenerHandlers {
+  /** An HTTP/2 stream (gRPC, or plain HTTP over h2). */
+  stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, log: Logger): void;
+  /** An HTTP/1.1 request. */
+  request(req: http.IncomingMessage, res: http.ServerResponse, log: Logger): void;
+}
+
+/** The client listeners: one socket server per URL, sharing one HTTP/2 and one HTTP/1.1 protocol server. */
+export interface ClientListeners {
+  addresses(): BoundAddress[];
+  /** Stops accepting connections; open ones stay. */
+  stopAccepting(): Promise<void>;
+  /** Sends GOAWAY on every HTTP/2 session and closes idle HTTP/1.1 connections. */
+  goAway(): void;
+  /** Destroys every connection still open. */
+  destroyAll(): void;
+}
+
+// Sniffing waits at most this long for a client to send its first bytes; an HTTP/1.1 client that
+// connects and waits for the server to speak first does not exist.
+const SNIFF_TIMEOUT_MS = 10_000;
+
+/** Starts listening on every client URL; resolves once all are bound. */
+export async function startClientListeners(urls: readonly string[], tlsFiles: TlsFiles, handlers: ListenerHandlers, log: Logger): Promise<ClientListeners> {
+  let nextConn = 0;
+  const sessions = new Set<http2.ServerHttp2Session>();
+  const sockets = new Set<net.Socket>();
+
+  const h2 = http2.createServer({
+    settings: { initialWindowSize: 1024 * 1024, maxConcurrentStreams: 100_000, enablePush: false },
+    maxSessionMemory: 64,
+    maxHeaderListPairs: 512,
+    // Node's default of 10 outstanding pings or settings per session is what etcd clients stay under anyway.
+  });
+  h2.on('session', (session) => {
+    sessions.add(session);
+    session.setTimeout(0);
+    session.setLocalWindowSize(16 * 1024 * 1024);
+    session.on('close', () => sessions.delete(session));
+    session.on('error', (err: Error) => log.debug({ err: err.message }, 'Closed an HTTP/2 client session on error'));
+  });
+  h2.on('stream', (stream, headers) => {
+    const socket: (net.Socket & { connLog?: Logger }) | undefined = stream.session?.socket;
+    handlers.stream(stream, headers, socket?.connLog ?? log);
+  });
+  h2.setTimeout(0);
+
+  const h1 = http.createServer({
+    // A streaming watch over the JSON gateway keeps its request open for as long as it watches.
+    requestTimeout: 0,
+    headersTimeout: 60_000,
+    keepAliveTimeout: 5_000,
+  });
+  h1.setTimeout(0);
+  h1.on('request', (req, res) => {
+    const socket = req.socket as net.Socket & { connLog?: Logger };
+    handlers.request(req, res, socket.connLog ?? log);
+  });
+  h1.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
+    (socket as net.Socket & { connLog?: Logger }).connLog?.debug({ err: err.message, code: err.code }, 'Rejected a malformed HTTP/1.1 request');
+    if (socket.writable && err.code !== 'ECONNRESET') {
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+      socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    } else socket.destroy();
+  });
+
+  const dispatch = (socket: net.Socket & { connLog?: Logger }, protocol: 'h2' | 'http1'): void => {
+    if (protocol === 'h2') h2.emit('connection', socket);
+    else {
+      h1.emit('connection', socket);
+      // The sniffer paused the socket; the HTTP/1.1 parser reads the put-back bytes once it flows.
+      socket.resume();
+    }
+  };
+
+  const track = (socket: net.Socket & { connLog?: Logger }): void => {
+    socket.connLog = log.child({ conn: ++nextConn, remote: `${socket.remoteAddress}:${socket.remotePort}` });
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', (err) => socket.connLog?.debug({ err: err.message }, 'Closed a client connection on error'));
+  };
+
+  const servers: net.Server[] = [];
+  const bound: BoundAddress[] = [];
+  for (const u of urls) {
+    const url = new URL(u);
+    let server: net.Server;
+    if (url.protocol === 'https:') {
+      server = tls.createServer({
+        cert: tlsFiles.cert,
+        key: tlsFiles.key,
+        ca: tlsFiles.ca,
+        requestCert: tlsFiles.ca !== undefined,
+        rejectUnauthorized: tlsFiles.ca !== undefined,
+        ALPNProtocols: ['h2', 'http/1.1'],
+      });
+      server.on('connection', (raw: net.Socket) => raw.setNoDelay(true));
+      server.on('secureConnection', (socket: tls.TLSSocket) => {
+        track(socket);
+        dispatch(socket, socket.alpnProtocol === 'h2' ? 'h2' : 'http1');
+      });
+      server.on('tlsClientError', (err: Error) => log.debug({ err: err.message }, 'Rejected a TLS client'));
+    } else {
+      server = net.createServer({ noDelay: true }, (socket) => {
+        track(socket);
+        sniff(socket, (protocol) => dispatch(socket, protocol));
+      });
+    }
+    server.on('error', (err) => log.error({ err: err.message, url: u }, 'Client listener failed'));
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host, port: Number(url.port), backlog: 1024 }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const addr = server.address() as net.AddressInfo;
+    bound.push({ host: addr.address, port: addr.port });
+    servers.push(server);
+    log.info({ url: u }, 'Started listening for etcd clients');
+  }
+
+  return {
+    addresses: () => bound,
+    stopAccepting: () => Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => undefined),
+    goAway: () => {
+      for (const s of sessions) if (!s.closed) s.close();
+      h1.closeIdleConnections();
+    },
+    destroyAll: () => {
+      for (const s of sessions) s.destroy();
+      for (const s of sockets) s.destroy();
+    },
+  };
+}
+
+/** Reads just enough of a cleartext connection to tell HTTP/2 prior knowledge from HTTP/1.1, then puts the bytes back. */
+function sniff(socket: net.Socket, decided: (protocol: 'h2' | 'http1') => void): void {
+  let head: Buffer = Buffer.alloc(0);
+  const timer = setTimeout(() => socket.destroy(), SNIFF_TIMEOUT_MS);
+  const onData = (chunk: Buffer): void => {
+    head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+    const protocol = sniffProtocol(head);
+    if (protocol === 'more') return;
+    clearTimeout(timer);
+    socket.off('data', onData);
+    socket.off('end', onEnd);
+    socket.pause();
+    socket.unshift(head);
+    decided(protocol);
+  };
+  const onEnd = (): void => {
+    clearTimeout(timer);
+    socket.destroy();
+  };
+  socket.on('data', onData);
+  socket.on('end', onEnd);
+}

@@ -1,0 +1,148 @@
+import type http from 'node:http';
+import type http2 from 'node:http2';
+import { createRootLogger, type Logger } from '../telemetry/logger.ts';
+import { startTelemetryServer } from '../telemetry/http-server.ts';
+import { createRegistry } from '../telemetry/metrics.ts';
+import { ActiveCalls } from './active-calls.ts';
+import { loadConfig, proxyUsage, type ProxyConfig } from './config.ts';
+import { Discovery } from './discovery.ts';
+import type { ForwardDeps } from './forward-deps.ts';
+import { forwardGrpc } from './grpc-forward.ts';
+import { forwardHttp } from './http1-forward.ts';
+import { HttpUpstreams } from './http1-upstreams.ts';
+import { startClientListeners, type ClientListeners } from './listener.ts';
+import { ProxyMetrics } from './metrics.ts';
+import { UpstreamSessions } from './sessions.ts';
+import { UpstreamSet } from './upstreams.ts';
+
+/** A running proxy, for main and for tests that run it in-process. */
+export interface RunningProxy {
+  listeners: ClientListeners;
+  metricsServer: http.Server;
+  /** Drains (stop accepting, finish unary calls within the drain timeout, end streams with UNAVAILABLE) and closes everything. */
+  shutdown(): Promise<void>;
+}
+
+/** Starts the proxy from a parsed configuration. */
+export async function startProxy(config: ProxyConfig, log: Logger): Promise<RunningProxy> {
+  const registry = createRegistry();
+  const seeds = config.endpoints.map((u) => u.replace(/\/+$/, ''));
+  const upstreams = new UpstreamSet(seeds, { failureWaitMs: config.failureWait });
+  const metrics = new ProxyMetrics(registry, () => upstreams.list().map((m) => [m.url, m.answered && upstreams.isAvailable(m.url)]));
+  const http = new HttpUpstreams(config.upstreamTls);
+  const sessions = new UpstreamSessions(config.upstreamTls, log.child({ component: 'upstream' }), (url) => upstreams.markFailed(url));
+  const calls = new ActiveCalls();
+  const deps: ForwardDeps = { upstreams, sessions, http, metrics, readonly: config.mode === 'readonly', calls, log };
+  let draining = false;
+
+  const listeners = await startClientListeners(
+    config.listenClientUrls,
+    config.listenerTls,
+    {
+      stream: (stream, headers, connLog) => {
+        const type = headers['content-type'];
+        if (typeof type === 'string' && type.startsWith('application/grpc')) forwardGrpc(deps, stream, headers, connLog);
+        else forwardHttp(deps, h2Request(stream, headers), h2Reply(stream), connLog);
+      },
+      request: (req, res, connLog) => {
+        if (draining) res.setHeader('connection', 'close');
+        forwardHttp(
+          deps,
+          { method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers, body: req },
+          {
+            head: (status, headers) => res.writeHead(status, headers),
+            body: res,
+            headersSent: () => res.headersSent,
+            destroy: () => res.destroy(),
+          },
+          connLog,
+        );
+      },
+    },
+    log.child({ component: 'listener' }),
+  );
+
+  const discovery = new Discovery({
+    seeds,
+    refreshMs: config.refreshInterval,
+    listeners: () => listeners.addresses(),
+    upstreams,
+    sessions,
+    http,
+    metrics,
+    log: log.child({ component: 'discovery' }),
+  });
+  const noMember = 'no etcd member answers';
+  const metricsServer = await startTelemetryServer(
+    config.metricsAddr,
+    registry,
+    {
+      healthz: () => (upstreams.anyAnswering() ? undefined : noMember),
+      readyz: () => (draining ? 'draining' : upstreams.anyAnswering() ? undefined : noMember),
+    },
+    log,
+  );
+  await discovery.start();
+  log.info({ mode: config.mode, members: upstreams.list().map((m) => m.url) }, 'Started the etcd proxy');
+
+  return {
+    listeners,
+    metricsServer,
+    async shutdown() {
+      if (draining) return;
+      draining = true;
+      discovery.stop();
+      const before = calls.counts();
+      log.info(before, 'Draining: stopped accepting connections');
+      const stopped = listeners.stopAccepting();
+      listeners.goAway();
+      // Streams never finish by themselves: end them now so their clients reconnect elsewhere.
+      calls.abortAll('etcd-topology proxy is shutting down', true);
+      const finished = await calls.unaryFinished(config.drainTimeout);
+      if (!finished) {
+        log.warn(calls.counts(), 'Drain timeout passed with calls in flight; ending them');
+        calls.abortAll('etcd-topology proxy is shutting down');
+      }
+      listeners.destroyAll();
+      await stopped;
+      sessions.closeAll(true);
+      await http.close();
+      await new Promise<void>((r) => {
+        metricsServer.close(() => r());
+        metricsServer.closeAllConnections();
+      });
+      log.info('Stopped the etcd proxy');
+    },
+  };
+}
+
+/** `etcd-topology proxy`: runs until SIGTERM or SIGINT, then drains; resolves the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.error(proxyUsage);
+    return 0;
+  }
+  const config = loadConfig(argv);
+  const log = createRootLogger({ name: 'etcd-topology-proxy' });
+  const proxy = await startProxy(config, log);
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  log.info({ signal }, 'Received a stop signal');
+  await proxy.shutdown();
+  return 0;
+}
+
+function h2Request(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Parameters<typeof forwardHttp>[1] {
+  return { method: headers[':method'] ?? 'GET', path: headers[':path'] ?? '/', headers, body: stream };
+}
+
+function h2Reply(stream: http2.ServerHttp2Stream): Parameters<typeof forwardHttp>[2] {
+  return {
+    head: (status, headers) => stream.respond({ ...headers, ':status': status }),
+    body: stream,
+    headersSent: () => stream.headersSent,
+    destroy: () => stream.close(0x2),
+  };
+}

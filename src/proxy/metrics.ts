@@ -1,0 +1,113 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+/** The label children of one (protocol, service, method), cached so the hot path does not hash labels. */
+export interface MethodMetrics {
+  inFlight: { inc(): void; dec(): void };
+  latency: { observe(seconds: number): void };
+  done(code: string): void;
+  refused(): void;
+  retried(): void;
+}
+
+/** The proxy's metrics, all named etcd_topology_proxy_*. */
+export class ProxyMetrics {
+  readonly requests: Counter<'protocol' | 'service' | 'method' | 'code'>;
+  readonly streamsInFlight: Gauge<'protocol' | 'service' | 'method'>;
+  readonly upstreamLatency: Histogram<'protocol' | 'service' | 'method'>;
+  readonly upstreamRequests: Counter<'member'>;
+  readonly memberHealthy: Gauge<'member'>;
+  readonly refreshes: Counter<'result'>;
+  readonly loopDrops: Counter<'url'>;
+  readonly readonlyRefusals: Counter<'protocol' | 'service' | 'method'>;
+  readonly retries: Counter<'protocol' | 'service' | 'method'>;
+  private readonly cache = new Map<string, MethodMetrics>();
+
+  constructor(registry: Registry, memberHealth: () => Iterable<[member: string, healthy: boolean]> = () => []) {
+    const registers = [registry];
+    this.requests = new Counter({
+      name: 'etcd_topology_proxy_requests_total',
+      help: 'Requests handled, by protocol (grpc or http), etcd service, method and result code (gRPC status or HTTP status).',
+      labelNames: ['protocol', 'service', 'method', 'code'],
+      registers,
+    });
+    this.streamsInFlight = new Gauge({
+      name: 'etcd_topology_proxy_streams_in_flight',
+      help: 'Requests and streams open through the proxy now.',
+      labelNames: ['protocol', 'service', 'method'],
+      registers,
+    });
+    this.upstreamLatency = new Histogram({
+      name: 'etcd_topology_proxy_upstream_latency_seconds',
+      help: 'Time from forwarding a request to the first response headers from the member.',
+      labelNames: ['protocol', 'service', 'method'],
+      buckets: [0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.upstreamRequests = new Counter({
+      name: 'etcd_topology_proxy_upstream_requests_total',
+      help: 'Requests and streams forwarded, by member client URL.',
+      labelNames: ['member'],
+      registers,
+    });
+    this.memberHealthy = new Gauge({
+      name: 'etcd_topology_proxy_member_healthy',
+      help: '1 when the member answered the last time it was asked and is not held off, else 0.',
+      labelNames: ['member'],
+      registers,
+      collect() {
+        // Members come and go with discovery: report exactly the current set at each scrape.
+        this.reset();
+        for (const [member, healthy] of memberHealth()) this.set({ member }, healthy ? 1 : 0);
+      },
+    });
+    this.refreshes = new Counter({
+      name: 'etcd_topology_proxy_refreshes_total',
+      help: 'Member list refreshes, by result (success or failure).',
+      labelNames: ['result'],
+      registers,
+    });
+    this.loopDrops = new Counter({
+      name: 'etcd_topology_proxy_loop_drops_total',
+      help: 'Advertised client URLs dropped because they point at one of the proxy’s own listeners.',
+      labelNames: ['url'],
+      registers,
+    });
+    this.readonlyRefusals = new Counter({
+      name: 'etcd_topology_proxy_readonly_refusals_total',
+      help: 'Writes refused in readonly mode.',
+      labelNames: ['protocol', 'service', 'method'],
+      registers,
+    });
+    this.retries = new Counter({
+      name: 'etcd_topology_proxy_retries_total',
+      help: 'Unary reads sent again to another member after the first failed before answering.',
+      labelNames: ['protocol', 'service', 'method'],
+      registers,
+    });
+  }
+
+  /** The cached label children for one method. */
+  method(protocol: 'grpc' | 'http', service: string, method: string): MethodMetrics {
+    const key = `${protocol} ${service} ${method}`;
+    let m = this.cache.get(key);
+    if (m === undefined) {
+      const labels = { protocol, service, method };
+      const codes = new Map<string, { inc(): void }>();
+      const refusals = this.readonlyRefusals.labels(labels);
+      const retries = this.retries.labels(labels);
+      m = {
+        inFlight: this.streamsInFlight.labels(labels),
+        latency: this.upstreamLatency.labels(labels),
+        done: (code) => {
+          let c = codes.get(code);
+          if (c === undefined) codes.set(code, (c = this.requests.labels({ ...labels, code })));
+          c.inc();
+        },
+        refused: () => refusals.inc(),
+        retried: () => retries.inc(),
+      };
+      this.cache.set(key, m);
+    }
+    return m;
+  }
+}

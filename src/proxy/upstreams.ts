@@ -1,0 +1,95 @@
+/** One etcd member the proxy may forward to, by advertised client URL. */
+export interface Upstream {
+  url: string;
+  /** Until this time (ms, from the injected clock) the member is held off after a failure. */
+  heldUntil: number;
+  /** Whether the member answered the last time the proxy asked (a request or a health probe). */
+  answered: boolean;
+}
+
+export interface UpstreamSetOptions {
+  failureWaitMs: number;
+  now?: () => number;
+  random?: () => number;
+}
+
+/**
+ * The members the proxy forwards to: replaced on every discovery, shuffled so that proxies spread
+ * over members, rotated per new stream, with a failed member held off for the failure wait. Pure
+ * state with an injected clock; sessions and probes live in the shells that use it.
+ */
+export class UpstreamSet {
+  private members: Upstream[] = [];
+  private cursor = 0;
+  private readonly failureWaitMs: number;
+  private readonly now: () => number;
+  private readonly random: () => number;
+
+  constructor(seeds: readonly string[], options: UpstreamSetOptions) {
+    this.failureWaitMs = options.failureWaitMs;
+    this.now = options.now ?? Date.now;
+    this.random = options.random ?? Math.random;
+    this.replace(seeds);
+  }
+
+  /** Replaces the members with urls in a fresh random order, keeping what is known about those seen before. */
+  replace(urls: readonly string[]): { added: string[]; removed: string[] } {
+    const before = new Map(this.members.map((m) => [m.url, m]));
+    const unique = [...new Set(urls)];
+    const next = unique.map((url) => before.get(url) ?? { url, heldUntil: 0, answered: false });
+    for (let i = next.length - 1; i > 0; i--) {
+      const j = Math.floor(this.random() * (i + 1));
+      [next[i], next[j]] = [next[j]!, next[i]!];
+    }
+    this.members = next;
+    this.cursor = 0;
+    return {
+      added: unique.filter((u) => !before.has(u)),
+      removed: [...before.keys()].filter((u) => !unique.includes(u)),
+    };
+  }
+
+  /** The next member in rotation that is not held off, other than those in exclude; undefined when there is none. */
+  pick(exclude?: ReadonlySet<string>): string | undefined {
+    const now = this.now();
+    const n = this.members.length;
+    for (let i = 0; i < n; i++) {
+      const m = this.members[(this.cursor + i) % n]!;
+      if (m.heldUntil > now || exclude?.has(m.url)) continue;
+      this.cursor = (this.cursor + i + 1) % n;
+      return m.url;
+    }
+    return undefined;
+  }
+
+  /** Holds the member off for the failure wait. */
+  markFailed(url: string): void {
+    const m = this.members.find((x) => x.url === url);
+    if (!m) return;
+    m.heldUntil = this.now() + this.failureWaitMs;
+    m.answered = false;
+  }
+
+  /** Records that the member answered. */
+  markAnswered(url: string): void {
+    const m = this.members.find((x) => x.url === url);
+    if (m) m.answered = true;
+  }
+
+  /** Whether the member is in the set and not held off. */
+  isAvailable(url: string): boolean {
+    const m = this.members.find((x) => x.url === url);
+    return m !== undefined && m.heldUntil <= this.now();
+  }
+
+  /** Whether any member answered the last time it was asked and is not held off. */
+  anyAnswering(): boolean {
+    const now = this.now();
+    return this.members.some((m) => m.answered && m.heldUntil <= now);
+  }
+
+  /** The members in their current order, for discovery, probes and metrics. */
+  list(): readonly Readonly<Upstream>[] {
+    return this.members;
+  }
+}
