@@ -1,0 +1,254 @@
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parse, parseAllDocuments } from 'yaml';
+import { etcdTopologySchema } from '../../src/api/etcd-topology.ts';
+import { run } from '../harness/run.ts';
+
+// The chart under deploy/, checked with the real helm that hack/helm.sh puts in the cache.
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const chart = path.join(root, 'deploy/etcd-topology');
+const RELEASE = 'etcd-topology';
+const NAMESPACE = 'etcd-topology-system';
+
+interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  [key: string]: unknown;
+}
+interface PolicyRule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+}
+interface Container {
+  name: string;
+  image: string;
+  args: string[];
+  env: { name: string; value?: string }[];
+  ports: { name: string; containerPort: number }[];
+  securityContext: Record<string, unknown>;
+  livenessProbe: { httpGet: { path: string; port: string } };
+  readinessProbe: { httpGet: { path: string; port: string } };
+}
+interface Deployment extends K8sObject {
+  spec: {
+    replicas: number;
+    selector: { matchLabels: Record<string, string> };
+    template: { metadata: { labels: Record<string, string> }; spec: { serviceAccountName: string; securityContext: Record<string, unknown>; containers: Container[] } };
+  };
+}
+
+let helm = '';
+
+beforeAll(async () => {
+  helm = (await run('bash', [path.join(root, 'hack/helm.sh')])).trim();
+});
+
+/** Every YAML document of a multi-document stream, failing on any parse error or warning. */
+function parseDocs(text: string): K8sObject[] {
+  return parseAllDocuments(text)
+    .map((doc) => {
+      expect(doc.errors, `YAML errors: ${doc.errors.map((e) => e.message).join('; ')}`).toEqual([]);
+      expect(doc.warnings).toEqual([]);
+      return doc.toJS() as K8sObject | null;
+    })
+    .filter((o): o is K8sObject => o !== null);
+}
+
+async function template(...args: string[]): Promise<K8sObject[]> {
+  return parseDocs(await run(helm, ['template', RELEASE, chart, '--namespace', NAMESPACE, ...args]));
+}
+
+function only<T extends K8sObject>(objects: K8sObject[], kind: string): T {
+  const found = objects.filter((o) => o.kind === kind);
+  expect(found.map((o) => o.metadata.name), `one ${kind}`).toHaveLength(1);
+  return found[0] as T;
+}
+
+describe('Helm chart deploy/etcd-topology', () => {
+  it('passes helm lint --strict', async () => {
+    const out = await run(helm, ['lint', '--strict', chart]);
+    expect(out).toContain('1 chart(s) linted, 0 chart(s) failed');
+  });
+
+  it('renders documents that parse, of the expected kinds, namespaced in the release namespace', async () => {
+    const objects = await template();
+    expect(objects.map((o) => o.kind).sort()).toEqual(
+      ['ClusterRole', 'ClusterRoleBinding', 'Deployment', 'Role', 'RoleBinding', 'Service', 'ServiceAccount'].sort(),
+    );
+    for (const o of objects) {
+      expect(o.apiVersion, o.kind).toMatch(/^[a-z0-9.]*\/?v[0-9a-z]+$/);
+      expect(o.metadata.labels?.['app.kubernetes.io/name'], o.kind).toBe('etcd-topology');
+      expect(o.metadata.labels?.['app.kubernetes.io/instance'], o.kind).toBe(RELEASE);
+      expect(o.metadata.labels?.['helm.sh/chart'], o.kind).toBe('etcd-topology-0.1.0');
+      if (!o.kind.startsWith('Cluster')) expect(o.metadata.namespace, o.kind).toBe(NAMESPACE);
+    }
+    const withCrds = await template('--include-crds');
+    const crd = only(withCrds, 'CustomResourceDefinition');
+    expect(crd.metadata.name).toBe('etcdtopologies.etcdtopology.io');
+  });
+
+  it("ships a CRD byte-identical to crds/ (refresh with hack/sync-chart-crds.sh)", async () => {
+    const file = 'etcdtopology.io_etcdtopologies.yaml';
+    const generated = await readFile(path.join(root, 'crds', file));
+    const inChart = await readFile(path.join(chart, 'crds', file));
+    expect(inChart.equals(generated), `deploy/etcd-topology/crds/${file} differs from crds/${file}; run hack/sync-chart-crds.sh`).toBe(true);
+    await run('bash', [path.join(root, 'hack/sync-chart-crds.sh'), '--check']);
+  });
+
+  it('runs the operator image with the contract flags, probes and env', async () => {
+    const deployment = only<Deployment>(await template(), 'Deployment');
+    expect(deployment.spec.replicas).toBe(1);
+    const [container, ...others] = deployment.spec.template.spec.containers;
+    expect(others).toEqual([]);
+    expect(container!.image).toBe('etcd-topology:0.1.0');
+    expect(container!.args).toEqual(['operator', `--namespace=${NAMESPACE}`, '--metrics-addr=:8080', '--health-addr=:8081', '--leader-elect=true']);
+    expect(container!.env.find((e) => e.name === 'LOG_LEVEL')?.value).toBe('info');
+    expect(container!.ports.map((p) => [p.name, p.containerPort])).toEqual([
+      ['metrics', 8080],
+      ['health', 8081],
+    ]);
+    expect(container!.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'health' });
+    expect(container!.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'health' });
+
+    const other = only<Deployment>(
+      await template('--set', 'image.repository=mirror/etcd-topology', '--set-string', 'image.tag=dev', '--set', 'watchNamespace=apps', '--set', 'replicaCount=2'),
+      'Deployment',
+    );
+    expect(other.spec.replicas).toBe(2);
+    expect(other.spec.template.spec.containers[0]!.image).toBe('mirror/etcd-topology:dev');
+    expect(other.spec.template.spec.containers[0]!.args).toContain('--namespace=apps');
+  });
+
+  it('selects only its own pods: selector labels apart, component=operator, and the metrics Service matches them', async () => {
+    const objects = await template();
+    const deployment = only<Deployment>(objects, 'Deployment');
+    const selector = deployment.spec.selector.matchLabels;
+    expect(selector).toEqual({ 'app.kubernetes.io/name': 'etcd-topology', 'app.kubernetes.io/instance': RELEASE, 'app.kubernetes.io/component': 'operator' });
+    expect(deployment.spec.template.metadata.labels).toMatchObject(selector);
+    const service = only<K8sObject & { spec: { selector: Record<string, string>; ports: { name: string; targetPort: string }[] } }>(objects, 'Service');
+    expect(service.spec.selector).toEqual(selector);
+    expect(service.spec.ports).toMatchObject([{ name: 'metrics', targetPort: 'metrics' }]);
+    expect(deployment.spec.template.spec.serviceAccountName).toBe(only(objects, 'ServiceAccount').metadata.name);
+  });
+
+  it('runs the operator non-root on a read-only root file system with no privileges', async () => {
+    const spec = only<Deployment>(await template(), 'Deployment').spec.template.spec;
+    expect(spec.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(spec.containers[0]!.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      runAsUser: 65532,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+  });
+
+  it('grants least privilege: no wildcards, no secrets, evictions rather than deletes of nodes, leases only in its namespace', async () => {
+    const objects = await template();
+    const clusterRole = only<K8sObject & { rules: PolicyRule[] }>(objects, 'ClusterRole');
+    const role = only<K8sObject & { rules: PolicyRule[] }>(objects, 'Role');
+    for (const rule of [...clusterRole.rules, ...role.rules]) {
+      for (const field of [rule.apiGroups, rule.resources, rule.verbs]) {
+        expect(field.some((v) => v.includes('*')), JSON.stringify(rule)).toBe(false);
+      }
+      expect(rule.verbs).not.toContain('escalate');
+      expect(rule.verbs).not.toContain('bind');
+      expect(rule.verbs).not.toContain('impersonate');
+    }
+    const verbs = (rules: PolicyRule[], group: string, resource: string): string[] =>
+      rules.filter((r) => r.apiGroups.includes(group) && r.resources.includes(resource)).flatMap((r) => r.verbs).sort();
+    expect(verbs(clusterRole.rules, '', 'secrets')).toEqual([]);
+    expect(verbs(clusterRole.rules, '', 'nodes')).toEqual(['get', 'list', 'watch']);
+    expect(verbs(clusterRole.rules, '', 'pods/eviction')).toEqual(['create']);
+    expect(verbs(clusterRole.rules, '', 'pods/status')).toEqual(['patch']);
+    expect(verbs(clusterRole.rules, '', 'persistentvolumeclaims')).toEqual(['delete', 'get', 'list', 'watch']);
+    expect(verbs(clusterRole.rules, 'coordination.k8s.io', 'leases')).toEqual([]);
+    expect(verbs(role.rules, 'coordination.k8s.io', 'leases')).toEqual(['create', 'get', 'update']);
+    expect(role.metadata.namespace).toBe(NAMESPACE);
+
+    const bindings = objects.filter((o) => o.kind === 'ClusterRoleBinding' || o.kind === 'RoleBinding') as (K8sObject & {
+      roleRef: { kind: string; name: string };
+      subjects: { kind: string; name: string; namespace: string }[];
+    })[];
+    expect(bindings.map((b) => [b.kind, b.roleRef.kind, b.roleRef.name])).toEqual(
+      expect.arrayContaining([
+        ['ClusterRoleBinding', 'ClusterRole', clusterRole.metadata.name],
+        ['RoleBinding', 'Role', role.metadata.name],
+      ]),
+    );
+    for (const b of bindings) expect(b.subjects).toEqual([{ kind: 'ServiceAccount', name: only(objects, 'ServiceAccount').metadata.name, namespace: NAMESPACE }]);
+  });
+
+  it('refuses values that do not match values.schema.json, with helm\'s error', async () => {
+    await expect(template('--set-string', 'replicaCount=two')).rejects.toThrow(/values don't meet the specifications of the schema[\s\S]*replicaCount/);
+    await expect(template('--set', 'replicaCount=3')).rejects.toThrow(/replicaCount/);
+    await expect(template('--set', 'logLevel=loud')).rejects.toThrow(/logLevel/);
+    await expect(template('--set', 'replicas=2')).rejects.toThrow(/additional properties 'replicas' not allowed/);
+  });
+
+  it('renders a ServiceMonitor only when enabled, and refuses it when the cluster lacks the API', async () => {
+    expect((await template('--api-versions', 'monitoring.coreos.com/v1/ServiceMonitor')).map((o) => o.kind)).not.toContain('ServiceMonitor');
+    const enabled = await template('--set', 'serviceMonitor.enabled=true', '--api-versions', 'monitoring.coreos.com/v1/ServiceMonitor');
+    const monitor = only<K8sObject & { spec: { selector: { matchLabels: Record<string, string> }; endpoints: { port: string }[] } }>(enabled, 'ServiceMonitor');
+    expect(monitor.spec.selector.matchLabels).toEqual(only<Deployment>(enabled, 'Deployment').spec.selector.matchLabels);
+    expect(monitor.spec.endpoints.map((e) => e.port)).toEqual(['metrics']);
+    await expect(template('--set', 'serviceMonitor.enabled=true')).rejects.toThrow(/does not serve monitoring.coreos.com\/v1 ServiceMonitor/);
+  });
+
+  it('deploy/manifests/etcd-topology.yaml is a fresh rendering of the chart (refresh with hack/render-manifests.sh)', async () => {
+    const fresh = await run('bash', [path.join(root, 'hack/render-manifests.sh'), '--stdout']);
+    const committed = await readFile(path.join(root, 'deploy/manifests/etcd-topology.yaml'), 'utf8');
+    expect(committed === fresh, 'deploy/manifests/etcd-topology.yaml is stale; run hack/render-manifests.sh').toBe(true);
+    // The same objects as the chart itself, plus the namespace they live in.
+    const objects = parseDocs(committed);
+    const chartObjects = await template('--include-crds');
+    expect(objects.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual([`Namespace/${NAMESPACE}`, ...chartObjects.map((o) => `${o.kind}/${o.metadata.name}`)]);
+  });
+});
+
+describe('examples/', () => {
+  it.each([
+    ['etcdtopology.yaml', 'example', 3, 'readwrite'],
+    ['etcdtopology-readonly-proxy.yaml', 'example-readonly', 5, 'readonly'],
+  ])('%s is a valid EtcdTopology', async (file, name, count, mode) => {
+    const raw = parse(await readFile(path.join(root, 'examples', file), 'utf8')) as { spec: unknown };
+    const object = etcdTopologySchema.parse(raw);
+    // zod drops unknown keys: every field the example writes must survive parsing, so a misspelt one fails.
+    expect(object.spec).toMatchObject(raw.spec as object);
+    expect(object.metadata.name).toBe(name);
+    expect(object.spec.members.count).toBe(count);
+    expect(object.spec.proxy.mode).toBe(mode);
+  });
+});
+
+describe('hack/ packaging scripts', () => {
+  it('hack/helm.sh is idempotent: a second run prints the same cached binary and leaves it alone', async () => {
+    const before = await stat(helm);
+    const again = (await run('bash', [path.join(root, 'hack/helm.sh')])).trim();
+    expect(again).toBe(helm);
+    expect((await stat(again)).mtimeMs).toBe(before.mtimeMs);
+    expect(await run(helm, ['version', '--short'])).toMatch(/^v[34]\.\d+\.\d+/);
+  });
+
+  it('the kind config has a control plane, 3 central nodes and 2 workers', async () => {
+    const config = parse(await readFile(path.join(root, 'hack/kind/cluster.yaml'), 'utf8')) as {
+      kind: string;
+      apiVersion: string;
+      nodes: { role: string; labels?: Record<string, string> }[];
+    };
+    expect([config.kind, config.apiVersion]).toEqual(['Cluster', 'kind.x-k8s.io/v1alpha4']);
+    const roles = config.nodes.map((n) => (n.labels?.['etcdtopology.io/role'] === 'central' ? `central-${n.role}` : n.role));
+    expect(roles.sort()).toEqual(['central-worker', 'central-worker', 'central-worker', 'control-plane', 'worker', 'worker']);
+  });
+
+  it.each(['helm.sh', 'kind.sh', 'render-manifests.sh', 'sync-chart-crds.sh'])('hack/%s is valid bash with strict mode', async (script) => {
+    const file = path.join(root, 'hack', script);
+    await run('bash', ['-n', file]);
+    expect(await readFile(file, 'utf8')).toMatch(/^#!\/usr\/bin\/env bash\n[\s\S]*^set -euo pipefail$/m);
+  });
+});
