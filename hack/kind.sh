@@ -44,7 +44,8 @@ image="etcd-topology:$app_version"
 k() { kubectl --context "$CONTEXT" "$@"; }
 
 # 1. The cluster.
-if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+clusters=$(kind get clusters 2>/dev/null || true)
+if grep -qx "$CLUSTER" <<<"$clusters"; then
   log "reusing kind cluster $CLUSTER"
 else
   log "creating kind cluster $CLUSTER (1 control plane, 3 central nodes, 2 workers)"
