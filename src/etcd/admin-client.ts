@@ -1,0 +1,187 @@
+import { Agent, request, type Dispatcher } from 'undici';
+import type { z } from 'zod';
+import { codeForGrpc, EtcdError, isUnavailable } from './errors.ts';
+import {
+  alarmResponse,
+  emptyResponse,
+  errorResponse,
+  healthResponse,
+  memberAddResponse,
+  memberChangeResponse,
+  memberListResponse,
+  statusResponse,
+  type AlarmResponse,
+  type MemberAddResponse,
+  type MemberListResponse,
+  type StatusResponse,
+} from './responses.ts';
+
+export interface AdminClientOptions {
+  /** Per-call deadline for quick calls (member list, status, alarms, health, membership changes). */
+  timeoutMs?: number;
+  /** Per-call deadline for defragmentation, which blocks the member for as long as it takes. */
+  defragmentTimeoutMs?: number;
+  /** TLS material for https endpoints (PEM). */
+  tls?: { ca?: string; cert?: string; key?: string };
+  /** A dispatcher to use instead of the client's own keep-alive agent. */
+  dispatcher?: Dispatcher;
+}
+
+interface CallOptions {
+  timeoutMs?: number;
+}
+
+/**
+ * The operator's etcd admin client over etcd's JSON gateway (HTTP/1.1, undici). Every call names the
+ * member it talks to, because status, defragmentation and leader transfer are per member; use
+ * onFirstAvailable for cluster-wide calls that any member may answer.
+ */
+export class EtcdAdminClient {
+  private readonly dispatcher: Dispatcher;
+  private readonly ownsDispatcher: boolean;
+  private readonly timeoutMs: number;
+  private readonly defragmentTimeoutMs: number;
+
+  constructor(options: AdminClientOptions = {}) {
+    this.timeoutMs = options.timeoutMs ?? 5_000;
+    this.defragmentTimeoutMs = options.defragmentTimeoutMs ?? 120_000;
+    this.ownsDispatcher = options.dispatcher === undefined;
+    this.dispatcher = options.dispatcher ?? new Agent({ keepAliveTimeout: 30_000, connections: 4, ...(options.tls ? { connect: options.tls } : {}) });
+  }
+
+  /** Lists the cluster's members (learners included) as the answering member knows them. */
+  memberList(endpoint: string, options?: CallOptions): Promise<MemberListResponse> {
+    return this.post(endpoint, 'member list', '/v3/cluster/member/list', { linearizable: true }, memberListResponse, options);
+  }
+
+  /** One member's own status: its leader, raft index, database size and errors. */
+  status(endpoint: string, options?: CallOptions): Promise<StatusResponse> {
+    return this.post(endpoint, 'status', '/v3/maintenance/status', {}, statusResponse, options);
+  }
+
+  /** The cluster's active alarms (NOSPACE, CORRUPT). */
+  alarms(endpoint: string, options?: CallOptions): Promise<AlarmResponse> {
+    return this.post(endpoint, 'alarm list', '/v3/maintenance/alarm', { action: 'GET', memberID: '0', alarm: 'NONE' }, alarmResponse, options);
+  }
+
+  /** Disarms one alarm (after the cause, e.g. a full database, has been dealt with). */
+  async disarmAlarm(endpoint: string, memberId: string, alarm: 'NOSPACE' | 'CORRUPT', options?: CallOptions): Promise<void> {
+    await this.post(endpoint, 'alarm disarm', '/v3/maintenance/alarm', { action: 'DEACTIVATE', memberID: memberId, alarm }, alarmResponse, options);
+  }
+
+  /** Moves leadership to the member with targetId; etcd only accepts this at the current leader's endpoint. */
+  async moveLeader(leaderEndpoint: string, targetId: string, options?: CallOptions): Promise<void> {
+    await this.post(leaderEndpoint, 'move leader', '/v3/maintenance/transfer-leadership', { targetID: targetId }, emptyResponse, options);
+  }
+
+  /** Defragments the member at endpoint; it serves nothing until done, so call it on one member at a time. */
+  async defragment(endpoint: string, options?: CallOptions): Promise<void> {
+    await this.post(endpoint, 'defragment', '/v3/maintenance/defragment', {}, emptyResponse, { timeoutMs: options?.timeoutMs ?? this.defragmentTimeoutMs });
+  }
+
+  /** Adds a member with the given peer URLs, as a learner unless told otherwise; returns the new member and the new list. */
+  memberAdd(endpoint: string, peerURLs: readonly string[], { learner = true, ...options }: CallOptions & { learner?: boolean } = {}): Promise<MemberAddResponse> {
+    return this.post(endpoint, 'member add', '/v3/cluster/member/add', { peerURLs, isLearner: learner }, memberAddResponse, options);
+  }
+
+  /** Promotes a learner to a voter; etcd refuses while the learner has not caught up. */
+  async memberPromote(endpoint: string, id: string, options?: CallOptions): Promise<void> {
+    await this.post(endpoint, 'member promote', '/v3/cluster/member/promote', { ID: id }, memberChangeResponse, options);
+  }
+
+  /** Removes a member from the cluster. */
+  async memberRemove(endpoint: string, id: string, options?: CallOptions): Promise<void> {
+    await this.post(endpoint, 'member remove', '/v3/cluster/member/remove', { ID: id }, memberChangeResponse, options);
+  }
+
+  /** GET /health: whether the member serves a linearizable read now, and why not. */
+  async health(endpoint: string, options?: CallOptions): Promise<{ healthy: boolean; reason: string }> {
+    const { status, body } = await this.send(endpoint, 'health', 'GET', '/health', undefined, options);
+    // /health answers 503 with the same body shape when the member is unhealthy: that is an answer, not a failure.
+    if (status !== 200 && status !== 503) throw this.failed(endpoint, 'health', status, body);
+    const parsed = this.parse(endpoint, 'health', healthResponse, body);
+    return { healthy: parsed.health === 'true', reason: parsed.reason };
+  }
+
+  /** Runs fn against each endpoint in turn until one is reachable; throws the last unavailability otherwise. */
+  async onFirstAvailable<T>(endpoints: readonly string[], fn: (endpoint: string) => Promise<T>): Promise<T> {
+    let last: unknown = new EtcdError('ETOP_ETCD_UNAVAILABLE', { endpoint: '(none)', operation: 'call', detail: 'no endpoints were given' });
+    for (const endpoint of endpoints) {
+      try {
+        return await fn(endpoint);
+      } catch (err) {
+        if (!isUnavailable(err)) throw err;
+        last = err;
+      }
+    }
+    throw last;
+  }
+
+  /** Closes the client's own connections. */
+  async close(): Promise<void> {
+    if (this.ownsDispatcher) await this.dispatcher.close();
+  }
+
+  private async post<S extends z.ZodType>(endpoint: string, operation: string, path: string, payload: unknown, schema: S, options?: CallOptions): Promise<z.infer<S>> {
+    const { status, body } = await this.send(endpoint, operation, 'POST', path, JSON.stringify(payload), options);
+    if (status < 200 || status > 299) throw this.failed(endpoint, operation, status, body);
+    return this.parse(endpoint, operation, schema, body);
+  }
+
+  private async send(endpoint: string, operation: string, method: 'GET' | 'POST', path: string, payload: string | undefined, options?: CallOptions): Promise<{ status: number; body: string }> {
+    const timeoutMs = options?.timeoutMs ?? this.timeoutMs;
+    try {
+      const res = await request(new URL(path, endpoint), {
+        method,
+        dispatcher: this.dispatcher,
+        headers: payload === undefined ? {} : { 'content-type': 'application/json' },
+        body: payload,
+        signal: AbortSignal.timeout(timeoutMs),
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+      });
+      return { status: res.statusCode, body: await res.body.text() };
+    } catch (err) {
+      throw new EtcdError('ETOP_ETCD_UNAVAILABLE', { endpoint, operation, detail: describeTransportError(err, timeoutMs) }, { cause: err });
+    }
+  }
+
+  private failed(endpoint: string, operation: string, status: number, body: string): EtcdError {
+    const parsed = errorResponse.safeParse(safeJson(body));
+    if (parsed.success) {
+      return new EtcdError(codeForGrpc(parsed.data.code), { endpoint, operation, grpcCode: parsed.data.code, detail: `${parsed.data.message} (gRPC code ${parsed.data.code}, HTTP ${status})` });
+    }
+    const code = status === 502 || status === 503 || status === 504 ? 'ETOP_ETCD_UNAVAILABLE' : 'ETOP_ETCD_REQUEST';
+    return new EtcdError(code, { endpoint, operation, detail: `HTTP ${status}: ${body.slice(0, 200)}` });
+  }
+
+  private parse<S extends z.ZodType>(endpoint: string, operation: string, schema: S, body: string): z.infer<S> {
+    const parsed = schema.safeParse(safeJson(body));
+    if (!parsed.success) {
+      throw new EtcdError('ETOP_ETCD_RESPONSE', { endpoint, operation, detail: `unexpected response ${body.slice(0, 200)}: ${parsed.error.issues[0]?.message ?? ''}` });
+    }
+    return parsed.data;
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+function describeTransportError(err: unknown, timeoutMs: number): string {
+  if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError' || /Timeout/.test((err as { code?: string }).code ?? ''))) {
+    return `no answer within ${timeoutMs}ms`;
+  }
+  const code = (err as { code?: string; cause?: { code?: string } }).code ?? (err as { cause?: { code?: string } }).cause?.code;
+  const message = err instanceof Error ? err.message : String(err);
+  return code === undefined ? message : `${code}: ${message}`;
+}
+
+/** etcd's decimal member ID in the hex form etcdctl prints. */
+export function memberIdHex(id: string): string {
+  return BigInt(id).toString(16);
+}

@@ -1,0 +1,42 @@
+import type { MemberHealth } from '../quorum/members.ts';
+import type { AlarmResponse, EtcdMemberInfo, StatusResponse } from './responses.ts';
+
+/**
+ * The name a member goes by: its own once it has started, otherwise the first DNS label of its peer
+ * URL (a pod's stable name, "main-member-3.main-peer.ns.svc"), or the peer URL itself.
+ */
+export function memberName(m: EtcdMemberInfo): string {
+  if (m.name !== '') return m.name;
+  const url = m.peerURLs[0];
+  if (url === undefined) return m.ID;
+  const host = new URL(url).hostname;
+  return /^[0-9.]+$|^\[/.test(host) ? url : (host.split('.')[0] ?? url);
+}
+
+/**
+ * Joins etcd's member list with each member's own status (or the error reading it) and the alarms
+ * into the plain facts the quorum decisions take. A member is healthy when it answered, knows a
+ * leader and carries no CORRUPT alarm; a NOSPACE alarm refuses writes but leaves the vote intact.
+ */
+export function toMemberHealth(
+  members: readonly EtcdMemberInfo[],
+  statuses: ReadonlyMap<string, StatusResponse | Error>,
+  alarms: AlarmResponse['alarms'] = [],
+): MemberHealth[] {
+  const corrupt = new Set(alarms.filter((a) => a.alarm === 'CORRUPT').map((a) => a.memberID));
+  return members.map((m) => {
+    const s = statuses.get(m.ID);
+    const answered = s !== undefined && !(s instanceof Error);
+    return {
+      id: m.ID,
+      name: memberName(m),
+      isLearner: m.isLearner,
+      healthy: answered && s.leader !== '0' && !corrupt.has(m.ID),
+      isLeader: answered && s.leader === m.ID,
+      raftIndex: answered ? s.raftIndex : 0,
+      revision: answered ? s.header.revision : 0,
+      dbSize: answered ? s.dbSize : 0,
+      dbSizeInUse: answered ? s.dbSizeInUse : 0,
+    };
+  });
+}
