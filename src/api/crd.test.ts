@@ -5,7 +5,7 @@ import { parse } from 'yaml';
 import { parseDuration } from '../flags.ts';
 import { buildCrd, CRD_PATH, renderCrdYaml } from './crd.ts';
 import { REFERENCE_PATH, renderApiReference } from './reference.ts';
-import { DURATION_PATTERN, maxUnavailableRule, memberCountRule, nameRule, retentionRule, storageClassImmutableRule } from './rules.ts';
+import { DURATION_PATTERN, maxUnavailableRule, memberCountRule, nameRule, retentionRule, storageClassImmutableRule, storageSizeImmutableRule } from './rules.ts';
 import type { SchemaNode } from './structural.ts';
 
 const root = path.join(import.meta.dirname, '..', '..');
@@ -68,6 +68,7 @@ describe('CRD', () => {
     ['.spec', maxUnavailableRule.rule],
     ['.spec.members.autoCompaction', retentionRule.rule],
     ['.spec.members.storage', storageClassImmutableRule.rule],
+    ['.spec.members.storage', storageSizeImmutableRule.rule],
     ['', nameRule.rule],
   ])('carries the CEL rule at %s', (p, rule) => {
     expect((at(p)['x-kubernetes-validations'] as { rule: string }[]).map((v) => v.rule)).toContain(rule);
@@ -127,6 +128,14 @@ describe('the TypeScript twins of the CEL rules', () => {
     ['fast', undefined, false],
   ])('storageClassName %s -> %s allowed: %s', (before, after, ok) => {
     expect(storageClassImmutableRule.holds({ storageClassName: after }, { storageClassName: before })).toBe(ok);
+  });
+
+  it.each([
+    ['8Gi', '8Gi', true],
+    ['8Gi', '16Gi', false],
+    [1024, 1024, true],
+  ])('storage size %s -> %s allowed: %s', (before, after, ok) => {
+    expect(storageSizeImmutableRule.holds({ size: after }, { size: before })).toBe(ok);
   });
 
   it.each([

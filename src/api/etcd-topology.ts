@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { quantity } from './quantity.ts';
-import { DURATION_PATTERN, maxUnavailableRule, memberCountRule, nameRule, refineWith, retentionRule, storageClassImmutableRule, toValidation } from './rules.ts';
+import { DURATION_PATTERN, maxUnavailableRule, memberCountRule, nameRule, refineWith, retentionRule, storageClassImmutableRule, storageSizeImmutableRule, toValidation } from './rules.ts';
 import { statusSchema } from './status.ts';
 
 export const GROUP = 'etcdtopology.io';
@@ -52,13 +52,13 @@ const members = z.object({
     .meta({ description: 'Tolerations of the member pods; the default tolerates the recommended central taint etcdtopology.io/central:NoSchedule.' }),
   storage: z
     .object({
-      size: quantity.default('8Gi').meta({ description: 'Size of each member\'s PersistentVolumeClaim.' }),
+      size: quantity.default('8Gi').meta({ description: 'Size of each member\'s PersistentVolumeClaim. Immutable.' }),
       storageClassName: z.string().optional().meta({ description: 'StorageClass of the members\' volumes; the cluster default when unset. Immutable.' }),
     })
     .prefault({})
     .meta({
       description: 'Each member\'s data volume.',
-      'x-kubernetes-validations': [toValidation(storageClassImmutableRule)],
+      'x-kubernetes-validations': [toValidation(storageClassImmutableRule), toValidation(storageSizeImmutableRule)],
     }),
   resources: resources.optional().meta({ description: 'Compute requests and limits of the etcd container.' }),
   quotaBackendBytes: quantity

@@ -36,7 +36,8 @@ ${table}
   member. A single member tolerates no failure, so its PodDisruptionBudget allows no eviction at all:
   draining its node is refused until you scale to 3 members (or delete the topology). A one-member
   topology is for development; there is no way to disrupt it voluntarily without an outage.
-- **members.storage.storageClassName** is immutable; the size applies to new volumes only.
+- **members.storage.storageClassName** and **members.storage.size** are immutable, because a
+  StatefulSet's volume claim template is; expand the PersistentVolumeClaims directly if the class allows.
 - **members.autoCompaction.retention**, when unset, is 1h in periodic mode and 1000 revisions in
   revision mode.
 - **proxy.nodeSelector** unset or empty means every node that does not carry the central selector's

@@ -88,6 +88,15 @@ export const storageClassImmutableRule: TransitionRule<{ storageClassName?: stri
   holds: (self, oldSelf) => self.storageClassName === oldSelf.storageClassName,
 };
 
+/** Rule on spec.members.storage: a StatefulSet's volume claim template cannot change after creation. */
+export const storageSizeImmutableRule: TransitionRule<{ size: number | string }> = {
+  rule: 'self.size == oldSelf.size',
+  message:
+    'members.storage.size cannot change after creation: the member StatefulSet\'s volume claim template is immutable; ' +
+    'expand the members\' PersistentVolumeClaims directly if their StorageClass allows expansion',
+  holds: (self, oldSelf) => self.size === oldSelf.size,
+};
+
 /**
  * The longest name whose derived names still fit: a StatefulSet's pods carry a controller-revision-hash
  * label "<statefulset>-<10 chars>" of at most 63 characters, and the StatefulSet is "<name>-member".
