@@ -22,6 +22,8 @@ export interface ClientListeners {
   stopAccepting(): Promise<void>;
   /** Sends GOAWAY on every HTTP/2 session and closes idle HTTP/1.1 connections. */
   goAway(): void;
+  /** Resolves once every client connection has closed by itself, or after timeoutMs. */
+  connectionsClosed(timeoutMs: number): Promise<boolean>;
   /** Destroys every connection still open. */
   destroyAll(): void;
 }
@@ -137,6 +139,12 @@ export async function startClientListeners(urls: readonly string[], tlsFiles: Tl
     goAway: () => {
       for (const s of sessions) if (!s.closed) s.close();
       h1.closeIdleConnections();
+    },
+    connectionsClosed: async (timeoutMs) => {
+      const deadline = Date.now() + timeoutMs;
+      // A handful of connections closing over a few milliseconds: polling is simpler than counting events.
+      while (sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      return sockets.size === 0;
     },
     destroyAll: () => {
       for (const s of sessions) s.destroy();

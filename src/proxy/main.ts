@@ -103,6 +103,8 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
         log.warn(calls.counts(), 'Drain timeout passed with calls in flight; ending them');
         calls.abortAll('etcd-topology proxy is shutting down');
       }
+      // Give the final trailers a moment to reach clients before connections are cut.
+      await listeners.connectionsClosed(1000);
       listeners.destroyAll();
       await stopped;
       sessions.closeAll(true);
