@@ -76,7 +76,7 @@ describe('proxy under malformed input', () => {
       const req = session.request({ ':method': 'POST', ':path': '/etcdserverpb.KV/Range', 'content-type': 'application/grpc', te: 'trailers' });
       let s: string | undefined;
       req.on('response', (h) => (s ??= h['grpc-status'] as string | undefined));
-      req.on('trailers', (t) => (s = t['grpc-status'] as string | undefined));
+      req.on('trailers', (t: http2.IncomingHttpHeaders) => (s = t['grpc-status'] as string | undefined));
       req.on('close', () => resolve(s));
       req.on('error', reject);
       req.resume();
