@@ -1,0 +1,53 @@
+import type { EtcdTopology } from '../../../api/etcd-topology.ts';
+import { quantityToNumber } from '../../../api/quantity.ts';
+import { memberReplicas } from '../../../quorum/plan.ts';
+import type { ComponentContext } from '../meta.ts';
+import { namespaceOf, nameOf } from '../meta.ts';
+import { CLIENT_PORT, desiredMemberNames, isMemberName, memberPeerURL, METRICS_PORT, namesOf, PEER_PORT } from '../names.ts';
+
+export const DATA_MOUNT = '/var/lib/etcd';
+/** A directory below the mount, so that a volume's lost+found never looks like etcd data. */
+export const DATA_DIR = `${DATA_MOUNT}/data`;
+
+/** The member set the pods start with: etcd's own, or every ordinal of the spec before the cluster exists. */
+export function clusterMembership(topology: EtcdTopology, context: ComponentContext): { state: 'new' | 'existing'; members: string[]; replicas: number } {
+  const known = (context.members ?? []).map((m) => m.name).filter((name) => isMemberName(topology, name));
+  if (known.length === 0) {
+    const members = desiredMemberNames(topology);
+    return { state: 'new', members, replicas: members.length };
+  }
+  return { state: 'existing', members: known, replicas: memberReplicas(known) };
+}
+
+/**
+ * etcd's flags apart from membership: what a rolling update must apply to every member. A member
+ * reads --initial-cluster* only when its data directory is empty, so membership flags never need a
+ * restart and are kept out of the configuration hash (see membershipArgs).
+ */
+export function configArgs(topology: EtcdTopology): string[] {
+  const { members } = topology.spec;
+  const host = `$(POD_NAME).${namesOf(topology).peerService}.${namespaceOf(topology)}.svc`;
+  const retention = members.autoCompaction.retention ?? (members.autoCompaction.mode === 'periodic' ? '1h' : '1000');
+  return [
+    '--name=$(POD_NAME)',
+    `--data-dir=${DATA_DIR}`,
+    `--listen-client-urls=http://$(POD_IP):${CLIENT_PORT},http://127.0.0.1:${CLIENT_PORT}`,
+    `--advertise-client-urls=http://${host}:${CLIENT_PORT}`,
+    `--listen-peer-urls=http://$(POD_IP):${PEER_PORT}`,
+    `--initial-advertise-peer-urls=http://${host}:${PEER_PORT}`,
+    `--listen-metrics-urls=http://0.0.0.0:${METRICS_PORT}`,
+    `--initial-cluster-token=${namespaceOf(topology)}-${nameOf(topology)}`,
+    `--quota-backend-bytes=${quantityToNumber(members.quotaBackendBytes)}`,
+    `--auto-compaction-mode=${members.autoCompaction.mode}`,
+    `--auto-compaction-retention=${retention}`,
+  ];
+}
+
+/**
+ * The membership flags: the members a starting member contacts, and whether it bootstraps a new
+ * cluster or joins an existing one (a learner added by the operator, or a replaced member).
+ */
+export function membershipArgs(topology: EtcdTopology, membership: { state: 'new' | 'existing'; members: readonly string[] }): string[] {
+  const cluster = membership.members.map((m) => `${m}=${memberPeerURL(topology, m)}`).join(',');
+  return [`--initial-cluster=${cluster}`, `--initial-cluster-state=${membership.state}`];
+}

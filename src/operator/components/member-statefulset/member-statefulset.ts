@@ -1,0 +1,127 @@
+import type { V1Container, V1PodTemplateSpec, V1StatefulSet } from '@kubernetes/client-node';
+import { GROUP, type EtcdTopology } from '../../../api/etcd-topology.ts';
+import { desiredHash } from '../../apply.ts';
+import type { Component, ComponentContext } from '../meta.ts';
+import { labels, objectMeta, resourceRequirements, restrictedContainerSecurity, selectorLabels } from '../meta.ts';
+import { CLIENT_PORT, METRICS_PORT, namesOf, PEER_PORT } from '../names.ts';
+import { clusterMembership, configArgs, DATA_MOUNT, membershipArgs } from './args.ts';
+
+/** The readiness gate the operator sets from etcd's own view of each member. */
+export const MEMBER_HEALTHY_GATE = `${GROUP}/member-healthy`;
+/** Pod template annotation: the hash of the member configuration, for "is this pod up to date". */
+export const CONFIG_HASH_ANNOTATION = 'etcdtopology.io/config-hash';
+
+/** The member image: spec.image, else the upstream etcd image of spec.version. */
+export function memberImage(topology: EtcdTopology): string {
+  return topology.spec.image ?? `gcr.io/etcd-development/etcd:v${topology.spec.version}`;
+}
+
+function container(topology: EtcdTopology, args: string[]): V1Container {
+  const probe = (path: string, failureThreshold: number) => ({
+    httpGet: { path, port: METRICS_PORT, scheme: 'HTTP' },
+    periodSeconds: 10,
+    timeoutSeconds: 5,
+    failureThreshold,
+  });
+  return {
+    name: 'etcd',
+    image: memberImage(topology),
+    command: ['etcd'],
+    args,
+    env: [
+      { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+      { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+      { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+    ],
+    ports: [
+      { name: 'client', containerPort: CLIENT_PORT, protocol: 'TCP' },
+      { name: 'peer', containerPort: PEER_PORT, protocol: 'TCP' },
+      { name: 'metrics', containerPort: METRICS_PORT, protocol: 'TCP' },
+    ],
+    // etcd 3.6 serves /livez and /readyz on the metrics listener, which no client traffic shares.
+    startupProbe: { ...probe('/livez', 30), periodSeconds: 5 },
+    livenessProbe: probe('/livez', 6),
+    readinessProbe: probe('/readyz', 3),
+    volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT }],
+    ...resourceRequirements(topology.spec.members.resources),
+    securityContext: restrictedContainerSecurity,
+  };
+}
+
+function podTemplate(topology: EtcdTopology, args: string[], configHash: string): V1PodTemplateSpec {
+  const { members } = topology.spec;
+  const selector = selectorLabels(topology, 'member');
+  return {
+    metadata: { labels: labels(topology, 'member'), annotations: { [CONFIG_HASH_ANNOTATION]: configHash } },
+    spec: {
+      serviceAccountName: namesOf(topology).memberServiceAccount,
+      automountServiceAccountToken: false,
+      enableServiceLinks: false,
+      readinessGates: [{ conditionType: MEMBER_HEALTHY_GATE }],
+      affinity: {
+        nodeAffinity: {
+          requiredDuringSchedulingIgnoredDuringExecution: {
+            nodeSelectorTerms: [{ matchExpressions: Object.entries(members.nodeSelector).map(([key, value]) => ({ key, operator: 'In', values: [value] })) }],
+          },
+        },
+        // Two members on one node would fall together: one node failure could then take quorum.
+        podAntiAffinity: {
+          requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchLabels: selector }, topologyKey: 'kubernetes.io/hostname' }],
+        },
+      },
+      topologySpreadConstraints: [{ maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: selector } }],
+      tolerations: members.tolerations,
+      securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } },
+      terminationGracePeriodSeconds: 60,
+      containers: [container(topology, args)],
+    },
+  };
+}
+
+/** The hash of everything a rolling update must apply: the pod template without membership flags. */
+export function memberConfigHash(topology: EtcdTopology): string {
+  return desiredHash(podTemplate(topology, configArgs(topology), ''));
+}
+
+/**
+ * The member StatefulSet. Updates are OnDelete, because the operator replaces members itself, one at a
+ * time, followers first and the leader last, only while quorum allows. Pods are managed in Parallel,
+ * because a new cluster elects its first leader only once a quorum of members runs, so OrderedReady
+ * would wait forever for member 0 to become ready alone.
+ */
+export const memberStatefulSet: Component<V1StatefulSet> = {
+  apiVersion: 'apps/v1',
+  kind: 'StatefulSet',
+  names: (t) => [namesOf(t).memberStatefulSet],
+  desired: (t: EtcdTopology, context: ComponentContext) => {
+    const membership = clusterMembership(t, context);
+    const storage = t.spec.members.storage;
+    return {
+      apiVersion: 'apps/v1',
+      kind: 'StatefulSet',
+      metadata: objectMeta(t, namesOf(t).memberStatefulSet, 'member'),
+      spec: {
+        serviceName: namesOf(t).peerService,
+        replicas: membership.replicas,
+        podManagementPolicy: 'Parallel',
+        updateStrategy: { type: 'OnDelete' },
+        // Volumes outlive scale-in and deletion: etcd data is never thrown away by a controller.
+        persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
+        selector: { matchLabels: selectorLabels(t, 'member') },
+        template: podTemplate(t, [...configArgs(t), ...membershipArgs(t, membership)], memberConfigHash(t)),
+        volumeClaimTemplates: [
+          {
+            apiVersion: 'v1',
+            kind: 'PersistentVolumeClaim',
+            metadata: { name: 'data', labels: labels(t, 'member') },
+            spec: {
+              accessModes: ['ReadWriteOnce'],
+              ...(storage.storageClassName !== undefined ? { storageClassName: storage.storageClassName } : {}),
+              resources: { requests: { storage: String(storage.size) } },
+            },
+          },
+        ],
+      },
+    };
+  },
+};

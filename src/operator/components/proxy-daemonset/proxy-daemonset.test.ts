@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import type { EtcdTopologySpecInput } from '../../../api/etcd-topology.ts';
+import { context, topology } from '../testing.ts';
+import { proxyArgs, proxyDaemonSet, proxyNodeTerms } from './proxy-daemonset.ts';
+
+const render = (spec: EtcdTopologySpecInput = {}) => proxyDaemonSet.desired(topology(spec), context)!;
+
+describe('proxy DaemonSet', () => {
+  it('runs the operator image as `etcd-topology proxy` seeded with every member', () => {
+    const ds = render();
+    expect(ds.metadata?.name).toBe('main-proxy');
+    const c = ds.spec!.template.spec!.containers[0]!;
+    expect(c.image).toBe('registry.example/etcd-topology:1.2.3');
+    expect(c.args).toEqual([
+      'proxy',
+      '--endpoints=http://main-member-0.main-peer.etcd.svc:2379,http://main-member-1.main-peer.etcd.svc:2379,http://main-member-2.main-peer.etcd.svc:2379',
+      '--listen-client-urls=http://$(POD_IP):2379',
+      '--mode=readwrite',
+      '--refresh-interval=30s',
+      '--metrics-addr=$(POD_IP):9091',
+    ]);
+    expect(c.env).toEqual([{ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }]);
+  });
+
+  it.each<{ name: string; spec: EtcdTopologySpecInput; listen: string; hostNetwork: boolean; dns: string }>([
+    { name: 'pod network', spec: {}, listen: 'http://$(POD_IP):2379', hostNetwork: false, dns: 'ClusterFirst' },
+    { name: 'host network on the node loopback', spec: { proxy: { hostNetwork: true } }, listen: 'http://127.0.0.1:2379', hostNetwork: true, dns: 'ClusterFirstWithHostNet' },
+    { name: 'another port, readonly', spec: { proxy: { port: 12379, mode: 'readonly', refreshInterval: '1m' } }, listen: 'http://$(POD_IP):12379', hostNetwork: false, dns: 'ClusterFirst' },
+  ])('$name', ({ spec, listen, hostNetwork, dns }) => {
+    const t = topology(spec);
+    const pod = render(spec).spec!.template.spec!;
+    expect(proxyArgs(t)).toContain(`--listen-client-urls=${listen}`);
+    expect(proxyArgs(t)).toContain(`--mode=${t.spec.proxy.mode}`);
+    expect(proxyArgs(t)).toContain(`--refresh-interval=${t.spec.proxy.refreshInterval}`);
+    expect(pod.hostNetwork).toBe(hostNetwork);
+    expect(pod.dnsPolicy).toBe(dns);
+    expect(pod.containers[0]!.ports?.[0]).toEqual({ name: 'client', containerPort: t.spec.proxy.port, protocol: 'TCP' });
+  });
+
+  it.each<{ name: string; spec: EtcdTopologySpecInput; terms: unknown }>([
+    {
+      name: 'default: every node that is not central',
+      spec: {},
+      terms: [{ matchExpressions: [{ key: 'etcdtopology.io/role', operator: 'NotIn', values: ['central'] }] }],
+    },
+    {
+      name: 'a central selector of two labels: a node lacking either is not central',
+      spec: { members: { nodeSelector: { pool: 'etcd', zone: 'a' } } },
+      terms: [
+        { matchExpressions: [{ key: 'pool', operator: 'NotIn', values: ['etcd'] }] },
+        { matchExpressions: [{ key: 'zone', operator: 'NotIn', values: ['a'] }] },
+      ],
+    },
+    {
+      name: 'an explicit proxy selector wins',
+      spec: { proxy: { nodeSelector: { 'node-role/worker': 'true' } } },
+      terms: [{ matchExpressions: [{ key: 'node-role/worker', operator: 'In', values: ['true'] }] }],
+    },
+    {
+      name: 'an empty proxy selector means the default',
+      spec: { proxy: { nodeSelector: {} } },
+      terms: [{ matchExpressions: [{ key: 'etcdtopology.io/role', operator: 'NotIn', values: ['central'] }] }],
+    },
+    { name: 'an empty central selector: proxies everywhere', spec: { members: { nodeSelector: {} } }, terms: undefined },
+  ])('$name', ({ spec, terms }) => {
+    expect(proxyNodeTerms(topology(spec))).toEqual(terms);
+    expect(render(spec).spec!.template.spec!.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms).toEqual(terms);
+  });
+
+  it('probes readiness on /readyz of the metrics port, liveness on the port alone', () => {
+    const c = render().spec!.template.spec!.containers[0]!;
+    expect(c.readinessProbe?.httpGet).toMatchObject({ path: '/readyz', port: 9091 });
+    expect(c.livenessProbe).toMatchObject({ tcpSocket: { port: 9091 } });
+  });
+
+  it('runs non-root with a read-only root file system, without an API token', () => {
+    const pod = render().spec!.template.spec!;
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(pod.containers[0]!.securityContext).toMatchObject({ readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+    expect(pod.serviceAccountName).toBe('main-proxy');
+    expect(pod.automountServiceAccountToken).toBe(false);
+  });
+
+  it('selects proxy pods only', () => {
+    expect(render().spec!.selector.matchLabels).toEqual({ 'app.kubernetes.io/name': 'etcd-topology', 'app.kubernetes.io/instance': 'main', 'app.kubernetes.io/component': 'proxy' });
+  });
+
+  it('does not exist while the proxy is disabled', () => {
+    expect(proxyDaemonSet.desired(topology({ proxy: { enabled: false } }), context)).toBeUndefined();
+  });
+});

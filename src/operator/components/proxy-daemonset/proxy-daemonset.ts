@@ -1,0 +1,88 @@
+import type { V1DaemonSet, V1NodeSelectorTerm } from '@kubernetes/client-node';
+import type { EtcdTopology } from '../../../api/etcd-topology.ts';
+import type { Component, ComponentContext } from '../meta.ts';
+import { labels, objectMeta, resourceRequirements, restrictedContainerSecurity, selectorLabels } from '../meta.ts';
+import { desiredMemberNames, memberClientURL, namesOf, PROXY_METRICS_PORT } from '../names.ts';
+
+/**
+ * Where proxies run: spec.proxy.nodeSelector when given, else every node that is not central. "Not
+ * central" negates the central selector's labels taken together: a node lacking any one of them (NotIn
+ * also matches a node without the label) is not central, so there is one OR-ed term per label.
+ */
+export function proxyNodeTerms(topology: EtcdTopology): V1NodeSelectorTerm[] | undefined {
+  const explicit = Object.entries(topology.spec.proxy.nodeSelector ?? {});
+  if (explicit.length > 0) return [{ matchExpressions: explicit.map(([key, value]) => ({ key, operator: 'In', values: [value] })) }];
+  const central = Object.entries(topology.spec.members.nodeSelector);
+  // An empty central selector makes every node central; proxies then run everywhere rather than nowhere.
+  if (central.length === 0) return undefined;
+  return central.map(([key, value]) => ({ matchExpressions: [{ key, operator: 'NotIn', values: [value] }] }));
+}
+
+/** The proxy's command line: seeded with every member's client URL; it discovers the live set itself. */
+export function proxyArgs(topology: EtcdTopology): string[] {
+  const { proxy } = topology.spec;
+  // In the host network the proxy serves the node's own loopback only, as the source documents do;
+  // otherwise it serves its pod IP, which the node-local Service routes to.
+  const listen = proxy.hostNetwork ? `http://127.0.0.1:${proxy.port}` : `http://$(POD_IP):${proxy.port}`;
+  return [
+    'proxy',
+    `--endpoints=${desiredMemberNames(topology).map((m) => memberClientURL(topology, m)).join(',')}`,
+    `--listen-client-urls=${listen}`,
+    `--mode=${proxy.mode}`,
+    `--refresh-interval=${proxy.refreshInterval}`,
+    `--metrics-addr=$(POD_IP):${PROXY_METRICS_PORT}`,
+  ];
+}
+
+/** The proxy DaemonSet: this project's own image running `etcd-topology proxy` on every selected node. */
+export const proxyDaemonSet: Component<V1DaemonSet> = {
+  apiVersion: 'apps/v1',
+  kind: 'DaemonSet',
+  names: (t) => [namesOf(t).proxyDaemonSet],
+  desired: (t: EtcdTopology, context: ComponentContext) => {
+    const { proxy } = t.spec;
+    if (!proxy.enabled) return undefined;
+    const terms = proxyNodeTerms(t);
+    return {
+      apiVersion: 'apps/v1',
+      kind: 'DaemonSet',
+      metadata: objectMeta(t, namesOf(t).proxyDaemonSet, 'proxy'),
+      spec: {
+        selector: { matchLabels: selectorLabels(t, 'proxy') },
+        updateStrategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } },
+        template: {
+          metadata: { labels: labels(t, 'proxy') },
+          spec: {
+            serviceAccountName: namesOf(t).proxyServiceAccount,
+            automountServiceAccountToken: false,
+            enableServiceLinks: false,
+            hostNetwork: proxy.hostNetwork,
+            // A host-network pod still resolves the members' Service names through cluster DNS.
+            dnsPolicy: proxy.hostNetwork ? 'ClusterFirstWithHostNet' : 'ClusterFirst',
+            ...(terms ? { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: terms } } } } : {}),
+            ...(proxy.tolerations ? { tolerations: proxy.tolerations } : {}),
+            securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } },
+            terminationGracePeriodSeconds: 30,
+            containers: [
+              {
+                name: 'proxy',
+                image: context.proxyImage,
+                args: proxyArgs(t),
+                env: [{ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }],
+                ports: [
+                  { name: 'client', containerPort: proxy.port, protocol: 'TCP' },
+                  { name: 'metrics', containerPort: PROXY_METRICS_PORT, protocol: 'TCP' },
+                ],
+                readinessProbe: { httpGet: { path: '/readyz', port: PROXY_METRICS_PORT, scheme: 'HTTP' }, periodSeconds: 5, failureThreshold: 3 },
+                // Liveness asks only whether the process serves: restarting proxies cannot fix an etcd outage.
+                livenessProbe: { tcpSocket: { port: PROXY_METRICS_PORT }, periodSeconds: 10, failureThreshold: 6 },
+                ...resourceRequirements(proxy.resources),
+                securityContext: restrictedContainerSecurity,
+              },
+            ],
+          },
+        },
+      },
+    };
+  },
+};
