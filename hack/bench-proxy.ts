@@ -81,9 +81,18 @@ async function openWatches(target: string, n: number): Promise<() => void> {
 
 function start(file: string, args: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
   const child = spawn(file, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
-  child.stderr.on('data', () => undefined);
+  let tail = '';
+  child.stderr.on('data', (d: Buffer) => (tail = (tail + d.toString()).slice(-4000)));
+  // A target that dies mid-run would hang the benchmark tool: say so loudly and stop.
+  child.on('exit', (code, signal) => {
+    if (!stopping) {
+      console.error(`${path.basename(file)} ${args[0]} exited (${code ?? signal}) during the benchmark; last output:\n${tail}`);
+      process.exit(1);
+    }
+  });
   return child;
 }
+let stopping = false;
 
 async function main(): Promise<void> {
   const bin = binaries();
@@ -160,6 +169,7 @@ async function main(): Promise<void> {
     await writeFile(path.join(root, 'docs', 'bench', 'proxy.md'), lines.join('\n'));
     console.log(lines.join('\n'));
   } finally {
+    stopping = true;
     grpcProxy.kill('SIGTERM');
     ours.kill('SIGTERM');
     await cluster.stop();
