@@ -14,6 +14,7 @@ Every flag also reads from ETCD_TOPOLOGY_<FLAG>. Run a command with --help for i
 // proxy never pays for the operator's Kubernetes client and the other way round.
 const commands: Record<string, () => Promise<{ main: (argv: string[]) => Promise<number> }>> = {
   proxy: () => import('./proxy/main.ts'),
+  operator: () => import('./operator/main.ts'),
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -90,7 +90,8 @@ export const storageClassImmutableRule: TransitionRule<{ storageClassName?: stri
 
 /** Rule on spec.members.storage: a StatefulSet's volume claim template cannot change after creation. */
 export const storageSizeImmutableRule: TransitionRule<{ size: number | string }> = {
-  rule: 'self.size == oldSelf.size',
+  // has() guards: the API server also checks the rule against the schema default ({}), where size is absent.
+  rule: 'has(self.size) == has(oldSelf.size) && (!has(self.size) || self.size == oldSelf.size)',
   message:
     'members.storage.size cannot change after creation: the member StatefulSet\'s volume claim template is immutable; ' +
     'expand the members\' PersistentVolumeClaims directly if their StorageClass allows expansion',

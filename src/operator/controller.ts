@@ -1,0 +1,101 @@
+import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
+import { Counter, Histogram, type Registry } from 'prom-client';
+import { API_VERSION, KIND, PLURAL } from '../api/etcd-topology.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { Informers, MANAGED_SELECTOR, type WatchedKind } from './informers.ts';
+import type { Reconciler } from './reconciler.ts';
+import { WorkQueue } from './work-queue.ts';
+
+/** Every kind the controller watches: its own resource, what it creates, and Nodes. */
+export const WATCHED_KINDS: WatchedKind[] = [
+  { apiVersion: API_VERSION, kind: KIND, plural: PLURAL, namespaced: true },
+  { apiVersion: 'apps/v1', kind: 'StatefulSet', plural: 'statefulsets', namespaced: true, labelSelector: MANAGED_SELECTOR },
+  { apiVersion: 'apps/v1', kind: 'DaemonSet', plural: 'daemonsets', namespaced: true, labelSelector: MANAGED_SELECTOR },
+  { apiVersion: 'v1', kind: 'Service', plural: 'services', namespaced: true, labelSelector: MANAGED_SELECTOR },
+  { apiVersion: 'v1', kind: 'ServiceAccount', plural: 'serviceaccounts', namespaced: true, labelSelector: MANAGED_SELECTOR },
+  { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', plural: 'poddisruptionbudgets', namespaced: true, labelSelector: MANAGED_SELECTOR },
+  { apiVersion: 'v1', kind: 'Pod', plural: 'pods', namespaced: true, labelSelector: MANAGED_SELECTOR },
+  { apiVersion: 'v1', kind: 'Node', plural: 'nodes', namespaced: false },
+];
+
+/** The key of the EtcdTopology an object belongs to, from its own identity or its instance label. */
+export function ownerKey(kind: string, obj: KubernetesObject): string | undefined {
+  const ns = obj.metadata?.namespace;
+  if (kind === KIND) return ns && obj.metadata?.name ? `${ns}/${obj.metadata.name}` : undefined;
+  const instance = obj.metadata?.labels?.['app.kubernetes.io/instance'];
+  return ns && instance ? `${ns}/${instance}` : undefined;
+}
+
+/**
+ * Informers feed a keyed queue; workers take keys and reconcile them. Node changes concern every
+ * topology (central nodes come and go), everything else only its owner.
+ */
+export class Controller {
+  readonly informers: Informers;
+  private readonly queue = new WorkQueue();
+  private readonly log: Logger;
+  private readonly reconciles: Counter<'result'>;
+  private readonly duration: Histogram;
+  private reconciler: Reconciler | undefined;
+  private workers: Promise<void>[] = [];
+
+  constructor(kc: KubeConfig, namespace: string | undefined, registry: Registry, log: Logger) {
+    this.log = log;
+    this.reconciles = new Counter({ name: 'etcd_topology_operator_reconciles_total', help: 'Reconciles by result.', labelNames: ['result'], registers: [registry] });
+    this.duration = new Histogram({
+      name: 'etcd_topology_operator_reconcile_duration_seconds',
+      help: 'Time one reconcile took.',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    });
+    this.informers = new Informers(kc, WATCHED_KINDS, namespace, (kind, obj) => this.enqueueFor(kind, obj), log);
+  }
+
+  /** Starts the informers (every replica keeps its caches warm, leader or not). */
+  async startInformers(): Promise<void> {
+    await this.informers.start();
+  }
+
+  /** Starts reconciling with the given number of workers (called once this replica leads). */
+  startWorkers(reconciler: Reconciler, count = 2): void {
+    this.reconciler = reconciler;
+    for (const t of this.informers.list<KubernetesObject>(KIND)) this.enqueueFor(KIND, t);
+    for (let i = 0; i < count; i++) this.workers.push(this.work());
+  }
+
+  /** Stops handing out work and waits for reconciles in flight to finish. */
+  async stop(): Promise<void> {
+    this.queue.shutdown();
+    await Promise.all(this.workers);
+    await this.informers.stop();
+  }
+
+  private enqueueFor(kind: string, obj: KubernetesObject): void {
+    if (!this.reconciler) return;
+    if (kind === 'Node') {
+      for (const t of this.informers.list<KubernetesObject>(KIND)) this.enqueueFor(KIND, t);
+      return;
+    }
+    const key = ownerKey(kind, obj);
+    if (key) this.queue.add(key);
+  }
+
+  private async work(): Promise<void> {
+    for (let key = await this.queue.next(); key !== undefined; key = await this.queue.next()) {
+      const end = this.duration.startTimer();
+      try {
+        const result = await this.reconciler!.reconcile(key);
+        this.queue.forget(key);
+        if (result.requeueAfterMs !== undefined) this.queue.addAfter(key, result.requeueAfterMs);
+        this.reconciles.inc({ result: 'success' });
+      } catch (err) {
+        const delay = this.queue.retry(key);
+        this.reconciles.inc({ result: 'error' });
+        this.log.error({ err, etcdtopology: key, retryInMs: delay }, 'Failed to reconcile; retrying');
+      } finally {
+        end();
+        this.queue.done(key);
+      }
+    }
+  }
+}

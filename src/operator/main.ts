@@ -1,0 +1,128 @@
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { z } from 'zod';
+import { systemClock } from '../api/conditions.ts';
+import { EtcdAdminClient } from '../etcd/admin-client.ts';
+import { duration, hostPort, parseFlags } from '../flags.ts';
+import { startTelemetryServer } from '../telemetry/http-server.ts';
+import { createRootLogger } from '../telemetry/logger.ts';
+import { createRegistry } from '../telemetry/metrics.ts';
+import { Counter } from 'prom-client';
+import { renderOwned, unwantedOwned } from './components/registry.ts';
+import { Controller } from './controller.ts';
+import { EventRecorder } from './events.ts';
+import { KubeWriter, loadKubeConfig } from './kube.ts';
+import { LeaderElector } from './leader-election.ts';
+import { Reconciler } from './reconciler.ts';
+
+const SA_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+
+const flagsSchema = z.object({
+  kubeconfig: z.string().optional(),
+  namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'expected a namespace name').optional(),
+  metricsAddr: hostPort.default(':8080'),
+  healthAddr: hostPort.default(':8081'),
+  leaderElect: z.boolean().default(true),
+  leaderElectionNamespace: z.string().optional(),
+  proxyImage: z.string().min(1).default('etcd-topology:0.1.0'),
+  resyncPeriod: duration.prefault('30s'),
+  help: z.boolean().default(false),
+});
+
+const usage = `usage: etcd-topology operator [flags]
+
+  --kubeconfig FILE               kubeconfig (default: in-cluster, then $KUBECONFIG / ~/.kube/config)
+  --namespace NS                  watch one namespace (default: all)
+  --metrics-addr HOST:PORT        Prometheus metrics (default :8080)
+  --health-addr HOST:PORT         /healthz and /readyz (default :8081)
+  --leader-elect=true|false       elect one active replica on a Lease (default true)
+  --leader-election-namespace NS  namespace of the Lease (default: the pod's namespace, else default)
+  --proxy-image IMAGE             image of the proxy DaemonSet, this project's own (default etcd-topology:0.1.0)
+  --resync-period DURATION        how often a settled topology is checked again (default 30s)
+
+Every flag also reads from ETCD_TOPOLOGY_<FLAG>, e.g. ETCD_TOPOLOGY_NAMESPACE.`;
+
+function ownNamespace(flag: string | undefined): string {
+  if (flag) return flag;
+  if (process.env['POD_NAMESPACE']) return process.env['POD_NAMESPACE'];
+  try {
+    return readFileSync(SA_NAMESPACE_FILE, 'utf8').trim();
+  } catch {
+    return 'default';
+  }
+}
+
+/** Runs the operator until SIGTERM or SIGINT; resolves the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const { flags } = parseFlags('operator', flagsSchema, argv);
+  if (flags.help) {
+    console.error(usage);
+    return 0;
+  }
+  const log = createRootLogger({ name: 'etcd-topology-operator' });
+  const registry = createRegistry();
+  const kc = loadKubeConfig(flags.kubeconfig);
+  const writes = new Counter({ name: 'etcd_topology_operator_api_writes_total', help: 'Write calls to the Kubernetes API, by verb and kind.', labelNames: ['verb', 'kind'], registers: [registry] });
+  const writer = new KubeWriter(kc, writes);
+  const admin = new EtcdAdminClient({ timeoutMs: 3000 });
+  const controller = new Controller(kc, flags.namespace, registry, log);
+  const identity = process.env['POD_NAME'] ?? `${os.hostname()}_${process.pid}`;
+  const elector = flags.leaderElect
+    ? new LeaderElector({ kubeConfig: kc, namespace: ownNamespace(flags.leaderElectionNamespace), name: 'etcd-topology-operator', identity, logger: log })
+    : undefined;
+
+  const servers = [
+    await startTelemetryServer(flags.metricsAddr, registry, { healthz: () => undefined, readyz: () => undefined }, log),
+    await startTelemetryServer(
+      flags.healthAddr,
+      registry,
+      {
+        healthz: () => undefined,
+        // Ready once the caches are warm; a standby replica is ready too, to take over at once.
+        readyz: () => (controller.informers.hasSynced ? undefined : 'informer caches not synced yet'),
+      },
+      log,
+    ),
+  ];
+
+  let exitCode = 0;
+  let resolveStop!: () => void;
+  const stopped = new Promise<void>((r) => (resolveStop = r));
+  const shutdown = (code: number): void => {
+    exitCode = code;
+    resolveStop();
+  };
+  process.once('SIGTERM', () => shutdown(0));
+  process.once('SIGINT', () => shutdown(0));
+
+  await controller.startInformers();
+  log.info({ namespace: flags.namespace ?? '(all)', identity }, 'Started informers');
+  const reconciler = new Reconciler({
+    informers: controller.informers,
+    writer,
+    admin,
+    events: new EventRecorder(writer, log),
+    clock: systemClock,
+    log,
+    resyncMs: flags.resyncPeriod,
+    render: {
+      owned: (topology, input) => renderOwned(topology, { ...input, proxyImage: flags.proxyImage }),
+      unwanted: (topology, input) => unwantedOwned(topology, { ...input, proxyImage: flags.proxyImage }),
+    },
+  });
+  if (elector) {
+    elector.start(
+      () => controller.startWorkers(reconciler),
+      () => shutdown(1),
+    );
+  } else controller.startWorkers(reconciler);
+
+  await stopped;
+  log.info('Stopping: finishing reconciles in flight');
+  await controller.stop();
+  await elector?.stop();
+  await admin.close();
+  for (const s of servers) s.close();
+  log.info({ exitCode }, 'Stopped');
+  return exitCode;
+}

@@ -1,0 +1,34 @@
+import type { EtcdAdminClient } from '../etcd/admin-client.ts';
+import { memberName, toMemberHealth } from '../etcd/member-health.ts';
+import type { StatusResponse } from '../etcd/responses.ts';
+import type { MemberHealth } from '../quorum/members.ts';
+
+/** A member pod the operator can reach: its name and client URL by pod IP. */
+export interface MemberEndpoint {
+  name: string;
+  url: string;
+}
+
+/**
+ * Reads the cluster as etcd sees it: the member list and alarms from the first member that answers,
+ * then each member's own status through its pod's address (member client URLs are cluster DNS names,
+ * which an operator running outside the cluster cannot resolve).
+ */
+export async function observeEtcd(admin: EtcdAdminClient, endpoints: readonly MemberEndpoint[]): Promise<{ members: MemberHealth[] } | { error: string }> {
+  if (endpoints.length === 0) return { error: 'no member pod has an IP yet' };
+  const urls = endpoints.map((e) => e.url);
+  try {
+    const [list, alarms] = await Promise.all([admin.onFirstAvailable(urls, (url) => admin.memberList(url)), admin.onFirstAvailable(urls, (url) => admin.alarms(url))]);
+    const statuses = new Map<string, StatusResponse | Error>();
+    await Promise.all(
+      list.members.map(async (m) => {
+        const url = endpoints.find((e) => e.name === memberName(m))?.url;
+        if (!url) return statuses.set(m.ID, new Error('no running pod for this member'));
+        statuses.set(m.ID, await admin.status(url).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err)))));
+      }),
+    );
+    return { members: toMemberHealth(list.members, statuses, alarms.alarms) };
+  } catch (err) {
+    return { error: err instanceof Error ? err.message : String(err) };
+  }
+}

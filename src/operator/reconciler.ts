@@ -1,0 +1,189 @@
+import type { KubernetesObject, V1DaemonSet, V1Node, V1Pod } from '@kubernetes/client-node';
+import type { Clock } from '../api/conditions.ts';
+import { API_VERSION, etcdTopologySchema, GROUP, KIND, PLURAL, VERSION, type EtcdTopology } from '../api/etcd-topology.ts';
+import type { EtcdAdminClient } from '../etcd/admin-client.ts';
+import { healthyVotersOf, type MemberHealth } from '../quorum/members.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { desiredHash, needsApply, withAppliedHash } from './apply.ts';
+import type { EventRecorder, EventTarget } from './events.ts';
+import type { Informers } from './informers.ts';
+import type { KubeWriter } from './kube.ts';
+import { MEMBER_HEALTHY_GATE } from './components/member-statefulset/member-statefulset.ts';
+import { observeEtcd } from './observe-etcd.ts';
+import { computeStatus, type Observation } from './status.ts';
+
+
+/** What a reconcile asks of the queue afterwards. */
+export interface ReconcileResult {
+  requeueAfterMs?: number;
+}
+
+/** What the owned objects are rendered from besides the spec: the members etcd knows (undefined: a new cluster). */
+export interface RenderInput {
+  members: MemberHealth[] | undefined;
+}
+
+/** Renders every object the operator owns for a topology, in apply order, and names those that must not exist. */
+export interface Renderer {
+  owned(topology: EtcdTopology, input: RenderInput): KubernetesObject[];
+  unwanted(topology: EtcdTopology, input: RenderInput): { apiVersion: string; kind: string; name: string }[];
+}
+
+export interface ReconcilerDeps {
+  informers: Informers;
+  writer: KubeWriter;
+  admin: EtcdAdminClient;
+  events: EventRecorder;
+  clock: Clock;
+  log: Logger;
+  render: Renderer;
+  /** Resync period of a settled topology; an unsettled one is visited more often. */
+  resyncMs?: number;
+}
+
+const labelsOf = (name: string, component: string): Record<string, string> => ({ 'app.kubernetes.io/instance': name, 'app.kubernetes.io/component': component });
+const matches = (labels: Record<string, string> | undefined, want: Record<string, string>): boolean => Object.entries(want).every(([k, v]) => labels?.[k] === v);
+const isReadyNode = (n: V1Node): boolean => !n.spec?.unschedulable && n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+
+/**
+ * The level-triggered reconcile of one EtcdTopology, as ordered steps that each read state and
+ * return; none waits. It is safe to run again at any time: it computes the desired state from
+ * what it reads and writes only what differs.
+ */
+export class Reconciler {
+  private readonly deps: ReconcilerDeps;
+  /** The last member set etcd reported per topology, so that an etcd outage never renders a "new cluster". */
+  private readonly lastMembers = new Map<string, MemberHealth[]>();
+
+  constructor(deps: ReconcilerDeps) {
+    this.deps = deps;
+  }
+
+  /** Reconciles the topology with key "namespace/name". */
+  async reconcile(key: string): Promise<ReconcileResult> {
+    const [namespace, name] = key.split('/') as [string, string];
+    const log = this.deps.log.child({ etcdtopology: key });
+    const raw = this.deps.informers.get<KubernetesObject>(KIND, name, namespace);
+    if (!raw) {
+      // Deleted: owner references let the garbage collector remove what we made (PVCs stay).
+      this.lastMembers.delete(key);
+      return {};
+    }
+    const parsed = etcdTopologySchema.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      log.error({ issue }, 'Refused an invalid EtcdTopology');
+      this.deps.events.record(this.target(raw), 'Warning', 'InvalidSpec', `${issue?.path.join('.') ?? 'spec'}: ${issue?.message ?? 'invalid'}`);
+      return {};
+    }
+    const topology = parsed.data;
+    const target = this.target(raw);
+
+    const memberPods = this.memberPods(topology);
+    const etcd = await observeEtcd(
+      this.deps.admin,
+      memberPods.filter((p) => p.status?.podIP).map((p) => ({ name: p.metadata!.name!, url: `http://${p.status!.podIP}:2379` })),
+    );
+    if ('members' in etcd) this.lastMembers.set(key, etcd.members);
+    await this.applyOwned(topology, this.lastMembers.get(key), 'error' in etcd, target, log);
+    if ('members' in etcd) await this.syncReadinessGates(memberPods, etcd.members, log);
+
+    const observation: Observation = {
+      eligibleCentralNodes: this.eligibleCentralNodes(topology),
+      memberPods: memberPods.map((p) => ({ name: p.metadata!.name!, node: p.spec?.nodeName, running: p.status?.phase === 'Running' })),
+      etcd,
+      proxies: this.proxies(topology),
+    };
+    const status = computeStatus(topology, observation, this.deps.clock);
+    await this.writeStatus(topology, status, target, log);
+    const settled = status.conditions?.every((c) => (c.type === 'Available' ? c.status === 'True' : c.status === 'False')) ?? false;
+    return { requeueAfterMs: settled ? (this.deps.resyncMs ?? 30_000) : 5_000 };
+  }
+
+  private target(raw: KubernetesObject): EventTarget {
+    return { apiVersion: API_VERSION, kind: KIND, name: raw.metadata!.name!, namespace: raw.metadata!.namespace!, uid: raw.metadata!.uid };
+  }
+
+  private memberPods(topology: EtcdTopology): V1Pod[] {
+    const want = labelsOf(topology.metadata.name!, 'member');
+    return this.deps.informers.list<V1Pod>('Pod', topology.metadata.namespace).filter((p) => matches(p.metadata?.labels, want) && !p.metadata?.deletionTimestamp);
+  }
+
+  private eligibleCentralNodes(topology: EtcdTopology): number {
+    return this.deps.informers.list<V1Node>('Node').filter((n) => matches(n.metadata?.labels, topology.spec.members.nodeSelector) && isReadyNode(n)).length;
+  }
+
+  private proxies(topology: EtcdTopology): { desired: number; ready: number } {
+    if (!topology.spec.proxy.enabled) return { desired: 0, ready: 0 };
+    const ds = this.deps.informers
+      .list<V1DaemonSet>('DaemonSet', topology.metadata.namespace)
+      .find((d) => matches(d.metadata?.labels, labelsOf(topology.metadata.name!, 'proxy')));
+    return { desired: ds?.status?.desiredNumberScheduled ?? 0, ready: ds?.status?.numberReady ?? 0 };
+  }
+
+  /**
+   * Server-side applies every owned object whose live copy differs from what we want, and deletes
+   * those that must not exist. While etcd cannot be read and its member set was never seen (an
+   * operator restarted during an outage), an existing StatefulSet is left alone: rendering it without
+   * the members would describe a brand-new cluster.
+   */
+  private async applyOwned(topology: EtcdTopology, members: MemberHealth[] | undefined, etcdUnreadable: boolean, target: EventTarget, log: Logger): Promise<void> {
+    const ns = topology.metadata.namespace!;
+    for (const desired of this.deps.render.owned(topology, { members })) {
+      const stamped = withAppliedHash(desired);
+      const live = this.deps.informers.get<KubernetesObject>(desired.kind!, desired.metadata!.name!, desired.metadata?.namespace);
+      if (desired.kind === 'StatefulSet' && live && members === undefined && etcdUnreadable) continue;
+      if (!needsApply(stamped, live)) continue;
+      await this.deps.writer.apply(stamped);
+      const verb = live ? 'Updated' : 'Created';
+      log.info({ kind: desired.kind, name: desired.metadata?.name }, `${verb} ${desired.kind}`);
+      this.deps.events.record(target, 'Normal', verb, `${verb} ${desired.kind} ${desired.metadata?.name}`);
+    }
+    for (const u of this.deps.render.unwanted(topology, { members })) {
+      if (!this.deps.informers.get<KubernetesObject>(u.kind, u.name, ns)) continue;
+      await this.deps.writer.delete(u.apiVersion, u.kind, ns, u.name);
+      log.info({ kind: u.kind, name: u.name }, `Deleted ${u.kind}`);
+      this.deps.events.record(target, 'Normal', 'Deleted', `Deleted ${u.kind} ${u.name}`);
+    }
+  }
+
+  /** Sets each member pod's readiness gate to what etcd says of that member, writing only changes. */
+  private async syncReadinessGates(pods: V1Pod[], members: MemberHealth[], log: Logger): Promise<void> {
+    const healthy = new Set(healthyVotersOf(members).map((m) => m.name));
+    for (const pod of pods) {
+      const name = pod.metadata!.name!;
+      const isHealthy = healthy.has(name);
+      const status = isHealthy ? 'True' : 'False';
+      const current = pod.status?.conditions?.find((c) => c.type === MEMBER_HEALTHY_GATE);
+      if (current?.status === status) continue;
+      const member = members.find((m) => m.name === name);
+      const message = isHealthy
+        ? 'etcd counts this member as a healthy voter that has caught up with the leader'
+        : !member
+          ? 'etcd does not list this member'
+          : member.isLearner
+            ? 'the member is a learner, not yet a voter'
+            : member.healthy
+              ? 'the member is behind the leader'
+              : 'the member does not answer, reports errors, or knows no leader';
+      await this.deps.writer.patchPodConditions(pod.metadata!.namespace!, name, [
+        { type: MEMBER_HEALTHY_GATE, status, reason: isHealthy ? 'EtcdMemberHealthy' : 'EtcdMemberNotHealthy', message, lastTransitionTime: this.deps.clock.now().toISOString() },
+      ]);
+      log.info({ pod: name, status }, `Set readiness gate ${MEMBER_HEALTHY_GATE}`);
+    }
+  }
+
+  private async writeStatus(topology: EtcdTopology, status: ReturnType<typeof computeStatus>, target: EventTarget, log: Logger): Promise<void> {
+    const before = topology.status;
+    // Canonical comparison: the API server's key order and dropped empty fields are not changes.
+    if (before !== undefined && desiredHash(before) === desiredHash(status)) return;
+    await this.deps.writer.patchCustomStatus(GROUP, VERSION, PLURAL, topology.metadata.namespace!, topology.metadata.name!, status);
+    for (const c of status.conditions ?? []) {
+      const prior = before?.conditions?.find((p) => p.type === c.type);
+      if (prior?.status === c.status && prior.reason === c.reason) continue;
+      const warning = (c.type === 'Available' && c.status === 'False' && prior !== undefined) || (c.type === 'Degraded' && c.status === 'True');
+      this.deps.events.record(target, warning ? 'Warning' : 'Normal', c.reason, `${c.type}=${c.status}: ${c.message}`);
+      log.info({ type: c.type, status: c.status, reason: c.reason }, `Changed condition ${c.type} to ${c.status}`);
+    }
+  }
+}

@@ -1,0 +1,45 @@
+import http from 'node:http';
+import type { Registry } from 'prom-client';
+import type { Logger } from './logger.ts';
+
+/** A named check: undefined when fine, else the reason it fails (served as the 503 body). */
+export type Check = () => string | undefined;
+
+/** Serves /metrics from the registry and /healthz, /readyz from checks on a HOST:PORT address. */
+export async function startTelemetryServer(
+  addr: string,
+  registry: Registry,
+  checks: { healthz: Check; readyz: Check },
+  log: Logger,
+): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/healthz' || path === '/readyz') {
+      const failure = checks[path === '/healthz' ? 'healthz' : 'readyz']();
+      res.writeHead(failure === undefined ? 200 : 503, { 'content-type': 'text/plain' }).end(failure === undefined ? 'ok\n' : `${failure}\n`);
+      return;
+    }
+    if (path === '/metrics') {
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        (err: unknown) => {
+          log.error({ err }, 'Failed to collect metrics');
+          res.writeHead(500).end();
+        },
+      );
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /healthz or /readyz\n');
+  });
+  const i = addr.lastIndexOf(':');
+  const host = addr.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0';
+  const port = Number(addr.slice(i + 1));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new Error(err.code === 'EADDRINUSE' ? `address ${addr} is already in use` : `cannot listen on ${addr}: ${err.message}`)),
+    );
+    server.listen(port, host, () => resolve());
+  });
+  log.info({ addr }, 'Started telemetry server');
+  return server;
+}

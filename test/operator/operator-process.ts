@@ -1,0 +1,53 @@
+import type { ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { spawnLogged, terminate } from '../harness/cluster/processes.ts';
+import { freePort, waitFor } from '../harness/ports.ts';
+
+const repo = path.resolve(import.meta.dirname, '..', '..');
+
+/** The operator run from dist/ as a local process with the admin kubeconfig, for tests that need its metrics. */
+export class OperatorProcess {
+  readonly metricsUrl: string;
+  private readonly child: ChildProcess;
+
+  private constructor(child: ChildProcess, metricsUrl: string) {
+    this.child = child;
+    this.metricsUrl = metricsUrl;
+  }
+
+  /** Starts `etcd-topology operator` and waits for /readyz. */
+  static async start(kubeconfig: string, logFile: string, extraArgs: string[] = []): Promise<OperatorProcess> {
+    const [metrics, health] = [await freePort(), await freePort()];
+    const child = spawnLogged(
+      process.execPath,
+      [path.join(repo, 'dist', 'cli.js'), 'operator', `--kubeconfig=${kubeconfig}`, `--metrics-addr=127.0.0.1:${metrics}`, `--health-addr=127.0.0.1:${health}`, '--leader-election-namespace=default', ...extraArgs],
+      logFile,
+    );
+    await waitFor('the operator /readyz', async () => {
+      if (child.exitCode !== null) throw new Error(`the operator exited with ${child.exitCode}; see ${logFile}`);
+      const res = await fetch(`http://127.0.0.1:${health}/readyz`).catch(() => undefined);
+      return res?.status === 200;
+    });
+    return new OperatorProcess(child, `http://127.0.0.1:${metrics}/metrics`);
+  }
+
+  /** Sum of a counter over all its label sets, from /metrics. */
+  async counter(name: string, filter: (labels: string) => boolean = () => true): Promise<number> {
+    const text = await (await fetch(this.metricsUrl)).text();
+    let sum = 0;
+    for (const line of text.split('\n')) {
+      const m = new RegExp(`^${name}(\\{[^}]*\\})? ([0-9.e+-]+)$`).exec(line);
+      if (m && filter(m[1] ?? '')) sum += Number(m[2]);
+    }
+    return sum;
+  }
+
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  async stop(): Promise<number | null> {
+    await terminate(this.child, 10_000);
+    return this.child.exitCode;
+  }
+}

@@ -1,0 +1,133 @@
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { binaries } from '../harness/binaries.ts';
+import { LocalCluster } from '../harness/cluster/local-cluster.ts';
+import type { Pod } from '../harness/cluster/types.ts';
+import { waitFor } from '../harness/ports.ts';
+import { run } from '../harness/run.ts';
+import { OperatorProcess } from './operator-process.ts';
+
+const repo = path.resolve(import.meta.dirname, '..', '..');
+const NS = 'default';
+
+interface Topology {
+  metadata: { generation: number; uid: string };
+  status?: {
+    observedGeneration?: number;
+    conditions?: { type: string; status: string; reason: string; message: string }[];
+    quorum?: { size: number; healthy: number; faultTolerance: number; disruptionsAllowed: number };
+    members?: { name: string; role: string; healthy: boolean; node?: string }[];
+    proxies?: { desired: number; ready: number };
+  };
+}
+
+const topology = (name: string, spec: Record<string, unknown>): string =>
+  JSON.stringify({ apiVersion: 'etcdtopology.io/v1alpha1', kind: 'EtcdTopology', metadata: { name, namespace: NS }, spec });
+
+describe('operator on the local cluster', () => {
+  let cluster: LocalCluster;
+  let operator: OperatorProcess;
+  const k = (...args: string[]): Promise<string> => cluster.kubectl(args);
+  const get = async (name: string): Promise<Topology> => JSON.parse(await k('get', 'etop', name, '-n', NS, '-o', 'json')) as Topology;
+  const condition = (t: Topology, type: string) => t.status?.conditions?.find((c) => c.type === type);
+  const pods = async (name: string, component: string): Promise<Pod[]> =>
+    (JSON.parse(await k('get', 'pods', '-n', NS, '-l', `app.kubernetes.io/instance=${name},app.kubernetes.io/component=${component}`, '-o', 'json')) as { items: Pod[] }).items;
+  const ready = (p: Pod): boolean => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+
+  beforeAll(async () => {
+    await run(process.execPath, [path.join(repo, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(repo, 'tsconfig.build.json')]);
+    cluster = await LocalCluster.start();
+    await k('apply', '--server-side', '-f', path.join(repo, 'crds'));
+    await k('wait', '--for=condition=Established', 'crd/etcdtopologies.etcdtopology.io', '--timeout=30s');
+    operator = await OperatorProcess.start(cluster.kubeconfig, path.join(cluster.dir, 'operator.log'), ['--resync-period=3s']);
+  });
+  afterAll(async () => {
+    await operator?.stop();
+    await cluster?.stop();
+  });
+
+  it.each([
+    [0, /members.count/],
+    [2, /an even count tolerates no more member failures than the odd count below it/],
+    [4, /an even count tolerates no more member failures than the odd count below it/],
+    [9, /members.count/],
+    [-1, /members.count/],
+    ['three', /members.count/],
+  ])('refuses members.count %j at admission', async (count, message) => {
+    const attempt = cluster.kubectl(['apply', '-f', '-'], topology(`bad-${String(count).replace(/[^a-z0-9]/g, 'x')}`, { members: { count } }));
+    await expect(attempt).rejects.toThrow(message);
+  });
+
+  it('brings a 3-member topology to Available: members on central nodes, proxies on workers, writes visible across proxies', async () => {
+    await cluster.kubectl(['apply', '-f', '-'], topology('main', { members: { count: 3 } }));
+    const t = await waitFor('main Available', async () => {
+      const t = await get('main');
+      return condition(t, 'Available')?.status === 'True' ? t : false;
+    }, { timeoutMs: 240_000, intervalMs: 1000 });
+    expect(t.status?.quorum).toEqual({ size: 2, healthy: 3, faultTolerance: 1, disruptionsAllowed: 1 });
+    expect(t.status?.members?.filter((m) => m.role === 'leader')).toHaveLength(1);
+
+    const members = await pods('main', 'member');
+    expect(members.map((p) => p.spec!.nodeName).sort()).toEqual(['central-0', 'central-1', 'central-2']);
+    expect(members.every(ready)).toBe(true);
+    const proxies = await waitFor('2 ready proxies', async () => {
+      const l = await pods('main', 'proxy');
+      return l.length === 2 && l.every(ready) ? l : false;
+    }, { timeoutMs: 120_000 });
+    expect(proxies.map((p) => p.spec!.nodeName).sort()).toEqual(['worker-0', 'worker-1']);
+
+    const [a, b] = proxies.map((p) => `http://${p.status!.podIP}:2379`);
+    await run(binaries().etcdctl, [`--endpoints=${a}`, 'put', 'through-proxy', 'worker-0']);
+    expect(await run(binaries().etcdctl, [`--endpoints=${b}`, 'get', 'through-proxy', '--print-value-only'])).toBe('worker-0\n');
+  });
+
+  it('makes no write call on a resync when nothing changed', async () => {
+    await waitFor('main settled', async () => {
+      const t = await get('main');
+      return condition(t, 'Progressing')?.status === 'False' && t.status?.proxies?.ready === 2;
+    }, { timeoutMs: 60_000 });
+    const before = await operator.counter('etcd_topology_operator_api_writes_total', (l) => !l.includes('kind="Event"'));
+    const reconcilesBefore = await operator.counter('etcd_topology_operator_reconciles_total');
+    // At least two resyncs (3 s period) pass.
+    await waitFor('two more reconciles', async () => (await operator.counter('etcd_topology_operator_reconciles_total')) >= reconcilesBefore + 2, { timeoutMs: 30_000 });
+    expect(await operator.counter('etcd_topology_operator_api_writes_total', (l) => !l.includes('kind="Event"'))).toBe(before);
+  });
+
+  it('applies a spec change to the objects it owns', async () => {
+    await k('patch', 'etop', 'main', '-n', NS, '--type=merge', '-p', '{"spec":{"proxy":{"mode":"readonly"}}}');
+    await waitFor('the proxy DaemonSet in readonly mode', async () => {
+      const ds = await k('get', 'daemonset', '-n', NS, '-l', 'app.kubernetes.io/instance=main,app.kubernetes.io/component=proxy', '-o', 'json');
+      return ds.includes('--mode=readonly');
+    }, { timeoutMs: 30_000 });
+    const t = await get('main');
+    await waitFor('observedGeneration caught up', async () => (await get('main')).status?.observedGeneration === t.metadata.generation, { timeoutMs: 30_000 });
+  });
+
+  it('refuses a storageClassName change', async () => {
+    await expect(k('patch', 'etop', 'main', '-n', NS, '--type=merge', '-p', '{"spec":{"members":{"storage":{"storageClassName":"other"}}}}')).rejects.toThrow(/storageClassName/);
+  });
+
+  it('reports Degraded InsufficientCentralNodes when there are fewer central nodes than members, without crashing', async () => {
+    await cluster.kubectl(['apply', '-f', '-'], topology('big', { members: { count: 5 } }));
+    const t = await waitFor('big Degraded', async () => {
+      const t = await get('big');
+      return condition(t, 'Degraded')?.reason === 'InsufficientCentralNodes' ? t : false;
+    }, { timeoutMs: 60_000 });
+    expect(condition(t, 'Degraded')?.message).toMatch(/^3 ready node\(s\) match etcdtopology.io\/role=central but members.count is 5/);
+    expect(condition(t, 'Available')?.status).toBe('False');
+    expect(operator.alive).toBe(true);
+    await k('delete', 'etop', 'big', '-n', NS, '--wait=true');
+  });
+
+  it('on delete, lets the garbage collector remove what it created and keeps the PVCs', async () => {
+    const pvcsBefore = (await k('get', 'pvc', '-n', NS, '-l', 'app.kubernetes.io/instance=main', '-o', 'name')).trim().split('\n').filter(Boolean);
+    expect(pvcsBefore.length).toBeGreaterThanOrEqual(3);
+    await k('delete', 'etop', 'main', '-n', NS, '--wait=true');
+    await waitFor('owned objects gone', async () => {
+      const left = await k('get', 'statefulsets,daemonsets,services,poddisruptionbudgets,pods', '-n', NS, '-l', 'app.kubernetes.io/instance=main', '-o', 'name');
+      return left.trim() === '';
+    }, { timeoutMs: 120_000, intervalMs: 1000 });
+    const pvcsAfter = (await k('get', 'pvc', '-n', NS, '-l', 'app.kubernetes.io/instance=main', '-o', 'name')).trim().split('\n').filter(Boolean);
+    expect(pvcsAfter.sort()).toEqual(pvcsBefore.sort());
+  });
+});
