@@ -10,6 +10,9 @@ describe('containedIn', () => {
     [{ a: 1 }, { a: '1' }, false],
     [{ a: { b: 1 } }, { a: null }, false],
     [{ a: undefined }, {}, true],
+    [{ hostNetwork: false, tolerations: [], resources: {}, n: 0, s: '' }, {}, true],
+    [{ hostNetwork: true }, {}, false],
+    [{ tolerations: [{ key: 'k' }] }, {}, false],
   ])('%j in %j is %s', (desired, live, expected) => expect(containedIn(desired, live)).toBe(expected));
 });
 

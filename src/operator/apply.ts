@@ -22,12 +22,21 @@ function canonical(value: unknown): string {
   return JSON.stringify(value);
 }
 
+/** A zero value that Kubernetes' Go types drop with omitempty: false, 0, '', [], {}. */
+function isOmittedZero(v: unknown): boolean {
+  if (v === false || v === 0 || v === '') return true;
+  if (Array.isArray(v)) return v.length === 0;
+  return v !== null && typeof v === 'object' && Object.keys(v).length === 0;
+}
+
 /**
  * True when every field of desired is present with the same value in live. Objects may carry extra
- * fields (server defaults, other managers); arrays must match element by element.
+ * fields (server defaults, other managers); arrays must match element by element; a zero value the
+ * server omits (hostNetwork: false, tolerations: []) counts as present when live lacks it.
  */
 export function containedIn(desired: unknown, live: unknown): boolean {
   if (desired === undefined) return true;
+  if (live === undefined && isOmittedZero(desired)) return true;
   if (Array.isArray(desired)) {
     return Array.isArray(live) && live.length === desired.length && desired.every((d, i) => containedIn(d, live[i]));
   }

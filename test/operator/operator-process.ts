@@ -31,15 +31,22 @@ export class OperatorProcess {
     return new OperatorProcess(child, `http://127.0.0.1:${metrics}/metrics`);
   }
 
-  /** Sum of a counter over all its label sets, from /metrics. */
-  async counter(name: string, filter: (labels: string) => boolean = () => true): Promise<number> {
+  /** A counter's value per label set, from /metrics. */
+  async series(name: string): Promise<Record<string, number>> {
     const text = await (await fetch(this.metricsUrl)).text();
-    let sum = 0;
+    const out: Record<string, number> = {};
     for (const line of text.split('\n')) {
       const m = new RegExp(`^${name}(\\{[^}]*\\})? ([0-9.e+-]+)$`).exec(line);
-      if (m && filter(m[1] ?? '')) sum += Number(m[2]);
+      if (m) out[m[1] ?? ''] = Number(m[2]);
     }
-    return sum;
+    return out;
+  }
+
+  /** Sum of a counter over the label sets that pass filter. */
+  async counter(name: string, filter: (labels: string) => boolean = () => true): Promise<number> {
+    return Object.entries(await this.series(name))
+      .filter(([labels]) => filter(labels))
+      .reduce((sum, [, v]) => sum + v, 0);
   }
 
   get alive(): boolean {

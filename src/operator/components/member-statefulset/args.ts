@@ -31,11 +31,13 @@ export function configArgs(topology: EtcdTopology): string[] {
   return [
     '--name=$(POD_NAME)',
     `--data-dir=${DATA_DIR}`,
-    `--listen-client-urls=http://$(POD_IP):${CLIENT_PORT},http://127.0.0.1:${CLIENT_PORT}`,
+    // The pod's own address only: probes, peers and clients all reach the pod IP, and a wildcard or
+    // loopback listener would collide wherever pods share a network namespace (host network, the local cluster).
+    `--listen-client-urls=http://$(POD_IP):${CLIENT_PORT}`,
     `--advertise-client-urls=http://${host}:${CLIENT_PORT}`,
     `--listen-peer-urls=http://$(POD_IP):${PEER_PORT}`,
     `--initial-advertise-peer-urls=http://${host}:${PEER_PORT}`,
-    `--listen-metrics-urls=http://0.0.0.0:${METRICS_PORT}`,
+    `--listen-metrics-urls=http://$(POD_IP):${METRICS_PORT}`,
     `--initial-cluster-token=${namespaceOf(topology)}-${nameOf(topology)}`,
     `--quota-backend-bytes=${quantityToNumber(members.quotaBackendBytes)}`,
     `--auto-compaction-mode=${members.autoCompaction.mode}`,

@@ -85,11 +85,11 @@ describe('member StatefulSet', () => {
     expect(c.args?.filter((a) => !a.startsWith('--initial-cluster=') && !a.startsWith('--initial-cluster-state'))).toEqual([
       '--name=$(POD_NAME)',
       '--data-dir=/var/lib/etcd/data',
-      '--listen-client-urls=http://$(POD_IP):2379,http://127.0.0.1:2379',
+      '--listen-client-urls=http://$(POD_IP):2379',
       '--advertise-client-urls=http://$(POD_NAME).main-peer.etcd.svc:2379',
       '--listen-peer-urls=http://$(POD_IP):2380',
       '--initial-advertise-peer-urls=http://$(POD_NAME).main-peer.etcd.svc:2380',
-      '--listen-metrics-urls=http://0.0.0.0:2381',
+      '--listen-metrics-urls=http://$(POD_IP):2381',
       '--initial-cluster-token=etcd-main',
       '--quota-backend-bytes=2147483648',
       '--auto-compaction-mode=revision',
