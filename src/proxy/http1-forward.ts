@@ -158,7 +158,7 @@ class HttpCall implements ActiveCall {
         return;
       }
       tried.add(member);
-      deps.metrics.upstreamRequests.labels(member).inc();
+      deps.metrics.memberRequests(member).inc();
       const started = performance.now();
       let res;
       try {

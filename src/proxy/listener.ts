@@ -10,7 +10,7 @@ import { sniffProtocol } from './sniff.ts';
 /** What the listeners hand each request to. */
 export interface ListenerHandlers {
   /** An HTTP/2 stream (gRPC, or plain HTTP over h2). */
-  stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, log: Logger): void;
+  stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, log: Logger, rawHeaders: string[] | undefined): void;
   /** An HTTP/1.1 request. */
   request(req: http.IncomingMessage, res: http.ServerResponse, log: Logger): void;
 }
@@ -44,16 +44,18 @@ export async function startClientListeners(urls: readonly string[], tlsFiles: Tl
     maxHeaderListPairs: 512,
     // Node's default of 10 outstanding pings or settings per session is what etcd clients stay under anyway.
   });
-  h2.on('session', (session) => {
+  h2.on('session', (session: http2.ServerHttp2Session & { connLog?: Logger }) => {
     sessions.add(session);
+    // Looked up once here: session.socket is a proxy object that is slow to read on every stream.
+    session.connLog = (session.socket as net.Socket & { connLog?: Logger }).connLog;
     session.setTimeout(0);
     session.setLocalWindowSize(16 * 1024 * 1024);
     session.on('close', () => sessions.delete(session));
     session.on('error', (err: Error) => log.debug({ err: err.message }, 'Closed an HTTP/2 client session on error'));
   });
-  h2.on('stream', (stream, headers) => {
-    const socket: (net.Socket & { connLog?: Logger }) | undefined = stream.session?.socket;
-    handlers.stream(stream, headers, socket?.connLog ?? log);
+  h2.on('stream', (stream, headers, _flags, rawHeaders: string[] | undefined) => {
+    const session = stream.session as (http2.ServerHttp2Session & { connLog?: Logger }) | undefined;
+    handlers.stream(stream, headers, session?.connLog ?? log, rawHeaders);
   });
   h2.setTimeout(0);
 

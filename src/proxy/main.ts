@@ -39,9 +39,9 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     config.listenClientUrls,
     config.listenerTls,
     {
-      stream: (stream, headers, connLog) => {
+      stream: (stream, headers, connLog, rawHeaders) => {
         const type = headers['content-type'];
-        if (typeof type === 'string' && type.startsWith('application/grpc')) forwardGrpc(deps, stream, headers, connLog);
+        if (typeof type === 'string' && type.startsWith('application/grpc')) forwardGrpc(deps, stream, headers, connLog, rawHeaders);
         else forwardHttp(deps, h2Request(stream, headers), h2Reply(stream), connLog);
       },
       request: (req, res, connLog) => {

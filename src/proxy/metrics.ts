@@ -21,20 +21,27 @@ export class ProxyMetrics {
   readonly readonlyRefusals: Counter<'protocol' | 'service' | 'method'>;
   readonly retries: Counter<'protocol' | 'service' | 'method'>;
   private readonly cache = new Map<string, MethodMetrics>();
+  private readonly counts: MethodCounts[] = [];
+  private readonly members = new Map<string, LocalCount>();
 
   constructor(registry: Registry, memberHealth: () => Iterable<[member: string, healthy: boolean]> = () => []) {
     const registers = [registry];
+    // The hot path counts in plain numbers (prom-client hashes the labels on every update); the
+    // counts reach the metrics when they are collected, so a scrape sees exactly what it saw before.
+    const flush = (): void => this.flush();
     this.requests = new Counter({
       name: 'etcd_topology_proxy_requests_total',
       help: 'Requests handled, by protocol (grpc or http), etcd service, method and result code (gRPC status or HTTP status).',
       labelNames: ['protocol', 'service', 'method', 'code'],
       registers,
+      collect: flush,
     });
     this.streamsInFlight = new Gauge({
       name: 'etcd_topology_proxy_streams_in_flight',
       help: 'Requests and streams open through the proxy now.',
       labelNames: ['protocol', 'service', 'method'],
       registers,
+      collect: flush,
     });
     this.upstreamLatency = new Histogram({
       name: 'etcd_topology_proxy_upstream_latency_seconds',
@@ -48,6 +55,7 @@ export class ProxyMetrics {
       help: 'Requests and streams forwarded, by member client URL.',
       labelNames: ['member'],
       registers,
+      collect: flush,
     });
     this.memberHealthy = new Gauge({
       name: 'etcd_topology_proxy_member_healthy',
@@ -86,22 +94,33 @@ export class ProxyMetrics {
     });
   }
 
-  /** The cached label children for one method. */
+  /** The upstream_requests_total count for one member. */
+  memberRequests(member: string): { inc(): void } {
+    let c = this.members.get(member);
+    if (c === undefined) this.members.set(member, (c = new LocalCount()));
+    return c;
+  }
+
+  /** The cached label children and counts for one method. */
   method(protocol: 'grpc' | 'http', service: string, method: string): MethodMetrics {
     const key = `${protocol} ${service} ${method}`;
     let m = this.cache.get(key);
     if (m === undefined) {
       const labels = { protocol, service, method };
-      const codes = new Map<string, { inc(): void }>();
+      const counts: MethodCounts = { labels, inFlight: 0, codes: new Map() };
+      this.counts.push(counts);
       const refusals = this.readonlyRefusals.labels(labels);
       const retries = this.retries.labels(labels);
       m = {
-        inFlight: this.streamsInFlight.labels(labels),
+        inFlight: {
+          inc: () => void counts.inFlight++,
+          dec: () => void counts.inFlight--,
+        },
         latency: this.upstreamLatency.labels(labels),
         done: (code) => {
-          let c = codes.get(code);
-          if (c === undefined) codes.set(code, (c = this.requests.labels({ ...labels, code })));
-          c.inc();
+          let c = counts.codes.get(code);
+          if (c === undefined) counts.codes.set(code, (c = new LocalCount()));
+          c.n++;
         },
         refused: () => refusals.inc(),
         retried: () => retries.inc(),
@@ -110,4 +129,39 @@ export class ProxyMetrics {
     }
     return m;
   }
+
+  /** Moves the plain counts into the prom-client metrics; runs on every collection. */
+  private flush(): void {
+    for (const c of this.counts) {
+      this.streamsInFlight.set(c.labels, c.inFlight);
+      for (const [code, count] of c.codes) {
+        const delta = count.take();
+        if (delta > 0) this.requests.inc({ ...c.labels, code }, delta);
+      }
+    }
+    for (const [member, count] of this.members) {
+      const delta = count.take();
+      if (delta > 0) this.upstreamRequests.inc({ member }, delta);
+    }
+  }
+}
+
+/** A count kept as a plain number; take() returns what was added since the last take. */
+class LocalCount {
+  n = 0;
+  private taken = 0;
+  inc(): void {
+    this.n++;
+  }
+  take(): number {
+    const delta = this.n - this.taken;
+    this.taken = this.n;
+    return delta;
+  }
+}
+
+interface MethodCounts {
+  labels: { protocol: string; service: string; method: string };
+  inFlight: number;
+  codes: Map<string, LocalCount>;
 }
