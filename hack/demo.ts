@@ -61,6 +61,11 @@ try {
       return false;
     },
   );
+  if (available) {
+    await k('wait', '-n', NS, '--for=condition=Ready', 'pod', '-l', 'app.kubernetes.io/component=proxy', '--timeout=120s').catch((err: Error) => {
+      console.error(`proxies not ready: ${err.message}`);
+    });
+  }
   console.log(await k('get', 'etop', '-n', NS));
   console.log(await k('get', 'pods', '-n', NS, '-o', 'wide'));
   const status = await k('get', 'etop', 'example', '-n', NS, '-o', 'jsonpath={.status}');
@@ -71,6 +76,11 @@ try {
     items: { spec: { nodeName: string }; status: { podIP?: string } }[];
   };
   const proxy = proxies.items.find((p) => p.status.podIP);
+  if (proxy?.status.podIP) {
+    const endpoint = `--endpoints=http://${proxy.status.podIP}:2379`;
+    await run(binaries().etcdctl, [endpoint, 'put', 'demo/hello', `written through the proxy on ${proxy.spec.nodeName}`]);
+    console.log(`Through the proxy on ${proxy.spec.nodeName}: ${(await run(binaries().etcdctl, [endpoint, 'get', 'demo/hello', '--print-value-only'])).trim()}`);
+  }
   console.log(`
 Look around:
   export KUBECONFIG=${cluster.kubeconfig}
