@@ -9,6 +9,14 @@ const memberStatus = z.object({
   healthy: z.boolean().meta({ description: 'Whether etcd counts the member as a healthy member that has caught up.' }),
   dbSize: z.int().min(0).optional().meta({ description: 'Backend database size in bytes.' }),
   revision: z.int().min(0).optional(),
+  drain: z
+    .object({
+      safe: z.boolean(),
+      reason: z.string(),
+      message: z.string(),
+    })
+    .optional()
+    .meta({ description: "Whether evicting this member now (draining its node) keeps the budget and quorum, and why; what `etcd-topology check drain` answers." }),
 });
 
 /** The status the operator writes; every field is optional because a new object has none. */

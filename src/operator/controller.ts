@@ -15,6 +15,7 @@ export const WATCHED_KINDS: WatchedKind[] = [
   { apiVersion: 'v1', kind: 'ServiceAccount', plural: 'serviceaccounts', namespaced: true, labelSelector: MANAGED_SELECTOR },
   { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', plural: 'poddisruptionbudgets', namespaced: true, labelSelector: MANAGED_SELECTOR },
   { apiVersion: 'v1', kind: 'Pod', plural: 'pods', namespaced: true, labelSelector: MANAGED_SELECTOR },
+  { apiVersion: 'v1', kind: 'PersistentVolumeClaim', plural: 'persistentvolumeclaims', namespaced: true, labelSelector: MANAGED_SELECTOR },
   { apiVersion: 'v1', kind: 'Node', plural: 'nodes', namespaced: false },
 ];
 

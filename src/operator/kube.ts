@@ -56,6 +56,14 @@ export class KubeWriter {
     });
   }
 
+  /** Deletes a pod with its own grace period (the kubelet stops it gracefully); gone already is fine. */
+  async deletePod(namespace: string, name: string): Promise<void> {
+    this.writes.inc({ verb: 'delete', kind: 'Pod' });
+    await this.core.deleteNamespacedPod({ namespace, name }).catch((err: unknown) => {
+      if ((err as { code?: number }).code !== 404) throw err;
+    });
+  }
+
   /** Merge-patches the status subresource of a custom object. */
   async patchCustomStatus(group: string, version: string, plural: string, namespace: string, name: string, status: unknown): Promise<void> {
     this.writes.inc({ verb: 'patch-status', kind: plural });

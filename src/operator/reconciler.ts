@@ -1,15 +1,19 @@
-import type { KubernetesObject, V1DaemonSet, V1Node, V1Pod } from '@kubernetes/client-node';
+import type { KubernetesObject, V1DaemonSet, V1Node, V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
 import type { Clock } from '../api/conditions.ts';
 import { API_VERSION, etcdTopologySchema, GROUP, KIND, PLURAL, VERSION, type EtcdTopology } from '../api/etcd-topology.ts';
 import type { EtcdAdminClient } from '../etcd/admin-client.ts';
-import { healthyVotersOf, type MemberHealth } from '../quorum/members.ts';
+import { isUnavailable } from '../etcd/errors.ts';
+import { healthyVotersOf, leaderOf, type MemberHealth } from '../quorum/members.ts';
+import { nextStep, type Step } from '../quorum/plan.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { desiredHash, needsApply, withAppliedHash } from './apply.ts';
 import type { EventRecorder, EventTarget } from './events.ts';
 import type { Informers } from './informers.ts';
 import type { KubeWriter } from './kube.ts';
 import { MEMBER_HEALTHY_GATE } from './components/member-statefulset/member-statefulset.ts';
+import { memberPeerURL } from './components/names.ts';
 import { observeEtcd } from './observe-etcd.ts';
+import { claimOf, leaderOffCordonedNode, planInput } from './plan-input.ts';
 import { computeStatus, type Observation } from './status.ts';
 
 
@@ -80,33 +84,104 @@ export class Reconciler {
     const target = this.target(raw);
 
     const memberPods = this.memberPods(topology);
-    const etcd = await observeEtcd(
-      this.deps.admin,
-      memberPods.filter((p) => p.status?.podIP).map((p) => ({ name: p.metadata!.name!, url: `http://${p.status!.podIP}:2379` })),
-    );
+    const endpoints = memberPods.filter((p) => p.status?.podIP && !p.metadata?.deletionTimestamp).map((p) => ({ name: p.metadata!.name!, url: `http://${p.status!.podIP}:2379` }));
+    const etcd = await observeEtcd(this.deps.admin, endpoints);
     if ('members' in etcd) this.lastMembers.set(key, etcd.members);
     await this.applyOwned(topology, this.lastMembers.get(key), 'error' in etcd, target, log);
-    if ('members' in etcd) await this.syncReadinessGates(memberPods, etcd.members, log);
+    let step: Step | undefined;
+    let acted = false;
+    if ('members' in etcd) {
+      await this.syncReadinessGates(memberPods, etcd.members, log);
+      const nodes = this.deps.informers.list<V1Node>('Node');
+      const claims = this.deps.informers.list<V1PersistentVolumeClaim>('PersistentVolumeClaim', namespace).filter((c) => matches(c.metadata?.labels, labelsOf(name, 'member')));
+      step = leaderOffCordonedNode(etcd.members, memberPods, nodes) ?? nextStep(planInput(topology, etcd.members, this.memberPods(topology, true), claims, nodes));
+      acted = await this.perform(step, topology, etcd.members, new Map(endpoints.map((e) => [e.name, e.url])), target, log);
+    }
 
     const observation: Observation = {
       eligibleCentralNodes: this.eligibleCentralNodes(topology),
       memberPods: memberPods.map((p) => ({ name: p.metadata!.name!, node: p.spec?.nodeName, running: p.status?.phase === 'Running' })),
       etcd,
       proxies: this.proxies(topology),
+      step,
     };
     const status = computeStatus(topology, observation, this.deps.clock);
     await this.writeStatus(topology, status, target, log);
     const settled = status.conditions?.every((c) => (c.type === 'Available' ? c.status === 'True' : c.status === 'False')) ?? false;
-    return { requeueAfterMs: settled ? (this.deps.resyncMs ?? 30_000) : 5_000 };
+    // After a membership change or a pod deletion, look again soon; otherwise at the resync period.
+    return { requeueAfterMs: acted ? 1_000 : settled ? (this.deps.resyncMs ?? 30_000) : 5_000 };
   }
 
   private target(raw: KubernetesObject): EventTarget {
     return { apiVersion: API_VERSION, kind: KIND, name: raw.metadata!.name!, namespace: raw.metadata!.namespace!, uid: raw.metadata!.uid };
   }
 
-  private memberPods(topology: EtcdTopology): V1Pod[] {
+  private memberPods(topology: EtcdTopology, includeTerminating = false): V1Pod[] {
     const want = labelsOf(topology.metadata.name!, 'member');
-    return this.deps.informers.list<V1Pod>('Pod', topology.metadata.namespace).filter((p) => matches(p.metadata?.labels, want) && !p.metadata?.deletionTimestamp);
+    return this.deps.informers
+      .list<V1Pod>('Pod', topology.metadata.namespace)
+      .filter((p) => matches(p.metadata?.labels, want) && (includeTerminating || !p.metadata?.deletionTimestamp));
+  }
+
+  /**
+   * Performs the one step the planner chose and says whether it changed anything. etcd refusing a
+   * membership change as transient (an election, "unhealthy cluster" right after a restart) is not
+   * an error: the step is simply chosen again on the next visit.
+   */
+  private async perform(step: Step, topology: EtcdTopology, members: MemberHealth[], urls: Map<string, string>, target: EventTarget, log: Logger): Promise<boolean> {
+    const ns = topology.metadata.namespace!;
+    const leader = leaderOf(members);
+    const leaderUrl = (leader && urls.get(leader.name)) ?? [...urls.values()][0];
+    const anyUrl = (exclude?: string): string | undefined => (leader && leader.name !== exclude ? urls.get(leader.name) : undefined) ?? [...urls.entries()].find(([n]) => n !== exclude)?.[1];
+    try {
+      switch (step.action) {
+        case 'None':
+        case 'Wait':
+          return false;
+        case 'Stop':
+          log.error({ reason: step.reason }, step.message);
+          this.deps.events.record(target, 'Warning', step.reason, step.message);
+          return false;
+        case 'AddLearner': {
+          const url = anyUrl();
+          if (!url) return false;
+          await this.deps.admin.memberAdd(url, [memberPeerURL(topology, step.member)], { learner: true });
+          break;
+        }
+        case 'PromoteLearner': {
+          const url = anyUrl(step.member);
+          if (!url) return false;
+          await this.deps.admin.memberPromote(url, step.id);
+          break;
+        }
+        case 'MoveLeader':
+          if (!leaderUrl) return false;
+          await this.deps.admin.moveLeader(leaderUrl, step.to);
+          break;
+        case 'RemoveMember': {
+          const url = anyUrl(step.member);
+          if (!url) return false;
+          await this.deps.admin.memberRemove(url, step.id);
+          break;
+        }
+        case 'DeletePod':
+          await this.deps.writer.deletePod(ns, step.pod);
+          if (step.deleteVolume) await this.deps.writer.delete('v1', 'PersistentVolumeClaim', ns, claimOf(step.pod));
+          break;
+        case 'DeleteVolume':
+          await this.deps.writer.delete('v1', 'PersistentVolumeClaim', ns, claimOf(step.pod));
+          break;
+      }
+    } catch (err) {
+      if (isUnavailable(err)) {
+        log.info({ step: step.action, err: (err as Error).message }, 'etcd refused the step for now; trying again');
+        return false;
+      }
+      throw err;
+    }
+    log.info({ step: step.action, reason: step.reason }, step.message);
+    this.deps.events.record(target, 'Normal', step.reason, step.message);
+    return true;
   }
 
   private eligibleCentralNodes(topology: EtcdTopology): number {

@@ -2,6 +2,7 @@ import { setConditions, type Clock, type ConditionUpdate } from '../api/conditio
 import type { EtcdTopology } from '../api/etcd-topology.ts';
 import type { EtcdTopologyStatus, MemberStatus } from '../api/status.ts';
 import { disruptionsAllowed, faultTolerance, quorumSize } from '../quorum/math.ts';
+import { mayDisrupt } from '../quorum/disruption.ts';
 import { healthyVotersOf, leaderOf, listNames, votersOf, type MemberHealth } from '../quorum/members.ts';
 
 /** Everything the status is computed from, gathered by the reconciler. */
@@ -13,7 +14,12 @@ export interface Observation {
   /** Members as etcd reports them, or the reason etcd could not be read. */
   etcd: { members: MemberHealth[] } | { error: string };
   proxies?: { desired: number; ready: number };
+  /** The step the planner chose this round (a rolling update, a scale step, a wait, a stop). */
+  step?: { action: string; reason: string; message: string };
 }
+
+/** Where the quorum-loss runbook lives, for the message of a stop. */
+export const QUORUM_LOSS_RUNBOOK = 'docs/runbooks/quorum-loss.md';
 
 const hex = (id: string): string => {
   try {
@@ -57,10 +63,15 @@ export function decideConditions(topology: EtcdTopology, obs: Observation): Cond
   const healthyVoters = healthyVotersOf(all);
   const unhealthy = voters.filter((m) => !healthyVoters.includes(m));
   const proxiesPending = obs.proxies !== undefined && obs.proxies.ready < obs.proxies.desired;
-  if (insufficientNodes && obs.memberPods.filter((p) => p.running).length < count) {
+  const step = obs.step;
+  if (step?.action === 'Stop') {
+    updates.push({ type: 'Progressing', status: 'False', reason: step.reason, message: `${step.message}; runbook: ${QUORUM_LOSS_RUNBOOK}` });
+  } else if (insufficientNodes && obs.memberPods.filter((p) => p.running).length < count) {
     updates.push({ type: 'Progressing', status: 'False', reason: 'InsufficientCentralNodes', message: nodesMessage });
   } else if ('error' in obs.etcd) {
     updates.push({ type: 'Progressing', status: 'True', reason: 'WaitingForMembers', message: 'waiting for the members to answer' });
+  } else if (step !== undefined && step.action !== 'None') {
+    updates.push({ type: 'Progressing', status: 'True', reason: step.reason, message: step.message });
   } else if (voters.length !== count || learners.length > 0) {
     updates.push({ type: 'Progressing', status: 'True', reason: 'ScalingMembers', message: `${voters.length} voters and ${learners.length} learners, want ${count} voters` });
   } else if (unhealthy.length > 0) {
@@ -71,11 +82,21 @@ export function decideConditions(topology: EtcdTopology, obs: Observation): Cond
     updates.push({ type: 'Progressing', status: 'False', reason: 'ReconcileComplete', message: `${count} members and ${obs.proxies?.desired ?? 0} proxies as specified` });
   }
 
-  if (insufficientNodes) updates.push({ type: 'Degraded', status: 'True', reason: 'InsufficientCentralNodes', message: nodesMessage });
+  if (step?.action === 'Stop') updates.push({ type: 'Degraded', status: 'True', reason: step.reason, message: `${step.message}; runbook: ${QUORUM_LOSS_RUNBOOK}` });
+  else if (insufficientNodes) updates.push({ type: 'Degraded', status: 'True', reason: 'InsufficientCentralNodes', message: nodesMessage });
   else if (unhealthy.length > 0 && voters.length === count) {
     updates.push({ type: 'Degraded', status: 'True', reason: 'MemberUnhealthy', message: `${listNames(unhealthy.map((m) => m.name))} not healthy or not caught up` });
   } else updates.push({ type: 'Degraded', status: 'False', reason: 'AsExpected', message: 'no fault observed' });
   return updates;
+}
+
+/** Whether evicting the member now keeps the budget and quorum: the answer of `check drain`. */
+export function drainAnswer(name: string, members: readonly MemberHealth[], topology: EtcdTopology): { safe: boolean; reason: string; message: string } {
+  const d = mayDisrupt(name, { members, budget: { count: topology.spec.members.count, maxUnavailable: topology.spec.disruption.maxUnavailable } });
+  if (d.decision === 'MoveLeaderFirst') {
+    return { safe: true, reason: d.reason, message: `${d.message}; the operator moves leadership to ${d.transferee.name} when the node is cordoned` };
+  }
+  return { safe: d.decision === 'Allow', reason: d.reason, message: d.message };
 }
 
 /** The whole status block for one observation; conditions keep their transition times. */
@@ -95,6 +116,7 @@ export function computeStatus(topology: EtcdTopology, obs: Observation, clock: C
       healthy: healthySet.has(m.id),
       dbSize: m.dbSize,
       revision: m.revision,
+      drain: drainAnswer(m.name, members, topology),
     }))
     .sort((a, b) => a.name.localeCompare(b.name));
   const healthy = healthySet.size;

@@ -1,0 +1,74 @@
+import type { V1Node, V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
+import type { EtcdTopology } from '../api/etcd-topology.ts';
+import { bestTransferee, leaderOf, type MemberHealth } from '../quorum/members.ts';
+import type { MemberPod, PlanInput, Step } from '../quorum/plan.ts';
+import { CONFIG_HASH_ANNOTATION, memberConfigHash } from './components/member-statefulset/member-statefulset.ts';
+import { desiredMemberNames } from './components/names.ts';
+
+/** The claim a member pod's data lives on (the StatefulSet's volumeClaimTemplate is named "data"). */
+export const claimOf = (pod: string): string => `data-${pod}`;
+
+const SELECTED_NODE = 'volume.kubernetes.io/selected-node';
+
+/**
+ * Turns the Kubernetes objects around the members into the plain facts the planner decides on.
+ * A pod's node is gone when its node object no longer exists, or, for a pod that cannot be scheduled,
+ * when the node its volume was provisioned on no longer exists (a local volume pins it there). Its
+ * data is lost when its claim is gone while etcd still lists the member.
+ */
+export function planInput(
+  topology: EtcdTopology,
+  members: readonly MemberHealth[],
+  pods: readonly V1Pod[],
+  claims: readonly V1PersistentVolumeClaim[],
+  nodes: readonly V1Node[],
+): PlanInput {
+  const nodeNames = new Set(nodes.map((n) => n.metadata?.name));
+  const claimByName = new Map(claims.map((c) => [c.metadata?.name, c]));
+  const hash = memberConfigHash(topology);
+  const memberPods: MemberPod[] = pods.map((p) => {
+    const name = p.metadata!.name!;
+    const claim = claimByName.get(claimOf(name));
+    const boundNode = p.spec?.nodeName;
+    const volumeNode = claim?.metadata?.annotations?.[SELECTED_NODE];
+    const nodeGone = boundNode !== undefined ? !nodeNames.has(boundNode) : volumeNode !== undefined && !nodeNames.has(volumeNode);
+    return {
+      name,
+      ready: (p.status?.containerStatuses ?? []).length > 0 && (p.status?.containerStatuses ?? []).every((c) => c.ready),
+      terminating: p.metadata?.deletionTimestamp !== undefined,
+      upToDate: p.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] === hash,
+      nodeGone,
+      dataLost: claim === undefined && members.some((m) => m.name === name),
+    };
+  });
+  return {
+    desired: desiredMemberNames(topology),
+    budget: { count: topology.spec.members.count, maxUnavailable: topology.spec.disruption.maxUnavailable },
+    members,
+    pods: memberPods,
+    volumes: claims.map((c) => c.metadata?.name ?? '').filter((n) => n.startsWith('data-')).map((n) => n.slice('data-'.length)),
+  };
+}
+
+/**
+ * A leader whose node is cordoned (a drain is coming) hands leadership to a healthy follower on a
+ * schedulable node first, so the eviction that follows never costs an election under load.
+ */
+export function leaderOffCordonedNode(members: readonly MemberHealth[], pods: readonly V1Pod[], nodes: readonly V1Node[]): Step | undefined {
+  const leader = leaderOf(members);
+  if (!leader) return undefined;
+  const nodeOf = new Map(pods.map((p) => [p.metadata?.name, p.spec?.nodeName]));
+  const cordoned = new Set(nodes.filter((n) => n.spec?.unschedulable).map((n) => n.metadata?.name));
+  const leaderNode = nodeOf.get(leader.name);
+  if (leaderNode === undefined || !cordoned.has(leaderNode)) return undefined;
+  const to = bestTransferee(members, { prefer: (m) => !cordoned.has(nodeOf.get(m.name)) });
+  if (!to || cordoned.has(nodeOf.get(to.name))) return undefined;
+  return {
+    action: 'MoveLeader',
+    from: leader.id,
+    to: to.id,
+    toName: to.name,
+    reason: 'NodeCordoned',
+    message: `moving leadership from ${leader.name} to ${to.name}: node ${leaderNode} is cordoned and its member will be evicted`,
+  };
+}
