@@ -105,7 +105,15 @@ describe('Helm chart deploy/etcd-topology', () => {
     const [container, ...others] = deployment.spec.template.spec.containers;
     expect(others).toEqual([]);
     expect(container!.image).toBe('etcd-topology:0.1.0');
-    expect(container!.args).toEqual(['operator', `--namespace=${NAMESPACE}`, '--metrics-addr=:8080', '--health-addr=:8081', '--leader-elect=true']);
+    expect(container!.args).toEqual([
+      'operator',
+      `--namespace=${NAMESPACE}`,
+      '--metrics-addr=$(POD_IP):8080',
+      '--health-addr=$(POD_IP):8081',
+      '--leader-elect=true',
+      '--proxy-image=etcd-topology:0.1.0',
+    ]);
+    expect(container!.env.find((e) => e.name === 'POD_IP')).toEqual({ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } });
     expect(container!.env.find((e) => e.name === 'LOG_LEVEL')?.value).toBe('info');
     expect(container!.ports.map((p) => [p.name, p.containerPort])).toEqual([
       ['metrics', 8080],
@@ -121,6 +129,8 @@ describe('Helm chart deploy/etcd-topology', () => {
     expect(other.spec.replicas).toBe(2);
     expect(other.spec.template.spec.containers[0]!.image).toBe('mirror/etcd-topology:dev');
     expect(other.spec.template.spec.containers[0]!.args).toContain('--namespace=apps');
+    // The proxy DaemonSet runs the same (overridden) image as the operator.
+    expect(other.spec.template.spec.containers[0]!.args).toContain('--proxy-image=mirror/etcd-topology:dev');
   });
 
   it('selects only its own pods: selector labels apart, component=operator, and the metrics Service matches them', async () => {
