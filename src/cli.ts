@@ -15,6 +15,7 @@ Every flag also reads from ETCD_TOPOLOGY_<FLAG>. Run a command with --help for i
 const commands: Record<string, () => Promise<{ main: (argv: string[]) => Promise<number> }>> = {
   proxy: () => import('./proxy/main.ts'),
   operator: () => import('./operator/main.ts'),
+  check: () => import('./check/main.ts'),
 };
 
 async function main(argv: string[]): Promise<number> {
