@@ -1,49 +1,31 @@
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { binaries } from '../harness/binaries.ts';
-import { LocalCluster } from '../harness/cluster/local-cluster.ts';
+import type { LocalCluster } from '../harness/cluster/local-cluster.ts';
 import type { Pod } from '../harness/cluster/types.ts';
 import { waitFor } from '../harness/ports.ts';
 import { run } from '../harness/run.ts';
-import { OperatorProcess } from './operator-process.ts';
+import type { OperatorProcess } from './operator-process.ts';
+import { componentPods, conditionOf, getTopology, isReady, startOperatorCluster, topologyManifest, type OperatorCluster, type TopologyStatus } from './setup.ts';
 
-const repo = path.resolve(import.meta.dirname, '..', '..');
 const NS = 'default';
-
-interface Topology {
-  metadata: { generation: number; uid: string };
-  status?: {
-    observedGeneration?: number;
-    conditions?: { type: string; status: string; reason: string; message: string }[];
-    quorum?: { size: number; healthy: number; faultTolerance: number; disruptionsAllowed: number };
-    members?: { name: string; role: string; healthy: boolean; node?: string }[];
-    proxies?: { desired: number; ready: number };
-  };
-}
-
-const topology = (name: string, spec: Record<string, unknown>): string =>
-  JSON.stringify({ apiVersion: 'etcdtopology.io/v1alpha1', kind: 'EtcdTopology', metadata: { name, namespace: NS }, spec });
+const topology = (name: string, spec: Record<string, unknown>): string => topologyManifest(name, NS, spec);
 
 describe('operator on the local cluster', () => {
+  let env: OperatorCluster;
   let cluster: LocalCluster;
   let operator: OperatorProcess;
   const k = (...args: string[]): Promise<string> => cluster.kubectl(args);
-  const get = async (name: string): Promise<Topology> => JSON.parse(await k('get', 'etop', name, '-n', NS, '-o', 'json')) as Topology;
-  const condition = (t: Topology, type: string) => t.status?.conditions?.find((c) => c.type === type);
-  const pods = async (name: string, component: string): Promise<Pod[]> =>
-    (JSON.parse(await k('get', 'pods', '-n', NS, '-l', `app.kubernetes.io/instance=${name},app.kubernetes.io/component=${component}`, '-o', 'json')) as { items: Pod[] }).items;
-  const ready = (p: Pod): boolean => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+  const get = (name: string): Promise<TopologyStatus> => getTopology(cluster, name, NS);
+  const condition = conditionOf;
+  const pods = (name: string, component: 'member' | 'proxy'): Promise<Pod[]> => componentPods(cluster, name, NS, component);
+  const ready = isReady;
 
   beforeAll(async () => {
-    await run(process.execPath, [path.join(repo, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(repo, 'tsconfig.build.json')]);
-    cluster = await LocalCluster.start();
-    await k('apply', '--server-side', '-f', path.join(repo, 'crds'));
-    await k('wait', '--for=condition=Established', 'crd/etcdtopologies.etcdtopology.io', '--timeout=30s');
-    operator = await OperatorProcess.start(cluster.kubeconfig, path.join(cluster.dir, 'operator.log'), ['--resync-period=3s']);
+    env = await startOperatorCluster();
+    ({ cluster, operator } = env);
   });
   afterAll(async () => {
-    await operator?.stop();
-    await cluster?.stop();
+    await env?.stop();
   });
 
   it.each([

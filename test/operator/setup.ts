@@ -1,0 +1,75 @@
+import path from 'node:path';
+import type { Pod } from '../harness/cluster/types.ts';
+import { LocalCluster, type LocalClusterOptions } from '../harness/cluster/local-cluster.ts';
+import { run } from '../harness/run.ts';
+import { OperatorProcess } from './operator-process.ts';
+
+const repo = path.resolve(import.meta.dirname, '..', '..');
+
+/** The local cluster with the CRD installed and the operator (built from this checkout) running against it. */
+export interface OperatorCluster {
+  cluster: LocalCluster;
+  operator: OperatorProcess;
+  stop(): Promise<void>;
+}
+
+/** Builds dist/, starts the local cluster, installs crds/ and starts the operator with a short resync. */
+export async function startOperatorCluster(options: LocalClusterOptions = {}, operatorArgs: string[] = ['--resync-period=3s']): Promise<OperatorCluster> {
+  await run(process.execPath, [path.join(repo, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(repo, 'tsconfig.build.json')]);
+  const cluster = await LocalCluster.start(options);
+  try {
+    await cluster.kubectl(['apply', '--server-side', '-f', path.join(repo, 'crds')]);
+    await cluster.kubectl(['wait', '--for=condition=Established', 'crd/etcdtopologies.etcdtopology.io', '--timeout=30s']);
+    const operator = await OperatorProcess.start(cluster.kubeconfig, path.join(cluster.dir, 'operator.log'), operatorArgs);
+    return {
+      cluster,
+      operator,
+      stop: async () => {
+        await operator.stop();
+        await cluster.stop();
+      },
+    };
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
+}
+
+/** An EtcdTopology manifest (JSON) for kubectl apply. */
+export function topologyManifest(name: string, namespace: string, spec: Record<string, unknown>): string {
+  return JSON.stringify({ apiVersion: 'etcdtopology.io/v1alpha1', kind: 'EtcdTopology', metadata: { name, namespace }, spec });
+}
+
+/** The status of an EtcdTopology as tests read it. */
+export interface TopologyStatus {
+  metadata: { generation: number; uid: string };
+  status?: {
+    observedGeneration?: number;
+    conditions?: { type: string; status: string; reason: string; message: string }[];
+    quorum?: { size: number; healthy: number; faultTolerance: number; disruptionsAllowed: number };
+    members?: { name: string; id: string; role: string; healthy: boolean; node?: string; drain?: { safe: boolean; reason: string; message: string } }[];
+    proxies?: { desired: number; ready: number };
+    leader?: string;
+  };
+}
+
+/** Reads one EtcdTopology. */
+export async function getTopology(cluster: LocalCluster, name: string, namespace: string): Promise<TopologyStatus> {
+  return JSON.parse(await cluster.kubectl(['get', 'etop', name, '-n', namespace, '-o', 'json'])) as TopologyStatus;
+}
+
+/** A condition of the topology, if present. */
+export function conditionOf(t: TopologyStatus, type: string) {
+  return t.status?.conditions?.find((c) => c.type === type);
+}
+
+/** The pods of one component (member or proxy) of a topology. */
+export async function componentPods(cluster: LocalCluster, name: string, namespace: string, component: 'member' | 'proxy'): Promise<Pod[]> {
+  const out = await cluster.kubectl(['get', 'pods', '-n', namespace, '-l', `app.kubernetes.io/instance=${name},app.kubernetes.io/component=${component}`, '-o', 'json']);
+  return (JSON.parse(out) as { items: Pod[] }).items;
+}
+
+/** True when the pod's Ready condition is True. */
+export function isReady(p: Pod): boolean {
+  return p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+}
