@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { run } from '../run.ts';
@@ -44,7 +45,9 @@ async function issue(dir: string, name: string, ca: CertFiles, subject: string, 
       ...(sans.length > 0 ? [`subjectAltName=${sans.join(',')}`] : []),
     ].join('\n'),
   );
-  await openssl(['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-days', '7', '-extfile', ext, '-out', cert]);
+  // A random serial per certificate: -CAcreateserial shares one serial file, which parallel issues race on.
+  const serial = `0x${randomBytes(16).toString('hex')}`;
+  await openssl(['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-set_serial', serial, '-days', '7', '-extfile', ext, '-out', cert]);
   return { cert, key };
 }
 
