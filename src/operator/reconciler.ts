@@ -47,7 +47,8 @@ export interface ReconcilerDeps {
 
 const labelsOf = (name: string, component: string): Record<string, string> => ({ 'app.kubernetes.io/instance': name, 'app.kubernetes.io/component': component });
 const matches = (labels: Record<string, string> | undefined, want: Record<string, string>): boolean => Object.entries(want).every(([k, v]) => labels?.[k] === v);
-const isReadyNode = (n: V1Node): boolean => !n.spec?.unschedulable && n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+// A cordoned node still counts: cordoning is the first step of every drain and takes no member away.
+const isReadyNode = (n: V1Node): boolean => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
 
 /**
  * The level-triggered reconcile of one EtcdTopology, as ordered steps that each read state and

@@ -1,0 +1,118 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CENTRAL_LABEL, CENTRAL_TAINT, type LocalCluster } from '../harness/cluster/local-cluster.ts';
+import type { Pod } from '../harness/cluster/types.ts';
+import { waitFor } from '../harness/ports.ts';
+import { componentPods, conditionOf, getTopology, isReady, startOperatorCluster, topologyManifest, type OperatorCluster } from '../operator/setup.ts';
+import { AckedWriter, QuorumSampler } from './upgrade-load.ts';
+
+const NS = 'default';
+const NAME = 'pool';
+
+// npm run test:upgrade: a node-pool upgrade under load. A client writes continuously through a
+// worker's proxy and records every acknowledged write; meanwhile every central node is cordoned and
+// drained in turn (with a concurrent attempt to drain a second one, which the budget must refuse),
+// and then every central node is replaced (a new labelled node added, the old one drained and
+// deleted). etcd's own view of healthy voters is sampled throughout.
+describe('node-pool upgrade under load', () => {
+  let env: OperatorCluster;
+  let cluster: LocalCluster;
+  let writer: AckedWriter;
+  let sampler: QuorumSampler;
+  const refusedDrains: string[] = [];
+
+  const members = (): Promise<Pod[]> => componentPods(cluster, NAME, NS, 'member');
+  const healthyAndAvailable = async (): Promise<boolean> => {
+    const t = await getTopology(cluster, NAME, NS);
+    const pods = await members();
+    return (
+      conditionOf(t, 'Available')?.status === 'True' &&
+      t.status?.quorum?.healthy === 3 &&
+      t.status.members?.filter((m) => m.role !== 'learner').length === 3 &&
+      pods.length === 3 &&
+      pods.every((p) => isReady(p) && !p.metadata.deletionTimestamp)
+    );
+  };
+  const memberOn = async (node: string): Promise<Pod | undefined> => (await members()).find((p) => p.spec?.nodeName === node);
+  const leaderNode = async (): Promise<string | undefined> => {
+    const t = await getTopology(cluster, NAME, NS);
+    return t.status?.members?.find((m) => m.role === 'leader')?.node;
+  };
+  /** Cordons a node, waits until etcd's leader is elsewhere (the operator moves it), then drains it. */
+  const cordonAndDrain = async (node: string): Promise<void> => {
+    await cluster.kubectl(['cordon', node]);
+    await waitFor(`the leader off ${node}`, async () => (await leaderNode()) !== node, { timeoutMs: 60_000, intervalMs: 500 });
+    await cluster.kubectl(['drain', node, '--ignore-daemonsets', '--delete-emptydir-data', '--timeout=120s']);
+  };
+
+  beforeAll(async () => {
+    env = await startOperatorCluster();
+    cluster = env.cluster;
+    await cluster.kubectl(['apply', '-f', '-'], topologyManifest(NAME, NS, { members: { count: 3 } }));
+    await waitFor('the topology Available with ready proxies', async () => {
+      const proxies = await componentPods(cluster, NAME, NS, 'proxy');
+      return (await healthyAndAvailable()) && proxies.length === 2 && proxies.every(isReady);
+    }, { timeoutMs: 240_000, intervalMs: 1000 });
+    const proxy = (await componentPods(cluster, NAME, NS, 'proxy')).find((p) => p.spec?.nodeName === 'worker-0')!;
+    writer = new AckedWriter(`http://${proxy.status!.podIP}:2379`);
+    sampler = new QuorumSampler(async () =>
+      (await members()).filter((p) => p.status?.podIP && !p.metadata.deletionTimestamp).map((p) => ({ name: p.metadata.name, url: `http://${p.status!.podIP}:2379` })),
+    );
+    writer.start();
+    sampler.start(2);
+  });
+  afterAll(async () => {
+    await writer?.stop();
+    await sampler?.stop();
+    await writer?.close();
+    await env?.stop();
+  });
+
+  it('drains each central node in turn, refusing a concurrent second drain', { timeout: 900_000 }, async () => {
+    for (const node of ['central-0', 'central-1', 'central-2']) {
+      await cordonAndDrain(node);
+      const other = ['central-0', 'central-1', 'central-2'].find((n) => n !== node)!;
+      // The drained member is down and cannot come back while its node is cordoned: a second drain must not pass.
+      const second = await cluster.kubectl(['drain', other, '--ignore-daemonsets', '--delete-emptydir-data', '--timeout=8s']).then(
+        () => 'drained',
+        (err: Error) => err.message,
+      );
+      expect(second).toMatch(/disruption budget/);
+      refusedDrains.push(`${other} while ${node} was drained`);
+      expect(await memberOn(other)).toBeDefined();
+      await cluster.kubectl(['uncordon', other]);
+      await cluster.kubectl(['uncordon', node]);
+      await waitFor(`the member on ${node} back and all healthy`, healthyAndAvailable, { timeoutMs: 180_000, intervalMs: 1000 });
+    }
+    expect(refusedDrains).toHaveLength(3);
+  });
+
+  it('replaces each central node: add a new one, drain and delete the old; a fresh member joins on the new node', { timeout: 1_200_000 }, async () => {
+    for (const [i, old] of ['central-0', 'central-1', 'central-2'].entries()) {
+      const fresh = `central-new-${i}`;
+      await cluster.agent.addNode({ name: fresh, labels: { ...CENTRAL_LABEL }, taints: [CENTRAL_TAINT] });
+      await cordonAndDrain(old);
+      await cluster.agent.deleteNode(old);
+      await waitFor(`a member on ${fresh} and all healthy`, async () => (await memberOn(fresh)) !== undefined && (await healthyAndAvailable()), {
+        timeoutMs: 300_000,
+        intervalMs: 1000,
+      });
+    }
+    expect((await members()).map((p) => p.spec?.nodeName).sort()).toEqual(['central-new-0', 'central-new-1', 'central-new-2']);
+  });
+
+  it('kept quorum at every sample and lost no acknowledged write', async () => {
+    await writer.stop();
+    await sampler.stop();
+    const missing = await writer.missing();
+    console.log(
+      `node-pool upgrade: ${writer.acked.size} writes acknowledged, ${writer.failures} failed attempts, ` +
+        `longest write stall ${writer.longestStallMs} ms; ${sampler.samples} quorum samples, fewest healthy voters ${sampler.minHealthy}; ` +
+        `refused drains: ${refusedDrains.join('; ')}`,
+    );
+    expect(sampler.samples).toBeGreaterThan(50);
+    expect(sampler.lowSamples).toEqual([]);
+    expect(sampler.minHealthy).toBeGreaterThanOrEqual(2);
+    expect(writer.acked.size).toBeGreaterThan(100);
+    expect(missing).toEqual([]);
+  });
+});
