@@ -42,7 +42,14 @@ export class NodeAgent {
   private readonly pods = new Map<string, Pod>();
   private readonly services = new Map<string, Service>();
   private readonly podIPs = new Map<string, string>();
-  private nextPodIP = 2;
+  /**
+   * Second octet of this cluster's own 127.B.0.0/16: node addresses are 127.B.0.n, pod addresses
+   * 127.B.1.n onwards. Chosen at random (never 0 or 1) so that local clusters started side by side, by
+   * test files running at the same time on one machine, do not hand out the same addresses: a member
+   * would fail to bind its pod IP, or worse, one cluster's operator would talk to another's etcd.
+   */
+  private readonly block = 2 + Math.floor(Math.random() * 253);
+  private nextPodIP = 1;
   private nextNodeIP = 1;
   private hostsTimer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -72,7 +79,7 @@ export class NodeAgent {
   /** Registers a node and starts its heartbeats. */
   async addNode(spec: NodeSpec): Promise<void> {
     if (this.nodes.has(spec.name)) throw new Error(`node ${spec.name} already exists in the local cluster`);
-    const ip = `127.0.1.${this.nextNodeIP++}`;
+    const ip = `127.${this.block}.0.${this.nextNodeIP++}`;
     const node: NodeState = { spec, ip, dir: path.join(this.options.dir, 'nodes', spec.name), running: false, runners: new Map(), timers: [], since: '' };
     this.nodes.set(spec.name, node);
     await this.options.api.call('POST', '/api/v1/nodes', {
@@ -176,7 +183,7 @@ export class NodeAgent {
     let ip = this.podIPs.get(uid) ?? pod.status?.podIP;
     if (!ip) {
       const n = this.nextPodIP++;
-      ip = `127.1.${Math.floor(n / 254)}.${(n % 254) + 1}`;
+      ip = `127.${this.block}.${1 + Math.floor(n / 254)}.${(n % 254) + 1}`;
     }
     this.podIPs.set(uid, ip);
     return ip;
