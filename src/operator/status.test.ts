@@ -39,6 +39,27 @@ describe('decideConditions', () => {
     expect(summary(o)).toMatchObject(expected);
   });
 
+  it('reports a formed cluster that no member answers for as Degraded, pointing to the quorum-loss runbook', () => {
+    const formed = topology(3);
+    formed.status = { conditions: [{ type: 'Available', status: 'True', reason: 'QuorumHealthy', message: '', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 4 }] };
+    const o = obs({ etcd: { error: 'member list: timed out on every member' } });
+    const conditions = decideConditions(formed, o);
+    expect(Object.fromEntries(conditions.map((c) => [c.type, `${c.status}/${c.reason}`]))).toMatchObject({ Available: 'False/EtcdUnreachable', Degraded: 'True/EtcdUnreachable' });
+    const degraded = conditions.find((c) => c.type === 'Degraded')!;
+    expect(degraded.message).toMatch(/^no member answers \(member list: timed out on every member\) while 3 of 3 member pods run: quorum may be lost;/);
+    expect(degraded.message).toContain('docs/runbooks/quorum-loss.md');
+    // Pods that died do not make a formed cluster "starting" again.
+    expect(summary(obs({ memberPods: pods(1), etcd: { error: 'timed out' } }))).toMatchObject({ Available: 'False/MembersStarting', Degraded: 'False/AsExpected' });
+    expect(Object.fromEntries(decideConditions(formed, obs({ memberPods: pods(1), etcd: { error: 'timed out' } })).map((c) => [c.type, `${c.status}/${c.reason}`]))).toMatchObject({
+      Available: 'False/EtcdUnreachable',
+      Degraded: 'True/EtcdUnreachable',
+    });
+    // It stays Degraded on the next visit, when the previous status no longer lists members.
+    const still = topology(3);
+    still.status = { members: [], conditions: [{ type: 'Degraded', status: 'True', reason: 'EtcdUnreachable', message: '', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 4 }] };
+    expect(decideConditions(still, o).find((c) => c.type === 'Degraded')).toMatchObject({ status: 'True', reason: 'EtcdUnreachable' });
+  });
+
   it('says how many central nodes exist against how many members were asked for', () => {
     const o = obs({ eligibleCentralNodes: 2, memberPods: pods(2), etcd: { error: 'no leader yet' } });
     const degraded = decideConditions(topology(3), o).find((c) => c.type === 'Degraded')!;

@@ -40,8 +40,17 @@ export function decideConditions(topology: EtcdTopology, obs: Observation): Cond
     .join(',');
   const nodesMessage = `${obs.eligibleCentralNodes} ready node(s) match ${selector} but members.count is ${count}: label ${count - obs.eligibleCentralNodes} more node(s) ${selector} (one member runs per node)`;
 
+  const running = obs.memberPods.filter((p) => p.running).length;
+  // A cluster that has formed before (etcd listed its members, it was Available, or it is already
+  // reported unreachable) is not "starting" when no member answers: with quorum lost, etcd answers no
+  // linearizable member list at all, so this is also how a quorum loss looks from outside.
+  const prior = topology.status;
+  const formed =
+    (prior?.members?.length ?? 0) > 0 ||
+    (prior?.conditions?.some((c) => (c.type === 'Available' && c.status === 'True') || (c.type === 'Degraded' && c.status === 'True' && c.reason === 'EtcdUnreachable')) ?? false);
+  const unreachable = 'error' in obs.etcd && formed;
   if ('error' in obs.etcd) {
-    const starting = obs.memberPods.filter((p) => p.running).length < count;
+    const starting = !formed && running < count;
     updates.push({
       type: 'Available',
       status: 'False',
@@ -84,6 +93,16 @@ export function decideConditions(topology: EtcdTopology, obs: Observation): Cond
 
   if (step?.action === 'Stop') updates.push({ type: 'Degraded', status: 'True', reason: step.reason, message: `${step.message}; runbook: ${QUORUM_LOSS_RUNBOOK}` });
   else if (insufficientNodes) updates.push({ type: 'Degraded', status: 'True', reason: 'InsufficientCentralNodes', message: nodesMessage });
+  else if (unreachable && 'error' in obs.etcd) {
+    updates.push({
+      type: 'Degraded',
+      status: 'True',
+      reason: 'EtcdUnreachable',
+      message:
+        `no member answers (${obs.etcd.error}) while ${running} of ${count} member pods run: quorum may be lost; ` +
+        `the operator changes nothing until etcd answers; if it does not recover, see ${QUORUM_LOSS_RUNBOOK}`,
+    });
+  }
   else if (unhealthy.length > 0 && voters.length === count) {
     updates.push({ type: 'Degraded', status: 'True', reason: 'MemberUnhealthy', message: `${listNames(unhealthy.map((m) => m.name))} not healthy or not caught up` });
   } else updates.push({ type: 'Degraded', status: 'False', reason: 'AsExpected', message: 'no fault observed' });
