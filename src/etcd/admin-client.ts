@@ -50,8 +50,8 @@ export class EtcdAdminClient {
   }
 
   /** Lists the cluster's members (learners included) as the answering member knows them. */
-  memberList(endpoint: string, options?: CallOptions): Promise<MemberListResponse> {
-    return this.post(endpoint, 'member list', '/v3/cluster/member/list', { linearizable: true }, memberListResponse, options);
+  memberList(endpoint: string, { linearizable = true, ...options }: CallOptions & { linearizable?: boolean } = {}): Promise<MemberListResponse> {
+    return this.post(endpoint, 'member list', '/v3/cluster/member/list', { linearizable }, memberListResponse, options);
   }
 
   /** One member's own status: its leader, raft index, database size and errors. */

@@ -18,7 +18,12 @@ export async function observeEtcd(admin: EtcdAdminClient, endpoints: readonly Me
   if (endpoints.length === 0) return { error: 'no member pod has an IP yet' };
   const urls = endpoints.map((e) => e.url);
   try {
-    const [list, alarms] = await Promise.all([admin.onFirstAvailable(urls, (url) => admin.memberList(url)), admin.onFirstAvailable(urls, (url) => admin.alarms(url))]);
+    // Without quorum no member answers a linearizable member list; a serializable one from any member
+    // still shows who is there, so a quorum loss is reported as such rather than as "unreachable".
+    const list = await admin
+      .onFirstAvailable(urls, (url) => admin.memberList(url))
+      .catch(() => admin.onFirstAvailable(urls, (url) => admin.memberList(url, { linearizable: false })));
+    const alarms = await admin.onFirstAvailable(urls, (url) => admin.alarms(url)).catch(() => ({ alarms: [] }));
     const statuses = new Map<string, StatusResponse | Error>();
     await Promise.all(
       list.members.map(async (m) => {
