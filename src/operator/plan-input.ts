@@ -39,6 +39,7 @@ export function planInput(
       upToDate: p.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] === hash,
       nodeGone,
       dataLost: claim === undefined && members.some((m) => m.name === name),
+      staleJoin: !initialClusterOf(p).includes(`${name}=`),
     };
   });
   return {
@@ -48,6 +49,13 @@ export function planInput(
     pods: memberPods,
     volumes: claims.map((c) => c.metadata?.name ?? '').filter((n) => n.startsWith('data-')).map((n) => n.slice('data-'.length)),
   };
+}
+
+/** The --initial-cluster value the pod's etcd container was started with ('' when absent). */
+function initialClusterOf(pod: V1Pod): string {
+  const etcd = pod.spec?.containers.find((c) => c.name === 'etcd');
+  const arg = [...(etcd?.command ?? []), ...(etcd?.args ?? [])].find((a) => a.startsWith('--initial-cluster='));
+  return arg?.slice('--initial-cluster='.length) ?? '';
 }
 
 /**

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { memberReplicas, nextStep, type MemberPod, type Step } from './plan.ts';
+import type { MemberHealth } from './members.ts';
+import { memberReplicas, nextStep, type MemberPod, type PlanInput, type Step } from './plan.ts';
 import { cluster, memberNames, podsFor } from './testing.ts';
 
 interface Case {
@@ -213,5 +214,31 @@ describe('memberReplicas', () => {
     [['main-member-0', 'foreign'], 1],
   ])('%j -> %d', (names, replicas) => {
     expect(memberReplicas(names)).toBe(replicas);
+  });
+});
+
+describe('nextStep: a learner whose pod predates its addition', () => {
+  it('recreates the pod and its empty volume when its member list lacks itself, and waits otherwise', () => {
+    const member = (name: string, over: Partial<MemberHealth> = {}): MemberHealth => ({
+      id: `id-${name}`,
+      name,
+      isLearner: false,
+      healthy: true,
+      isLeader: name === 'm-member-1',
+      raftIndex: 100,
+      revision: 1,
+      dbSize: 1,
+      ...over,
+    });
+    const pod = (name: string, over: Partial<MemberPod> = {}): MemberPod => ({ name, ready: true, terminating: false, upToDate: true, nodeGone: false, dataLost: false, ...over });
+    const input = (staleJoin: boolean): PlanInput => ({
+      desired: ['m-member-0', 'm-member-1', 'm-member-2'],
+      budget: { count: 3 },
+      members: [member('m-member-0', { isLearner: true, healthy: false, raftIndex: 0 }), member('m-member-1'), member('m-member-2')],
+      pods: [pod('m-member-0', { ready: false, staleJoin }), pod('m-member-1'), pod('m-member-2')],
+      volumes: ['m-member-0', 'm-member-1', 'm-member-2'],
+    });
+    expect(nextStep(input(true))).toMatchObject({ action: 'DeletePod', pod: 'm-member-0', deleteVolume: true, reason: 'StaleJoinPod' });
+    expect(nextStep(input(false))).toMatchObject({ action: 'Wait', reason: 'LearnerCatchingUp' });
   });
 });

@@ -19,6 +19,11 @@ export interface MemberPod {
    * differs, or its data directory is corrupt. An empty volume waiting to join is not lost data.
    */
   dataLost: boolean;
+  /**
+   * The pod was created before its member was added to etcd, so its --initial-cluster lacks itself:
+   * etcd refuses to join with it, and an OnDelete StatefulSet never hands the pod the newer template.
+   */
+  staleJoin?: boolean;
 }
 
 /** Everything the planner needs, as plain data. */
@@ -127,6 +132,15 @@ function learnerStep(learner: MemberHealth, leader: MemberHealth, pod: MemberPod
       deleteVolume: true,
       reason: 'StaleMemberPod',
       message: `deleting pod ${pod.name} and its volume: they belong to the member that was removed, and learner ${learner.name} needs a fresh start`,
+    };
+  }
+  if (pod !== undefined && pod.staleJoin === true && !learner.healthy && !pod.terminating) {
+    return {
+      action: 'DeletePod',
+      pod: pod.name,
+      deleteVolume: true,
+      reason: 'StaleJoinPod',
+      message: `recreating pod ${pod.name} and its empty volume: it was created before learner ${learner.name} was added, so it starts with a member list that lacks itself`,
     };
   }
   if (pod === undefined) return { action: 'Wait', reason: 'LearnerStarting', message: `waiting for the pod of learner ${learner.name} to start` };

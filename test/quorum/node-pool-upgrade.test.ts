@@ -21,16 +21,21 @@ describe('node-pool upgrade under load', () => {
   const refusedDrains: string[] = [];
 
   const members = (): Promise<Pod[]> => componentPods(cluster, NAME, NS, 'member');
+  /** True when all is well; otherwise throws what is not, which a timed-out waitFor reports. */
   const healthyAndAvailable = async (): Promise<boolean> => {
     const t = await getTopology(cluster, NAME, NS);
     const pods = await members();
-    return (
+    const ok =
       conditionOf(t, 'Available')?.status === 'True' &&
       t.status?.quorum?.healthy === 3 &&
       t.status.members?.filter((m) => m.role !== 'learner').length === 3 &&
       pods.length === 3 &&
-      pods.every((p) => isReady(p) && !p.metadata.deletionTimestamp)
-    );
+      pods.every((p) => isReady(p) && !p.metadata.deletionTimestamp);
+    if (ok) return true;
+    const conditions = t.status?.conditions?.map((c) => `${c.type}=${c.status}/${c.reason}: ${c.message}`).join('; ');
+    const memberState = t.status?.members?.map((m) => `${m.name}(${m.role},${m.healthy ? 'healthy' : 'unhealthy'},${m.node})`).join(' ');
+    const podState = pods.map((p) => `${p.metadata.name}@${p.spec?.nodeName ?? '-'}:${p.status?.phase}${isReady(p) ? ',ready' : ''}`).join(' ');
+    throw new Error(`members ${memberState}; pods ${podState}; ${conditions}`);
   };
   const memberOn = async (node: string): Promise<Pod | undefined> => (await members()).find((p) => p.spec?.nodeName === node);
   const leaderNode = async (): Promise<string | undefined> => {
