@@ -49,6 +49,11 @@ export class OperatorProcess {
       .reduce((sum, [, v]) => sum + v, 0);
   }
 
+  /** The operator's process ID (for RSS). */
+  get pid(): number {
+    return this.child.pid!;
+  }
+
   get alive(): boolean {
     return this.child.exitCode === null && this.child.signalCode === null;
   }

@@ -75,7 +75,7 @@ export class AckedWriter {
   }
 
   async close(): Promise<void> {
-    await this.agent.close();
+    if (!this.agent.closed) await this.agent.close();
   }
 }
 
@@ -128,7 +128,9 @@ export class QuorumSampler {
     })();
   }
 
+  /** Stops sampling and closes the client; calling it again does nothing. */
   async stop(): Promise<void> {
+    if (!this.running) return;
     this.running = false;
     await this.loop;
     await this.admin.close();
