@@ -20,7 +20,6 @@ CACHE="${ETCD_TOPOLOGY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/etcd-topology}"
 log() { echo "test-binaries: $*" >&2; }
 die() { echo "test-binaries: error: $*" >&2; exit 1; }
 
-command -v go >/dev/null 2>&1 || die "Go is not installed or not on PATH; install Go 1.24 or newer (https://go.dev/doc/install) and retry"
 
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 mkdir -p "$CACHE/bin" "$CACHE/src"
@@ -35,6 +34,7 @@ build_set() {
   if [ "$missing" = 0 ]; then
     log "$name $version: cached in $dest"
   else
+    command -v go >/dev/null 2>&1 || die "Go is not installed or not on PATH, and $name $version is not built yet; install Go 1.24 or newer (https://go.dev/doc/install) and retry"
     local start=$SECONDS tmp="$dest.tmp.$$"
     rm -rf "$dest".tmp.*; mkdir -p "$tmp"
     log "$name $version: building into $dest"

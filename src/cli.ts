@@ -19,6 +19,11 @@ const commands: Record<string, () => Promise<{ main: (argv: string[]) => Promise
 };
 
 async function main(argv: string[]): Promise<number> {
+  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+  if (major < 22 || (major === 22 && minor < 19)) {
+    console.error(`etcd-topology: Node.js ${process.versions.node} is too old; it needs Node.js 22.19 or newer (the image ships Node 24)`);
+    return 1;
+  }
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     console.error(usage);
