@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { binaries } from './binaries.ts';
 import { freePort, StopWaiting, waitFor } from './ports.ts';
+import { dyingWithParent } from './cluster/processes.ts';
 import { run } from './run.ts';
 
 /** One etcd member run as a local process on 127.0.0.1. */
@@ -161,7 +162,8 @@ export class EtcdCluster {
 
   private spawn(m: EtcdMember, args = m.args): void {
     const log = createWriteStream(path.join(this.dir, `${m.name}.log`), { flags: 'a' });
-    const child = spawn(binaries().etcd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const [cmd, argv] = dyingWithParent(binaries().etcd, args);
+    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout.pipe(log);
     child.stderr.pipe(log);
     m.process = child;

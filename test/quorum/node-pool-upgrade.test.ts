@@ -66,10 +66,13 @@ describe('node-pool upgrade under load', () => {
     sampler.start(2);
   });
   afterAll(async () => {
-    await writer?.stop();
-    await sampler?.stop();
-    await writer?.close();
-    await env?.stop();
+    try {
+      await writer?.stop();
+      await sampler?.stop();
+      await writer?.close();
+    } finally {
+      await env?.stop();
+    }
   });
 
   it('drains each central node in turn, refusing a concurrent second drain', { timeout: 900_000 }, async () => {

@@ -64,6 +64,7 @@ export class PodRunner {
   private lastStatus = '';
   private statusQueued = false;
   private refreshTimer: NodeJS.Timeout | undefined;
+  private statusTimer: NodeJS.Timeout | undefined;
   private startTime = now();
 
   constructor(pod: Pod, deps: PodRunnerDeps) {
@@ -108,6 +109,10 @@ export class PodRunner {
       }
       this.volumesReady = true;
       this.scheduleRefresh();
+      // Like the kubelet's periodic sync: re-derive the status every few seconds; writeStatus sends
+      // nothing when it is unchanged, and a write that was lost is made good.
+      this.statusTimer = setInterval(() => this.queueStatus(), 5000);
+      this.statusTimer.unref();
       for (const c of this.containers.values()) if (c.init) await this.runInit(c);
       if (this.stopped || this.terminating) return;
       this.initialized = true;
@@ -138,6 +143,7 @@ export class PodRunner {
   async kill(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.refreshTimer);
+    clearInterval(this.statusTimer);
     for (const c of this.containers.values()) {
       for (const t of c.timers) clearTimeout(t);
       await terminate(c.child, 0, 'SIGKILL');
@@ -149,6 +155,7 @@ export class PodRunner {
     if (this.terminating || this.stopped) return;
     this.terminating = true;
     clearTimeout(this.refreshTimer);
+    clearInterval(this.statusTimer);
     const graceSeconds = this.pod.metadata.deletionTimestamp
       ? ((this.pod.metadata as { deletionGracePeriodSeconds?: number }).deletionGracePeriodSeconds ?? this.pod.spec?.terminationGracePeriodSeconds ?? 30)
       : (this.pod.spec?.terminationGracePeriodSeconds ?? 30);
@@ -264,6 +271,8 @@ export class PodRunner {
     }
     if (c.spec.workingDir) script.push(`mkdir -p ${quote(c.spec.workingDir)}`, `cd ${quote(c.spec.workingDir)}`);
     script.push('exec "$@"');
+    // The node may have been stopped, or the pod deleted, while the environment was being resolved.
+    if (this.stopped || this.terminating) return;
     const child = spawnLogged('unshare', ['--mount', '--propagation', 'private', '/bin/sh', '-c', script.join('\n'), 'sh', ...argv], path.join(this.dir, `${c.spec.name}.log`), {
       env: c.env,
       cwd: '/',
@@ -415,7 +424,9 @@ export class PodRunner {
     const prior = this.transitions.get(type);
     const time = prior && prior.status === status ? prior.time : now();
     this.transitions.set(type, { status, time });
-    return { type, status, lastTransitionTime: new Date(time), ...(reason && !ok ? { reason } : {}) };
+    // A strategic merge keeps fields of the condition it merges into, so a reason that no longer
+    // applies is sent as null to remove it.
+    return { type, status, lastTransitionTime: new Date(time), reason: (reason && !ok ? reason : null) as string | undefined };
   }
 
   /** Coalesces status writes: at most one in flight, always of the newest state. */
@@ -476,8 +487,10 @@ export class PodRunner {
     await this.deps.api
       .call('PATCH', `/api/v1/namespaces/${ns}/pods/${this.pod.metadata.name}/status`, { status }, 'application/strategic-merge-patch+json')
       .catch(() => {
-        // Lost to a race (pod deleted, conflict): the next change writes the status again.
+        // Lost to a race or a busy API server: write it again shortly, or the pod could keep a stale
+        // status (a container that never shows ready) until something else changes.
         this.lastStatus = '';
+        if (!this.stopped) setTimeout(() => this.queueStatus(), 1000).unref();
       });
   }
 }

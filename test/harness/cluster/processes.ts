@@ -1,10 +1,21 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { existsSync, createWriteStream } from 'node:fs';
+
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((f) => existsSync(f));
+
+/**
+ * The command line that runs file with args and dies with this process: setpriv --pdeathsig makes the
+ * kernel send SIGKILL when the test process goes away, however abruptly, so no cluster outlives it.
+ */
+export function dyingWithParent(file: string, args: string[]): [string, string[]] {
+  return SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', file, ...args]] : [file, args];
+}
 
 /** Spawns a long-running process with its output appended to a log file; the child is its own process group. */
 export function spawnLogged(file: string, args: string[], log: string, options: SpawnOptions = {}): ChildProcess {
   const out = createWriteStream(log, { flags: 'a' });
-  const child = spawn(file, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const [cmd, argv] = dyingWithParent(file, args);
+  const child = spawn(cmd, argv, { ...options, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   child.stdout.pipe(out);
   child.stderr.pipe(out);
   child.on('error', (err) => out.write(`spawn failed: ${err.message}\n`));
