@@ -11,6 +11,7 @@ import type { EventRecorder, EventTarget } from './events.ts';
 import type { Informers } from './informers.ts';
 import type { KubeWriter } from './kube.ts';
 import { MEMBER_HEALTHY_GATE } from './components/member-statefulset/member-statefulset.ts';
+import { selectorLabels } from './components/meta.ts';
 import { memberPeerURL } from './components/names.ts';
 import { observeEtcd } from './observe-etcd.ts';
 import { claimOf, leaderOffCordonedNode, planInput } from './plan-input.ts';
@@ -45,7 +46,6 @@ export interface ReconcilerDeps {
   resyncMs?: number;
 }
 
-const labelsOf = (name: string, component: string): Record<string, string> => ({ 'app.kubernetes.io/instance': name, 'app.kubernetes.io/component': component });
 const matches = (labels: Record<string, string> | undefined, want: Record<string, string>): boolean => Object.entries(want).every(([k, v]) => labels?.[k] === v);
 // A cordoned node still counts: cordoning is the first step of every drain and takes no member away.
 const isReadyNode = (n: V1Node): boolean => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
@@ -94,7 +94,7 @@ export class Reconciler {
     if ('members' in etcd) {
       await this.syncReadinessGates(memberPods, etcd.members, log);
       const nodes = this.deps.informers.list<V1Node>('Node');
-      const claims = this.deps.informers.list<V1PersistentVolumeClaim>('PersistentVolumeClaim', namespace).filter((c) => matches(c.metadata?.labels, labelsOf(name, 'member')));
+      const claims = this.deps.informers.list<V1PersistentVolumeClaim>('PersistentVolumeClaim', namespace).filter((c) => matches(c.metadata?.labels, selectorLabels(topology, 'member')));
       step = leaderOffCordonedNode(etcd.members, memberPods, nodes) ?? nextStep(planInput(topology, etcd.members, this.memberPods(topology, true), claims, nodes));
       acted = await this.perform(step, topology, etcd.members, new Map(endpoints.map((e) => [e.name, e.url])), target, log);
     }
@@ -118,7 +118,7 @@ export class Reconciler {
   }
 
   private memberPods(topology: EtcdTopology, includeTerminating = false): V1Pod[] {
-    const want = labelsOf(topology.metadata.name!, 'member');
+    const want = selectorLabels(topology, 'member');
     return this.deps.informers
       .list<V1Pod>('Pod', topology.metadata.namespace)
       .filter((p) => matches(p.metadata?.labels, want) && (includeTerminating || !p.metadata?.deletionTimestamp));
@@ -193,7 +193,7 @@ export class Reconciler {
     if (!topology.spec.proxy.enabled) return { desired: 0, ready: 0 };
     const ds = this.deps.informers
       .list<V1DaemonSet>('DaemonSet', topology.metadata.namespace)
-      .find((d) => matches(d.metadata?.labels, labelsOf(topology.metadata.name!, 'proxy')));
+      .find((d) => matches(d.metadata?.labels, selectorLabels(topology, 'proxy')));
     return { desired: ds?.status?.desiredNumberScheduled ?? 0, ready: ds?.status?.numberReady ?? 0 };
   }
 

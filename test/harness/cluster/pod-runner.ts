@@ -345,13 +345,26 @@ export class PodRunner {
     const loop = (probe: V1Probe, kind: 'startup' | 'liveness' | 'readiness'): void => {
       let successes = 0;
       let failures = 0;
+      let inFlight = false;
+      let done = false;
+      const child = c.child;
+      const periodMs = (probe.periodSeconds ?? 10) * 1000;
+      // A hard bound on one attempt, so that nothing a probe awaits can stall the loop.
+      const attemptMs = (probe.timeoutSeconds ?? 1) * 1000 + 2000;
       const tick = async (): Promise<void> => {
-        if (this.stopped || this.terminating || !alive(c.child)) return;
-        if (kind !== 'startup' && !c.started) {
-          c.timers.push(setTimeout(() => void tick(), 200));
-          return;
-        }
-        const ok = await probeOnce(probe, target);
+        // Each loop belongs to one process of the container; a restarted container gets new loops.
+        if (done || inFlight || this.stopped || this.terminating || c.child !== child || !alive(child)) return;
+        if (kind !== 'startup' && !c.started) return;
+        inFlight = true;
+        let timer: NodeJS.Timeout | undefined;
+        const ok = await Promise.race([
+          probeOnce(probe, target),
+          new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), attemptMs))),
+        ]).finally(() => {
+          clearTimeout(timer);
+          inFlight = false;
+        });
+        if (done || c.child !== child) return;
         if (ok) {
           failures = 0;
           successes++;
@@ -362,6 +375,7 @@ export class PodRunner {
         if (kind === 'startup') {
           if (ok) {
             c.started = true;
+            done = true;
             this.queueStatus();
             return;
           }
@@ -375,13 +389,28 @@ export class PodRunner {
           }
         }
         if (!ok && kind !== 'readiness' && failures >= (probe.failureThreshold ?? 3)) {
+          done = true;
           this.deps.event(this.pod, 'Warning', 'Unhealthy', `${kind} probe failed ${failures} times; restarting container ${c.spec.name}`);
-          void terminate(c.child, (this.pod.spec?.terminationGracePeriodSeconds ?? 30) * 1000);
-          return;
+          void terminate(child, (this.pod.spec?.terminationGracePeriodSeconds ?? 30) * 1000);
         }
-        c.timers.push(setTimeout(() => void tick(), (probe.periodSeconds ?? 10) * 1000));
       };
-      c.timers.push(setTimeout(() => void tick(), (probe.initialDelaySeconds ?? 0) * 1000));
+      // One timer per probe for the life of the process: the first attempt after the initial delay
+      // (as soon as the container has started, for liveness and readiness), then every period.
+      c.timers.push(
+        setTimeout(() => {
+          void tick();
+          let lastAttempt = Date.now();
+          const interval = setInterval(() => {
+            if (done || c.child !== child) return clearInterval(interval);
+            // Until started, look often; afterwards, every period.
+            if (kind !== 'startup' && !c.started) return;
+            if (Date.now() - lastAttempt < periodMs - 100 && !(kind !== 'startup' && successes === 0 && failures === 0)) return;
+            lastAttempt = Date.now();
+            void tick();
+          }, 200);
+          c.timers.push(interval);
+        }, (probe.initialDelaySeconds ?? 0) * 1000),
+      );
     };
     if (c.spec.startupProbe) loop(c.spec.startupProbe, 'startup');
     if (c.spec.livenessProbe) loop(c.spec.livenessProbe, 'liveness');

@@ -3,7 +3,9 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { Agent, request } from 'undici';
 
-const insecure = new Agent({ connect: { rejectUnauthorized: false }, keepAliveTimeout: 1, keepAliveMaxTimeout: 1 });
+// Probes open a fresh connection each time, as the kubelet does: no pooled socket to a process that
+// has since gone can answer (or hang) in its place.
+const probeAgent = new Agent({ connect: { rejectUnauthorized: false }, keepAliveTimeout: 1, keepAliveMaxTimeout: 1, pipelining: 0 });
 
 /** Where a probe runs: the pod's IP and, for exec probes, how to run a command inside the container. */
 export interface ProbeTarget {
@@ -41,7 +43,7 @@ export async function probeOnce(probe: V1Probe, target: ProbeTarget): Promise<bo
       const headers: Record<string, string> = { 'user-agent': 'kube-probe/local' };
       for (const h of g.httpHeaders ?? []) headers[h.name.toLowerCase()] = h.value;
       const res = await request(`${scheme}://${host}:${port}${g.path ?? '/'}`, {
-        dispatcher: scheme === 'https' ? insecure : undefined,
+        dispatcher: probeAgent,
         headers,
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
