@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { frameMessage } from './grpc-frame.ts';
+import { varint } from './protobuf-encode.testing.ts';
 import { classifyGateway, classifyGrpc, isAlarmGet, isTxnReadOnly } from './readonly.ts';
 
 // A seeded generator, so a failure names a seed that reproduces it.
@@ -14,15 +15,7 @@ function rng(seed: number): () => number {
   };
 }
 
-const enc = (n: number): number[] => {
-  const out: number[] = [];
-  while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
-    n >>>= 7;
-  }
-  out.push(n);
-  return out;
-};
+const enc = varint;
 const field = (num: number, payload: number[]): number[] => [...enc((num << 3) | 2), ...enc(payload.length), ...payload];
 
 /**

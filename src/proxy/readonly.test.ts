@@ -1,19 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import zlib from 'node:zlib';
 import { frameMessage } from './grpc-frame.ts';
+import { varint } from './protobuf-encode.testing.ts';
 import { allGatewayPaths, allGrpcPaths, gatewayMethod, grpcMethod } from './methods.ts';
 import { classifyGateway, classifyGrpc, isAlarmGet, isJsonTxnReadOnly, isTxnReadOnly } from './readonly.ts';
 
 // A minimal protobuf encoder for building requests by hand.
-const varint = (n: number): number[] => {
-  const out: number[] = [];
-  while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
-    n >>>= 7;
-  }
-  out.push(n);
-  return out;
-};
 const len = (field: number, payload: Uint8Array): Uint8Array => new Uint8Array([...varint((field << 3) | 2), ...varint(payload.length), ...payload]);
 const vint = (field: number, value: number): Uint8Array => new Uint8Array([...varint(field << 3), ...varint(value)]);
 const cat = (...parts: Uint8Array[]): Uint8Array => new Uint8Array(parts.flatMap((p) => [...p]));
