@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { binaries } from '../binaries.ts';
@@ -92,6 +92,16 @@ export class LocalCluster {
   /** Runs kubectl against the cluster and resolves its stdout. */
   kubectl(args: string[], input?: string): Promise<string> {
     return run(binaries().kubectl, ['--kubeconfig', this.kubeconfig, ...args], { input });
+  }
+
+  /**
+   * Everything a pod's container wrote to stdout and stderr, across restarts, also after the pod was
+   * deleted (the logs stay until the cluster stops): `kubectl logs` for a pod that is gone.
+   */
+  containerLog(pod: { metadata: { uid?: string; name: string }; spec?: { nodeName?: string } }, container: string): Promise<string> {
+    const node = pod.spec?.nodeName;
+    if (!node) return Promise.reject(new Error(`pod ${pod.metadata.name} was never bound to a node: it has no logs`));
+    return readFile(path.join(this.dir, 'nodes', node, 'pods', pod.metadata.uid ?? pod.metadata.name, `${container}.log`), 'utf8');
   }
 
   /** Stops every process and removes the cluster's directory. */
