@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Builds the pinned test binaries from the Go module proxy into a cache outside the repo:
 #   etcd, etcdctl, benchmark (etcd), kube-apiserver, kube-controller-manager, kube-scheduler,
-#   kubectl (Kubernetes), kwok.
+#   kubectl (Kubernetes), kwok, and the etcd release before the pinned one (etcd-previous), which the
+#   version rolling-update test upgrades from.
 # Each set lands in $ETCD_TOPOLOGY_CACHE/bin/<set>-<version>/ and is rebuilt only when missing.
 # Prints the bin directory of each set as NAME_BIN=DIR lines on stdout (logs go to stderr).
-#   hack/test-binaries.sh [etcd|kubernetes|kwok ...]   (default: all sets)
+#   hack/test-binaries.sh [etcd|etcd-previous|kubernetes|kwok ...]   (default: all sets)
 #
 #   ETCD_TOPOLOGY_CACHE   cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/etcd-topology)
-#   ETCD_VERSION, KUBERNETES_VERSION, KWOK_VERSION   override the pinned versions
+#   ETCD_VERSION, ETCD_PREVIOUS_VERSION, KUBERNETES_VERSION, KWOK_VERSION   override the pinned versions
 set -euo pipefail
 
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+ETCD_PREVIOUS_VERSION="${ETCD_PREVIOUS_VERSION:-v3.6.15}"
 # etcd's root module (home of tools/benchmark) is tagged less often than the server.
 ETCD_BENCHMARK_VERSION="${ETCD_BENCHMARK_VERSION:-v3.6.8}"
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.35.4}"
@@ -38,12 +40,13 @@ build_set() {
     local start=$SECONDS tmp="$dest.tmp.$$"
     rm -rf "$dest".tmp.*; mkdir -p "$tmp"
     log "$name $version: building into $dest"
-    "build_$name" "$version" "$tmp"
+    "build_${name//-/_}" "$version" "$tmp"
     for b in "$@"; do [ -x "$tmp/$b" ] || die "$name $version: build produced no $b"; done
     rm -rf "$dest"; mv "$tmp" "$dest"
     log "$name $version: built in $((SECONDS - start))s"
   fi
-  echo "${name^^}_BIN=$dest"
+  local var=${name^^}
+  echo "${var//-/_}_BIN=$dest"
 }
 
 build_etcd() {
@@ -77,6 +80,28 @@ GO
   (cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3 \
     && go build -trimpath -ldflags "-s -w" -o "$out/etcdctl" go.etcd.io/etcd/etcdctl/v3 \
     && go build -trimpath -ldflags "-s -w" -o "$out/benchmark" go.etcd.io/etcd/v3/tools/benchmark) >&2
+}
+
+# The server alone, from the same wrapper module layout as build_etcd.
+build_etcd_previous() {
+  local version=$1 out=$2 mod="$CACHE/src/etcd-server-$1"
+  mkdir -p "$mod"
+  cat >"$mod/go.mod" <<MOD
+module local/etcdserver
+
+go 1.24
+
+require go.etcd.io/etcd/server/v3 $version
+MOD
+  cat >"$mod/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import _ "go.etcd.io/etcd/server/v3"
+GO
+  (cd "$mod" && go mod tidy) >&2 2>&1 || die "etcd $version: go mod tidy failed in $mod"
+  (cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3) >&2
 }
 
 build_kubernetes() {
@@ -132,12 +157,13 @@ exec 9>"$CACHE/.build.lock"
 flock 9
 
 sets=("$@")
-[ ${#sets[@]} -gt 0 ] || sets=(etcd kubernetes kwok)
+[ ${#sets[@]} -gt 0 ] || sets=(etcd etcd-previous kubernetes kwok)
 for set in "${sets[@]}"; do
   case "$set" in
     etcd) build_set etcd "$ETCD_VERSION" etcd etcdctl benchmark ;;
+    etcd-previous) build_set etcd-previous "$ETCD_PREVIOUS_VERSION" etcd ;;
     kubernetes) build_set kubernetes "$KUBERNETES_VERSION" kube-apiserver kube-controller-manager kube-scheduler kubectl ;;
     kwok) build_set kwok "$KWOK_VERSION" kwok ;;
-    *) die "unknown set \"$set\"; accepted: etcd, kubernetes, kwok" ;;
+    *) die "unknown set \"$set\"; accepted: etcd, etcd-previous, kubernetes, kwok" ;;
   esac
 done

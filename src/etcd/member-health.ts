@@ -1,4 +1,5 @@
 import type { MemberHealth } from '../quorum/members.ts';
+import { memberIdHex } from './admin-client.ts';
 import type { AlarmResponse, EtcdMemberInfo, StatusResponse } from './responses.ts';
 
 /**
@@ -22,10 +23,13 @@ export function toMemberHealth(
   members: readonly EtcdMemberInfo[],
   statuses: ReadonlyMap<string, StatusResponse | Error>,
   alarms: AlarmResponse['alarms'] = [],
+  clusterId?: string,
 ): MemberHealth[] {
   const corrupt = new Set(alarms.filter((a) => a.alarm === 'CORRUPT').map((a) => a.memberID));
   return members.map((m) => {
-    const s = statuses.get(m.ID);
+    const status = statuses.get(m.ID);
+    const mismatch = status === undefined || status instanceof Error ? undefined : identityMismatch(m, status, clusterId);
+    const s = mismatch === undefined ? status : undefined;
     const answered = s !== undefined && !(s instanceof Error);
     return {
       id: m.ID,
@@ -37,6 +41,23 @@ export function toMemberHealth(
       revision: answered ? s.header.revision : 0,
       dbSize: answered ? s.dbSize : 0,
       dbSizeInUse: answered ? s.dbSizeInUse : 0,
+      ...(mismatch !== undefined ? { identityMismatch: mismatch } : {}),
     };
   });
+}
+
+/**
+ * Whether the status read from a member's pod came from that member: a process running on another
+ * member's data directory, or on one from another cluster, answers with that member's or cluster's
+ * ID. Its answers say nothing about the member etcd lists, so they must not count for it.
+ */
+function identityMismatch(m: EtcdMemberInfo, s: StatusResponse, clusterId: string | undefined): string | undefined {
+  const { member_id: memberId, cluster_id: statusCluster } = s.header;
+  if (memberId !== undefined && memberId !== m.ID) {
+    return `its pod answers as member ${memberIdHex(memberId)}, but etcd lists ${memberName(m)} as ${memberIdHex(m.ID)}`;
+  }
+  if (clusterId !== undefined && statusCluster !== undefined && statusCluster !== clusterId) {
+    return `its pod answers as a member of cluster ${memberIdHex(statusCluster)}, not of this cluster ${memberIdHex(clusterId)}`;
+  }
+  return undefined;
 }

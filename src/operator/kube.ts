@@ -64,6 +64,25 @@ export class KubeWriter {
     });
   }
 
+  /**
+   * Sets a PersistentVolume's reclaim policy to Retain (a read first: no write when it already is), so
+   * that deleting its claim keeps the data. False when the volume no longer exists.
+   */
+  async retainVolume(name: string): Promise<boolean> {
+    const pv = await this.core.readPersistentVolume({ name }).catch((err: unknown) => {
+      if ((err as { code?: number }).code === 404) return undefined;
+      throw err;
+    });
+    if (!pv) return false;
+    if (pv.spec?.persistentVolumeReclaimPolicy === 'Retain') return true;
+    this.writes.inc({ verb: 'patch', kind: 'PersistentVolume' });
+    await this.core.patchPersistentVolume(
+      { name, body: { spec: { persistentVolumeReclaimPolicy: 'Retain' } }, fieldManager: FIELD_MANAGER },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    return true;
+  }
+
   /** Merge-patches the status subresource of a custom object. */
   async patchCustomStatus(group: string, version: string, plural: string, namespace: string, name: string, status: unknown): Promise<void> {
     this.writes.inc({ verb: 'patch-status', kind: plural });

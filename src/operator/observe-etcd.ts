@@ -32,7 +32,7 @@ export async function observeEtcd(admin: EtcdAdminClient, endpoints: readonly Me
         statuses.set(m.ID, await admin.status(url).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err)))));
       }),
     );
-    return { members: toMemberHealth(list.members, statuses, alarms.alarms) };
+    return { members: toMemberHealth(list.members, statuses, alarms.alarms, list.header.cluster_id) };
   } catch (err) {
     return { error: err instanceof Error ? err.message : String(err) };
   }

@@ -11,6 +11,35 @@ export const claimOf = (pod: string): string => `data-${pod}`;
 const SELECTED_NODE = 'volume.kubernetes.io/selected-node';
 
 /**
+ * What etcd says, as it exits, when it cannot use the data directory it was given: a database or
+ * snapshot it cannot open, a checksum that does not match, a WAL without its snapshot, or a wiped
+ * directory trying to bootstrap a member that already exists. Anything else (a bad flag, a port in use)
+ * is not a reason to throw a member's data away, so no other crash loop replaces a member.
+ */
+export const DATA_DIR_FAILURES: readonly RegExp[] = [
+  /failed to open database/,
+  /failed to recover (?:v3 backend )?from snapshot/,
+  /crc mismatch/,
+  /failed to find database snapshot file/,
+  /has already been bootstrapped/,
+  /invalid datadir/,
+];
+
+/**
+ * Why the member pod's etcd cannot start on its data directory: its container is crash-looping (not
+ * running now, restarted at least twice) and the last run's termination message (the log tail, with
+ * terminationMessagePolicy FallbackToLogsOnError) carries one of etcd's data-directory failures.
+ */
+export function corruptDataOf(pod: V1Pod): string | undefined {
+  const etcd = pod.status?.containerStatuses?.find((c) => c.name === 'etcd');
+  const last = etcd?.lastState?.terminated;
+  if (!etcd || etcd.state?.running || etcd.restartCount < 2 || !last || last.exitCode === 0) return undefined;
+  const message = last.message ?? '';
+  const failure = DATA_DIR_FAILURES.map((re) => re.exec(message)?.[0]).find((m) => m !== undefined);
+  return failure === undefined ? undefined : `etcd keeps exiting on its data directory (${failure}, ${etcd.restartCount} restarts)`;
+}
+
+/**
  * Turns the Kubernetes objects around the members into the plain facts the planner decides on.
  * A pod's node is gone when its node object no longer exists, or, for a pod that cannot be scheduled,
  * when the node its volume was provisioned on no longer exists (a local volume pins it there). Its
@@ -28,17 +57,24 @@ export function planInput(
   const hash = memberConfigHash(topology);
   const memberPods: MemberPod[] = pods.map((p) => {
     const name = p.metadata!.name!;
-    const claim = claimByName.get(claimOf(name));
+    // A claim on its way out is as good as gone: the pod cannot start on it, and the claim that
+    // replaces it starts empty.
+    const found = claimByName.get(claimOf(name));
+    const claim = found?.metadata?.deletionTimestamp ? undefined : found;
     const boundNode = p.spec?.nodeName;
     const volumeNode = claim?.metadata?.annotations?.[SELECTED_NODE];
     const nodeGone = boundNode !== undefined ? !nodeNames.has(boundNode) : volumeNode !== undefined && !nodeNames.has(volumeNode);
+    const member = members.find((m) => m.name === name);
+    // A missing claim only loses data etcd still expects (a new member's claim simply comes later).
+    const lost = member !== undefined && claim === undefined ? `its volume claim ${claimOf(name)} is gone` : (member?.identityMismatch ?? corruptDataOf(p));
     return {
       name,
       ready: (p.status?.containerStatuses ?? []).length > 0 && (p.status?.containerStatuses ?? []).every((c) => c.ready),
       terminating: p.metadata?.deletionTimestamp !== undefined,
       upToDate: p.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] === hash,
       nodeGone,
-      dataLost: claim === undefined && members.some((m) => m.name === name),
+      dataLost: lost !== undefined,
+      ...(lost !== undefined ? { dataLostReason: lost } : {}),
       staleJoin: !initialClusterOf(p).includes(`${name}=`),
     };
   });

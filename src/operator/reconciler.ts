@@ -167,10 +167,10 @@ export class Reconciler {
         }
         case 'DeletePod':
           await this.deps.writer.deletePod(ns, step.pod);
-          if (step.deleteVolume) await this.deps.writer.delete('v1', 'PersistentVolumeClaim', ns, claimOf(step.pod));
+          if (step.releaseVolume) await this.releaseClaim(ns, step.pod, target, log);
           break;
-        case 'DeleteVolume':
-          await this.deps.writer.delete('v1', 'PersistentVolumeClaim', ns, claimOf(step.pod));
+        case 'ReleaseVolume':
+          await this.releaseClaim(ns, step.pod, target, log);
           break;
       }
     } catch (err) {
@@ -183,6 +183,22 @@ export class Reconciler {
     log.info({ step: step.action, reason: step.reason }, step.message);
     this.deps.events.record(target, 'Normal', step.reason, step.message);
     return true;
+  }
+
+  /**
+   * Deletes a member pod's volume claim so that its next pod starts on an empty one, after switching
+   * the claim's PersistentVolume to reclaim policy Retain: the operator never destroys etcd data, even
+   * data it can no longer use. The retained volume is named in an Event for whoever cleans up.
+   */
+  private async releaseClaim(ns: string, pod: string, target: EventTarget, log: Logger): Promise<void> {
+    const claim = this.deps.informers.get<V1PersistentVolumeClaim>('PersistentVolumeClaim', claimOf(pod), ns);
+    const volume = claim?.spec?.volumeName;
+    if (volume && (await this.deps.writer.retainVolume(volume))) {
+      const message = `PersistentVolume ${volume} keeps the data of ${pod} (reclaim policy Retain) after its claim ${claimOf(pod)} is deleted; delete it once the data is not needed`;
+      log.info({ pod, volume }, message);
+      this.deps.events.record(target, 'Normal', 'VolumeRetained', message);
+    }
+    await this.deps.writer.delete('v1', 'PersistentVolumeClaim', ns, claimOf(pod));
   }
 
   private eligibleCentralNodes(topology: EtcdTopology): number {

@@ -13,6 +13,11 @@ export interface MemberHealth {
   dbSize: number;
   /** Bytes of the database actually in use; dbSize minus this is what defragmentation frees. */
   dbSizeInUse?: number;
+  /**
+   * Set when the process at this member's pod answers as another member or another cluster (a data
+   * directory from elsewhere, a restored wrong backup): what it said. Such a member is never healthy.
+   */
+  identityMismatch?: string;
 }
 
 /** How far behind the leader's raft index a member may be and still count as caught up. */

@@ -58,7 +58,7 @@ const scaling: Case[] = [
   { name: 'scale out: the learner has not answered yet', count: 5, members: 'L F F lx', expect: { action: 'Wait', reason: 'LearnerCatchingUp' }, message: 'not answering yet' },
   { name: 'scale out: a caught-up learner is promoted', count: 5, members: 'L@5000 F F l@4990', expect: { action: 'PromoteLearner', member: n(3), id: '1003' } },
   { name: 'scale out: then the next member', count: 5, members: 'L F F F', expect: { action: 'AddLearner', member: n(4) } },
-  { name: 'scale out into an ordinal whose old volume was kept: delete the volume first', count: 5, members: 'L F F', volumes: [3], expect: { action: 'DeleteVolume', pod: n(3), reason: 'StaleMemberVolume' } },
+  { name: 'scale out into an ordinal whose old volume was kept: release the volume claim first', count: 5, members: 'L F F', volumes: [3], expect: { action: 'ReleaseVolume', pod: n(3), reason: 'StaleMemberVolume' } },
   { name: 'scale out never adds while quorum is lost', count: 5, members: 'L X X', expect: { action: 'Stop', reason: 'QuorumLost' } },
   { name: 'scale in 5 -> 3: remove the highest ordinal first', count: 3, members: 'L F F F F', expect: { action: 'RemoveMember', member: n(4), id: '1004', reason: 'ScaleIn' } },
   {
@@ -101,7 +101,7 @@ const replacement: Case[] = [
     count: 3,
     members: 'L F',
     pods: { [n(2)]: { dataLost: true } },
-    expect: { action: 'DeletePod', pod: n(2), deleteVolume: true, reason: 'StaleMemberPod' },
+    expect: { action: 'DeletePod', pod: n(2), releaseVolume: true, reason: 'StaleMemberPod' },
   },
   { name: 'after removal, with no stale pod, the member is added back as a learner', count: 3, members: 'L F', expect: { action: 'AddLearner', member: n(2) } },
   {
@@ -109,7 +109,7 @@ const replacement: Case[] = [
     count: 3,
     members: 'L F l',
     pods: { [n(2)]: { nodeGone: true } },
-    expect: { action: 'DeletePod', pod: n(2), deleteVolume: true },
+    expect: { action: 'DeletePod', pod: n(2), releaseVolume: true },
   },
   { name: 'a replaced member in the middle is added back too', count: 3, members: 'L F', expect: { action: 'AddLearner', member: n(2) } },
 ];
@@ -120,7 +120,7 @@ const rolling: Case[] = [
     count: 3,
     members: 'L F F',
     pods: { [n(0)]: { upToDate: false }, [n(1)]: { upToDate: false }, [n(2)]: { upToDate: false } },
-    expect: { action: 'DeletePod', pod: n(2), deleteVolume: false, reason: 'RollingUpdate' },
+    expect: { action: 'DeletePod', pod: n(2), releaseVolume: false, reason: 'RollingUpdate' },
     message: '3 left to update',
   },
   {
@@ -238,7 +238,7 @@ describe('nextStep: a learner whose pod predates its addition', () => {
       pods: [pod('m-member-0', { ready: false, staleJoin }), pod('m-member-1'), pod('m-member-2')],
       volumes: ['m-member-0', 'm-member-1', 'm-member-2'],
     });
-    expect(nextStep(input(true))).toMatchObject({ action: 'DeletePod', pod: 'm-member-0', deleteVolume: true, reason: 'StaleJoinPod' });
+    expect(nextStep(input(true))).toMatchObject({ action: 'DeletePod', pod: 'm-member-0', releaseVolume: true, reason: 'StaleJoinPod' });
     expect(nextStep(input(false))).toMatchObject({ action: 'Wait', reason: 'LearnerCatchingUp' });
   });
 });

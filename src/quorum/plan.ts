@@ -19,6 +19,8 @@ export interface MemberPod {
    * differs, or its data directory is corrupt. An empty volume waiting to join is not lost data.
    */
   dataLost: boolean;
+  /** Why the data counts as lost, for messages. */
+  dataLostReason?: string;
   /**
    * The pod was created before its member was added to etcd, so its --initial-cluster lacks itself:
    * etcd refuses to join with it, and an OnDelete StatefulSet never hands the pod the newer template.
@@ -58,8 +60,9 @@ export type Step =
   | ({ action: 'PromoteLearner'; member: string; id: string } & StepText)
   | ({ action: 'MoveLeader'; from: string; to: string; toName: string } & StepText)
   | ({ action: 'RemoveMember'; member: string; id: string } & StepText)
-  | ({ action: 'DeletePod'; pod: string; deleteVolume: boolean } & StepText)
-  | ({ action: 'DeleteVolume'; pod: string } & StepText);
+  /** releaseVolume: also delete the pod's volume claim; its PersistentVolume is retained, data and all. */
+  | ({ action: 'DeletePod'; pod: string; releaseVolume: boolean } & StepText)
+  | ({ action: 'ReleaseVolume'; pod: string } & StepText);
 
 /** StatefulSet replicas that cover every etcd member (learners included): the highest ordinal plus one. */
 export function memberReplicas(memberNames: readonly string[]): number {
@@ -102,7 +105,8 @@ export function nextStep(input: PlanInput): Step {
 
   const failed = voters.filter((m) => !m.healthy && (pods.get(m.name)?.nodeGone === true || pods.get(m.name)?.dataLost === true)).sort(byOrdinal)[0];
   if (failed !== undefined) {
-    const why = pods.get(failed.name)?.nodeGone === true ? 'its node is gone' : 'its data is lost';
+    const pod = pods.get(failed.name);
+    const why = pod?.nodeGone === true ? 'its node is gone' : `its data is lost: ${pod?.dataLostReason ?? 'its volume cannot be used'}`;
     return {
       action: 'RemoveMember',
       member: failed.name,
@@ -129,18 +133,18 @@ function learnerStep(learner: MemberHealth, leader: MemberHealth, pod: MemberPod
     return {
       action: 'DeletePod',
       pod: pod.name,
-      deleteVolume: true,
+      releaseVolume: true,
       reason: 'StaleMemberPod',
-      message: `deleting pod ${pod.name} and its volume: they belong to the member that was removed, and learner ${learner.name} needs a fresh start`,
+      message: `deleting pod ${pod.name} and releasing its volume claim (the PersistentVolume is kept): they belong to the member that was removed, and learner ${learner.name} needs a fresh start`,
     };
   }
   if (pod !== undefined && pod.staleJoin === true && !learner.healthy && !pod.terminating) {
     return {
       action: 'DeletePod',
       pod: pod.name,
-      deleteVolume: true,
+      releaseVolume: true,
       reason: 'StaleJoinPod',
-      message: `recreating pod ${pod.name} and its empty volume: it was created before learner ${learner.name} was added, so it starts with a member list that lacks itself`,
+      message: `recreating pod ${pod.name} and its volume claim: it was created before learner ${learner.name} was added, so it starts with a member list that lacks itself`,
     };
   }
   if (pod === undefined) return { action: 'Wait', reason: 'LearnerStarting', message: `waiting for the pod of learner ${learner.name} to start` };
@@ -156,17 +160,17 @@ function addStep(name: string, pod: MemberPod | undefined, hasVolume: boolean, v
     return {
       action: 'DeletePod',
       pod: name,
-      deleteVolume: true,
+      releaseVolume: true,
       reason: 'StaleMemberPod',
-      message: `deleting pod ${name} and its volume: etcd no longer lists that member, so its data can never rejoin`,
+      message: `deleting pod ${name} and releasing its volume claim (the PersistentVolume is kept): etcd no longer lists that member, so its data can never rejoin`,
     };
   }
   if (pod === undefined && hasVolume) {
     return {
-      action: 'DeleteVolume',
+      action: 'ReleaseVolume',
       pod: name,
       reason: 'StaleMemberVolume',
-      message: `deleting the volume of ${name}: it holds the data of a member etcd no longer lists, which cannot rejoin`,
+      message: `releasing the volume claim of ${name} (the PersistentVolume is kept): it holds the data of a member etcd no longer lists, which cannot rejoin`,
     };
   }
   return {
@@ -218,7 +222,7 @@ function rollingStep(input: PlanInput, leader: MemberHealth, pods: Map<string, M
   const decision = mayDisrupt(target, { members: input.members, budget: input.budget, maxRaftLag: maxLag });
   switch (decision.decision) {
     case 'Allow':
-      return { action: 'DeletePod', pod: target, deleteVolume: false, reason: 'RollingUpdate', message: `replacing ${target} with the new configuration (${stale.length} left to update)` };
+      return { action: 'DeletePod', pod: target, releaseVolume: false, reason: 'RollingUpdate', message: `replacing ${target} with the new configuration (${stale.length} left to update)` };
     case 'MoveLeaderFirst': {
       const to = bestTransferee(input.members, { exclude: [target], prefer: (m) => pods.get(m.name)?.upToDate === true, maxLag }) ?? decision.transferee;
       return { action: 'MoveLeader', from: leader.id, to: to.id, toName: to.name, reason: 'RollingUpdate', message: `moving leadership from ${target} to ${to.name} before replacing ${target}, the last to update` };

@@ -5,6 +5,8 @@ import path from 'node:path';
 /** Absolute paths of the Go-built test binaries (see hack/test-binaries.sh). */
 export interface Binaries {
   etcd: string;
+  /** The etcd release before the pinned one (hack/test-binaries.sh etcd-previous), to upgrade from. */
+  etcdPrevious: string;
   etcdctl: string;
   benchmark: string;
   kubeApiserver: string;
@@ -16,6 +18,7 @@ export interface Binaries {
 
 const setOf: Record<keyof Binaries, [set: string, file: string]> = {
   etcd: ['etcd', 'etcd'],
+  etcdPrevious: ['etcd-previous', 'etcd'],
   etcdctl: ['etcd', 'etcdctl'],
   benchmark: ['etcd', 'benchmark'],
   kubeApiserver: ['kubernetes', 'kube-apiserver'],
@@ -32,8 +35,9 @@ function setDir(set: string): string {
   if (dir === undefined) {
     const script = path.join(import.meta.dirname, '..', '..', 'hack', 'test-binaries.sh');
     const out = execFileSync('bash', [script, set], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-    const line = out.split('\n').find((l) => l.startsWith(`${set.toUpperCase()}_BIN=`));
-    if (line === undefined) throw new Error(`hack/test-binaries.sh ${set} printed no ${set.toUpperCase()}_BIN line`);
+    const variable = `${set.toUpperCase().replaceAll('-', '_')}_BIN`;
+    const line = out.split('\n').find((l) => l.startsWith(`${variable}=`));
+    if (line === undefined) throw new Error(`hack/test-binaries.sh ${set} printed no ${variable} line`);
     dir = line.slice(line.indexOf('=') + 1);
     dirs.set(set, dir);
   }

@@ -1,8 +1,10 @@
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONFIG_HASH_ANNOTATION, MEMBER_HEALTHY_GATE } from '../../src/operator/components/member-statefulset/member-statefulset.ts';
+import { DEFAULT_ETCD_VERSION } from '../../src/api/etcd-topology.ts';
+import { PREVIOUS_ETCD_VERSION } from '../harness/cluster/images.ts';
 import { KubeError } from '../harness/cluster/kube-rest.ts';
 import { CENTRAL_LABEL, CENTRAL_TAINT, defaultNodes, type LocalCluster } from '../harness/cluster/local-cluster.ts';
 import type { Pod } from '../harness/cluster/types.ts';
@@ -29,6 +31,7 @@ interface EtcdMember {
 interface EtcdStatus {
   header: { member_id: string };
   leader: string;
+  version: string;
 }
 interface Pdb {
   spec: { minAvailable: number };
@@ -231,7 +234,8 @@ describe('quorum safety on the local cluster', () => {
     // Proxies are off: these cases are about members, and the machine has two cores.
     env = await startOperatorCluster({ nodes: defaultNodes(5, 2) });
     cluster = env.cluster;
-    await cluster.kubectl(['apply', '-f', '-'], topologyManifest(NAME, NS, { members: { count: 3 }, proxy: { enabled: false } }));
+    // The members start one etcd release behind, for the version rolling update to have somewhere to go.
+    await cluster.kubectl(['apply', '-f', '-'], topologyManifest(NAME, NS, { version: PREVIOUS_ETCD_VERSION, members: { count: 3 }, proxy: { enabled: false } }));
     await waitSettled(3, 240_000);
   });
   afterAll(async () => {
@@ -331,8 +335,10 @@ describe('quorum safety on the local cluster', () => {
     expect(after.pods.find((p) => p.metadata.name === targetName)?.metadata.uid).not.toBe(target!.metadata.uid);
   }, 240_000);
 
-  it('rolls a member configuration change one member at a time, the leader last, with quorum at every sample', async () => {
+  it('rolls a version upgrade one member at a time, the leader last, with quorum at every sample', async () => {
     const { pods } = await waitSettled(3);
+    // Every member runs the previous release, as etcd itself reports.
+    for (const p of pods) expect((await gateway<EtcdStatus>(urlOf(p), '/v3/maintenance/status', {})).version, p.metadata.name).toBe(PREVIOUS_ETCD_VERSION);
     const names = pods.map((p) => p.metadata.name);
     const uidBefore = new Map(pods.map((p) => [p.metadata.name, p.metadata.uid]));
     const hashBefore = pods[0]!.metadata.annotations?.[CONFIG_HASH_ANNOTATION];
@@ -343,8 +349,8 @@ describe('quorum safety on the local cluster', () => {
 
     const watched = watchUnavailable(names);
     await waitFor('the pod watch to list every member', () => watched.synced(), { timeoutMs: 10_000 });
-    // --auto-compaction-retention is in the member configuration hash and needs no other binary.
-    await patchSpec({ members: { autoCompaction: { mode: 'periodic', retention: '2h' } } });
+    // A new etcd release and a flag change in one spec change: both are in the member configuration hash.
+    await patchSpec({ version: DEFAULT_ETCD_VERSION, members: { autoCompaction: { mode: 'periodic', retention: '2h' } } });
 
     const order: string[] = [];
     let worstUnavailable = 0;
@@ -408,6 +414,8 @@ describe('quorum safety on the local cluster', () => {
     expect(hashes[0]).toBe(sts.spec.template.metadata.annotations[CONFIG_HASH_ANNOTATION]);
     for (const p of final.pods) {
       expect(p.metadata.uid).not.toBe(uidBefore.get(p.metadata.name));
+      expect(p.spec?.containers[0]?.image).toBe(`gcr.io/etcd-development/etcd:v${DEFAULT_ETCD_VERSION}`);
+      expect((await gateway<EtcdStatus>(urlOf(p), '/v3/maintenance/status', {})).version, p.metadata.name).toBe(DEFAULT_ETCD_VERSION);
       expect(p.spec?.containers[0]?.args).toContain('--auto-compaction-retention=2h');
     }
   }, 330_000);
@@ -508,6 +516,68 @@ describe('quorum safety on the local cluster', () => {
     expect(done.t.status?.members?.find((m) => m.name === lost)).toMatchObject({ node: 'central-5', healthy: true });
     expect(done.t.status?.quorum).toEqual({ size: 2, healthy: 3, faultTolerance: 1, disruptionsAllowed: 1 });
     for (const p of done.pods) expect(await readKeys(urlOf(p), 'replace/'), `keys on ${p.metadata.name}`).toEqual(keys);
+  }, 300_000);
+
+  it('replaces a member that crash-loops on a corrupt data directory, and keeps the corrupt volume', async () => {
+    const { pods, members } = await waitSettled(3);
+    const keys = expectedKeys('corrupt/', 50);
+    await putKeys(urlOf(pods[0]!), 'corrupt/', 50);
+    const leaderId = (await gateway<EtcdStatus>(urlOf(pods[0]!), '/v3/maintenance/status', {})).leader;
+    const victim = pods.find((p) => members.find((m) => etcdName(m) === p.metadata.name)?.ID !== leaderId)!;
+    const name = victim.metadata.name;
+    const oldId = members.find((m) => etcdName(m) === name)!.ID;
+    const oldClaim = await cluster.api.call<{ metadata: { uid: string }; spec: { volumeName: string } }>('GET', `/api/v1/namespaces/${NS}/persistentvolumeclaims/data-${name}`);
+    const pvPath = `/api/v1/persistentvolumes/${oldClaim.spec.volumeName}`;
+    const dir = (await cluster.api.call<{ spec: { local: { path: string } } }>('GET', pvPath)).spec.local.path;
+    const db = path.join(dir, 'data', 'member', 'snap', 'db');
+
+    // Frozen first, so that etcd cannot write its meta pages back; then the database's first pages are
+    // overwritten and the process killed: every restart now fails to open the database.
+    const pid = await etcdPid(victim);
+    process.kill(pid, 'SIGSTOP');
+    const handle = await open(db, 'r+');
+    try {
+      await handle.write(Buffer.alloc(16_384, 0x5a), 0, 16_384, 0);
+    } finally {
+      await handle.close();
+    }
+    process.kill(pid, 'SIGKILL');
+
+    let worstEtcdHealthy = Infinity;
+    const messages = new Set<string>();
+    const survivors = pods.filter((p) => p !== victim);
+    const done = await waitFor(
+      `${name} replaced by a fresh member`,
+      async () => {
+        const now = await memberPods();
+        const view = await etcdView(now, new Map());
+        worstEtcdHealthy = Math.min(worstEtcdHealthy, view.withLeader);
+        const p = now.find((x) => x.metadata.name === name);
+        const message = p?.status?.containerStatuses?.[0]?.lastState?.terminated?.message;
+        if (message) messages.add(message);
+        const list = await memberListFromAny(survivors).catch(() => []);
+        if (list.some((m) => m.ID === oldId)) return false;
+        return settledNow(3);
+      },
+      { timeoutMs: 240_000, intervalMs: 250 },
+    );
+    // The kubelet's FallbackToLogsOnError message is how the operator knew: etcd's own last words.
+    expect([...messages].some((m) => m.includes('panic: failed to open database')), [...messages].join('\n---\n')).toBe(true);
+    expect(worstEtcdHealthy).toBeGreaterThanOrEqual(2);
+    const fresh = done.members.find((m) => etcdName(m) === name)!;
+    expect(fresh.ID).not.toBe(oldId);
+    for (const p of done.pods) expect(await readKeys(urlOf(p), 'corrupt/'), `keys on ${p.metadata.name}`).toEqual(keys);
+
+    // The old claim is gone, a new one holds the fresh member, and the old volume was kept, corrupt bytes and all.
+    const claimNow = await cluster.api.call<{ metadata: { uid: string }; spec: { volumeName: string } }>('GET', `/api/v1/namespaces/${NS}/persistentvolumeclaims/data-${name}`);
+    expect(claimNow.metadata.uid).not.toBe(oldClaim.metadata.uid);
+    expect(claimNow.spec.volumeName).not.toBe(oldClaim.spec.volumeName);
+    const kept = await cluster.api.call<{ spec: { persistentVolumeReclaimPolicy: string }; status: { phase: string } }>('GET', pvPath);
+    expect(kept.spec.persistentVolumeReclaimPolicy).toBe('Retain');
+    expect(kept.status.phase).toBe('Released');
+    expect((await readFile(db)).subarray(0, 16_384).every((b) => b === 0x5a)).toBe(true);
+    const events = await cluster.api.call<{ items: { reason: string; message: string }[] }>('GET', `/api/v1/namespaces/${NS}/events?fieldSelector=${encodeURIComponent('reason=VolumeRetained')}`);
+    expect(events.items.map((e) => e.message)).toContainEqual(expect.stringContaining(`PersistentVolume ${oldClaim.spec.volumeName} keeps the data of ${name}`));
   }, 300_000);
 
   /**

@@ -14,10 +14,26 @@ export interface ImageMapping {
 /** The result of mapping a container to a local command line, or why it cannot run here. */
 export type ResolvedCommand = { ok: true; argv: string[] } | { ok: false; reason: string; message: string };
 
-/** Builds the image table of the local cluster from the paths of the built binaries. */
-export function imageTable(paths: { etcd: string; etcdctl: string; node: string; cli: string }): ImageMapping[] {
+/** The etcd release the version rolling-update test upgrades from (hack/test-binaries.sh etcd-previous). */
+export const PREVIOUS_ETCD_VERSION = '3.6.15';
+
+/**
+ * Builds the image table of the local cluster from the paths of the built binaries. The etcd image of
+ * PREVIOUS_ETCD_VERSION runs that release (built on first use); every other etcd tag runs the pinned one.
+ */
+export function imageTable(paths: { etcd: string; etcdPrevious: () => string; etcdctl: string; node: string; cli: string }): ImageMapping[] {
   const shell = { sh: '/bin/sh', '/bin/sh': '/bin/sh', sleep: '/bin/sleep', cat: '/bin/cat', true: '/bin/true', false: '/bin/false' };
   return [
+    {
+      match: new RegExp(`^(?:[^/]+/)*etcd:v${PREVIOUS_ETCD_VERSION.replaceAll('.', '\\.')}$`),
+      description: `etcd v${PREVIOUS_ETCD_VERSION} (the Go-built previous release)`,
+      get entrypoint() {
+        return [paths.etcdPrevious()];
+      },
+      get executables() {
+        return { ...shell, etcd: paths.etcdPrevious(), '/usr/local/bin/etcd': paths.etcdPrevious(), etcdctl: paths.etcdctl };
+      },
+    },
     {
       // gcr.io/etcd-development/etcd, quay.io/coreos/etcd, registry.k8s.io/etcd, bitnami/etcd ...
       match: /^(?:[^/]+\/)*etcd(?::[^/]*|@sha256:[0-9a-f]+)?$/,

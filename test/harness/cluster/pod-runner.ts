@@ -38,6 +38,21 @@ interface ContainerRun {
   backoffMs: number;
   timers: NodeJS.Timeout[];
   env: Record<string, string>;
+  /** The last bytes the current run wrote to stdout and stderr, for a FallbackToLogsOnError message. */
+  tail?: Buffer;
+}
+
+/** What the kubelet keeps of a failed container's log for its termination message. */
+const TERMINATION_MESSAGE_BYTES = 2048;
+const TERMINATION_MESSAGE_LINES = 80;
+
+/**
+ * The termination message of terminationMessagePolicy FallbackToLogsOnError, as the kubelet makes it
+ * when there is no termination message file: the end of the log, at most 80 lines and 2048 bytes.
+ */
+export function logTailMessage(tail: Buffer): string {
+  const lines = tail.subarray(-TERMINATION_MESSAGE_BYTES).toString('utf8').replace(/\n$/, '').split('\n');
+  return lines.slice(-TERMINATION_MESSAGE_LINES).join('\n');
 }
 
 const BASE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -278,12 +293,19 @@ export class PodRunner {
       cwd: '/',
     });
     c.child = child;
+    c.tail = Buffer.alloc(0);
+    const keep = (chunk: Buffer): void => {
+      c.tail = Buffer.concat([c.tail ?? Buffer.alloc(0), chunk]).subarray(-TERMINATION_MESSAGE_BYTES);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
     c.startedAt = Date.now();
     c.state = { running: { startedAt: new Date(c.startedAt) } };
     c.started = !c.spec.startupProbe;
     c.ready = false;
     this.deps.event(pod, 'Normal', 'Started', `Started container ${c.spec.name}`);
-    child.once('exit', (code, signal) => this.exited(c, child, code ?? (signal ? 128 + signalNumber(signal) : 1), onExit));
+    // 'close' comes after the output pipes drained, so the log tail is complete.
+    child.once('close', (code, signal) => this.exited(c, child, code ?? (signal ? 128 + signalNumber(signal) : 1), onExit));
     if (!c.init) this.startProbes(c);
     this.queueStatus();
   }
@@ -293,11 +315,13 @@ export class PodRunner {
     for (const t of c.timers) clearTimeout(t);
     c.timers = [];
     c.ready = false;
+    const fallback = code !== 0 && c.spec.terminationMessagePolicy === 'FallbackToLogsOnError' && c.tail !== undefined && c.tail.length > 0;
     const terminated = {
       exitCode: code,
       reason: code === 0 ? 'Completed' : 'Error',
       startedAt: new Date(c.startedAt ?? Date.now()),
       finishedAt: new Date(),
+      ...(fallback ? { message: logTailMessage(c.tail!) } : {}),
     };
     if (this.stopped) return;
     if (onExit) {

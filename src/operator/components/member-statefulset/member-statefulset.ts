@@ -43,6 +43,9 @@ function container(topology: EtcdTopology, args: string[]): V1Container {
     livenessProbe: probe('/livez', 6),
     readinessProbe: probe('/readyz', 3),
     volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT }],
+    // etcd writes no termination message file: the log tail of a failed run becomes the message, which
+    // is how the operator tells a crash loop on a corrupt data directory from any other.
+    terminationMessagePolicy: 'FallbackToLogsOnError',
     ...resourceRequirements(topology.spec.members.resources),
     securityContext: restrictedContainerSecurity,
   };
