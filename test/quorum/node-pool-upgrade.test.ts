@@ -35,7 +35,17 @@ describe('node-pool upgrade under load', () => {
     const conditions = t.status?.conditions?.map((c) => `${c.type}=${c.status}/${c.reason}: ${c.message}`).join('; ');
     const memberState = t.status?.members?.map((m) => `${m.name}(${m.role},${m.healthy ? 'healthy' : 'unhealthy'},${m.node})`).join(' ');
     const podState = pods.map((p) => `${p.metadata.name}@${p.spec?.nodeName ?? '-'}:${p.status?.phase}${isReady(p) ? ',ready' : ''}`).join(' ');
-    throw new Error(`members ${memberState}; pods ${podState}; ${conditions}`);
+    // What etcd itself complains about in the pods that are not ready, for a timeout to say why.
+    const complaints = await Promise.all(
+      pods
+        .filter((p) => !isReady(p))
+        .map(async (p) => {
+          const log = await cluster.containerLog(p, 'etcd').catch((err: unknown) => String(err));
+          const lines = log.split('\n').filter((l) => /"level":"(warn|error|fatal|panic)"|^panic/.test(l));
+          return `${p.metadata.name} (${p.status?.containerStatuses?.[0]?.restartCount ?? 0} restarts): ${lines.slice(-4).join(' | ')}`;
+        }),
+    );
+    throw new Error(`members ${memberState}; pods ${podState}; ${conditions}${complaints.length ? `; etcd says: ${complaints.join(' || ')}` : ''}`);
   };
   const memberOn = async (node: string): Promise<Pod | undefined> => (await members()).find((p) => p.spec?.nodeName === node);
   const leaderNode = async (): Promise<string | undefined> => {
