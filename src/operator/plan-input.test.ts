@@ -46,6 +46,7 @@ describe('corruptDataOf', () => {
     ['a bbolt database etcd cannot open', PANIC, 'failed to open database'],
     ['a WAL record whose checksum fails', '{"level":"fatal","msg":"discovery failed","error":"walpb: crc mismatch"}', 'crc mismatch'],
     ['a WAL that points at a snapshot that is not there', '{"msg":"failed to find database snapshot file (snap: snapshot file doesn\'t exist)"}', 'failed to find database snapshot file'],
+    ['a member ID the leader knows further along than its (lost) log', '{"level":"panic","logger":"raft","msg":"tocommit(2609) is out of range [lastIndex(0)]. Was the raft log corrupted, truncated, or lost?"}', 'Was the raft log corrupted, truncated, or lost?'],
     ['a wiped directory bootstrapping a member that exists', '{"level":"fatal","msg":"discovery failed","error":"member 8e9e05c52164694d has already been bootstrapped"}', 'has already been bootstrapped'],
   ])('names %s', (_, message, failure) => {
     expect(corruptDataOf(pod('m-member-1', crashing(message)))).toBe(`etcd keeps exiting on its data directory (${failure}, 3 restarts)`);
@@ -78,6 +79,13 @@ describe('planInput', () => {
     expect(pods.find((p) => p.name === 'm-member-2')).toMatchObject({ dataLost: false });
   });
 
+  it("a learner's claim that is not there yet loses nothing until its pod has run on one", () => {
+    const etcd = members.map((m) => (m.name === 'm-member-1' ? { ...m, isLearner: true, healthy: false } : m));
+    const claims = [claim('m-member-0'), claim('m-member-2')];
+    expect(input([pod('m-member-1', etcdStatus({ state: { waiting: { reason: 'ContainerCreating' } } }))], claims, etcd).pods[0]).toMatchObject({ dataLost: false });
+    expect(input([pod('m-member-1', etcdStatus({ state: { running: {} } }))], claims, etcd).pods[0]).toMatchObject({ dataLost: true });
+  });
+
   it('a claim being deleted counts as gone, and no longer pins the pod to its node', () => {
     const { pods } = input([pod('m-member-1')], [claim('m-member-1', { deletionTimestamp: new Date() })], members);
     expect(pods[0]).toMatchObject({ dataLost: true, nodeGone: false });
@@ -95,6 +103,19 @@ describe('planInput', () => {
       dataLost: true,
       dataLostReason: 'its pod answers as member 63, but etcd lists m-member-2 as a',
     });
+  });
+
+  it('a pod has started once its etcd container ran; a pod still waiting for its container has not', () => {
+    const { pods } = input([
+      pod('m-member-0', etcdStatus({ state: { running: {} } })),
+      pod('m-member-1', etcdStatus({ state: { waiting: { reason: 'ContainerCreating' } } })),
+      pod('m-member-2', crashing('exit', 1, 0)),
+    ]);
+    expect(pods.map((p) => [p.name, p.started])).toEqual([
+      ['m-member-0', true],
+      ['m-member-1', false],
+      ['m-member-2', true],
+    ]);
   });
 
   it('a healthy pod on its claim has lost nothing', () => {

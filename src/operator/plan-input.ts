@@ -23,6 +23,8 @@ export const DATA_DIR_FAILURES: readonly RegExp[] = [
   /failed to find database snapshot file/,
   /has already been bootstrapped/,
   /invalid datadir/,
+  // raft: the leader knows this member ID further along than its log (its data was lost under it).
+  /Was the raft log corrupted, truncated, or lost\?/,
 ];
 
 /**
@@ -65,8 +67,11 @@ export function planInput(
     const volumeNode = claim?.metadata?.annotations?.[SELECTED_NODE];
     const nodeGone = boundNode !== undefined ? !nodeNames.has(boundNode) : volumeNode !== undefined && !nodeNames.has(volumeNode);
     const member = members.find((m) => m.name === name);
-    // A missing claim only loses data etcd still expects (a new member's claim simply comes later).
-    const lost = member !== undefined && claim === undefined ? `its volume claim ${claimOf(name)} is gone` : (member?.identityMismatch ?? corruptDataOf(p));
+    // A missing claim loses data only where etcd expects some: a voter's, or a learner's whose pod has
+    // already run on it. A learner's pod that has not started yet simply waits for its claim.
+    const started = hasStarted(p);
+    const claimLost = member !== undefined && claim === undefined && (!member.isLearner || started);
+    const lost = claimLost ? `its volume claim ${claimOf(name)} is gone` : (member?.identityMismatch ?? corruptDataOf(p));
     return {
       name,
       ready: (p.status?.containerStatuses ?? []).length > 0 && (p.status?.containerStatuses ?? []).every((c) => c.ready),
@@ -76,6 +81,7 @@ export function planInput(
       dataLost: lost !== undefined,
       ...(lost !== undefined ? { dataLostReason: lost } : {}),
       staleJoin: !initialClusterOf(p).includes(`${name}=`),
+      started,
     };
   });
   return {
@@ -85,6 +91,12 @@ export function planInput(
     pods: memberPods,
     volumes: claims.map((c) => c.metadata?.name ?? '').filter((n) => n.startsWith('data-')).map((n) => n.slice('data-'.length)),
   };
+}
+
+/** Whether the pod's etcd container has run at least once (running now, exited, or restarted). */
+function hasStarted(pod: V1Pod): boolean {
+  const etcd = pod.status?.containerStatuses?.find((c) => c.name === 'etcd');
+  return etcd !== undefined && (etcd.restartCount > 0 || etcd.state?.running !== undefined || etcd.state?.terminated !== undefined);
 }
 
 /** The --initial-cluster value the pod's etcd container was started with ('' when absent). */

@@ -26,6 +26,11 @@ export interface MemberPod {
    * etcd refuses to join with it, and an OnDelete StatefulSet never hands the pod the newer template.
    */
   staleJoin?: boolean;
+  /**
+   * Its etcd container has run at least once, so its volume may hold data of the member that held the
+   * name before. A pod whose container has not started yet has written nothing.
+   */
+  started?: boolean;
 }
 
 /** Everything the planner needs, as plain data. */
@@ -129,13 +134,18 @@ function learnerStep(learner: MemberHealth, leader: MemberHealth, pod: MemberPod
   if (!wanted.has(learner.name)) {
     return { action: 'RemoveMember', member: learner.name, id: learner.id, reason: 'ScaleIn', message: `removing learner ${learner.name}, which members.count no longer includes` };
   }
+  // A learner that may have received entries must never restart on an empty volume under the same
+  // member ID: the leader would send it a commit index beyond its log, and raft panics. It leaves etcd
+  // first (a learner has no vote: quorum is untouched); its pod and volume go next, and the name is
+  // added again under a new ID.
   if (pod !== undefined && (pod.nodeGone || pod.dataLost)) {
+    const why = pod.nodeGone ? 'its node is gone' : `its data is lost: ${pod.dataLostReason ?? 'its volume cannot be used'}`;
     return {
-      action: 'DeletePod',
-      pod: pod.name,
-      releaseVolume: true,
-      reason: 'StaleMemberPod',
-      message: `deleting pod ${pod.name} and releasing its volume claim (the PersistentVolume is kept): they belong to the member that was removed, and learner ${learner.name} needs a fresh start`,
+      action: 'RemoveMember',
+      member: learner.name,
+      id: learner.id,
+      reason: 'LearnerFailed',
+      message: `removing learner ${learner.name} from etcd because ${why}; it is added again with a fresh volume`,
     };
   }
   if (pod !== undefined && pod.staleJoin === true && !learner.healthy && !pod.terminating) {
@@ -156,7 +166,9 @@ function learnerStep(learner: MemberHealth, leader: MemberHealth, pod: MemberPod
 }
 
 function addStep(name: string, pod: MemberPod | undefined, hasVolume: boolean, voters: number): Step {
-  if (pod !== undefined && (pod.nodeGone || pod.dataLost)) {
+  // etcd does not list the name, so whatever a pod under it has run on belongs to a removed member and
+  // can never rejoin. Only a pod that has not started yet can become the new learner's.
+  if (pod !== undefined && (pod.nodeGone || pod.dataLost || pod.started === true)) {
     return {
       action: 'DeletePod',
       pod: name,
