@@ -50,9 +50,28 @@ export async function startClientListeners(urls: readonly string[], tlsFiles: Tl
     keepAliveTimeout: 5_000,
   });
   h1.setTimeout(0);
+  // Pipelined HTTP/1.1 requests are forwarded one at a time per connection: their responses go out in
+  // order anyway, and a client that pipelines without reading must not hold one member connection per
+  // request (the pool to each member is shared by every client).
+  const h1Queues = new WeakMap<net.Socket, (() => void)[]>();
   h1.on('request', (req, res) => {
     const socket = req.socket as net.Socket & { connLog?: Logger };
-    handlers.request(req, res, socket.connLog ?? log);
+    const start = (): void => {
+      if (socket.destroyed) {
+        h1Queues.delete(socket); // the client left: what it pipelined is never answered
+        return;
+      }
+      res.once('close', () => {
+        const queue = h1Queues.get(socket);
+        queue?.shift();
+        queue?.[0]?.();
+      });
+      handlers.request(req, res, socket.connLog ?? log);
+    };
+    const queue = h1Queues.get(socket);
+    if (queue === undefined) h1Queues.set(socket, [start]);
+    else queue.push(start);
+    if (h1Queues.get(socket)!.length === 1) start();
   });
   h1.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
     (socket as net.Socket & { connLog?: Logger }).connLog?.debug({ err: err.message, code: err.code }, 'Rejected a malformed HTTP/1.1 request');
