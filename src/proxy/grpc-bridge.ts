@@ -327,10 +327,14 @@ class GrpcCall implements ActiveCall, StreamHandler {
     this.complete(statusName(code));
   }
 
-  /** The member's side is done: a stream the proxy has not ended yet is cancelled so that it closes. */
+  /**
+   * The member ended its side with the status. A stream whose request side the proxy has not ended
+   * (a stream call the member finished first) is cancelled so that it closes; one the proxy ended
+   * closes by itself.
+   */
   private releaseUp(): void {
     const up = this.up;
-    if (up !== undefined && !up.isClosed) up.reset(ErrorCode.CANCEL);
+    if (up !== undefined && !up.isClosed && !up.localEnded) up.reset(ErrorCode.CANCEL);
   }
 
   private complete(code: string): void {

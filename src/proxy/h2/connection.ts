@@ -35,6 +35,8 @@ export interface LocalSettings {
 const MAX_HEADER_BLOCK = 256 * 1024;
 // Writes below this size are joined into one buffer; above it they go out as a vector, uncopied.
 const COALESCE_LIMIT = 64 * 1024;
+// A PING ACK waits at most this long for other frames to leave with (see onPing).
+const LAZY_FLUSH_MS = 5;
 // After a connection error, the GOAWAY gets this long to leave before the socket is destroyed.
 const CLOSE_GRACE_MS = 1000;
 
@@ -71,6 +73,7 @@ export abstract class H2Connection implements FrameHandler, StreamOwner {
   private out: Buffer[] = [];
   private outBytes = 0;
   private flushScheduled = false;
+  private lazyFlush: NodeJS.Timeout | undefined;
   private readonly closeListeners: (() => void)[] = [];
 
   constructor(socket: Duplex, local: LocalSettings, log: Logger) {
@@ -231,7 +234,15 @@ export abstract class H2Connection implements FrameHandler, StreamOwner {
   onSettingsAck(): void {}
 
   onPing(payload: Buffer, ack: boolean): void {
-    if (!ack) this.write(encodePing(payload, true));
+    if (ack) return;
+    // gRPC peers send a PING with nearly every DATA frame they receive (grpc-go's bandwidth estimator),
+    // so an ACK written at once costs a write and a wake-up on both sides per request. It leaves with
+    // the next frames instead, or after LAZY_FLUSH_MS; keepalive timeouts are seconds.
+    if (this.closing || this.closed) return;
+    const frame = encodePing(payload, true);
+    this.out.push(frame);
+    this.outBytes += frame.length;
+    if (!this.flushScheduled && this.lazyFlush === undefined) this.lazyFlush = setTimeout(() => this.flush(), LAZY_FLUSH_MS);
   }
 
   onGoaway(lastStreamId: number, code: number, debug: Buffer): void {
@@ -333,6 +344,10 @@ export abstract class H2Connection implements FrameHandler, StreamOwner {
 
   protected flush(): void {
     this.flushScheduled = false;
+    if (this.lazyFlush !== undefined) {
+      clearTimeout(this.lazyFlush);
+      this.lazyFlush = undefined;
+    }
     const out = this.out;
     if (out.length === 0) return;
     const bytes = this.outBytes;
@@ -393,6 +408,7 @@ export abstract class H2Connection implements FrameHandler, StreamOwner {
     this.failStreams(() => true, ErrorCode.CANCEL, 'connection');
     this.closed = true;
     this.out = [];
+    clearTimeout(this.lazyFlush);
     for (const fn of this.closeListeners.splice(0)) fn();
   }
 }
