@@ -24,10 +24,14 @@ const STATIC_COUNT = STATIC.length;
 // Every entry costs its name and value plus 32 bytes of overhead (RFC 7541, section 4.1).
 const ENTRY_OVERHEAD = 32;
 
-const staticByPair = new Map<string, number>();
+// name -> value -> index, and name -> first index, for the encoder (two-level, so that a lookup
+// builds no string).
+const staticByPair = new Map<string, Map<string, number>>();
 const staticByName = new Map<string, number>();
 STATIC.forEach(([name, value], i) => {
-  staticByPair.set(`${name}\0${value}`, i + 1);
+  let values = staticByPair.get(name);
+  if (values === undefined) staticByPair.set(name, (values = new Map<string, number>()));
+  if (!values.has(value)) values.set(value, i + 1);
   if (!staticByName.has(name)) staticByName.set(name, i + 1);
 });
 
@@ -135,9 +139,8 @@ const sensitive = new Set(['authorization', 'proxy-authorization', 'cookie', 'se
 export class HpackEncoder {
   private readonly table: DynamicTable;
   private readonly huffman: boolean;
-  // Pair and name -> insertion number of the newest entry that holds it.
-  private readonly byPair = new Map<string, number>();
-  private readonly byName = new Map<string, number>();
+  // Name -> insertion number of its newest dynamic entry, and of the newest entry of each of its values.
+  private readonly dynamic = new Map<string, { newest: number; values: Map<string, number> }>();
   private inserted = 0;
   private pendingSizeUpdate: number | undefined;
 
@@ -168,36 +171,40 @@ export class HpackEncoder {
     for (let i = 0; i + 1 < headers.length; i += 2) {
       const name = headers[i]!;
       const value = headers[i + 1]!;
-      const pair = `${name}\0${value}`;
-      const exact = staticByPair.get(pair) ?? this.dynamicIndex(this.byPair.get(pair));
+      const dynamic = this.dynamic.get(name);
+      const exact = staticByPair.get(name)?.get(value) ?? this.dynamicIndex(dynamic?.values.get(value));
       if (exact !== undefined) {
         pos = writeInt(out, pos, 0x80, 7, exact);
         continue;
       }
-      const nameIndex = staticByName.get(name) ?? this.dynamicIndex(this.byName.get(name)) ?? 0;
+      const nameIndex = staticByName.get(name) ?? this.dynamicIndex(dynamic?.newest) ?? 0;
       const secret = sensitive.has(name);
       const index = !secret && !neverIndex.has(name) && name.length + value.length + ENTRY_OVERHEAD <= this.table.maxSize / 2;
       if (index) pos = writeInt(out, pos, 0x40, 6, nameIndex);
       else pos = writeInt(out, pos, secret ? 0x10 : 0x00, 4, nameIndex);
       if (nameIndex === 0) pos = this.writeString(out, pos, name);
       pos = this.writeString(out, pos, value);
-      if (index) this.add(name, value, pair);
+      if (index) this.add(name, value);
     }
     return out.subarray(0, pos);
   }
 
-  private add(name: string, value: string, pair: string): void {
+  private add(name: string, value: string): void {
     const before = this.table.entries.length;
     this.table.add(name, value);
     const n = this.inserted++;
     if (this.table.entries.length <= before) {
-      // The insertion evicted older entries: forget the ones the maps still point at.
+      // The insertion evicted older entries: forget the ones the map still points at.
       const oldest = n + 1 - this.table.entries.length;
-      for (const [k, v] of this.byPair) if (v < oldest) this.byPair.delete(k);
-      for (const [k, v] of this.byName) if (v < oldest) this.byName.delete(k);
+      for (const [k, d] of this.dynamic) {
+        if (d.newest < oldest) this.dynamic.delete(k);
+        else for (const [v, at] of d.values) if (at < oldest) d.values.delete(v);
+      }
     }
-    this.byPair.set(pair, n);
-    this.byName.set(name, n);
+    let d = this.dynamic.get(name);
+    if (d === undefined) this.dynamic.set(name, (d = { newest: n, values: new Map() }));
+    d.newest = n;
+    d.values.set(value, n);
   }
 
   private dynamicIndex(insertion: number | undefined): number | undefined {
