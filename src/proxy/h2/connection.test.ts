@@ -170,6 +170,25 @@ describe('server connection', () => {
     expect(s.isClosed).toBe(true);
   });
 
+  it('stops sending DATA while the socket does not take it, even when the client opens its windows', async () => {
+    const { socket, streams, events, enc } = await serve();
+    socket.feed(encodeHeaderBlock(1, enc.encode(request), true, 16_384));
+    socket.feed(Buffer.concat([encodeWindowUpdate(0, 10_000_000), encodeWindowUpdate(1, 10_000_000)]));
+    const s = streams[0]!;
+    s.respond([':status', '200'], false);
+    socket.hold = true; // the client stopped reading from TCP
+    const first = s.sendData(Buffer.alloc(64 * 1024));
+    await ticked();
+    // The socket's buffer is now over its high-water mark: the rest waits in the stream, not in the socket.
+    expect(s.sendData(Buffer.alloc(4 * 1024 * 1024))).toBe(0);
+    expect(first).toBe(64 * 1024);
+    expect(s.queued).toBe(4 * 1024 * 1024);
+    socket.release();
+    await ticked();
+    expect(s.queued).toBe(0);
+    expect(events).toEqual([`sent 1 ${4 * 1024 * 1024}`]);
+  });
+
   it('passes RST_STREAM from the client to the stream owner, and GOAWAY lets open streams finish', async () => {
     const { socket, conn, streams, events, enc } = await serve();
     socket.feed(encodeHeaderBlock(1, enc.encode(request), false, 16_384));

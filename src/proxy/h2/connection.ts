@@ -73,6 +73,9 @@ export abstract class H2Connection implements FrameHandler, StreamOwner {
   private out: Buffer[] = [];
   private outBytes = 0;
   private flushScheduled = false;
+  // The socket's buffer is over its high-water mark: a peer that opens its windows but does not read
+  // must not make the proxy buffer without bound.
+  private socketFull = false;
   private lazyFlush: NodeJS.Timeout | undefined;
   private readonly closeListeners: (() => void)[] = [];
 
@@ -296,6 +299,10 @@ export abstract class H2Connection implements FrameHandler, StreamOwner {
     this.write(encodeRstStream(streamId, code));
   }
 
+  canWrite(): boolean {
+    return !this.socketFull;
+  }
+
   blocked(stream: H2Stream): void {
     this.waiting.add(stream);
   }
@@ -355,12 +362,21 @@ export abstract class H2Connection implements FrameHandler, StreamOwner {
     this.outBytes = 0;
     const socket = this.socket;
     if (socket.destroyed || !socket.writable) return;
-    if (out.length === 1) socket.write(out[0]!);
-    else if (bytes <= COALESCE_LIMIT) socket.write(Buffer.concat(out, bytes));
+    let ok: boolean;
+    if (out.length === 1) ok = socket.write(out[0]!);
+    else if (bytes <= COALESCE_LIMIT) ok = socket.write(Buffer.concat(out, bytes));
     else {
       socket.cork();
-      for (const b of out) socket.write(b);
+      ok = true;
+      for (const b of out) ok = socket.write(b);
       socket.uncork();
+    }
+    if (!ok && !this.socketFull) {
+      this.socketFull = true;
+      socket.once('drain', () => {
+        this.socketFull = false;
+        this.resumeWaiting();
+      });
     }
   }
 
@@ -383,7 +399,7 @@ export abstract class H2Connection implements FrameHandler, StreamOwner {
 
   private resumeWaiting(): void {
     for (const stream of [...this.waiting]) {
-      if (this.sendWindow <= 0) return;
+      if (this.sendWindow <= 0 || this.socketFull) return;
       this.waiting.delete(stream);
       this.flushStream(stream);
     }

@@ -28,6 +28,8 @@ export interface StreamOwner {
   sendWindow: number;
   /** The stream window this side advertised. */
   readonly localInitialWindow: number;
+  /** False while the socket's own buffer is full: DATA then waits, whatever the windows say. */
+  canWrite(): boolean;
   writeData(streamId: number, data: Buffer, endStream: boolean): void;
   writeHeaders(streamId: number, headers: readonly string[], endStream: boolean): void;
   writeWindowUpdate(streamId: number, increment: number): void;
@@ -137,7 +139,7 @@ export class H2Stream {
     const owner = this.owner;
     while (this.queue.length > 0) {
       const allowed = Math.min(this.sendWindow, owner.sendWindow, owner.peerMaxFrameSize);
-      if (allowed <= 0) break;
+      if (allowed <= 0 || !owner.canWrite()) break;
       const head = this.queue[0]!;
       const n = Math.min(head.length, allowed);
       if (n === head.length) this.queue.shift();

@@ -41,9 +41,17 @@ export class FakeSocket extends Duplex {
     super({ allowHalfOpen: false });
   }
   override _read(): void {}
+  /** While true, writes are not acknowledged, as with a peer that stopped reading; release() lets them go. */
+  hold = false;
+  private held: (() => void)[] = [];
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
     this.written.push(chunk);
-    callback();
+    if (this.hold) this.held.push(callback);
+    else callback();
+  }
+  release(): void {
+    this.hold = false;
+    for (const cb of this.held.splice(0)) cb();
   }
   override _final(callback: () => void): void {
     callback();
