@@ -293,7 +293,7 @@ class GrpcCall implements ActiveCall, StreamHandler {
       this.retryOrFail(`etcd member ${this.member} failed before answering (${why})`, neverSent);
       return;
     }
-    this.fail(Status.UNAVAILABLE, `connection to etcd member ${this.member} was lost`);
+    this.fail(Status.UNAVAILABLE, cause === 'peer' ? `etcd member ${this.member} reset the stream (HTTP/2 error ${code})` : `connection to etcd member ${this.member} was lost`);
   }
 
   /**
