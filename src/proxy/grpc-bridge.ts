@@ -262,12 +262,12 @@ class GrpcCall implements ActiveCall, StreamHandler {
     const out = forwardedHeaders(headers, responsePseudo);
     if (endStream) {
       // Trailers-only: the status rides on the one HEADERS frame, which ends the stream here too.
-      this.down.respond(out, true);
+      this.down.sendHeaders(out, true);
       this.complete(statusName(header(headers, 'grpc-status')));
       this.releaseUp();
       return;
     }
-    this.down.respond(out, false);
+    this.down.sendHeaders(out, false);
   }
 
   private onUpData(data: Buffer, endStream: boolean): void {
@@ -320,7 +320,7 @@ class GrpcCall implements ActiveCall, StreamHandler {
     const status = String(code);
     const grpcMessage = encodeGrpcMessage(message);
     if (!this.down.headersSent) {
-      this.down.respond([':status', '200', 'content-type', 'application/grpc', 'grpc-status', status, 'grpc-message', grpcMessage], true);
+      this.down.sendHeaders([':status', '200', 'content-type', 'application/grpc', 'grpc-status', status, 'grpc-message', grpcMessage], true);
     } else {
       this.down.sendTrailers(['grpc-status', status, 'grpc-message', grpcMessage]);
     }

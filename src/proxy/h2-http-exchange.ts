@@ -88,7 +88,7 @@ export function h2Exchange(stream: H2Stream, headers: string[], endStream: boole
           if (lower === 'connection' || lower === 'transfer-encoding' || lower === 'keep-alive') continue;
           for (const v of Array.isArray(value) ? value : [value]) out.push(lower, String(v));
         }
-        stream.respond(out, false);
+        stream.sendHeaders(out, false);
       },
       body: reply,
       headersSent: () => stream.headersSent,

@@ -29,7 +29,7 @@ export class ClientConnection extends H2Connection {
     this.nextStreamId += 2;
     const stream = this.newStream(id, false);
     stream.handler = handler;
-    stream.respond(headers, endStream);
+    stream.sendHeaders(headers, endStream);
     return stream;
   }
 

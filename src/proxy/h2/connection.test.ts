@@ -150,7 +150,7 @@ describe('server connection', () => {
     const { socket, streams, events, enc } = await serve();
     socket.feed(encodeHeaderBlock(1, enc.encode(request), true, 16_384));
     const s = streams[0]!;
-    s.respond([':status', '200'], false);
+    s.sendHeaders([':status', '200'], false);
     expect(s.sendData(Buffer.alloc(100_000, 1))).toBe(65_535);
     expect(s.queued).toBe(100_000 - 65_535);
     s.sendTrailers(['grpc-status', '0']);
@@ -175,7 +175,7 @@ describe('server connection', () => {
     socket.feed(encodeHeaderBlock(1, enc.encode(request), true, 16_384));
     socket.feed(Buffer.concat([encodeWindowUpdate(0, 10_000_000), encodeWindowUpdate(1, 10_000_000)]));
     const s = streams[0]!;
-    s.respond([':status', '200'], false);
+    s.sendHeaders([':status', '200'], false);
     socket.hold = true; // the client stopped reading from TCP
     const first = s.sendData(Buffer.alloc(64 * 1024));
     await ticked();
@@ -198,7 +198,7 @@ describe('server connection', () => {
     conn.goAway();
     socket.feed(encodeHeaderBlock(5, enc.encode(request), true, 16_384)); // above last-stream-id: ignored
     expect(streams.map((s) => s.id)).toEqual([1, 3]);
-    streams[1]!.respond([':status', '200', 'grpc-status', '0'], true);
+    streams[1]!.sendHeaders([':status', '200', 'grpc-status', '0'], true);
     await ticked();
     const frames = socket.sent();
     expect(frames[0]).toMatchObject({ type: 'GOAWAY', lastStreamId: 3, code: 0 });
@@ -241,7 +241,7 @@ describe('fuzzing the server connection', () => {
       const log = recordingLogger();
       new ServerConnection(socket, settings, log, (stream, _headers, end) => {
         stream.handler = { onHeaders: () => undefined, onData: (s, d) => s.credit(d.length), onReset: () => undefined, onSent: () => undefined };
-        if (end) stream.respond([':status', '200', 'grpc-status', '0'], true);
+        if (end) stream.sendHeaders([':status', '200', 'grpc-status', '0'], true);
       });
       let bytes: Buffer;
       if (round % 3 === 0) {

@@ -84,7 +84,7 @@ export class H2Stream {
   }
 
   /** Sends the first header block (request or response); endStream makes it the whole message (e.g. trailers-only). */
-  respond(headers: readonly string[], endStream: boolean): void {
+  sendHeaders(headers: readonly string[], endStream: boolean): void {
     if (this.isClosed || this.headersSent) return;
     this.headersSent = true;
     this.owner.writeHeaders(this.id, headers, endStream);
