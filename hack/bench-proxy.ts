@@ -1,8 +1,9 @@
 // Benchmarks the proxy against a member directly and against `etcd grpc-proxy` from the same etcd
 // build, with etcd's own benchmark tool: range (linearizable and serializable), put and watch, at
 // 1 client and at 100 clients over 10 connections. Targets run interleaved, round after round, and
-// the report (docs/bench/proxy.md) gives medians and ratios. It then opens 10,000 watch streams
-// through each proxy and reports their resident memory.
+// the report (docs/bench/proxy.md) gives medians, ratios and each process's CPU time per request
+// (utime + stime from /proc/PID/stat over a run, divided by the requests in it). It then opens 10,000
+// watch streams through each proxy and reports their resident memory.
 //   npm run bench:proxy [-- --rounds=3] [-- --baseline=DIR]
 // --baseline=DIR adds a fourth target: the proxy as built from DIR/src/cli.ts (for example an older
 // commit exported with `git archive`), to compare two builds side by side in one run.
@@ -27,7 +28,7 @@ const RUN_TIMEOUT_MS = 180_000;
 
 interface Workload { name: string; args: (conc: Conc) => string[]; summary: 'first' | 'last' }
 interface Conc { name: string; flags: string[]; one: boolean }
-interface Result { rps: number; p99: number; avg: number }
+interface Result { rps: number; p99: number; avg: number; /** CPU µs per request of the target's process, when it has one and the run counts requests. */ cpu?: number }
 
 // Sizes: large enough that a run lasts a few seconds even directly, small enough that 3 rounds of
 // 8 cells x 3 targets stay under ~15 minutes on a shared 2-core machine.
@@ -59,6 +60,23 @@ const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
+
+// Clock ticks per second of utime and stime in /proc/PID/stat (USER_HZ, 100 on Linux).
+const CLK_TCK = Number((await run('getconf', ['CLK_TCK'])).trim()) || 100;
+
+/** CPU time (user + system) the process has used so far, in microseconds. */
+async function cpuMicros(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may contain spaces), from field 3 on: utime and stime are fields 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
+}
+
+/** The requests one run sends, from its --total flag (undefined for the watch workload). */
+function requestsIn(args: string[]): number | undefined {
+  const t = args.find((a) => a.startsWith('--total='));
+  return t === undefined ? undefined : Number(t.slice('--total='.length));
+}
 
 async function rssKiB(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
@@ -100,8 +118,11 @@ class Target {
   private tail = '';
   private exited: Promise<string> = new Promise(() => undefined);
 
-  constructor(name: string, addr: string, command?: { file: string; args: string[]; env?: NodeJS.ProcessEnv; log: string }) {
+  private readonly fixedPid: (() => number | undefined) | undefined;
+
+  constructor(name: string, addr: string, command?: { file: string; args: string[]; env?: NodeJS.ProcessEnv; log: string }, pid?: () => number | undefined) {
     this.name = name;
+    this.fixedPid = pid;
     this.addr = addr;
     this.file = command?.file ?? '';
     this.args = command?.args ?? [];
@@ -121,6 +142,11 @@ class Target {
     child.stderr.on('data', keep);
     this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve(`exited (${code ?? signal}); last output: ${this.tail.trim().split('\n').slice(-3).join(' | ')}`)));
     this.child = child;
+  }
+
+  /** The process serving this target (the member's for direct). */
+  pid(): number | undefined {
+    return this.fixedPid?.() ?? this.child?.pid;
   }
 
   alive(): boolean {
@@ -182,7 +208,7 @@ async function main(): Promise<void> {
     });
   };
   const targets: Target[] = [
-    new Target('direct', member.clientUrl.replace('http://', '')),
+    new Target('direct', member.clientUrl.replace('http://', ''), undefined, () => member.process?.pid),
     // --advertise-client-url must be the proxy's own address: grpc-proxy dials it at start for its
     // self health check, with a 5s blocking dial; its default (127.0.0.1:23790) has nobody listening
     // here, so without it grpc-proxy exits with "context deadline exceeded" 5s after starting.
@@ -198,6 +224,8 @@ async function main(): Promise<void> {
   try {
     for (const t of targets) t.start();
     for (const t of targets) await t.ready(bin.etcdctl);
+    const rssStart = new Map<string, number>();
+    for (const t of targets) if (t.child !== undefined) rssStart.set(t.name, await rssKiB(t.child.pid!));
     const results = new Map<string, Result[]>();
     for (let round = 1; round <= rounds; round++) {
       for (const w of workloads) {
@@ -206,7 +234,11 @@ async function main(): Promise<void> {
             let r: Result | undefined;
             for (let attempt = 1; r === undefined; attempt++) {
               try {
+                const pid = t.pid();
+                const cpuBefore = pid === undefined ? NaN : await cpuMicros(pid);
                 r = parse(await runBenchmark(bin.benchmark, [`--endpoints=${t.addr}`, ...c.flags, ...w.args(c)], t), w.summary);
+                const requests = requestsIn(w.args(c));
+                if (pid !== undefined && requests !== undefined) r.cpu = ((await cpuMicros(pid)) - cpuBefore) / requests;
               } catch (err) {
                 if (attempt >= 3) throw err;
                 // A target that died (or hung) is restarted and the measurement redone; the report says so.
@@ -223,7 +255,7 @@ async function main(): Promise<void> {
             }
             const k = `${w.name}|${c.name}|${t.name}`;
             results.set(k, [...(results.get(k) ?? []), r]);
-            console.log(`round ${round} ${w.name}, ${c.name}, ${t.name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99.toFixed(2)} ms`);
+            console.log(`round ${round} ${w.name}, ${c.name}, ${t.name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99.toFixed(2)} ms${r.cpu === undefined ? '' : `, CPU ${r.cpu.toFixed(0)} µs/request`}`);
           }
         }
       }
@@ -264,6 +296,7 @@ async function main(): Promise<void> {
     lines.push(`| workload | clients | ${names.map((n) => `${n} req/s`).join(' | ')} | ours / direct | ours / grpc-proxy | p99 ms ${names.join(' / ')} |`);
     lines.push(`| --- | --- | ${names.map(() => '---:').join(' | ')} | ---: | ---: | --- |`);
     const added: string[] = [];
+    const cpuRows: string[] = [];
     for (const w of workloads) {
       for (const c of concs) {
         const m = (t: string, f: (r: Result) => number): number => median((results.get(`${w.name}|${c.name}|${t}`) ?? []).map(f));
@@ -272,16 +305,23 @@ async function main(): Promise<void> {
         const p99 = names.map((t) => (w.summary === 'last' ? NaN : m(t, (r) => r.p99)));
         const [d, g, o] = rps as [number, number, number];
         lines.push(`| ${w.name} | ${c.name} | ${rps.map((x) => fmt(x)).join(' | ')} | ${fmt(o / d, 2)} | ${fmt(o / g, 2)} | ${p99.map((x) => fmt(x, 2)).join(' / ')} |`);
+        if (w.summary !== 'last') cpuRows.push(`| ${w.name} | ${c.name} | ${names.map((t) => fmt(m(t, (r) => r.cpu ?? NaN))).join(' | ')} |`);
         if (c.one && w.summary !== 'last') added.push(`| ${w.name} | ${p99.slice(1).map((x) => fmt(x - p99[0]!, 2)).join(' | ')} |`);
       }
     }
     lines.push('', '## Added p99 latency at 1 client (ms, median p99 minus direct median p99)', '');
     lines.push(`| workload | ${names.slice(1).join(' | ')} |`, `| --- | ${names.slice(1).map(() => '---:').join(' | ')} |`, ...added);
+    lines.push('', '## CPU time per request (µs, median)', '');
+    lines.push('utime + stime of each process from /proc/PID/stat over a run, divided by the requests in it: for direct, the member itself;');
+    lines.push('for the proxies, the proxy process alone (the member behind it spends about as much as under direct).', '');
+    lines.push(`| workload | clients | ${names.join(' | ')} |`, `| --- | --- | ${names.map(() => '---:').join(' | ')} |`, ...cpuRows);
     lines.push('', `## Memory with ${WATCH_STREAMS.toLocaleString('en')} open watch streams`, '');
     lines.push('Opened by a small Node HTTP/2 client: 10 connections, 1,000 Watch streams each, every stream waits for its "created" response;');
     lines.push('RSS is VmRSS from /proc/PID/status of the proxy process.', '');
-    lines.push('| proxy | RSS after the runs above | RSS with the streams open |', '| --- | ---: | ---: |');
-    for (const t of rssTargets) lines.push(`| ${t.name} | ${fmt(rssIdle.get(t.name)! / 1024)} MiB | ${fmt(rssWatch.get(t.name)! / 1024)} MiB |`);
+    lines.push('| proxy | RSS idle, before the runs | RSS after the runs above | RSS with the streams open |', '| --- | ---: | ---: | ---: |');
+    for (const t of rssTargets) {
+      lines.push(`| ${t.name} | ${fmt((rssStart.get(t.name) ?? NaN) / 1024)} MiB | ${fmt(rssIdle.get(t.name)! / 1024)} MiB | ${fmt(rssWatch.get(t.name)! / 1024)} MiB |`);
+    }
     lines.push('', '## Target restarts', '');
     const restarts = targets.flatMap((t) => t.restarts.map((r) => `- ${t.name}: ${r}`));
     lines.push(...(restarts.length > 0 ? ['Each of these runs was redone after the target was restarted:', '', ...restarts] : ['None: every target stayed up for the whole run.']));

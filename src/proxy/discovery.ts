@@ -6,8 +6,8 @@ import type { Logger } from '../telemetry/logger.ts';
 import type { HttpUpstreams } from './http1-upstreams.ts';
 import { pointsAtListener, urlPort, type BoundAddress } from './loop.ts';
 import type { ProxyMetrics } from './metrics.ts';
-import type { UpstreamSessions } from './sessions.ts';
 import type { UpstreamSet } from './upstreams.ts';
+import type { MemberConnections } from './member-connections.ts';
 
 const memberListResponse = z.object({
   members: z
@@ -36,7 +36,7 @@ export interface DiscoveryOptions {
   /** The proxy's bound client listeners, for loop protection. */
   listeners: () => readonly BoundAddress[];
   upstreams: UpstreamSet;
-  sessions: UpstreamSessions;
+  members: MemberConnections;
   http: HttpUpstreams;
   metrics: ProxyMetrics;
   log: Logger;
@@ -102,7 +102,7 @@ export class Discovery {
       log.error({ advertised: urls }, 'Kept the current members: the cluster advertised no usable client URL');
     } else {
       const { added, removed } = upstreams.replace(usable);
-      for (const url of removed) this.o.sessions.close(url);
+      for (const url of removed) this.o.members.close(url);
       if (added.length > 0 || removed.length > 0) log.info({ added, removed, members: usable }, 'Updated the etcd members');
     }
     await this.probe();

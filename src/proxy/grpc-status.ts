@@ -1,5 +1,3 @@
-import type http2 from 'node:http2';
-
 /** gRPC status codes the proxy produces itself. */
 export const Status = { OK: 0, CANCELLED: 1, INTERNAL: 13, UNAVAILABLE: 14, UNIMPLEMENTED: 12, RESOURCE_EXHAUSTED: 8 } as const;
 
@@ -22,45 +20,20 @@ export function encodeGrpcMessage(message: string): string {
     .join('');
 }
 
-/** The headers of a trailers-only response carrying a status the proxy produced. */
-export function trailersOnly(code: number, message: string): http2.OutgoingHttpHeaders {
-  return { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) };
-}
-
 // Connection-specific headers must not cross from one HTTP/2 connection to another.
 const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
 
 /**
  * Headers for the other side: every header as received, in order (repeated ones stay repeated), minus
- * pseudo-headers other than those kept and connection-specific ones. Takes the flat [name, value, ...]
- * list Node delivers next to the headers object (and returns one), or a headers object.
+ * pseudo-headers other than those kept and connection-specific ones. Takes and returns a flat
+ * [name, value, ...] list.
  */
-export function forwardedHeaders(headers: readonly string[], keep: readonly string[]): string[];
-export function forwardedHeaders(headers: http2.IncomingHttpHeaders, keep: readonly string[]): http2.OutgoingHttpHeaders;
-export function forwardedHeaders(headers: readonly string[] | http2.IncomingHttpHeaders, keep: readonly string[]): string[] | http2.OutgoingHttpHeaders {
-  if (Array.isArray(headers)) {
-    const raw = headers as readonly string[];
-    const out: string[] = [];
-    for (let i = 0; i + 1 < raw.length; i += 2) {
-      const key = raw[i]!;
-      if (key.charCodeAt(0) === 58 /* : */ ? !keep.includes(key) : hopByHop.has(key)) continue;
-      out.push(key, raw[i + 1]!);
-    }
-    return out;
-  }
-  const obj = headers as http2.IncomingHttpHeaders;
-  const out: http2.OutgoingHttpHeaders = {};
-  for (const key of Object.keys(obj)) {
-    if (key.charCodeAt(0) === 58 ? !keep.includes(key) : hopByHop.has(key)) continue;
-    out[key] = obj[key];
+export function forwardedHeaders(headers: readonly string[], keep: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    const key = headers[i]!;
+    if (key.charCodeAt(0) === 58 /* : */ ? !keep.includes(key) : hopByHop.has(key)) continue;
+    out.push(key, headers[i + 1]!);
   }
   return out;
-}
-
-/** Trailers for the other side: the received object itself when it has nothing to drop (the usual case), else a clean copy. */
-export function cleanTrailers(trailers: http2.IncomingHttpHeaders): http2.OutgoingHttpHeaders {
-  for (const key in trailers) {
-    if (key.charCodeAt(0) === 58 || hopByHop.has(key)) return forwardedHeaders(trailers, []);
-  }
-  return trailers;
 }

@@ -1,26 +1,28 @@
 import http from 'node:http';
-import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from '../telemetry/logger.ts';
 import type { TlsFiles } from './config.ts';
+import type { LocalSettings } from './h2/connection.ts';
+import { ServerConnection } from './h2/server-connection.ts';
+import type { H2Stream } from './h2/stream.ts';
 import type { BoundAddress } from './loop.ts';
 import { sniffProtocol } from './sniff.ts';
 
 /** What the listeners hand each request to. */
 export interface ListenerHandlers {
-  /** An HTTP/2 stream (gRPC, or plain HTTP over h2). */
-  stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, log: Logger, rawHeaders: string[] | undefined): void;
+  /** An HTTP/2 stream (gRPC, or plain HTTP over h2), with its request headers as a flat [name, value, ...] list. */
+  stream(stream: H2Stream, headers: string[], endStream: boolean, log: Logger): void;
   /** An HTTP/1.1 request. */
   request(req: http.IncomingMessage, res: http.ServerResponse, log: Logger): void;
 }
 
-/** The client listeners: one socket server per URL, sharing one HTTP/2 and one HTTP/1.1 protocol server. */
+/** The client listeners: one socket server per URL; HTTP/2 connections run on the proxy's own engine (h2/), HTTP/1.1 on one shared server. */
 export interface ClientListeners {
   addresses(): BoundAddress[];
   /** Stops accepting connections; open ones stay. */
   stopAccepting(): Promise<void>;
-  /** Sends GOAWAY on every HTTP/2 session and closes idle HTTP/1.1 connections. */
+  /** Sends GOAWAY on every HTTP/2 connection and closes idle HTTP/1.1 connections. */
   goAway(): void;
   /** Resolves once every client connection has closed by itself, or after timeoutMs. */
   connectionsClosed(timeoutMs: number): Promise<boolean>;
@@ -32,33 +34,15 @@ export interface ClientListeners {
 // connects and waits for the server to speak first does not exist.
 const SNIFF_TIMEOUT_MS = 10_000;
 
+// What the proxy advertises to clients: streams pin at most one stream window each when the member
+// is slower than the client (or the client never reads, in the other direction).
+const h2Settings: LocalSettings = { streamWindow: 1024 * 1024, connectionWindow: 16 * 1024 * 1024, maxConcurrentStreams: 100_000, maxHeaderListSize: 64 * 1024 };
+
 /** Starts listening on every client URL; resolves once all are bound. */
 export async function startClientListeners(urls: readonly string[], tlsFiles: TlsFiles, handlers: ListenerHandlers, log: Logger): Promise<ClientListeners> {
   let nextConn = 0;
-  const sessions = new Set<http2.ServerHttp2Session>();
+  const connections = new Set<ServerConnection>();
   const sockets = new Set<net.Socket>();
-
-  const h2 = http2.createServer({
-    settings: { initialWindowSize: 1024 * 1024, maxConcurrentStreams: 100_000, enablePush: false },
-    maxSessionMemory: 64,
-    maxHeaderListPairs: 512,
-    // Node's default of 10 outstanding pings or settings per session is what etcd clients stay under anyway.
-  });
-  h2.on('session', (session: http2.ServerHttp2Session & { connLog?: Logger }) => {
-    sessions.add(session);
-    // Looked up once here: session.socket is a proxy object that is slow to read on every stream.
-    session.connLog = (session.socket as net.Socket & { connLog?: Logger }).connLog;
-    session.setTimeout(0);
-    session.setLocalWindowSize(16 * 1024 * 1024);
-    session.on('close', () => sessions.delete(session));
-    session.on('error', (err: Error) => log.debug({ err: err.message }, 'Closed an HTTP/2 client session on error'));
-  });
-  h2.on('stream', (stream, headers, _flags, rawHeaders: string[] | undefined) => {
-    const session = stream.session as (http2.ServerHttp2Session & { connLog?: Logger }) | undefined;
-    handlers.stream(stream, headers, session?.connLog ?? log, rawHeaders);
-  });
-  h2.setTimeout(0);
-
   const h1 = http.createServer({
     // A streaming watch over the JSON gateway keeps its request open for as long as it watches.
     requestTimeout: 0,
@@ -66,9 +50,28 @@ export async function startClientListeners(urls: readonly string[], tlsFiles: Tl
     keepAliveTimeout: 5_000,
   });
   h1.setTimeout(0);
+  // Pipelined HTTP/1.1 requests are forwarded one at a time per connection: their responses go out in
+  // order anyway, and a client that pipelines without reading must not hold one member connection per
+  // request (the pool to each member is shared by every client).
+  const h1Queues = new WeakMap<net.Socket, (() => void)[]>();
   h1.on('request', (req, res) => {
     const socket = req.socket as net.Socket & { connLog?: Logger };
-    handlers.request(req, res, socket.connLog ?? log);
+    const start = (): void => {
+      if (socket.destroyed) {
+        h1Queues.delete(socket); // the client left: what it pipelined is never answered
+        return;
+      }
+      res.once('close', () => {
+        const queue = h1Queues.get(socket);
+        queue?.shift();
+        queue?.[0]?.();
+      });
+      handlers.request(req, res, socket.connLog ?? log);
+    };
+    const queue = h1Queues.get(socket);
+    if (queue === undefined) h1Queues.set(socket, [start]);
+    else queue.push(start);
+    if (h1Queues.get(socket)!.length === 1) start();
   });
   h1.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
     (socket as net.Socket & { connLog?: Logger }).connLog?.debug({ err: err.message, code: err.code }, 'Rejected a malformed HTTP/1.1 request');
@@ -79,8 +82,14 @@ export async function startClientListeners(urls: readonly string[], tlsFiles: Tl
   });
 
   const dispatch = (socket: net.Socket & { connLog?: Logger }, protocol: 'h2' | 'http1'): void => {
-    if (protocol === 'h2') h2.emit('connection', socket);
-    else {
+    if (protocol === 'h2') {
+      const connLog = socket.connLog ?? log;
+      const conn = new ServerConnection(socket, h2Settings, connLog, (stream, headers, endStream) => handlers.stream(stream, headers, endStream, connLog));
+      connections.add(conn);
+      conn.onClose(() => connections.delete(conn));
+      // The sniffer paused the socket; the connection reads the put-back preface once it flows.
+      socket.resume();
+    } else {
       h1.emit('connection', socket);
       // The sniffer paused the socket; the HTTP/1.1 parser reads the put-back bytes once it flows.
       socket.resume();
@@ -139,7 +148,7 @@ export async function startClientListeners(urls: readonly string[], tlsFiles: Tl
     addresses: () => bound,
     stopAccepting: () => Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => undefined),
     goAway: () => {
-      for (const s of sessions) if (!s.closed) s.close();
+      for (const c of connections) c.goAway();
       h1.closeIdleConnections();
     },
     connectionsClosed: async (timeoutMs) => {
@@ -149,7 +158,7 @@ export async function startClientListeners(urls: readonly string[], tlsFiles: Tl
       return sockets.size === 0;
     },
     destroyAll: () => {
-      for (const s of sessions) s.destroy();
+      for (const c of connections) c.destroy();
       for (const s of sockets) s.destroy();
     },
   };

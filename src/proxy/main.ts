@@ -1,5 +1,4 @@
 import type http from 'node:http';
-import type http2 from 'node:http2';
 import { createRootLogger, type Logger } from '../telemetry/logger.ts';
 import { startTelemetryServer } from '../telemetry/http-server.ts';
 import { createRegistry } from '../telemetry/metrics.ts';
@@ -7,12 +6,13 @@ import { ActiveCalls } from './active-calls.ts';
 import { loadConfig, proxyUsage, type ProxyConfig } from './config.ts';
 import { Discovery } from './discovery.ts';
 import type { ForwardDeps } from './forward-deps.ts';
-import { forwardGrpc } from './grpc-forward.ts';
+import { forwardGrpc } from './grpc-bridge.ts';
+import { h2Exchange } from './h2-http-exchange.ts';
 import { forwardHttp } from './http1-forward.ts';
 import { HttpUpstreams } from './http1-upstreams.ts';
 import { startClientListeners, type ClientListeners } from './listener.ts';
+import { MemberConnections } from './member-connections.ts';
 import { ProxyMetrics } from './metrics.ts';
-import { UpstreamSessions } from './sessions.ts';
 import { UpstreamSet } from './upstreams.ts';
 
 /** A running proxy, for main and for tests that run it in-process. */
@@ -30,19 +30,21 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
   const upstreams = new UpstreamSet(seeds, { failureWaitMs: config.failureWait });
   const metrics = new ProxyMetrics(registry, () => upstreams.list().map((m) => [m.url, m.answered && upstreams.isAvailable(m.url)]));
   const http = new HttpUpstreams(config.upstreamTls);
-  const sessions = new UpstreamSessions(config.upstreamTls, log.child({ component: 'upstream' }), (url) => upstreams.markFailed(url));
+  const members = new MemberConnections(config.upstreamTls, log.child({ component: 'upstream' }), (url) => upstreams.markFailed(url));
   const calls = new ActiveCalls();
-  const deps: ForwardDeps = { upstreams, sessions, http, metrics, readonly: config.mode === 'readonly', calls, log };
+  const deps: ForwardDeps = { upstreams, members, http, metrics, readonly: config.mode === 'readonly', calls, log };
   let draining = false;
 
   const listeners = await startClientListeners(
     config.listenClientUrls,
     config.listenerTls,
     {
-      stream: (stream, headers, connLog, rawHeaders) => {
-        const type = headers['content-type'];
-        if (typeof type === 'string' && type.startsWith('application/grpc')) forwardGrpc(deps, stream, headers, connLog, rawHeaders);
-        else forwardHttp(deps, h2Request(stream, headers), h2Reply(stream), connLog);
+      stream: (stream, headers, endStream, connLog) => {
+        if (isGrpc(headers)) forwardGrpc(deps, stream, headers, endStream, connLog);
+        else {
+          const { req, reply } = h2Exchange(stream, headers, endStream);
+          forwardHttp(deps, req, reply, connLog);
+        }
       },
       request: (req, res, connLog) => {
         if (draining) res.setHeader('connection', 'close');
@@ -67,7 +69,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     refreshMs: config.refreshInterval,
     listeners: () => listeners.addresses(),
     upstreams,
-    sessions,
+    members,
     http,
     metrics,
     log: log.child({ component: 'discovery' }),
@@ -107,7 +109,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
       await listeners.connectionsClosed(1000);
       listeners.destroyAll();
       await stopped;
-      sessions.closeAll(true);
+      members.closeAll(true);
       await http.close();
       await new Promise<void>((r) => {
         metricsServer.close(() => r());
@@ -136,15 +138,8 @@ export async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-function h2Request(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Parameters<typeof forwardHttp>[1] {
-  return { method: headers[':method'] ?? 'GET', path: headers[':path'] ?? '/', headers, body: stream };
-}
-
-function h2Reply(stream: http2.ServerHttp2Stream): Parameters<typeof forwardHttp>[2] {
-  return {
-    head: (status, headers) => stream.respond({ ...headers, ':status': status }),
-    body: stream,
-    headersSent: () => stream.headersSent,
-    destroy: () => stream.close(0x2),
-  };
+/** Whether an HTTP/2 request is a gRPC call (content-type application/grpc, with or without a suffix). */
+function isGrpc(headers: readonly string[]): boolean {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] === 'content-type') return headers[i + 1]!.startsWith('application/grpc');
+  return false;
 }

@@ -7,7 +7,7 @@ const cli = path.join(import.meta.dirname, '..', '..', 'src', 'cli.ts');
 /** The proxy run as the real command, `node src/cli.ts proxy ...`, on free ports. */
 export interface ProxyProcess {
   child: ChildProcess;
-  /** http://127.0.0.1:PORT of the client listener. */
+  /** http://127.0.0.1:PORT (https:// with options.tls) of the client listener. */
   url: string;
   /** host:port for gRPC clients and etcdctl. */
   target: string;
@@ -21,10 +21,15 @@ export interface ProxyProcess {
 }
 
 /** Starts the proxy against endpoints and waits until /readyz says it is ready. */
-export async function startProxyProcess(endpoints: string, extra: string[] = [], options: { port?: number; waitReady?: boolean } = {}): Promise<ProxyProcess> {
+export async function startProxyProcess(
+  endpoints: string,
+  extra: string[] = [],
+  options: { port?: number; waitReady?: boolean; /** Serve TLS with this certificate and key. */ tls?: { cert: string; key: string } } = {},
+): Promise<ProxyProcess> {
   const port = options.port ?? (await freePort());
   const metricsPort = await freePort();
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+  if (options.tls) extra = [...extra, `--listen-cert=${options.tls.cert}`, `--listen-key=${options.tls.key}`];
   const child = spawn(
     process.execPath,
     [cli, 'proxy', `--endpoints=${endpoints}`, `--listen-client-urls=${url}`, `--metrics-addr=127.0.0.1:${metricsPort}`, ...extra],

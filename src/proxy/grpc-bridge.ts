@@ -1,0 +1,359 @@
+import type { Logger } from '../telemetry/logger.ts';
+import type { ActiveCall } from './active-calls.ts';
+import type { ForwardDeps } from './forward-deps.ts';
+import { encodeGrpcMessage, forwardedHeaders, Status, statusName } from './grpc-status.ts';
+import { ErrorCode } from './h2/frames.ts';
+import type { H2Stream, ResetCause, StreamHandler } from './h2/stream.ts';
+import type { MemberConnection } from './member-connections.ts';
+import type { MethodMetrics } from './metrics.ts';
+import { grpcMethod, type MethodInfo } from './methods.ts';
+import { classifyGrpc, needsBody } from './readonly.ts';
+
+// A unary request waits until it is complete, so that it goes out in one write and can be replayed;
+// past this size it starts streaming to the member (it must stay below the client's stream window,
+// or a client waiting for window would never complete the request).
+const DEFER_LIMIT = 512 * 1024;
+// Request bytes kept until the member answers, so that a call can go to another member when the
+// first failed before answering. Past this, the call can no longer be replayed.
+const REPLAY_LIMIT = 1024 * 1024;
+// A Txn or Alarm inspected in readonly mode is buffered whole; etcd's own limit is 1.5 MiB by default.
+const CLASSIFY_LIMIT = 16 * 1024 * 1024;
+
+// Services etcd serves; other gRPC services are answered UNIMPLEMENTED by the proxy itself.
+const etcdServices = /^\/(etcdserverpb|v3lockpb|v3electionpb|grpc\.health\.v1)\.[A-Za-z]+\/[A-Za-z]+$/;
+
+const responsePseudo = [':status'] as const;
+
+/**
+ * Forwards one gRPC call from a client's HTTP/2 stream (down) to a stream on a member's connection
+ * (up), frame by frame: headers re-encoded for the member's connection, DATA payloads passed on as
+ * received, flow control end to end (each side's window is credited only as the other side accepts
+ * the bytes), resets and lost connections mapped both ways.
+ */
+export function forwardGrpc(deps: ForwardDeps, down: H2Stream, headers: string[], downEnded: boolean, log: Logger): void {
+  const path = header(headers, ':path') ?? '';
+  const call = new GrpcCall(deps, down, headers, path, grpcMethod(path), log);
+  down.handler = call;
+  call.start(downEnded);
+}
+
+class GrpcCall implements ActiveCall, StreamHandler {
+  readonly streaming: boolean;
+  private readonly deps: ForwardDeps;
+  private readonly down: H2Stream;
+  private readonly headers: string[];
+  private readonly path: string;
+  private readonly info: MethodInfo | undefined;
+  private readonly m: MethodMetrics;
+  private readonly log: Logger;
+  private tried: Set<string> | undefined;
+  private up: H2Stream | undefined;
+  private upConn: MemberConnection | undefined;
+  private member = '';
+  // Request bytes received so far, for a replay on another member (undefined once past REPLAY_LIMIT)
+  // and, until the call is sent, for sending.
+  private pending: Buffer[] | undefined = [];
+  private pendingBytes = 0;
+  // Request bytes received from the client and not yet credited back to it.
+  private uncredited = 0;
+  private classifying = false;
+  private deferred = false;
+  private downEnded = false;
+  private answered = false;
+  private finished = false;
+  private sentAt = 0;
+
+  constructor(deps: ForwardDeps, down: H2Stream, headers: string[], path: string, info: MethodInfo | undefined, log: Logger) {
+    this.deps = deps;
+    this.down = down;
+    this.headers = headers;
+    this.path = path;
+    this.info = info;
+    this.log = log;
+    this.streaming = info?.streaming ?? true;
+    if (info) this.m = deps.metrics.method('grpc', info.service, info.method);
+    else {
+      const slash = path.lastIndexOf('/');
+      this.m = deps.metrics.method('grpc', path.slice(1, Math.max(slash, 1)) || 'unknown', 'other');
+    }
+  }
+
+  start(downEnded: boolean): void {
+    const { deps, info } = this;
+    this.downEnded = downEnded;
+    deps.calls.add(this);
+    this.m.inFlight.inc();
+    const known = info !== undefined || etcdServices.test(this.path);
+    if (!known || (deps.readonly && info === undefined)) {
+      if (deps.readonly && known) this.m.refused();
+      this.fail(Status.UNIMPLEMENTED, deps.readonly ? classifyGrpcReason(this.path) : `unknown service or method ${this.path}`);
+      return;
+    }
+    if (deps.readonly) {
+      if (needsBody(info!)) {
+        this.classifying = true;
+        if (downEnded) this.requestComplete();
+        return; // decided once the whole request is here
+      }
+      const verdict = classifyGrpc(this.path);
+      if (!verdict.allow) {
+        this.m.refused();
+        this.fail(Status.UNIMPLEMENTED, verdict.reason);
+        return;
+      }
+    }
+    if (!this.streaming && !downEnded) {
+      this.deferred = true;
+      return; // sent once complete, or once the request grows past DEFER_LIMIT
+    }
+    this.connect();
+  }
+
+  abort(reason: string): void {
+    this.fail(Status.UNAVAILABLE, reason);
+  }
+
+  // --- StreamHandler, for both streams ---------------------------------------------------------
+
+  onHeaders(stream: H2Stream, headers: string[], endStream: boolean): void {
+    if (stream === this.down) {
+      // Request trailers are not part of gRPC; only their END_STREAM matters.
+      if (endStream) this.onDownData(Buffer.alloc(0), true);
+      return;
+    }
+    if (stream !== this.up || this.finished) return;
+    if (!stream.headersReceived) {
+      stream.headersReceived = true;
+      this.onResponse(headers, endStream);
+      return;
+    }
+    // Trailers: the status, ending the response.
+    const code = statusName(header(headers, 'grpc-status'));
+    this.down.sendTrailers(forwardedHeaders(headers, []));
+    this.complete(code);
+    this.releaseUp();
+  }
+
+  onData(stream: H2Stream, data: Buffer, endStream: boolean): void {
+    if (stream === this.down) this.onDownData(data, endStream);
+    else if (stream === this.up) this.onUpData(data, endStream);
+  }
+
+  onReset(stream: H2Stream, code: number, cause: ResetCause): void {
+    if (stream === this.down) this.onDownReset();
+    else if (stream === this.up) this.onUpReset(code, cause);
+  }
+
+  onSent(stream: H2Stream, bytes: number): void {
+    if (stream === this.up) this.creditDown(bytes);
+    else if (stream === this.down) this.up?.credit(bytes);
+  }
+
+  // --- client to member ------------------------------------------------------------------------
+
+  private onDownData(chunk: Buffer, endStream: boolean): void {
+    if (this.finished) return;
+    if (chunk.length > 0) {
+      this.uncredited += chunk.length;
+      if (this.pending !== undefined) {
+        this.pending.push(chunk);
+        this.pendingBytes += chunk.length;
+        if (this.classifying) {
+          // Held whole for the check (bounded by CLASSIFY_LIMIT), so credited at once.
+          this.creditDown(chunk.length);
+          if (this.pendingBytes > CLASSIFY_LIMIT) {
+            this.fail(Status.RESOURCE_EXHAUSTED, 'request too large for the read-only check');
+            return;
+          }
+        } else if (this.up === undefined) {
+          if (this.deferred && this.pendingBytes >= DEFER_LIMIT) {
+            this.deferred = false;
+            this.connect(); // writes what came so far, then streams the rest with backpressure
+          }
+        } else {
+          this.creditDown(this.up.sendData(chunk));
+        }
+        if (this.pending !== undefined && this.pendingBytes > REPLAY_LIMIT && this.up !== undefined) this.pending = undefined;
+      } else if (this.up !== undefined) {
+        this.creditDown(this.up.sendData(chunk));
+      }
+    }
+    if (endStream) {
+      this.downEnded = true;
+      this.requestComplete();
+    }
+  }
+
+  private requestComplete(): void {
+    if (this.finished) return;
+    if (this.classifying) {
+      this.classifying = false;
+      const pending = this.pending ?? [];
+      const body = pending.length === 1 ? pending[0]! : Buffer.concat(pending);
+      const verdict = classifyGrpc(this.path, body, header(this.headers, 'grpc-encoding'));
+      if (!verdict.allow) {
+        this.m.refused();
+        this.fail(Status.UNIMPLEMENTED, verdict.reason);
+        return;
+      }
+      this.connect();
+      return;
+    }
+    if (this.deferred) {
+      this.deferred = false;
+      this.connect();
+      return;
+    }
+    this.up?.end();
+  }
+
+  private creditDown(bytes: number): void {
+    const n = Math.min(bytes, this.uncredited);
+    if (n <= 0) return;
+    this.uncredited -= n;
+    this.down.credit(n);
+  }
+
+  private onDownReset(): void {
+    if (this.finished) return;
+    // The client reset the stream or went away: cancel upstream the way gRPC expects.
+    this.up?.reset(ErrorCode.CANCEL);
+    this.up = undefined;
+    this.complete('CANCELLED');
+  }
+
+  private connect(): void {
+    const { deps } = this;
+    const member = deps.upstreams.pick(this.tried);
+    if (member === undefined) {
+      this.fail(Status.UNAVAILABLE, this.tried === undefined ? 'no etcd member is available' : `etcd member ${this.member} failed and no other member is available`);
+      return;
+    }
+    (this.tried ??= new Set()).add(member);
+    this.member = member;
+    const entry = deps.members.get(member);
+    const pending = this.pending;
+    // A complete request with no body goes as one HEADERS frame that ends the stream.
+    const endStream = this.downEnded && (pending === undefined || pending.length === 0);
+    const out = [':method', 'POST', ':scheme', entry.scheme, ':path', this.path, ':authority', entry.authority];
+    const rest = forwardedHeaders(this.headers, []);
+    for (let i = 0; i < rest.length; i++) out.push(rest[i]!);
+    this.upConn = entry;
+    this.sentAt = performance.now();
+    deps.metrics.memberRequests(member).inc();
+    const up = entry.conn.request(out, endStream, this);
+    this.up = up;
+    if (pending !== undefined && !endStream) {
+      for (let i = 0; i < pending.length; i++) {
+        const last = this.downEnded && i === pending.length - 1;
+        this.creditDown(up.sendData(pending[i]!, last));
+      }
+      if (this.pendingBytes > REPLAY_LIMIT) this.pending = undefined;
+    }
+  }
+
+  // --- member to client ------------------------------------------------------------------------
+
+  private onResponse(headers: string[], endStream: boolean): void {
+    this.answered = true;
+    this.pending = undefined;
+    this.m.latency.observe((performance.now() - this.sentAt) / 1000);
+    this.deps.upstreams.markAnswered(this.member);
+    const out = forwardedHeaders(headers, responsePseudo);
+    if (endStream) {
+      // Trailers-only: the status rides on the one HEADERS frame, which ends the stream here too.
+      this.down.sendHeaders(out, true);
+      this.complete(statusName(header(headers, 'grpc-status')));
+      this.releaseUp();
+      return;
+    }
+    this.down.sendHeaders(out, false);
+  }
+
+  private onUpData(data: Buffer, endStream: boolean): void {
+    if (this.finished || !this.up!.headersReceived) return;
+    if (data.length > 0) this.up!.credit(this.down.sendData(data));
+    if (endStream) this.fail(Status.INTERNAL, 'etcd member sent no status');
+  }
+
+  private onUpReset(code: number, cause: ResetCause): void {
+    if (this.finished) return;
+    const conn = this.upConn!;
+    this.up = undefined;
+    if (cause === 'connection') this.deps.upstreams.markFailed(this.member);
+    if (cause === 'peer' && code === ErrorCode.CANCEL) {
+      this.down.reset(ErrorCode.CANCEL);
+      this.complete('CANCELLED');
+      return;
+    }
+    if (!this.answered) {
+      // Refused streams (above a GOAWAY's last-stream-id, or REFUSED_STREAM) were never processed.
+      const neverSent = !conn.connected || cause === 'goaway' || code === ErrorCode.REFUSED_STREAM;
+      const why = cause === 'peer' ? `stream reset ${code}` : cause === 'goaway' ? 'connection going away' : 'connection lost';
+      this.retryOrFail(`etcd member ${this.member} failed before answering (${why})`, neverSent);
+      return;
+    }
+    this.fail(Status.UNAVAILABLE, cause === 'peer' ? `etcd member ${this.member} reset the stream (HTTP/2 error ${code})` : `connection to etcd member ${this.member} was lost`);
+  }
+
+  /**
+   * Sends the call to another member when that is safe: nothing reached the member (its connection
+   * never opened, or it refused the stream), or it is a unary read that got no answer. A write that
+   * may have arrived is never sent twice.
+   */
+  private retryOrFail(message: string, neverSent: boolean): void {
+    const replayable = this.pending !== undefined && (neverSent || (this.info?.retry === true && (this.tried?.size ?? 0) < 2));
+    if (replayable && !this.down.isClosed && this.deps.upstreams.pick(this.tried) !== undefined) {
+      this.m.retried();
+      this.log.debug({ path: this.path, member: this.member }, 'Retried a call on another etcd member');
+      this.connect();
+      return;
+    }
+    this.fail(Status.UNAVAILABLE, message);
+  }
+
+  /** Ends the call with a status of the proxy's own, as trailers or a trailers-only response. */
+  private fail(code: number, message: string): void {
+    if (this.finished) return;
+    this.up?.reset(ErrorCode.CANCEL);
+    this.up = undefined;
+    const status = String(code);
+    const grpcMessage = encodeGrpcMessage(message);
+    if (!this.down.headersSent) {
+      this.down.sendHeaders([':status', '200', 'content-type', 'application/grpc', 'grpc-status', status, 'grpc-message', grpcMessage], true);
+    } else {
+      this.down.sendTrailers(['grpc-status', status, 'grpc-message', grpcMessage]);
+    }
+    this.complete(statusName(code));
+  }
+
+  /**
+   * The member ended its side with the status. A stream whose request side the proxy has not ended
+   * (a stream call the member finished first) is cancelled so that it closes; one the proxy ended
+   * closes by itself.
+   */
+  private releaseUp(): void {
+    const up = this.up;
+    if (up !== undefined && !up.isClosed && !up.localEnded) up.reset(ErrorCode.CANCEL);
+  }
+
+  private complete(code: string): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.pending = undefined;
+    this.m.done(code);
+    this.m.inFlight.dec();
+    this.deps.calls.delete(this);
+  }
+}
+
+/** The first value of a header in a flat list. */
+function header(headers: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] === name) return headers[i + 1];
+  return undefined;
+}
+
+function classifyGrpcReason(path: string): string {
+  const verdict = classifyGrpc(path);
+  return verdict.allow ? `unknown service or method ${path}` : verdict.reason;
+}

@@ -1,0 +1,118 @@
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Logger } from '../telemetry/logger.ts';
+import type { TlsFiles } from './config.ts';
+import { ClientConnection } from './h2/client-connection.ts';
+import type { LocalSettings } from './h2/connection.ts';
+
+/** An HTTP/2 connection to one member, and whether its socket ever connected. */
+export interface MemberConnection {
+  url: string;
+  /** The :scheme and :authority requests to this member carry. */
+  scheme: string;
+  authority: string;
+  conn: ClientConnection;
+  connected: boolean;
+}
+
+// Flow-control windows: large enough that a big Range response is not throttled to 64 KiB per
+// round trip, small enough that a client that never reads pins at most this much per stream.
+const settings: LocalSettings = { streamWindow: 1024 * 1024, connectionWindow: 16 * 1024 * 1024, maxHeaderListSize: 1024 * 1024 };
+
+/**
+ * The HTTP/2 connections to the members, created on first use. Streams multiplex onto one connection
+ * per member; another opens only when the member's SETTINGS_MAX_CONCURRENT_STREAMS is reached or the
+ * connection received a GOAWAY. A connection that fails on its own (the member went away) is
+ * reported through onFailure, so the member is held off; connections the proxy closed are not.
+ */
+export class MemberConnections {
+  private readonly pools = new Map<string, MemberConnection[]>();
+  private readonly tls: TlsFiles;
+  private readonly log: Logger;
+  private readonly onFailure: (url: string, err: Error | undefined) => void;
+  private readonly closedByProxy = new WeakSet<ClientConnection>();
+
+  constructor(tlsFiles: TlsFiles, log: Logger, onFailure: (url: string, err: Error | undefined) => void) {
+    this.tls = tlsFiles;
+    this.log = log;
+    this.onFailure = onFailure;
+  }
+
+  /** A live connection to url with room for one more stream, connecting when there is none. */
+  get(url: string): MemberConnection {
+    const pool = this.pools.get(url);
+    if (pool !== undefined) {
+      for (const entry of pool) if (entry.conn.hasRoom()) return entry;
+    }
+    return this.connect(url);
+  }
+
+  /** Closes the connections to url, letting their open streams finish. */
+  close(url: string): void {
+    const pool = this.pools.get(url);
+    if (pool === undefined) return;
+    this.pools.delete(url);
+    for (const entry of pool) {
+      this.closedByProxy.add(entry.conn);
+      entry.conn.goAway();
+    }
+  }
+
+  /** Closes every connection; destroy also drops open streams. */
+  closeAll(destroy = false): void {
+    for (const [url, pool] of this.pools) {
+      this.pools.delete(url);
+      for (const entry of pool) {
+        this.closedByProxy.add(entry.conn);
+        if (destroy) entry.conn.destroy();
+        else entry.conn.goAway();
+      }
+    }
+  }
+
+  private connect(url: string): MemberConnection {
+    const u = new URL(url);
+    const secure = u.protocol === 'https:';
+    const host = u.hostname.replace(/^\[|\]$/g, '');
+    const port = Number(u.port || (secure ? 443 : 80));
+    const socket = secure
+      ? tls.connect({
+          host,
+          port,
+          servername: net.isIP(host) === 0 ? host : undefined,
+          ca: this.tls.ca,
+          cert: this.tls.cert,
+          key: this.tls.key,
+          ALPNProtocols: ['h2'],
+        })
+      : net.connect({ host, port });
+    socket.setNoDelay(true);
+    const log = this.log.child({ member: url });
+    const conn = new ClientConnection(socket, settings, log);
+    const entry: MemberConnection = { url, scheme: secure ? 'https' : 'http', authority: u.host, conn, connected: false };
+    const pool = this.pools.get(url) ?? [];
+    pool.push(entry);
+    this.pools.set(url, pool);
+    let lastError: Error | undefined;
+    socket.once(secure ? 'secureConnect' : 'connect', () => {
+      entry.connected = true;
+      log.debug('Connected to etcd member');
+    });
+    socket.on('error', (err: Error) => {
+      lastError = err;
+    });
+    conn.onClose(() => {
+      const current = this.pools.get(url);
+      if (current !== undefined) {
+        const rest = current.filter((e) => e !== entry);
+        if (rest.length > 0) this.pools.set(url, rest);
+        else if (this.pools.get(url) === current) this.pools.delete(url);
+      }
+      // A connection that ends without a GOAWAY means the member died or the network broke.
+      if (this.closedByProxy.has(conn) || conn.goawayReceived !== undefined) return;
+      log.warn({ err: lastError?.message }, 'Lost HTTP/2 connection to etcd member');
+      this.onFailure(url, lastError);
+    });
+    return entry;
+  }
+}
