@@ -42,7 +42,17 @@ describe('node-pool upgrade under load', () => {
         .map(async (p) => {
           const log = await cluster.containerLog(p, 'etcd').catch((err: unknown) => String(err));
           const lines = log.split('\n').filter((l) => /"level":"(warn|error|fatal|panic)"|^panic/.test(l));
-          return `${p.metadata.name} (${p.status?.containerStatuses?.[0]?.restartCount ?? 0} restarts): ${lines.slice(-4).join(' | ')}`;
+          // Which half of Ready is missing: the container's readiness probe, or the operator's gate.
+          const container = p.status?.containerStatuses?.[0];
+          const gate = p.status?.conditions?.find((c) => c.type === 'etcdtopology.io/member-healthy');
+          const readyz = p.status?.podIP
+            ? await fetch(`http://${p.status.podIP}:2381/readyz?verbose`, { signal: AbortSignal.timeout(2000) }).then(
+                async (r) => `${r.status} ${(await r.text()).replaceAll('\n', ' ')}`,
+                (err: unknown) => String(err),
+              )
+            : 'no pod IP';
+          const state = `container ready=${container?.ready} started=${container?.started}, gate=${gate?.status ?? 'unset'}, /readyz now: ${readyz}`;
+          return `${p.metadata.name} (${container?.restartCount ?? 0} restarts; ${state}): ${lines.slice(-4).join(' | ')}`;
         }),
     );
     throw new Error(`members ${memberState}; pods ${podState}; ${conditions}${complaints.length ? `; etcd says: ${complaints.join(' || ')}` : ''}`);
