@@ -2,7 +2,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from '../telemetry/logger.ts';
 import type { TlsFiles } from './config.ts';
-import { ClientConnection } from './h2/client-connection.ts';
+import { ClientConnection, type Keepalive } from './h2/client-connection.ts';
 import type { LocalSettings } from './h2/connection.ts';
 
 /** An HTTP/2 connection to one member, and whether its socket ever connected. */
@@ -18,6 +18,13 @@ export interface MemberConnection {
 // Flow-control windows: large enough that a big Range response is not throttled to 64 KiB per
 // round trip, small enough that a client that never reads pins at most this much per stream.
 const settings: LocalSettings = { streamWindow: 1024 * 1024, connectionWindow: 16 * 1024 * 1024, maxHeaderListSize: 1024 * 1024 };
+
+// A member whose host died silently (power loss, partition) leaves a connection that never errors.
+// After 10 s without a frame from it the proxy sends a PING, and 5 s without an answer ends the
+// connection: its streams fail (unanswered reads go to another member) and the member is held off.
+// etcd's gRPC server refuses PINGs closer than 5 s (--grpc-keepalive-min-time), so 10 s is well
+// clear of that; 10 + 5 s bounds how long a call can hang on a dead member.
+const keepalive: Keepalive = { intervalMs: 10_000, timeoutMs: 5_000 };
 
 /**
  * The HTTP/2 connections to the members, created on first use. Streams multiplex onto one connection
@@ -88,7 +95,7 @@ export class MemberConnections {
       : net.connect({ host, port });
     socket.setNoDelay(true);
     const log = this.log.child({ member: url });
-    const conn = new ClientConnection(socket, settings, log);
+    const conn = new ClientConnection(socket, settings, log, keepalive);
     const entry: MemberConnection = { url, scheme: secure ? 'https' : 'http', authority: u.host, conn, connected: false };
     const pool = this.pools.get(url) ?? [];
     pool.push(entry);

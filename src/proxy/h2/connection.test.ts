@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FrameReader, type FrameHandler } from './frame-reader.ts';
 import {
   CLIENT_PREFACE,
@@ -40,7 +40,7 @@ async function serve(): Promise<{ socket: FakeSocket; conn: ServerConnection; st
     stream.handler = handler;
     streams.push(stream);
   });
-  socket.feed(Buffer.concat([CLIENT_PREFACE, encodeSettings([])]));
+  socket.feed(Buffer.concat([CLIENT_PREFACE, encodeSettings([]), encodeSettings([], true)]));
   await ticked();
   socket.sent();
   return { socket, conn, streams, events, enc: new HpackEncoder(), log };
@@ -204,6 +204,85 @@ describe('server connection', () => {
     expect(frames[0]).toMatchObject({ type: 'GOAWAY', lastStreamId: 3, code: 0 });
     expect(frames.map((f) => f.type)).toEqual(['GOAWAY', 'HEADERS', 'RST_STREAM']); // NO_ERROR: the client had not ended its side
     expect(socket.writableEnded).toBe(true);
+  });
+});
+
+describe('server connection limits', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  /** HEADERS then RST_STREAM CANCEL for n new streams from firstId, as one chunk. */
+  const openAndReset = (enc: HpackEncoder, firstId: number, n: number): Buffer =>
+    Buffer.concat(Array.from({ length: n }, (_, i) => Buffer.concat([encodeHeaderBlock(firstId + 2 * i, enc.encode(request), true, 16_384), encodeRstStream(firstId + 2 * i, ErrorCode.CANCEL)])));
+
+  it('answers a rapid reset flood with GOAWAY ENHANCE_YOUR_CALM once past 1000 resets, failing every open stream', async () => {
+    vi.useFakeTimers({ toFake: ['performance'] });
+    const { socket, conn, streams, events, enc, log } = await serve();
+    socket.feed(encodeHeaderBlock(1, enc.encode(request), false, 16_384)); // an ordinary stream, left open
+    socket.feed(openAndReset(enc, 3, 1000));
+    await ticked();
+    expect(socket.sent().some((f) => f.type === 'GOAWAY')).toBe(false);
+    expect(conn.closed || socket.writableEnded).toBe(false);
+    expect(events.filter((e) => e.endsWith('peer'))).toHaveLength(1000);
+    // The 1001st within the same instant is one too many.
+    socket.feed(openAndReset(enc, 2003, 1));
+    await ticked();
+    const frames = socket.sent();
+    expect(frames.at(-1)).toMatchObject({ type: 'GOAWAY', code: ErrorCode.ENHANCE_YOUR_CALM, lastStreamId: 2003 });
+    expect(socket.writableEnded).toBe(true);
+    // The open stream and the one being reset fail with the connection: their owners cancel upstream.
+    expect(events).toContain(`reset 1 ${ErrorCode.CANCEL} connection`);
+    expect(events).toContain(`reset 2003 ${ErrorCode.CANCEL} connection`);
+    expect(streams).toHaveLength(1002);
+    expect(conn.streams.size).toBe(0);
+    expect(log.errors).toEqual([]);
+  });
+
+  it('refills at 100 resets a second, and does not count streams reset after the proxy answered', async () => {
+    vi.useFakeTimers({ toFake: ['performance'] });
+    const { socket, enc, streams } = await serve();
+    socket.feed(openAndReset(enc, 1, 1000));
+    vi.advanceTimersByTime(1000);
+    socket.feed(openAndReset(enc, 2001, 100));
+    await ticked();
+    expect(socket.sent().some((f) => f.type === 'GOAWAY')).toBe(false);
+    // Answered streams (a watch that got its response headers) may be cancelled at any rate.
+    for (let i = 0; i < 2000; i++) {
+      const id = 2201 + 2 * i;
+      socket.feed(encodeHeaderBlock(id, enc.encode(request), false, 16_384));
+      streams.at(-1)!.sendHeaders([':status', '200', 'content-type', 'application/grpc'], false);
+      socket.feed(encodeRstStream(id, ErrorCode.CANCEL));
+    }
+    await ticked();
+    expect(socket.sent().some((f) => f.type === 'GOAWAY')).toBe(false);
+    socket.feed(openAndReset(enc, 2201 + 4000, 1));
+    await ticked();
+    expect(socket.sent().at(-1)).toMatchObject({ type: 'GOAWAY', code: ErrorCode.ENHANCE_YOUR_CALM });
+  });
+
+  it('closes a connection whose client does not acknowledge SETTINGS within 10 s with GOAWAY SETTINGS_TIMEOUT', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const silent = new FakeSocket();
+    new ServerConnection(silent, settings, recordingLogger(), () => undefined);
+    silent.feed(Buffer.concat([CLIENT_PREFACE, encodeSettings([])]));
+    const acking = new FakeSocket();
+    new ServerConnection(acking, settings, recordingLogger(), () => undefined);
+    acking.feed(Buffer.concat([CLIENT_PREFACE, encodeSettings([]), encodeSettings([], true)]));
+    await ticked();
+    silent.sent();
+    acking.sent();
+    vi.advanceTimersByTime(9_900);
+    await ticked();
+    expect(silent.sent()).toEqual([]);
+    vi.advanceTimersByTime(200);
+    await ticked();
+    expect(silent.sent()).toEqual([expect.objectContaining({ type: 'GOAWAY', code: ErrorCode.SETTINGS_TIMEOUT })]);
+    expect(silent.writableEnded).toBe(true);
+    vi.advanceTimersByTime(60_000);
+    await ticked();
+    expect(acking.sent()).toEqual([]);
+    expect(acking.writableEnded).toBe(false);
   });
 });
 

@@ -140,9 +140,9 @@ export abstract class H2Connection implements FrameHandler, StreamOwner {
     this.endIfIdle();
   }
 
-  /** Closes the socket now; open streams fail. */
-  destroy(): void {
-    this.socket.destroy();
+  /** Closes the socket now; open streams fail. With err, the socket emits it as its error first. */
+  destroy(err?: Error): void {
+    this.socket.destroy(err);
   }
 
   // --- frames in -------------------------------------------------------------------------------
@@ -237,7 +237,10 @@ export abstract class H2Connection implements FrameHandler, StreamOwner {
   onSettingsAck(): void {}
 
   onPing(payload: Buffer, ack: boolean): void {
-    if (ack) return;
+    if (ack) {
+      this.onPingAck(payload);
+      return;
+    }
     // gRPC peers send a PING with nearly every DATA frame they receive (grpc-go's bandwidth estimator),
     // so an ACK written at once costs a write and a wake-up on both sides per request. It leaves with
     // the next frames instead, or after LAZY_FLUSH_MS; keepalive timeouts are seconds.
@@ -326,6 +329,8 @@ export abstract class H2Connection implements FrameHandler, StreamOwner {
   protected abstract lastPeerStreamId(): number;
   /** A stream left the table. */
   protected streamClosed(_stream: H2Stream): void {}
+  /** The peer acknowledged a PING this side sent. */
+  protected onPingAck(_payload: Buffer): void {}
 
   protected newStream(id: number, resetAfterEnd: boolean): H2Stream {
     const stream = new H2Stream(id, this, this.peerInitialWindow, resetAfterEnd);
