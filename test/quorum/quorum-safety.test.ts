@@ -13,7 +13,7 @@ import { startOperatorCluster, topologyManifest, type OperatorCluster, type Topo
 
 // Quorum safety on the local cluster: a real API server, controller manager (disruption controller,
 // pod GC, StatefulSet controller) and scheduler, the operator from dist/, and real etcd members running
-// as processes in pods. One cluster with five central nodes serves every case, in order; each case
+// as processes in pods. One cluster with seven central nodes serves every case, in order; each case
 // starts by waiting until the topology is settled, so a case never inherits another's disruption.
 
 const repo = path.resolve(import.meta.dirname, '..', '..');
@@ -230,9 +230,9 @@ describe('quorum safety on the local cluster', () => {
     });
 
   beforeAll(async () => {
-    // Five central nodes so that the scale-out to 5 has somewhere to go; two workers as in a real pool.
+    // Seven central nodes so that the scale-out to 7 has somewhere to go; two workers as in a real pool.
     // Proxies are off: these cases are about members, and the machine has two cores.
-    env = await startOperatorCluster({ nodes: defaultNodes(5, 2) });
+    env = await startOperatorCluster({ nodes: defaultNodes(7, 2) });
     cluster = env.cluster;
     // The members start one etcd release behind, for the version rolling update to have somewhere to go.
     await cluster.kubectl(['apply', '-f', '-'], topologyManifest(NAME, NS, { version: PREVIOUS_ETCD_VERSION, members: { count: 3 }, proxy: { enabled: false } }));
@@ -420,33 +420,44 @@ describe('quorum safety on the local cluster', () => {
     }
   }, 330_000);
 
-  it('scales 3 → 5 → 3: new members join as learners and are promoted, removed members leave etcd and keep their volumes, every key survives', async () => {
+  it('scales 3 → 5 → 7 → 3: new members join as learners and are promoted, removed members leave etcd and keep their volumes, every key survives', async () => {
     const { pods } = await waitSettled(3);
     const keys = expectedKeys('scale/', 200);
     await putKeys(urlOf(pods[0]!), 'scale/', 200);
 
-    await patchSpec({ members: { count: 5 } });
     const learners = new Set<string>();
     let worstHealthy = Infinity;
-    const up = await waitFor(
-      '5 healthy voters',
-      async () => {
-        const [now, t] = await Promise.all([memberPods(), topology()]);
-        for (const m of t.status?.members ?? []) if (m.role === 'learner') learners.add(m.name);
-        const list = await memberListFromAny(now).catch(() => []);
-        for (const m of list) if (m.isLearner) learners.add(etcdName(m));
-        if (t.status?.quorum) worstHealthy = Math.min(worstHealthy, t.status.quorum.healthy);
-        return settledNow(5);
-      },
-      { timeoutMs: 300_000, intervalMs: 250 },
-    );
+    /** Scales out and waits until settled, noting every learner seen and the fewest healthy voters in status. */
+    const scaleOutTo = async (count: number): Promise<Awaited<ReturnType<typeof settledNow>>> => {
+      await patchSpec({ members: { count } });
+      return waitFor(
+        `${count} healthy voters`,
+        async () => {
+          const [now, t] = await Promise.all([memberPods(), topology()]);
+          for (const m of t.status?.members ?? []) if (m.role === 'learner') learners.add(m.name);
+          const list = await memberListFromAny(now).catch(() => []);
+          for (const m of list) if (m.isLearner) learners.add(etcdName(m));
+          if (t.status?.quorum) worstHealthy = Math.min(worstHealthy, t.status.quorum.healthy);
+          return settledNow(count);
+        },
+        { timeoutMs: 300_000, intervalMs: 250 },
+      );
+    };
+    const up = await scaleOutTo(5);
     expect([...learners].sort()).toEqual([member(3), member(4)]);
     expect(worstHealthy).toBeGreaterThanOrEqual(2);
     expect(up.members).toHaveLength(5);
     expect(up.t.status?.quorum).toEqual({ size: 3, healthy: 5, faultTolerance: 2, disruptionsAllowed: 1 });
     expect(new Set(up.pods.map((p) => p.spec?.nodeName)).size).toBe(5);
     for (const p of up.pods) expect(await readKeys(urlOf(p), 'scale/'), `keys on ${p.metadata.name}`).toEqual(keys);
-    const ids = new Map(up.members.map((m) => [etcdName(m), m.ID]));
+
+    const top = await scaleOutTo(7);
+    expect([...learners].sort()).toEqual([3, 4, 5, 6].map(member));
+    expect(worstHealthy).toBeGreaterThanOrEqual(3);
+    expect(top.t.status?.quorum).toEqual({ size: 4, healthy: 7, faultTolerance: 3, disruptionsAllowed: 1 });
+    expect(new Set(top.pods.map((p) => p.spec?.nodeName)).size).toBe(7);
+    for (const p of top.pods) expect(await readKeys(urlOf(p), 'scale/'), `keys on ${p.metadata.name}`).toEqual(keys);
+    const ids = new Map(top.members.map((m) => [etcdName(m), m.ID]));
 
     await patchSpec({ members: { count: 3 } });
     const down = await waitFor(
@@ -462,9 +473,8 @@ describe('quorum safety on the local cluster', () => {
     // The members that stay are the same etcd members; the removed ones are gone from etcd.
     expect(new Map(down.members.map((m) => [etcdName(m), m.ID]))).toEqual(new Map([0, 1, 2].map((i) => [member(i), ids.get(member(i))])));
     expect(down.pods.map((p) => p.metadata.name)).toEqual([member(0), member(1), member(2)]);
-    expect(await getPod(member(3))).toBeUndefined();
-    expect(await getPod(member(4))).toBeUndefined();
-    expect(await claims()).toEqual([0, 1, 2, 3, 4].map((i) => `data-${member(i)}`));
+    for (const i of [3, 4, 5, 6]) expect(await getPod(member(i))).toBeUndefined();
+    expect(await claims()).toEqual([0, 1, 2, 3, 4, 5, 6].map((i) => `data-${member(i)}`));
     expect(down.t.status?.quorum).toEqual({ size: 2, healthy: 3, faultTolerance: 1, disruptionsAllowed: 1 });
     for (const p of down.pods) expect(await readKeys(urlOf(p), 'scale/'), `keys on ${p.metadata.name}`).toEqual(keys);
   }, 570_000);
