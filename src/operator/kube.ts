@@ -66,21 +66,22 @@ export class KubeWriter {
 
   /**
    * Sets a PersistentVolume's reclaim policy to Retain (a read first: no write when it already is), so
-   * that deleting its claim keeps the data. False when the volume no longer exists.
+   * that deleting its claim keeps the data. Says whether it changed the policy now, found it Retain
+   * already, or found no such volume.
    */
-  async retainVolume(name: string): Promise<boolean> {
+  async retainVolume(name: string): Promise<'changed' | 'already' | 'gone'> {
     const pv = await this.core.readPersistentVolume({ name }).catch((err: unknown) => {
       if ((err as { code?: number }).code === 404) return undefined;
       throw err;
     });
-    if (!pv) return false;
-    if (pv.spec?.persistentVolumeReclaimPolicy === 'Retain') return true;
+    if (!pv) return 'gone';
+    if (pv.spec?.persistentVolumeReclaimPolicy === 'Retain') return 'already';
     this.writes.inc({ verb: 'patch', kind: 'PersistentVolume' });
     await this.core.patchPersistentVolume(
       { name, body: { spec: { persistentVolumeReclaimPolicy: 'Retain' } }, fieldManager: FIELD_MANAGER },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
-    return true;
+    return 'changed';
   }
 
   /** Merge-patches the status subresource of a custom object. */

@@ -1,4 +1,4 @@
-import type { V1Node, V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
+import type { V1ContainerStatus, V1Node, V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
 import type { EtcdTopology } from '../api/etcd-topology.ts';
 import { bestTransferee, leaderOf, type MemberHealth } from '../quorum/members.ts';
 import type { MemberPod, PlanInput, Step } from '../quorum/plan.ts';
@@ -33,7 +33,7 @@ export const DATA_DIR_FAILURES: readonly RegExp[] = [
  * terminationMessagePolicy FallbackToLogsOnError) carries one of etcd's data-directory failures.
  */
 export function corruptDataOf(pod: V1Pod): string | undefined {
-  const etcd = pod.status?.containerStatuses?.find((c) => c.name === 'etcd');
+  const etcd = etcdStatusOf(pod);
   const last = etcd?.lastState?.terminated;
   if (!etcd || etcd.state?.running || etcd.restartCount < 2 || !last || last.exitCode === 0) return undefined;
   const message = last.message ?? '';
@@ -93,9 +93,12 @@ export function planInput(
   };
 }
 
+/** The status of the pod's etcd container, once the kubelet reports one. */
+const etcdStatusOf = (pod: V1Pod): V1ContainerStatus | undefined => pod.status?.containerStatuses?.find((c) => c.name === 'etcd');
+
 /** Whether the pod's etcd container has run at least once (running now, exited, or restarted). */
 function hasStarted(pod: V1Pod): boolean {
-  const etcd = pod.status?.containerStatuses?.find((c) => c.name === 'etcd');
+  const etcd = etcdStatusOf(pod);
   return etcd !== undefined && (etcd.restartCount > 0 || etcd.state?.running !== undefined || etcd.state?.terminated !== undefined);
 }
 

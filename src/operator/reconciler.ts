@@ -193,12 +193,13 @@ export class Reconciler {
   private async releaseClaim(ns: string, pod: string, target: EventTarget, log: Logger): Promise<void> {
     const claim = this.deps.informers.get<V1PersistentVolumeClaim>('PersistentVolumeClaim', claimOf(pod), ns);
     const volume = claim?.spec?.volumeName;
-    if (volume && (await this.deps.writer.retainVolume(volume))) {
+    // One Event per volume: a step repeated while the claim is still terminating finds it Retain already.
+    if (volume && (await this.deps.writer.retainVolume(volume)) === 'changed') {
       const message = `PersistentVolume ${volume} keeps the data of ${pod} (reclaim policy Retain) after its claim ${claimOf(pod)} is deleted; delete it once the data is not needed`;
       log.info({ pod, volume }, message);
       this.deps.events.record(target, 'Normal', 'VolumeRetained', message);
     }
-    await this.deps.writer.delete('v1', 'PersistentVolumeClaim', ns, claimOf(pod));
+    if (!claim?.metadata?.deletionTimestamp) await this.deps.writer.delete('v1', 'PersistentVolumeClaim', ns, claimOf(pod));
   }
 
   private eligibleCentralNodes(topology: EtcdTopology): number {
