@@ -78,6 +78,7 @@ export class PodRunner {
   private readonly transitions = new Map<string, { status: string; time: string }>();
   private lastStatus = '';
   private statusQueued = false;
+  private statusDirty = false;
   private refreshTimer: NodeJS.Timeout | undefined;
   private statusTimer: NodeJS.Timeout | undefined;
   private startTime = now();
@@ -483,13 +484,28 @@ export class PodRunner {
   }
 
   /** Coalesces status writes: at most one in flight, always of the newest state. */
+  /**
+   * Asks for a status write. Writes go one at a time, in order: two PATCHes in flight at once can land
+   * out of order, and the older one would then stay in the API while lastStatus says the newer one was
+   * written (a container that never shows ready although its probe passes).
+   */
   private queueStatus(): void {
-    if (this.statusQueued || this.stopped) return;
+    if (this.stopped) return;
+    this.statusDirty = true;
+    if (this.statusQueued) return;
     this.statusQueued = true;
-    setImmediate(() => {
+    setImmediate(() => void this.flushStatus());
+  }
+
+  private async flushStatus(): Promise<void> {
+    try {
+      while (this.statusDirty && !this.stopped) {
+        this.statusDirty = false;
+        await this.writeStatus();
+      }
+    } finally {
       this.statusQueued = false;
-      void this.writeStatus();
-    });
+    }
   }
 
   private async writeStatus(): Promise<void> {
