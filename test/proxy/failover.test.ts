@@ -80,7 +80,7 @@ describe('proxy loop protection', () => {
     cluster = await EtcdCluster.start({ size: 1, extraArgs: [`--advertise-client-urls=http://127.0.0.1:${proxyPort}`] });
     proxy = await startProxyProcess(cluster.members[0]!.clientUrl, ['--refresh-interval=1s'], { port: proxyPort });
     await waitFor('a loop drop', async () => (await proxy.metric('etcd_topology_proxy_loop_drops_total')) > 0, { timeoutMs: 5000 });
-    expect(proxy.output()).toMatch(/"level":50.*Dropped an advertised client URL that points at this proxy/);
+    await waitFor('the loop drop in the proxy log', () => /"level":50.*Dropped an advertised client URL that points at this proxy/.test(proxy.output()), { timeoutMs: 5000 });
     const c = etcdClients(proxy.target);
     await c.unary(c.kv, 'Put', { key: Buffer.from('/loop'), value: Buffer.from('ok') });
     const r = await c.unary<{ kvs: { value: Buffer }[] }>(c.kv, 'Range', { key: Buffer.from('/loop') });

@@ -49,7 +49,8 @@ describe('a member that shuts down gracefully (HTTP/2 GOAWAY, then the connectio
     for (let i = 0; i < 10; i++) await c.unary(c.kv, 'Range', { key: Buffer.from('/g'), serializable: true });
     expect(reads).toBeGreaterThan(0);
     // The member did say GOAWAY on the proxy's connection before it went.
-    expect(proxy.output()).toMatch(new RegExp(`"member":"${cluster.member('m2').clientUrl}".*"msg":"Received GOAWAY"`));
+    const goaway = new RegExp(`"member":"${cluster.member('m2').clientUrl}".*"msg":"Received GOAWAY"`);
+    await waitFor('the GOAWAY in the proxy log', () => goaway.test(proxy.output()), { timeoutMs: 5000 });
 
     await waitFor('the watch on the stopped member to end', () => watches.some((x) => x.state.error), { timeoutMs: 15_000 });
     const ended = watches.filter((x) => x.state.error);
