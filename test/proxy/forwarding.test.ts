@@ -3,7 +3,7 @@ import { binaries } from '../harness/binaries.ts';
 import { EtcdCluster } from '../harness/etcd-cluster.ts';
 import { waitFor } from '../harness/ports.ts';
 import { run } from '../harness/run.ts';
-import { etcdClients, grpc, type EtcdClients } from './grpc-client.ts';
+import { etcdClients, grpc, h2Get, type EtcdClients } from './grpc-client.ts';
 import { startProxyProcess, type ProxyProcess } from './proxy-process.ts';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
@@ -144,13 +144,7 @@ describe('proxy forwarding (3 real etcd members, the proxy as a child process)',
     expect(await (await fetch(`${proxy.url}/metrics`)).text()).toContain('etcd_server_has_leader 1');
     const { default: http2 } = await import('node:http2');
     const session = http2.connect(proxy.url);
-    const body = await new Promise<string>((resolve, reject) => {
-      const req = session.request({ ':path': '/version' });
-      let data = '';
-      req.on('data', (d: Buffer) => (data += d.toString()));
-      req.on('end', () => resolve(data));
-      req.on('error', reject);
-    });
+    const body = await h2Get(session, '/version');
     session.close();
     expect(JSON.parse(body)).toMatchObject({ etcdserver: '3.6.16' });
   });

@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import type { ClientHttp2Session } from 'node:http2';
 import path from 'node:path';
 
 const definition = protoLoader.loadSync(path.join(import.meta.dirname, 'etcd-rpc.proto'), { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
@@ -55,6 +56,17 @@ export function rawUnary(target: string, path: string, body: Buffer): Promise<{ 
         resolve(err ? { status: err.code, details: err.details } : { status: grpc.status.OK, details: '', response: value });
       },
     );
+  });
+}
+
+/** A plain GET over an HTTP/2 session (node:http2 as a client): the response body as text. */
+export function h2Get(session: ClientHttp2Session, path: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const req = session.request({ ':path': path });
+    let data = '';
+    req.on('data', (d: Buffer) => (data += d.toString()));
+    req.on('end', () => resolve(data));
+    req.on('error', reject);
   });
 }
 

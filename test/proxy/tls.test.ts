@@ -11,7 +11,7 @@ import { createPki, type Pki } from '../harness/cluster/pki.ts';
 import { spawnLogged, terminate } from '../harness/cluster/processes.ts';
 import { freePort, waitFor } from '../harness/ports.ts';
 import { run } from '../harness/run.ts';
-import { grpc } from './grpc-client.ts';
+import { grpc, h2Get } from './grpc-client.ts';
 import { startProxyProcess, type ProxyProcess } from './proxy-process.ts';
 
 /**
@@ -104,13 +104,7 @@ describe('proxy over TLS: a TLS listener (ALPN h2 and http/1.1) and TLS with cli
       await agent.close();
     }
     const session = http2.connect(proxy.url, { ca });
-    const body = await new Promise<string>((resolve, reject) => {
-      const req = session.request({ ':path': '/version' });
-      let data = '';
-      req.on('data', (d: Buffer) => (data += d.toString()));
-      req.on('end', () => resolve(data));
-      req.on('error', reject);
-    });
+    const body = await h2Get(session, '/version');
     expect((session.socket as unknown as { alpnProtocol: string }).alpnProtocol).toBe('h2');
     session.close();
     expect(JSON.parse(body)).toMatchObject({ etcdserver: '3.6.16' });
