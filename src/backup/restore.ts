@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { createWriteStream, existsSync } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -67,11 +67,9 @@ export async function restoreMember(input: RestoreMemberInput): Promise<'restore
   await rm(staging, { recursive: true, force: true });
   const hash = createHash('sha256');
   let size = 0;
-  const body = await input.store.download(input.backup.key);
-  const handle = await open(file, 'w', 0o600);
   try {
     await pipeline(
-      body,
+      await input.store.download(input.backup.key),
       new Transform({
         transform(chunk: Buffer, _enc, done) {
           hash.update(chunk);
@@ -79,11 +77,13 @@ export async function restoreMember(input: RestoreMemberInput): Promise<'restore
           done(null, chunk);
         },
       }),
-      handle.createWriteStream({ autoClose: false }),
+      createWriteStream(file, { mode: 0o600, flush: true }),
     );
-    await handle.sync();
-  } finally {
-    await handle.close();
+  } catch (err) {
+    await rm(file, { force: true });
+    if (err instanceof BackupError) throw err;
+    // The S3 client checks the object's own checksum as it streams: a mismatch is a corrupt backup too.
+    throw new BackupError('ETOP_BACKUP_INTEGRITY', `backup ${input.backup.key} in ${input.store.description} could not be read whole: ${(err as Error).message}; nothing was restored`, { cause: err });
   }
   const sha256 = hash.digest('hex');
   if (input.backup.sha256 !== undefined && sha256 !== input.backup.sha256) {
@@ -94,7 +94,8 @@ export async function restoreMember(input: RestoreMemberInput): Promise<'restore
     );
   }
   input.log(`downloaded ${input.backup.key} (${size} bytes, sha256 ${sha256}${input.backup.sha256 ? ', as recorded' : ', no manifest to compare with'})`);
-  await run(input.etcdutl, [
+  try {
+    await run(input.etcdutl, [
     'snapshot', 'restore', file,
     `--name=${input.name}`,
     `--initial-cluster=${input.initialCluster}`,
@@ -102,6 +103,11 @@ export async function restoreMember(input: RestoreMemberInput): Promise<'restore
     `--initial-advertise-peer-urls=${input.initialAdvertisePeerUrls}`,
     `--data-dir=${staging}`,
   ], input.log);
+  } catch (err) {
+    await rm(staging, { recursive: true, force: true });
+    await rm(file, { force: true });
+    throw err;
+  }
   await rename(staging, input.dataDir);
   await rm(file, { force: true });
   input.log(`restored ${input.name} into ${input.dataDir} from ${input.backup.key}`);

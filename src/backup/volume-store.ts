@@ -1,5 +1,6 @@
 
-import { mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, access, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -24,13 +25,8 @@ export class VolumeStore implements BackupStore {
     const tmp = `${file}.partial-${process.pid}`;
     try {
       await mkdir(path.dirname(file), { recursive: true });
-      const handle = await open(tmp, 'w', 0o640);
-      try {
-        await pipeline(body, handle.createWriteStream({ autoClose: false }));
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      // flush: the data is on disk before the rename makes it a backup.
+      await pipeline(body, createWriteStream(tmp, { mode: 0o640, flush: true }));
       await rename(tmp, file);
     } catch (err) {
       await rm(tmp, { force: true }).catch(() => undefined);
@@ -65,10 +61,10 @@ export class VolumeStore implements BackupStore {
 
   async download(key: string): Promise<Readable> {
     const file = this.file(key);
-    const handle = await open(file, 'r').catch((err: unknown) => {
+    await access(file).catch((err: unknown) => {
       throw this.failed('read', key, err);
     });
-    return handle.createReadStream();
+    return createReadStream(file);
   }
 
   async getText(key: string): Promise<string> {
