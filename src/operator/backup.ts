@@ -73,6 +73,14 @@ export interface BackupDeps {
   registry?: Registry;
 }
 
+/** What the restore step decided: status.restore, whether to hold the StatefulSet back, the backup to render. */
+export interface RestoreDecision {
+  status: RestoreStatus | undefined;
+  hold: boolean;
+  backup?: { key: string; sha256?: string | undefined };
+  requeueAfterMs?: number;
+}
+
 /** The member pods' client URLs by member name, and the members etcd reports. */
 export interface EtcdView {
   members: readonly MemberHealth[];
@@ -90,6 +98,12 @@ export class BackupSteps {
   private readonly duration: Gauge<'namespace' | 'name'> | undefined;
   private readonly size: Gauge<'namespace' | 'name'> | undefined;
   private readonly failures: Counter<'namespace' | 'name'> | undefined;
+  /**
+   * What this replica last decided per topology (uid), with the resourceVersion it read. Until the
+   * informer delivers the object carrying that status write, the next visit reads the same version and
+   * must not decide again from the older status: it would start a second Job for the same backup.
+   */
+  private readonly decided = new Map<string, { resourceVersion: string | undefined; backup?: BackupStatus | undefined; restore?: RestoreStatus | undefined }>();
 
   constructor(deps: BackupDeps) {
     this.deps = deps;
@@ -103,9 +117,23 @@ export class BackupSteps {
     }
   }
 
+  /** The status field as this replica last decided it, while the informer still holds the object it decided from. */
+  private current<K extends 'backup' | 'restore'>(topology: EtcdTopology, field: K): NonNullable<EtcdTopology['status']>[K] {
+    const d = this.decided.get(topology.metadata.uid ?? '');
+    if (d && d.resourceVersion === topology.metadata.resourceVersion && field in d) return d[field];
+    return topology.status?.[field];
+  }
+
+  private remember(topology: EtcdTopology, field: 'backup' | 'restore', value: BackupStatus | RestoreStatus | undefined): void {
+    const uid = topology.metadata.uid ?? '';
+    const d = this.decided.get(uid);
+    const entry = d && d.resourceVersion === topology.metadata.resourceVersion ? d : { resourceVersion: topology.metadata.resourceVersion };
+    this.decided.set(uid, { ...entry, [field]: value });
+  }
+
   /** Holds a risky step (rolling update, scale-in) until a backup of this generation exists. */
   gate(step: Step, topology: EtcdTopology): Step {
-    const b = topology.status?.backup;
+    const b = this.current(topology, 'backup');
     const failedSinceSuccess = b?.lastFailure !== undefined && (b.lastSuccess === undefined || b.lastFailure.time > b.lastSuccess.time);
     return gateOnBackup(step, {
       configured: topology.spec.backup !== undefined,
@@ -121,9 +149,15 @@ export class BackupSteps {
    * new status.backup (undefined when spec.backup is unset and none was ever taken) and when to look again.
    */
   async sync(topology: EtcdTopology, etcd: EtcdView | undefined, step: Step | undefined, target: EventTarget, log: Logger): Promise<{ status: BackupStatus | undefined; requeueAfterMs?: number }> {
+    const result = await this.syncBackup(topology, this.current(topology, 'backup'), etcd, step, target, log);
+    this.remember(topology, 'backup', result.status);
+    return result;
+  }
+
+  private async syncBackup(topology: EtcdTopology, prior: BackupStatus | undefined, etcd: EtcdView | undefined, step: Step | undefined, target: EventTarget, log: Logger): Promise<{ status: BackupStatus | undefined; requeueAfterMs?: number }> {
     const spec = topology.spec.backup;
-    let status: BackupStatus = { ...(topology.status?.backup ?? {}) };
-    if (!spec && !status.active) return { status: topology.status?.backup };
+    let status: BackupStatus = { ...(prior ?? {}) };
+    if (!spec && !status.active) return { status: prior };
     const now = this.deps.clock.now();
     const ns = namespaceOf(topology);
 
@@ -245,9 +279,15 @@ export class BackupSteps {
    * then the member StatefulSet is held back. Returns status.restore, whether to hold the StatefulSet,
    * and the backup to render the restore init containers with.
    */
-  async restore(topology: EtcdTopology, statefulSetExists: boolean, etcdFormed: boolean, target: EventTarget, log: Logger): Promise<{ status: RestoreStatus | undefined; hold: boolean; backup?: { key: string; sha256?: string | undefined }; requeueAfterMs?: number }> {
+  async restore(topology: EtcdTopology, statefulSetExists: boolean, etcdFormed: boolean, target: EventTarget, log: Logger): Promise<RestoreDecision> {
+    const result = await this.syncRestore(topology, this.current(topology, 'restore'), statefulSetExists, etcdFormed, target, log);
+    this.remember(topology, 'restore', result.status);
+    return result;
+  }
+
+  private async syncRestore(topology: EtcdTopology, prior: RestoreStatus | undefined, statefulSetExists: boolean, etcdFormed: boolean, target: EventTarget, log: Logger): Promise<RestoreDecision> {
     const from = topology.spec.bootstrap?.fromBackup;
-    let status = topology.status?.restore;
+    let status = prior;
     if (!from) return { status, hold: false };
     const backup = status?.key && (status.phase === 'Restoring' || status.phase === 'Restored') ? { key: status.key, sha256: status.sha256 } : undefined;
     if (status?.phase === 'Restored') return { status, hold: false };
