@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { maintenanceSchema } from './maintenance.ts';
 import { quantity } from './quantity.ts';
 import { DURATION_PATTERN, maxUnavailableRule, memberCountRule, nameRule, refineWith, retentionRule, storageClassImmutableRule, storageSizeImmutableRule, toValidation } from './rules.ts';
 import { statusSchema } from './status.ts';
@@ -109,6 +110,7 @@ export const specSchema = z
     members: members.prefault({}).meta({ description: 'The etcd voting members on the central nodes.' }),
     proxy: proxy.prefault({}).meta({ description: 'The etcd proxy on every other node.' }),
     disruption: disruption.prefault({}).meta({ description: 'How many members voluntary disruptions may take down at once.' }),
+    maintenance: maintenanceSchema.prefault({}).meta({ description: 'Defragmentation by rule and NOSPACE recovery.' }),
   })
   .superRefine(refineWith(maxUnavailableRule))
   .meta({ 'x-kubernetes-validations': [toValidation(maxUnavailableRule)] });

@@ -14,6 +14,8 @@ export interface Binaries {
   kubeScheduler: string;
   kubectl: string;
   kwok: string;
+  /** Prometheus's promtool (hack/test-binaries.sh promtool), to check and unit-test the chart's alert rules. */
+  promtool: string;
 }
 
 const setOf: Record<keyof Binaries, [set: string, file: string]> = {
@@ -26,6 +28,7 @@ const setOf: Record<keyof Binaries, [set: string, file: string]> = {
   kubeScheduler: ['kubernetes', 'kube-scheduler'],
   kubectl: ['kubernetes', 'kubectl'],
   kwok: ['kwok', 'kwok'],
+  promtool: ['promtool', 'promtool'],
 };
 const dirs = new Map<string, string>();
 
