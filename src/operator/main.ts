@@ -14,6 +14,8 @@ import { EventRecorder } from './events.ts';
 import { KubeWriter, loadKubeConfig } from './kube.ts';
 import { LeaderElector } from './leader-election.ts';
 import { Reconciler } from './reconciler.ts';
+import { TopologyMetrics } from './topology-metrics.ts';
+import { Upkeep } from './upkeep.ts';
 
 const SA_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
@@ -97,13 +99,17 @@ export async function main(argv: string[]): Promise<number> {
 
   await controller.startInformers();
   log.info({ namespace: flags.namespace ?? '(all)', identity }, 'Started informers');
+  const events = new EventRecorder(writer, log);
+  const metrics = new TopologyMetrics(registry);
   const reconciler = new Reconciler({
     informers: controller.informers,
     writer,
     admin,
-    events: new EventRecorder(writer, log),
+    events,
     clock: systemClock,
     log,
+    metrics,
+    upkeep: new Upkeep({ admin, events, clock: systemClock, log, metrics, requeue: (key) => controller.enqueue(key) }),
     resyncMs: flags.resyncPeriod,
     render: {
       owned: (topology, input) => renderOwned(topology, { ...input, proxyImage: flags.proxyImage }),

@@ -1,4 +1,8 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { EtcdTopology } from '../api/etcd-topology.ts';
+import type { EtcdTopologyStatus } from '../api/status.ts';
+import { quantityToNumber } from '../api/quantity.ts';
+import type { Observation } from './status.ts';
 
 /** What one reconcile saw of a topology, for its metrics. */
 export interface TopologySample {
@@ -120,4 +124,24 @@ export class TopologyMetrics {
   private removeMember(t: { namespace: string; name: string }, member: string): void {
     for (const g of [this.memberHealthy, this.dbSize, this.dbSizeInUse]) g.remove({ ...t, member });
   }
+}
+
+/** The metrics sample of one reconcile: the status just computed and the alarms and sizes behind it. */
+export function sampleOf(topology: EtcdTopology, obs: Observation, status: EtcdTopologyStatus): TopologySample {
+  const alarms = { NOSPACE: 0, CORRUPT: 0 };
+  for (const a of obs.alarms ?? []) alarms[a.alarm]++;
+  const etcd = 'members' in obs.etcd ? obs.etcd.members : [];
+  return {
+    namespace: topology.metadata.namespace ?? '',
+    name: topology.metadata.name ?? '',
+    desired: topology.spec.members.count,
+    quorumSize: status.quorum?.size ?? 0,
+    healthyVoters: status.quorum?.healthy ?? 0,
+    disruptionsAllowed: status.quorum?.disruptionsAllowed ?? 0,
+    hasLeader: (status.leader ?? '') !== '',
+    quotaBackendBytes: quantityToNumber(topology.spec.members.quotaBackendBytes),
+    members: (status.members ?? []).map((m) => ({ name: m.name, healthy: m.healthy, dbSize: m.dbSize ?? 0, dbSizeInUse: etcd.find((e) => e.name === m.name)?.dbSizeInUse ?? 0 })),
+    alarms,
+    ...(obs.step ? { step: { action: obs.step.action, reason: obs.step.reason } } : {}),
+  };
 }
