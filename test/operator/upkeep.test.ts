@@ -1,0 +1,244 @@
+import { Agent, request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EtcdAdminClient } from '../../src/etcd/admin-client.ts';
+import { defaultNodes, type LocalCluster } from '../harness/cluster/local-cluster.ts';
+import type { Pod } from '../harness/cluster/types.ts';
+import { waitFor } from '../harness/ports.ts';
+import { AckedWriter, QuorumSampler } from '../quorum/upgrade-load.ts';
+import { componentPods, getTopology, isReady, startOperatorCluster, topologyManifest, type OperatorCluster } from './setup.ts';
+
+// Upkeep on the local cluster with real etcd members and a 16 MiB quota: fragmentation by churn is
+// defragmented member by member, the leader last after leadership moved, within the budget; a database
+// filled to NOSPACE is recovered (compact, defragment each member, disarm) and accepts writes again.
+
+const NS = 'default';
+const NAME = 'upk';
+const MiB = 2 ** 20;
+const QUOTA = 16 * MiB;
+const b64 = (s: string): string => Buffer.from(s).toString('base64');
+const urlOf = (p: Pod): string => `http://${p.status!.podIP}:2379`;
+
+interface MemberStatus {
+  name: string;
+  role: string;
+  healthy: boolean;
+  dbSize?: number;
+  dbSizeInUse?: number;
+  lastDefragmentation?: { time: string; bytesFreed: number };
+}
+interface Status {
+  members?: MemberStatus[];
+  quorum?: { healthy: number };
+  leader?: string;
+  alarms?: { alarm: string; memberId: string; member?: string }[];
+  conditions?: { type: string; status: string; reason: string; message: string }[];
+}
+interface KubeEvent {
+  reason: string;
+  type: string;
+  message: string;
+  involvedObject: { name: string };
+}
+
+describe('upkeep on the local cluster', () => {
+  let env: OperatorCluster;
+  let cluster: LocalCluster;
+  const agent = new Agent({ connections: 4 });
+  const admin = new EtcdAdminClient({ timeoutMs: 2000 });
+
+  const status = async (): Promise<Status> => ((await getTopology(cluster, NAME, NS)) as unknown as { status?: Status }).status ?? {};
+  const members = async (): Promise<Pod[]> => (await componentPods(cluster, NAME, NS, 'member')).filter((p) => !p.metadata.deletionTimestamp && p.status?.podIP);
+  const events = async (): Promise<KubeEvent[]> =>
+    (JSON.parse(await cluster.kubectl(['get', 'events', '-n', NS, '-o', 'json'])) as { items: KubeEvent[] }).items.filter((e) => e.involvedObject.name === NAME);
+
+  /** One JSON gateway call; resolves the HTTP status and parsed body. */
+  async function gateway(url: string, route: string, body: unknown, timeoutMs = 10_000): Promise<{ status: number; body: { message?: string; header?: { revision?: string } } }> {
+    const res = await request(`${url}${route}`, { method: 'POST', dispatcher: agent, body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+    const text = await res.body.text();
+    return { status: res.statusCode, body: JSON.parse(text) as { message?: string } };
+  }
+  const put = (url: string, key: string, value: string): Promise<{ status: number; body: { message?: string; header?: { revision?: string } } }> =>
+    gateway(url, '/v3/kv/put', { key: b64(key), value: b64(value) });
+
+  /** Settled: Available, nothing in progress, three healthy voters, every member pod ready. */
+  async function settled(): Promise<{ s: Status; pods: Pod[] }> {
+    const [s, pods] = await Promise.all([status(), members()]);
+    if (cond(s, 'Available') !== 'True' || cond(s, 'Progressing') !== 'False' || s.quorum?.healthy !== 3 || pods.length !== 3 || !pods.every(isReady)) {
+      throw new Error(`not settled: ${JSON.stringify(s.conditions?.map((x) => [x.type, x.status, x.reason, x.message]))}`);
+    }
+    return { s, pods };
+  }
+
+  /**
+   * From a member's own etcd log: its "starting defragment" .. "finished defragment" windows, and when
+   * raft made it a follower (a leadership transfer away from it ends so).
+   */
+  async function etcdLog(pod: Pod): Promise<{ windows: { start: number; end: number }[]; becameFollower: number[] }> {
+    const log = await cluster.containerLog(pod, 'etcd');
+    const windows: { start: number; end: number }[] = [];
+    const becameFollower: number[] = [];
+    for (const line of log.split('\n')) {
+      if (!line.startsWith('{')) continue;
+      const entry = JSON.parse(line) as { ts?: string; msg?: string };
+      const ts = Date.parse(entry.ts ?? '');
+      if (entry.msg === 'starting defragment') windows.push({ start: ts, end: Infinity });
+      if (entry.msg === 'finished defragment' && windows.length > 0) windows[windows.length - 1]!.end = ts;
+      if (/ became follower at term /.test(entry.msg ?? '')) becameFollower.push(ts);
+    }
+    return { windows, becameFollower };
+  }
+  const cond = (s: Status, type: string): string | undefined => s.conditions?.find((c) => c.type === type)?.status;
+
+  beforeAll(async () => {
+    // Three central nodes and one worker for a proxy; the operator resyncs every 3 s.
+    env = await startOperatorCluster({ nodes: defaultNodes(3, 1) });
+    cluster = env.cluster;
+    // Defragment at half the quota, so that churn well below NOSPACE qualifies.
+    const spec = { members: { count: 3, quotaBackendBytes: QUOTA }, maintenance: { defragmentation: { quotaUsageAbove: 0.5 } } };
+    await cluster.kubectl(['apply', '-f', '-'], topologyManifest(NAME, NS, spec));
+    await waitFor(`${NAME} settled`, settled, { timeoutMs: 240_000, intervalMs: 1000 });
+  });
+  afterAll(async () => {
+    await env?.stop();
+    await admin.close();
+    await agent.close();
+  });
+
+  it('defragments every member over the rule one at a time, the leader last after moving leadership, within the budget', async () => {
+    const { s: before, pods } = await settled();
+    const leaderAtStart = before.leader!;
+    const proxy = await waitFor('a ready proxy', async () => (await componentPods(cluster, NAME, NS, 'proxy')).find(isReady), { timeoutMs: 60_000 });
+    const writer = new AckedWriter(urlOf(proxy));
+    const sampler = new QuorumSampler(async () => (await members()).map((p) => ({ name: p.metadata.name, url: urlOf(p) })));
+    const statusHealthy: number[] = [];
+    let sampling = true;
+    const startedAt = Date.now();
+    const statusLoop = (async () => {
+      while (sampling) {
+        const s = await status().catch(() => undefined);
+        if (s?.quorum) statusHealthy.push(s.quorum.healthy);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    })();
+    writer.start();
+    sampler.start(2);
+    try {
+      // Churn: 100 overwrites of 128 KiB over ten keys (12.5 MiB of history, 1.25 MiB live), then a
+      // compaction to the newest revision: the file stays above half the quota with most of it free.
+      const url = urlOf(pods[0]!);
+      const value = 'x'.repeat(128 * 1024);
+      let revision = '0';
+      for (let i = 0; i < 100; i++) {
+        const r = await put(url, `churn/${i % 10}`, value);
+        expect(r.status, JSON.stringify(r.body)).toBe(200);
+        revision = r.body.header!.revision!;
+      }
+      const compacted = await gateway(url, '/v3/kv/compaction', { revision, physical: true }, 30_000);
+      expect(compacted.status, JSON.stringify(compacted.body)).toBe(200);
+      const sizes = await Promise.all(pods.map(async (p) => ({ name: p.metadata.name, ...(await admin.status(urlOf(p))) })));
+      for (const m of sizes) {
+        expect(m.dbSize, `${m.name} dbSize`).toBeGreaterThanOrEqual(0.5 * QUOTA);
+        expect(m.dbSize - m.dbSizeInUse, `${m.name} reclaimable`).toBeGreaterThan(8 * MiB);
+      }
+
+      const done = await waitFor(
+        'every member defragmented, reported in status',
+        async () => {
+          const s = await status();
+          const all = s.members ?? [];
+          return all.length === 3 && all.every((m) => m.lastDefragmentation !== undefined && (m.dbSize ?? Infinity) < QUOTA / 2) ? s : false;
+        },
+        { timeoutMs: 180_000, intervalMs: 500 },
+      );
+      await waitFor(`${NAME} settled again`, settled, { timeoutMs: 60_000, intervalMs: 500 });
+      sampling = false;
+      await statusLoop;
+      await writer.stop();
+      await sampler.stop();
+
+      for (const m of done.members!) {
+        const was = sizes.find((x) => x.name === m.name)!;
+        expect(m.lastDefragmentation!.bytesFreed, m.name).toBeGreaterThan(8 * MiB);
+        expect(m.dbSize!, m.name).toBeLessThan(was.dbSize - 8 * MiB);
+      }
+      // etcd's own logs: exactly one defragmentation per member, never two at once, the first leader last.
+      const logs = await Promise.all(pods.map(async (p) => ({ name: p.metadata.name, ...(await etcdLog(p)) })));
+      for (const l of logs) expect(l.windows, l.name).toHaveLength(1);
+      const ordered = logs.map((l) => ({ name: l.name, ...l.windows[0]!, becameFollower: l.becameFollower })).sort((a, b) => a.start - b.start);
+      for (let i = 1; i < ordered.length; i++) expect(ordered[i]!.start, `${ordered[i]!.name} starts after ${ordered[i - 1]!.name} ended`).toBeGreaterThan(ordered[i - 1]!.end);
+      console.log(`upkeep: defragmentations ${ordered.map((o) => `${o.name} ${o.end - o.start} ms`).join(', ')}; leader at start ${leaderAtStart}`);
+      expect(ordered[2]!.name).toBe(leaderAtStart);
+      // The first leader handed leadership over (raft made it a follower) during this test, before its defragmentation.
+      const last = ordered[2]!;
+      expect(last.becameFollower.filter((t) => t > startedAt && t < last.start)).not.toEqual([]);
+
+      // Never fewer healthy voters than count - maxUnavailable, by etcd's word and by status.
+      expect(sampler.samples).toBeGreaterThan(10);
+      expect(sampler.minHealthy, sampler.lowSamples.join('\n')).toBeGreaterThanOrEqual(2);
+      expect(Math.min(...statusHealthy)).toBeGreaterThanOrEqual(2);
+      const defragmented = (await events()).filter((e) => e.reason === 'Defragmented');
+      expect(defragmented.map((e) => e.message.split(' ')[1]).sort()).toEqual(pods.map((p) => p.metadata.name).sort());
+      // The client writing through the proxy the whole time.
+      console.log(`upkeep: writes through the proxy during defragmentation: ${writer.acked.size} acknowledged, ${writer.failures} failed, longest stall ${writer.longestStallMs} ms`);
+      expect(writer.acked.size).toBeGreaterThan(50);
+      expect(await writer.missing()).toEqual([]);
+    } finally {
+      sampling = false;
+      await statusLoop;
+      await writer.stop();
+      await sampler.stop();
+      await writer.close();
+    }
+  }, 300_000);
+
+  it('recovers from NOSPACE: compacts, defragments each member, disarms; writes succeed again and every key is there', async () => {
+    const { pods } = await settled();
+    const url = urlOf(pods[0]!);
+    for (let i = 0; i < 50; i++) expect((await put(url, `keep/${String(i).padStart(2, '0')}`, `kept-${i}`)).status).toBe(200);
+    // Fill with history: overwrite four keys with 512 KiB values until etcd refuses.
+    const value = (i: number): string => `${i}:`.padEnd(512 * 1024, 'y');
+    const last = new Map<string, string>();
+    let refused: { message?: string } | undefined;
+    for (let i = 0; i < 200 && refused === undefined; i++) {
+      const key = `fill/${i % 4}`;
+      const r = await put(url, key, value(i));
+      if (r.status === 200) last.set(key, value(i));
+      else refused = r.body;
+    }
+    expect(refused?.message).toContain('database space exceeded');
+
+    // The operator reports it and recovers on its own.
+    await waitFor(
+      'the NOSPACE recovery to finish',
+      async () => {
+        const e = await events();
+        return e.some((x) => x.reason === 'NoSpace' && x.type === 'Warning') && e.some((x) => x.reason === 'NoSpaceRecovered') ? e : false;
+      },
+      { timeoutMs: 180_000, intervalMs: 500 },
+    );
+    const e = await events();
+    expect(e.find((x) => x.reason === 'NoSpace')?.message).toContain('Degraded=True');
+    expect(e.some((x) => x.reason === 'NoSpaceCompacted')).toBe(true);
+    const proxy = (await componentPods(cluster, NAME, NS, 'proxy')).find(isReady)!;
+    const after = await waitFor('a write through the proxy to succeed', async () => {
+      const r = await put(urlOf(proxy), 'after/nospace', 'written');
+      return r.status === 200 ? r : false;
+    }, { timeoutMs: 30_000, intervalMs: 500 });
+    expect(after.status).toBe(200);
+    const s = await waitFor('Degraded to clear and the alarm to leave status', async () => {
+      const s = await status();
+      return cond(s, 'Degraded') === 'False' && (s.alarms ?? []).length === 0 ? s : false;
+    }, { timeoutMs: 60_000, intervalMs: 500 });
+    expect(s.members?.every((m) => (m.dbSize ?? Infinity) < 0.8 * QUOTA)).toBe(true);
+    const alarms = await admin.alarms(url);
+    expect(alarms.alarms).toEqual([]);
+
+    // Every key that was not deleted is there, with its last acknowledged value.
+    const range = await gateway(urlOf(proxy), '/v3/kv/range', { key: b64('fill/'), range_end: b64('fill0') });
+    const keep = await gateway(urlOf(proxy), '/v3/kv/range', { key: b64('keep/'), range_end: b64('keep0') });
+    const kv = (r: { body: unknown }): Map<string, string> =>
+      new Map(((r.body as { kvs?: { key: string; value: string }[] }).kvs ?? []).map((x) => [Buffer.from(x.key, 'base64').toString(), Buffer.from(x.value, 'base64').toString()]));
+    expect(kv(range)).toEqual(last);
+    expect(kv(keep)).toEqual(new Map(Array.from({ length: 50 }, (_, i) => [`keep/${String(i).padStart(2, '0')}`, `kept-${i}`])));
+  }, 300_000);
+});
