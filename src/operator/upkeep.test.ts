@@ -124,14 +124,16 @@ describe('Upkeep: NOSPACE recovery', () => {
     h.finish().resolve();
     await h.settle();
     h.advance(1000);
-    expect(h.upkeep.input(KEY, topology(), nospace).recovery).toEqual({ compacted: false, defragmented: [] });
+    expect(h.upkeep.input(KEY, topology(), nospace).recovery).toEqual({ compacted: false, compactionSettled: false, defragmented: [] });
     await h.upkeep.perform({ action: 'Compact', revision: 77, reason: 'NoSpaceRecovery', message: '' }, KEY, members, urls, target, log);
     expect(h.calls.at(-1)).toBe('compact http://10.0.0.0:2379 77');
     h.advance(1000);
     await h.upkeep.perform(defragStep('main-member-1'), KEY, members, urls, target, log);
     h.finish().resolve();
     await h.settle();
-    expect(h.upkeep.input(KEY, topology(), nospace).recovery).toEqual({ compacted: true, defragmented: ['main-member-1'] });
+    expect(h.upkeep.input(KEY, topology(), nospace).recovery).toEqual({ compacted: true, compactionSettled: false, defragmented: ['main-member-1'] });
+    h.advance(29_000);
+    expect(h.upkeep.input(KEY, topology(), nospace).recovery?.compactionSettled).toBe(true);
     await h.upkeep.perform({ action: 'DisarmAlarms', memberIds: ['1001'], reason: 'NoSpaceRecovery', message: '' }, KEY, members, urls, target, log);
     expect(h.calls.at(-1)).toBe('disarm http://10.0.0.0:2379 1001 NOSPACE');
     expect(h.events.at(-1)).toMatch(/^Normal NoSpaceRecovered:/);

@@ -21,8 +21,8 @@ interface TopologyUpkeep {
   inFlight?: { member: string; started: number };
   backoff: Map<string, { until: number; failures: number }>;
   last: Map<string, DefragRecord & { at: number }>;
-  /** NOSPACE recovery under way: since when, and whether the keyspace has been compacted. */
-  recovery?: { since: number; compacted: boolean };
+  /** NOSPACE recovery under way: since when, and when the keyspace was compacted. */
+  recovery?: { since: number; compactedAt?: number };
   /** When the last recovery disarmed NOSPACE, and how often it came straight back. */
   recovered?: { at: number; repeats: number; retryAfter?: number };
 }
@@ -46,6 +46,9 @@ export function defragDeadlineMs(dbSize: number): number {
 export function defragBackoffMs(failures: number): number {
   return Math.min(60 * 60_000, 60_000 * 2 ** Math.max(0, failures - 1));
 }
+
+/** How long after a compaction every member is taken to have applied it, whatever its free space says. */
+const COMPACTION_SETTLE_MS = 30_000;
 
 /** A NOSPACE alarm back within this long of a recovery means the live data is at the quota: back off. */
 const NOSPACE_REPEAT_WINDOW_MS = 10 * 60_000;
@@ -82,7 +85,7 @@ export class Upkeep {
     const noSpace = alarms.some((a) => a.alarm === 'NOSPACE');
     if (!noSpace) s.recovery = undefined;
     else if (s.recovery === undefined) {
-      s.recovery = { since: now, compacted: false };
+      s.recovery = { since: now };
       // Straight back after a recovery: the live data itself is at the quota; repeating at once would loop.
       if (s.recovered !== undefined && now - s.recovered.at < NOSPACE_REPEAT_WINDOW_MS) {
         s.recovered.repeats++;
@@ -107,7 +110,8 @@ export class Upkeep {
       ...(recovery
         ? {
             recovery: {
-              compacted: recovery.compacted,
+              compacted: recovery.compactedAt !== undefined,
+              compactionSettled: recovery.compactedAt !== undefined && now - recovery.compactedAt >= COMPACTION_SETTLE_MS,
               defragmented: [...s.last].filter(([, r]) => r.at >= recovery.since).map(([m]) => m),
               ...(retryAfter !== undefined ? { retryAfter: new Date(retryAfter).toISOString() } : {}),
             },
@@ -161,7 +165,7 @@ export class Upkeep {
           // Compacted to this revision already (by auto-compaction, or before an operator restart): done.
           if (!(err instanceof EtcdError && err.grpcCode === 11)) throw err;
         }
-        if (s.recovery) s.recovery.compacted = true;
+        if (s.recovery) s.recovery.compactedAt = this.deps.clock.now().getTime();
         this.record(target, log, 'Normal', 'NoSpaceCompacted', `NOSPACE recovery: compacted the keyspace to revision ${step.revision}`);
         return true;
       }

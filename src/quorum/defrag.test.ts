@@ -99,9 +99,18 @@ describe('nextMaintenance: alarms', () => {
 
   it('NOSPACE recovery ignores the window and the size rule, but not the budget', () => {
     const small = sized('F L F', [[5, 5], [5, 5], [5, 5]]);
-    const off = upkeep({ alarms: nospace, rule: { ...rule, enabled: false, inWindow: false }, recovery: { compacted: true, defragmented: [] } });
+    const off = upkeep({ alarms: nospace, rule: { ...rule, enabled: false, inWindow: false }, recovery: { compacted: true, compactionSettled: true, defragmented: [] } });
     expect(nextMaintenance(view(small), off)).toMatchObject({ action: 'Defragment', member: 'main-member-0' });
     expect(nextMaintenance({ members: small, budget: { count: 3, maxUnavailable: 0 } }, off)).toMatchObject({ action: 'Wait', reason: 'BudgetExhausted' });
+  });
+
+  it('NOSPACE recovery waits for every member to apply the compaction (free space shows), or for the compaction to settle', () => {
+    const m = members().map((x) => (x.name === 'main-member-2' ? { ...x, dbSizeInUse: 99 * MiB } : x));
+    const compacted = upkeep({ alarms: nospace, recovery: { compacted: true, defragmented: [] } });
+    const step = nextMaintenance(view(m), compacted);
+    expect(step).toMatchObject({ action: 'Wait', reason: 'WaitingForCompaction' });
+    expect(step.message).toContain('main-member-2');
+    expect(nextMaintenance(view(m), upkeep({ alarms: nospace, recovery: { compacted: true, compactionSettled: true, defragmented: [] } }))).toMatchObject({ action: 'Defragment', member: 'main-member-0' });
   });
 
   it('NOSPACE recovery defragments the next member only once the last is back and no pod is being replaced', () => {

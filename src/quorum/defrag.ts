@@ -38,7 +38,16 @@ export interface MaintenanceInput {
   /** Members left alone after a failed defragmentation, until their back-off ends. */
   backingOff: readonly string[];
   /** NOSPACE recovery so far: compacted yet, and which members have been defragmented since the alarm. */
-  recovery?: { compacted: boolean; defragmented: readonly string[]; retryAfter?: string };
+  recovery?: {
+    compacted: boolean;
+    /**
+     * Every member has had time to apply the compaction to its own backend (the compaction call waits
+     * only for the member that received it; the others compact in the background).
+     */
+    compactionSettled?: boolean;
+    defragmented: readonly string[];
+    retryAfter?: string;
+  };
 }
 
 /** ...and only when at least this share of the file is free, so that defragmenting gains something. */
@@ -152,6 +161,12 @@ function noSpaceStep(view: ClusterView, m: MaintenanceInput, alarms: readonly Al
     return { action: 'Compact', revision: leader.revision, reason: 'NoSpaceRecovery', message: `NOSPACE recovery: compacting the keyspace to the current revision ${leader.revision}` };
   }
   const left = votersOf(view.members).filter((x) => !recovery.defragmented.includes(x.name));
+  // Defragmenting a member before its own compaction has freed the old revisions gains nothing, and
+  // that member would raise NOSPACE again on the next write after the disarm.
+  const compacting = left.filter((x) => x.dbSizeInUse !== undefined && x.dbSize - x.dbSizeInUse < DEFRAG_MIN_FREE_RATIO * x.dbSize);
+  if (compacting.length > 0 && recovery.compactionSettled !== true) {
+    return { action: 'Wait', reason: 'WaitingForCompaction', message: `NOSPACE recovery: waiting for ${listNames(compacting.map((x) => x.name))} to apply the compaction before defragmenting` };
+  }
   if (left.length === 0) {
     return { action: 'DisarmAlarms', memberIds: alarms.map((a) => a.memberId), reason: 'NoSpaceRecovery', message: 'NOSPACE recovery: every member is compacted and defragmented; disarming the NOSPACE alarm' };
   }
