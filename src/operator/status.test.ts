@@ -107,10 +107,15 @@ describe('alarms and defragmentation in status', () => {
     expect(d.message).toMatch(/main-member-[12]/);
   });
 
-  it('lists alarms with the member name and hex ID, and no alarms field when there is none', () => {
-    const s = computeStatus(topology(), obs({ alarms: [{ memberId: '1001', alarm: 'NOSPACE' }] }), { now: () => new Date('2026-01-01T00:00:00Z') });
+  it('lists alarms with the member name and hex ID; an empty list once they are gone, the last known while etcd is unreadable', () => {
+    const clock = { now: () => new Date('2026-01-01T00:00:00Z') };
+    const s = computeStatus(topology(), obs({ alarms: [{ memberId: '1001', alarm: 'NOSPACE' }] }), clock);
     expect(s.alarms).toEqual([{ alarm: 'NOSPACE', memberId: (1001).toString(16), member: 'main-member-1' }]);
-    expect(computeStatus(topology(), obs(), { now: () => new Date('2026-01-01T00:00:00Z') }).alarms).toBeUndefined();
+    // The status is merge-patched: an absent field would leave the old alarms in place.
+    const t = topology();
+    t.status = s;
+    expect(computeStatus(t, obs({ alarms: [] }), clock).alarms).toEqual([]);
+    expect(computeStatus(t, obs({ etcd: { error: 'timed out' } }), clock).alarms).toEqual(s.alarms);
   });
 
   it('a member being defragmented is not a fault', () => {

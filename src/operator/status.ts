@@ -189,9 +189,11 @@ export function computeStatus(topology: EtcdTopology, obs: Observation, clock: C
       disruptionsAllowed: disruptionsAllowed(healthy, { count, maxUnavailable: topology.spec.disruption.maxUnavailable }, Math.max(count, votersOf(members).length)),
     },
     proxies: obs.proxies ?? { desired: 0, ready: 0 },
-    ...(obs.alarms && obs.alarms.length > 0
-      ? { alarms: obs.alarms.map((a) => ({ alarm: a.alarm, memberId: hex(a.memberId), ...(members.find((m) => m.id === a.memberId) ? { member: members.find((m) => m.id === a.memberId)!.name } : {}) })) }
-      : {}),
+    // Always written, empty included: the status is merge-patched, and a field left out would keep its old alarms.
+    alarms:
+      obs.alarms === undefined
+        ? (topology.status?.alarms ?? [])
+        : obs.alarms.map((a) => ({ alarm: a.alarm, memberId: hex(a.memberId), ...(members.find((m) => m.id === a.memberId) ? { member: members.find((m) => m.id === a.memberId)!.name } : {}) })),
     proxiesReady: `${obs.proxies?.ready ?? 0}/${obs.proxies?.desired ?? 0}`,
   };
 }

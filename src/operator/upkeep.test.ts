@@ -7,7 +7,7 @@ import type { MemberHealth } from '../quorum/members.ts';
 import { createRootLogger } from '../telemetry/logger.ts';
 import type { EventRecorder } from './events.ts';
 import { TopologyMetrics } from './topology-metrics.ts';
-import { defragBackoffMs, defragDeadlineMs, Upkeep } from './upkeep.ts';
+import { DEFRAG_COOLDOWN_MS, defragBackoffMs, defragDeadlineMs, Upkeep } from './upkeep.ts';
 
 const MiB = 2 ** 20;
 const KEY = 'etcd/main';
@@ -79,6 +79,10 @@ describe('Upkeep: defragmentation', () => {
     expect(h.upkeep.lastDefragmentations(KEY).get('main-member-1')).toEqual({ time: '2026-06-01T10:00:04Z', bytesFreed: 80 * MiB });
     expect(h.events.at(-1)).toBe('Normal Defragmented: defragmented main-member-1 in 4.0s: 90.0 MiB -> 10.0 MiB (DatabaseNearQuota)');
     expect(h.requeued).toEqual([KEY]);
+    // The rule leaves it alone for a while afterwards.
+    expect(h.upkeep.input(KEY, topology(), []).coolingDown).toEqual(['main-member-1']);
+    h.advance(DEFRAG_COOLDOWN_MS);
+    expect(h.upkeep.input(KEY, topology(), []).coolingDown).toEqual([]);
     expect(await h.registry.getSingleMetricAsString('etcd_topology_defragmentations_total')).toContain('etcd_topology_defragmentations_total{namespace="etcd",name="main",member="main-member-1",result="success"} 1');
   });
 

@@ -47,6 +47,9 @@ export function defragBackoffMs(failures: number): number {
   return Math.min(60 * 60_000, 60_000 * 2 ** Math.max(0, failures - 1));
 }
 
+/** The rule leaves a member alone this long after it was defragmented (NOSPACE recovery does not wait). */
+export const DEFRAG_COOLDOWN_MS = 15 * 60_000;
+
 /** How long after a compaction every member is taken to have applied it, whatever its free space says. */
 const COMPACTION_SETTLE_MS = 30_000;
 
@@ -107,6 +110,7 @@ export class Upkeep {
       ...(s.inFlight ? { inFlight: s.inFlight.member } : {}),
       // A member's failure count stays after its back-off ends, so that the next failure waits longer.
       backingOff: [...s.backoff].filter(([, b]) => b.until > now).map(([m]) => m),
+      coolingDown: [...s.last].filter(([, r]) => now - r.at < DEFRAG_COOLDOWN_MS).map(([m]) => m),
       ...(recovery
         ? {
             recovery: {

@@ -66,6 +66,13 @@ describe('nextMaintenance: defragmentation by rule', () => {
     expect(nextMaintenance(view(full()), upkeep({ backingOff: ['main-member-0', 'main-member-1', 'main-member-2'] }))).toMatchObject({ action: 'None', reason: 'DefragmentationBackoff' });
   });
 
+  it('leaves a member defragmented a short while ago alone, so steady churn cannot make it a loop', () => {
+    expect(nextMaintenance(view(full()), upkeep({ coolingDown: ['main-member-1'] }))).toMatchObject({ action: 'Defragment', member: 'main-member-2' });
+    expect(nextMaintenance(view(full()), upkeep({ coolingDown: ['main-member-0', 'main-member-1', 'main-member-2'] }))).toMatchObject({ action: 'None', reason: 'DefragmentedRecently' });
+    const recovery = upkeep({ coolingDown: ['main-member-1', 'main-member-2'], alarms: [{ memberId: '1000', alarm: 'NOSPACE' }], recovery: { compacted: true, compactionSettled: true, defragmented: [] } });
+    expect(nextMaintenance(view(full()), recovery)).toMatchObject({ action: 'Defragment', member: 'main-member-1', reason: 'NoSpaceRecovery' });
+  });
+
   it('does nothing outside the window, and nothing when disabled', () => {
     expect(nextMaintenance(view(full()), upkeep({ rule: { ...rule, inWindow: false } }))).toMatchObject({ action: 'None', reason: 'OutsideMaintenanceWindow' });
     expect(nextMaintenance(view(full()), upkeep({ rule: { ...rule, enabled: false } }))).toMatchObject({ action: 'None', reason: 'DefragmentationDisabled' });

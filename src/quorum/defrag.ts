@@ -37,6 +37,11 @@ export interface MaintenanceInput {
   inFlight?: string;
   /** Members left alone after a failed defragmentation, until their back-off ends. */
   backingOff: readonly string[];
+  /**
+   * Members defragmented a short while ago: the rule leaves them alone for a while, because under
+   * steady write churn bbolt keeps some pages free and the rule would otherwise fire again and again.
+   */
+  coolingDown?: readonly string[];
   /** NOSPACE recovery so far: compacted yet, and which members have been defragmented since the alarm. */
   recovery?: {
     compacted: boolean;
@@ -126,9 +131,13 @@ export function nextMaintenance(view: ClusterView, m: MaintenanceInput, podsNotS
     .filter((x): x is { member: MemberHealth; reason: 'DatabaseNearQuota' | 'SpaceReclaimable' } => x.reason !== undefined);
   if (due.length === 0) return { action: 'None', reason: 'NothingToDefragment', message: 'no member database is over the defragmentation rule' };
   if (m.inFlight !== undefined) return { action: 'Wait', reason: 'DefragmentationInProgress', message: `waiting for the defragmentation of ${m.inFlight} to finish` };
-  const ready = due.filter((x) => !m.backingOff.includes(x.member.name));
+  const rested = due.filter((x) => !(m.coolingDown ?? []).includes(x.member.name));
+  if (rested.length === 0) {
+    return { action: 'None', reason: 'DefragmentedRecently', message: `${listNames(due.map((x) => x.member.name))} ${due.length === 1 ? 'was' : 'were'} defragmented a short while ago` };
+  }
+  const ready = rested.filter((x) => !m.backingOff.includes(x.member.name));
   if (ready.length === 0) {
-    return { action: 'None', reason: 'DefragmentationBackoff', message: `${listNames(due.map((x) => x.member.name))} failed to defragment and ${due.length === 1 ? 'is' : 'are'} left alone for a while` };
+    return { action: 'None', reason: 'DefragmentationBackoff', message: `${listNames(rested.map((x) => x.member.name))} failed to defragment and ${rested.length === 1 ? 'is' : 'are'} left alone for a while` };
   }
   if (!m.rule.inWindow) return { action: 'None', reason: 'OutsideMaintenanceWindow', message: `${listNames(ready.map((x) => x.member.name))} will be defragmented in the next maintenance window` };
   if (leader === undefined) return { action: 'Wait', reason: 'NoLeader', message: 'defragmentation waits for a leader' };
