@@ -19,7 +19,7 @@ const topology = (spec: Record<string, unknown> = {}): EtcdTopology =>
   etcdTopologySchema.parse({ apiVersion: 'etcdtopology.io/v1alpha1', kind: 'EtcdTopology', metadata: { name: 'main', namespace: 'etcd' }, spec: { members: { quotaBackendBytes: '100Mi' }, ...spec } });
 
 /** A controllable admin client: defragmentations resolve or reject when the test says so. */
-function harness() {
+function harness({ after = 10 * MiB }: { after?: number } = {}) {
   const calls: string[] = [];
   let finish: { resolve: () => void; reject: (e: Error) => void } | undefined;
   const admin = {
@@ -27,7 +27,7 @@ function harness() {
       calls.push(`defragment ${url} ${o?.timeoutMs}`);
       return new Promise<void>((resolve, reject) => (finish = { resolve, reject }));
     },
-    status: () => Promise.resolve({ dbSize: 10 * MiB }),
+    status: () => Promise.resolve({ dbSize: after }),
     compact: (url: string, rev: number) => {
       calls.push(`compact ${url} ${rev}`);
       return Promise.resolve();
@@ -79,11 +79,22 @@ describe('Upkeep: defragmentation', () => {
     expect(h.upkeep.lastDefragmentations(KEY).get('main-member-1')).toEqual({ time: '2026-06-01T10:00:04Z', bytesFreed: 80 * MiB });
     expect(h.events.at(-1)).toBe('Normal Defragmented: defragmented main-member-1 in 4.0s: 90.0 MiB -> 10.0 MiB (DatabaseNearQuota)');
     expect(h.requeued).toEqual([KEY]);
-    // The rule leaves it alone for a while afterwards.
-    expect(h.upkeep.input(KEY, topology(), []).coolingDown).toEqual(['main-member-1']);
-    h.advance(DEFRAG_COOLDOWN_MS);
+    // It freed most of the file: the rule may take it again whenever it qualifies.
     expect(h.upkeep.input(KEY, topology(), []).coolingDown).toEqual([]);
     expect(await h.registry.getSingleMetricAsString('etcd_topology_defragmentations_total')).toContain('etcd_topology_defragmentations_total{namespace="etcd",name="main",member="main-member-1",result="success"} 1');
+  });
+
+  it('leaves a member alone for a while after a defragmentation that freed little (steady churn), not after one that paid off', async () => {
+    const h = harness({ after: 80 * MiB });
+    await h.upkeep.perform(defragStep('main-member-1'), KEY, members, urls, target, log);
+    h.finish().resolve();
+    await h.settle();
+    expect(h.upkeep.lastDefragmentations(KEY).get('main-member-1')?.bytesFreed).toBe(10 * MiB);
+    expect(h.upkeep.input(KEY, topology(), []).coolingDown).toEqual(['main-member-1']);
+    h.advance(DEFRAG_COOLDOWN_MS - 1);
+    expect(h.upkeep.input(KEY, topology(), []).coolingDown).toEqual(['main-member-1']);
+    h.advance(1);
+    expect(h.upkeep.input(KEY, topology(), []).coolingDown).toEqual([]);
   });
 
   it('backs a failed member off with a Warning, doubling on each failure, and never in a tight loop', async () => {

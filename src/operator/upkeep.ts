@@ -20,7 +20,7 @@ export interface DefragRecord {
 interface TopologyUpkeep {
   inFlight?: { member: string; started: number };
   backoff: Map<string, { until: number; failures: number }>;
-  last: Map<string, DefragRecord & { at: number }>;
+  last: Map<string, DefragRecord & { at: number; sizeBefore: number }>;
   /** NOSPACE recovery under way: since when, and when the keyspace was compacted. */
   recovery?: { since: number; compactedAt?: number };
   /** When the last recovery disarmed NOSPACE, and how often it came straight back. */
@@ -47,8 +47,13 @@ export function defragBackoffMs(failures: number): number {
   return Math.min(60 * 60_000, 60_000 * 2 ** Math.max(0, failures - 1));
 }
 
-/** The rule leaves a member alone this long after it was defragmented (NOSPACE recovery does not wait). */
+/**
+ * The rule leaves a member alone this long after a defragmentation that freed less than a quarter of
+ * its file: under steady write churn bbolt keeps some pages free, and the rule would fire again and
+ * again for little gain. NOSPACE recovery does not wait.
+ */
 export const DEFRAG_COOLDOWN_MS = 15 * 60_000;
+export const DEFRAG_WORTHWHILE_SHARE = 0.25;
 
 /** How long after a compaction every member is taken to have applied it, whatever its free space says. */
 const COMPACTION_SETTLE_MS = 30_000;
@@ -110,7 +115,7 @@ export class Upkeep {
       ...(s.inFlight ? { inFlight: s.inFlight.member } : {}),
       // A member's failure count stays after its back-off ends, so that the next failure waits longer.
       backingOff: [...s.backoff].filter(([, b]) => b.until > now).map(([m]) => m),
-      coolingDown: [...s.last].filter(([, r]) => now - r.at < DEFRAG_COOLDOWN_MS).map(([m]) => m),
+      coolingDown: [...s.last].filter(([, r]) => now - r.at < DEFRAG_COOLDOWN_MS && r.bytesFreed < DEFRAG_WORTHWHILE_SHARE * r.sizeBefore).map(([m]) => m),
       ...(recovery
         ? {
             recovery: {
@@ -201,7 +206,7 @@ export class Upkeep {
         const after = await this.deps.admin.status(url).then((r) => r.dbSize, () => undefined);
         const bytesFreed = after === undefined ? 0 : step.dbSize - after;
         const now = this.deps.clock.now();
-        s.last.set(step.member, { time: now.toISOString().replace(/\.\d{3}Z$/, 'Z'), bytesFreed, at: now.getTime() });
+        s.last.set(step.member, { time: now.toISOString().replace(/\.\d{3}Z$/, 'Z'), bytesFreed, at: now.getTime(), sizeBefore: step.dbSize });
         s.backoff.delete(step.member);
         this.deps.metrics?.defragmented(namespace, name, step.member, { ok: true, seconds, bytesFreed });
         const size = after === undefined ? '' : `: ${mib(step.dbSize)} -> ${mib(after)}`;

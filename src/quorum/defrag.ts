@@ -38,8 +38,9 @@ export interface MaintenanceInput {
   /** Members left alone after a failed defragmentation, until their back-off ends. */
   backingOff: readonly string[];
   /**
-   * Members defragmented a short while ago: the rule leaves them alone for a while, because under
-   * steady write churn bbolt keeps some pages free and the rule would otherwise fire again and again.
+   * Members whose last defragmentation, a short while ago, freed little: the rule leaves them alone for
+   * a while, because under steady write churn bbolt keeps some pages free and the rule would otherwise
+   * fire again and again.
    */
   coolingDown?: readonly string[];
   /** NOSPACE recovery so far: compacted yet, and which members have been defragmented since the alarm. */

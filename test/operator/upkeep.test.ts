@@ -100,6 +100,38 @@ describe('upkeep on the local cluster', () => {
     });
   }
 
+  const patchSpec = (spec: unknown): Promise<string> => cluster.kubectl(['patch', 'etop', NAME, '-n', NS, '--type=merge', '-p', JSON.stringify({ spec })]);
+
+  /**
+   * Churn: 100 overwrites of 128 KiB over ten keys (12.5 MiB of history, 1.25 MiB live), then a
+   * compaction to the newest revision: the file stays above half the quota with most of it free. The
+   * compaction call waits only for the member that received it; this waits until every member shows
+   * the space free, and returns each member's sizes then.
+   */
+  async function churn(pods: Pod[]): Promise<{ name: string; dbSize: number; dbSizeInUse: number }[]> {
+    const url = urlOf(pods[0]!);
+    const value = 'x'.repeat(128 * 1024);
+    let revision = '0';
+    for (let i = 0; i < 100; i++) {
+      const r = await put(url, `churn/${i % 10}`, value);
+      expect(r.status, JSON.stringify(r.body)).toBe(200);
+      revision = r.body.header!.revision!;
+    }
+    const compacted = await gateway(url, '/v3/kv/compaction', { revision, physical: true }, 30_000);
+    expect(compacted.status, JSON.stringify(compacted.body)).toBe(200);
+    const seen = new Map<string, { dbSize: number; dbSizeInUse: number }>();
+    await waitFor('every member to apply the compaction', async () => {
+      for (const p of pods) {
+        const st = await admin.status(urlOf(p)).catch(() => undefined);
+        if (st && st.dbSize - st.dbSizeInUse > 8 * MiB && !seen.has(p.metadata.name)) seen.set(p.metadata.name, st);
+      }
+      return seen.size === pods.length;
+    }, { timeoutMs: 30_000, intervalMs: 100 });
+    const sizes = [...seen].map(([name, st]) => ({ name, dbSize: st.dbSize, dbSizeInUse: st.dbSizeInUse }));
+    for (const m of sizes) expect(m.dbSize, `${m.name} dbSize`).toBeGreaterThanOrEqual(0.5 * QUOTA);
+    return sizes;
+  }
+
   beforeAll(async () => {
     // Three central nodes and one worker for a proxy; the operator resyncs every 3 s.
     env = await startOperatorCluster({ nodes: defaultNodes(3, 1) });
@@ -146,31 +178,9 @@ describe('upkeep on the local cluster', () => {
     writer.start();
     sampler.start(2);
     try {
-      // Churn: 100 overwrites of 128 KiB over ten keys (12.5 MiB of history, 1.25 MiB live), then a
-      // compaction to the newest revision: the file stays above half the quota with most of it free.
-      const url = urlOf(pods[0]!);
-      const value = 'x'.repeat(128 * 1024);
-      let revision = '0';
-      for (let i = 0; i < 100; i++) {
-        const r = await put(url, `churn/${i % 10}`, value);
-        expect(r.status, JSON.stringify(r.body)).toBe(200);
-        revision = r.body.header!.revision!;
-      }
-      const compacted = await gateway(url, '/v3/kv/compaction', { revision, physical: true }, 30_000);
-      expect(compacted.status, JSON.stringify(compacted.body)).toBe(200);
-      // The call waits for the compaction on the member that received it; the others apply it in the background.
-      const seen = new Map<string, { dbSize: number; dbSizeInUse: number }>();
-      await waitFor('every member to apply the compaction', async () => {
-        for (const p of pods) {
-          const st = await admin.status(urlOf(p)).catch(() => undefined);
-          if (st && st.dbSize - st.dbSizeInUse > 8 * MiB && !seen.has(p.metadata.name)) seen.set(p.metadata.name, st);
-        }
-        return seen.size === pods.length;
-      }, { timeoutMs: 30_000, intervalMs: 100 });
-      const sizes = [...seen].map(([name, st]) => ({ name, ...st }));
-      for (const m of sizes) expect(m.dbSize, `${m.name} dbSize`).toBeGreaterThanOrEqual(0.5 * QUOTA);
+      const sizes = await churn(pods);
       expect((await status()).members?.some((m) => m.lastDefragmentation !== undefined)).toBe(false);
-      await cluster.kubectl(['patch', 'etop', NAME, '-n', NS, '--type=merge', '-p', JSON.stringify({ spec: { maintenance: { defragmentation: { enabled: true } } } })]);
+      await patchSpec({ maintenance: { defragmentation: { enabled: true } } });
 
       const done = await waitOrExplain(
         'every member defragmented, reported in status',
@@ -227,6 +237,37 @@ describe('upkeep on the local cluster', () => {
       await sampler.stop();
       await writer.close();
     }
+  }, 300_000);
+
+  it('never defragments while a rolling update is in flight: the roll goes first, then each member', async () => {
+    await patchSpec({ maintenance: { defragmentation: { enabled: false } } });
+    const { pods: old } = await waitFor(`${NAME} settled`, settled, { timeoutMs: 60_000, intervalMs: 500 });
+    await churn(old);
+    // One change: a new member configuration (a rolling update) and defragmentation on again.
+    const patchedAt = Date.now();
+    await patchSpec({ members: { autoCompaction: { mode: 'periodic', retention: '2h' } }, maintenance: { defragmentation: { enabled: true } } });
+    const uids = new Set(old.map((p) => p.metadata.uid));
+    const done = await waitOrExplain(
+      'every member replaced and then defragmented',
+      async () => {
+        const [s, pods] = await Promise.all([status(), members()]);
+        const replaced = pods.length === 3 && pods.every((p) => !uids.has(p.metadata.uid) && isReady(p));
+        const defragmented = (s.members ?? []).length === 3 && s.members!.every((m) => m.lastDefragmentation !== undefined && Date.parse(m.lastDefragmentation.time) >= patchedAt - 1000);
+        return replaced && defragmented ? pods : false;
+      },
+      240_000,
+    );
+    // etcd's own logs: no old member defragmented after the change, and no new member before the last
+    // new member had started.
+    for (const p of old) expect((await etcdLog(p)).windows.filter((w) => w.end > patchedAt), `${p.metadata.name} (old pod)`).toEqual([]);
+    const firstLine = async (p: Pod): Promise<number> => Date.parse((JSON.parse((await cluster.containerLog(p, 'etcd')).split('\n').find((l) => l.startsWith('{'))!) as { ts: string }).ts);
+    const lastStarted = Math.max(...(await Promise.all(done.map(firstLine))));
+    for (const p of done) {
+      const { windows } = await etcdLog(p);
+      expect(windows, p.metadata.name).toHaveLength(1);
+      expect(windows[0]!.start, `${p.metadata.name} defragmented after the last new member started`).toBeGreaterThan(lastStarted);
+    }
+    for (const p of done) expect(p.spec?.containers[0]?.args).toContain('--auto-compaction-retention=2h');
   }, 300_000);
 
   it('recovers from NOSPACE: compacts, defragments each member, disarms; writes succeed again and every key is there', async () => {
