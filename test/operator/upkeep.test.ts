@@ -103,7 +103,7 @@ describe('upkeep on the local cluster', () => {
   const patchSpec = (spec: unknown): Promise<string> => cluster.kubectl(['patch', 'etop', NAME, '-n', NS, '--type=merge', '-p', JSON.stringify({ spec })]);
 
   /**
-   * Churn: 100 overwrites of 128 KiB over ten keys (12.5 MiB of history, 1.25 MiB live), then a
+   * Churn: 80 overwrites of 128 KiB over ten keys (10 MiB written, 1.25 MiB of it live), then a
    * compaction to the newest revision: the file stays above half the quota with most of it free. The
    * compaction call waits only for the member that received it; this waits until every member shows
    * the space free, and returns each member's sizes then.
@@ -112,7 +112,7 @@ describe('upkeep on the local cluster', () => {
     const url = urlOf(pods[0]!);
     const value = 'x'.repeat(128 * 1024);
     let revision = '0';
-    for (let i = 0; i < 100; i++) {
+    for (let i = 0; i < 80; i++) {
       const r = await put(url, `churn/${i % 10}`, value);
       expect(r.status, JSON.stringify(r.body)).toBe(200);
       revision = r.body.header!.revision!;
@@ -120,12 +120,18 @@ describe('upkeep on the local cluster', () => {
     const compacted = await gateway(url, '/v3/kv/compaction', { revision, physical: true }, 30_000);
     expect(compacted.status, JSON.stringify(compacted.body)).toBe(200);
     const seen = new Map<string, { dbSize: number; dbSizeInUse: number }>();
+    // bbolt hands the pages a compaction freed to its free list only at the next write transaction: on an
+    // idle member dbSizeInUse stays where it was. A small write per look makes every member commit.
     await waitFor('every member to apply the compaction', async () => {
+      await put(url, 'churn/tick', String(Date.now()));
+      const now: string[] = [];
       for (const p of pods) {
-        const st = await admin.status(urlOf(p)).catch(() => undefined);
-        if (st && st.dbSize - st.dbSizeInUse > 8 * MiB && !seen.has(p.metadata.name)) seen.set(p.metadata.name, st);
+        const st = await admin.status(urlOf(p)).catch((err: unknown) => err as Error);
+        now.push(`${p.metadata.name}: ${st instanceof Error ? st.message : `${st.dbSize} in use ${st.dbSizeInUse}`}`);
+        if (!(st instanceof Error) && st.dbSize - st.dbSizeInUse > 6 * MiB && !seen.has(p.metadata.name)) seen.set(p.metadata.name, st);
       }
-      return seen.size === pods.length;
+      if (seen.size < pods.length) throw new Error(`compacted at revision ${revision}; ${now.join(', ')}`);
+      return true;
     }, { timeoutMs: 30_000, intervalMs: 100 });
     const sizes = [...seen].map(([name, st]) => ({ name, dbSize: st.dbSize, dbSizeInUse: st.dbSizeInUse }));
     for (const m of sizes) expect(m.dbSize, `${m.name} dbSize`).toBeGreaterThanOrEqual(0.5 * QUOTA);
@@ -200,8 +206,8 @@ describe('upkeep on the local cluster', () => {
 
       for (const m of done.members!) {
         const was = sizes.find((x) => x.name === m.name)!;
-        expect(m.lastDefragmentation!.bytesFreed, m.name).toBeGreaterThan(8 * MiB);
-        expect(m.dbSize!, m.name).toBeLessThan(was.dbSize - 8 * MiB);
+        expect(m.lastDefragmentation!.bytesFreed, m.name).toBeGreaterThan(6 * MiB);
+        expect(m.dbSize!, m.name).toBeLessThan(was.dbSize - 6 * MiB);
       }
       // etcd's own logs: exactly one defragmentation per member, never two at once, the first leader last.
       const logs = await Promise.all(pods.map(async (p) => ({ name: p.metadata.name, ...(await etcdLog(p)) })));
