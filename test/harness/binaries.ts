@@ -17,6 +17,8 @@ export interface Binaries {
   kwok: string;
   /** An S3-compatible server over a directory, for backup tests. */
   versitygw: string;
+  /** Prometheus's promtool (hack/test-binaries.sh promtool), to check and unit-test the chart's alert rules. */
+  promtool: string;
 }
 
 const setOf: Record<keyof Binaries, [set: string, file: string]> = {
@@ -31,6 +33,7 @@ const setOf: Record<keyof Binaries, [set: string, file: string]> = {
   kubectl: ['kubernetes', 'kubectl'],
   kwok: ['kwok', 'kwok'],
   versitygw: ['versitygw', 'versitygw'],
+  promtool: ['promtool', 'promtool'],
 };
 const dirs = new Map<string, string>();
 

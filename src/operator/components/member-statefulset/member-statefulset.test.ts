@@ -94,8 +94,18 @@ describe('member StatefulSet', () => {
       '--quota-backend-bytes=2147483648',
       '--auto-compaction-mode=revision',
       '--auto-compaction-retention=5000',
+      '--feature-gates=StopGRPCServiceOnDefrag=true',
     ]);
     expect(c.env?.map((e) => `${e.name}=${e.valueFrom?.fieldRef?.fieldPath}`)).toEqual(['POD_NAME=metadata.name', 'POD_NAMESPACE=metadata.namespace', 'POD_IP=status.podIP']);
+  });
+
+  it.each([
+    ['3.6.16', 'StopGRPCServiceOnDefrag=true'],
+    ['3.6.0', 'StopGRPCServiceOnDefrag=true'],
+    ['3.7.1', 'StopGRPCServiceOnDefrag=true'],
+    ['3.5.21', undefined],
+  ])('etcd %s: members stop serving gRPC health while they defragment (--feature-gates %s)', (version, gates) => {
+    expect(arg(etcd({ version }).args, 'feature-gates')).toBe(gates);
   });
 
   it.each([
