@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Builds the pinned test binaries from the Go module proxy into a cache outside the repo:
 #   etcd, etcdctl, benchmark (etcd), kube-apiserver, kube-controller-manager, kube-scheduler,
-#   kubectl (Kubernetes), kwok, and the etcd release before the pinned one (etcd-previous), which the
-#   version rolling-update test upgrades from.
+#   kubectl (Kubernetes), kwok, the etcd release before the pinned one (etcd-previous), which the
+#   version rolling-update test upgrades from, and h2spec (HTTP/2 conformance, for the proxy).
 # Each set lands in $ETCD_TOPOLOGY_CACHE/bin/<set>-<version>/ and is rebuilt only when missing.
 # Prints the bin directory of each set as NAME_BIN=DIR lines on stdout (logs go to stderr).
-#   hack/test-binaries.sh [etcd|etcd-previous|kubernetes|kwok ...]   (default: all sets)
+#   hack/test-binaries.sh [etcd|etcd-previous|kubernetes|kwok|h2spec ...]   (default: all sets)
 #
 #   ETCD_TOPOLOGY_CACHE   cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/etcd-topology)
-#   ETCD_VERSION, ETCD_PREVIOUS_VERSION, KUBERNETES_VERSION, KWOK_VERSION   override the pinned versions
+#   ETCD_VERSION, ETCD_PREVIOUS_VERSION, KUBERNETES_VERSION, KWOK_VERSION, H2SPEC_VERSION   override the pinned versions
 set -euo pipefail
 
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
@@ -17,6 +17,8 @@ ETCD_PREVIOUS_VERSION="${ETCD_PREVIOUS_VERSION:-v3.6.15}"
 ETCD_BENCHMARK_VERSION="${ETCD_BENCHMARK_VERSION:-v3.6.8}"
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.35.4}"
 KWOK_VERSION="${KWOK_VERSION:-v0.7.0}"
+# h2spec's later tags (v2.3+) declare a module path without /v2, so the module proxy serves only this one.
+H2SPEC_VERSION="${H2SPEC_VERSION:-v2.2.1+incompatible}"
 CACHE="${ETCD_TOPOLOGY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/etcd-topology}"
 
 log() { echo "test-binaries: $*" >&2; }
@@ -152,18 +154,24 @@ build_kwok() {
   GOBIN="$out" go install "sigs.k8s.io/kwok/cmd/kwok@$version" >&2
 }
 
+build_h2spec() {
+  local version=$1 out=$2
+  GOBIN="$out" go install "github.com/summerwind/h2spec/cmd/h2spec@$version" >&2
+}
+
 # One build at a time per cache: a second caller waits, then finds the binaries cached.
 exec 9>"$CACHE/.build.lock"
 flock 9
 
 sets=("$@")
-[ ${#sets[@]} -gt 0 ] || sets=(etcd etcd-previous kubernetes kwok)
+[ ${#sets[@]} -gt 0 ] || sets=(etcd etcd-previous kubernetes kwok h2spec)
 for set in "${sets[@]}"; do
   case "$set" in
     etcd) build_set etcd "$ETCD_VERSION" etcd etcdctl benchmark ;;
     etcd-previous) build_set etcd-previous "$ETCD_PREVIOUS_VERSION" etcd ;;
     kubernetes) build_set kubernetes "$KUBERNETES_VERSION" kube-apiserver kube-controller-manager kube-scheduler kubectl ;;
     kwok) build_set kwok "$KWOK_VERSION" kwok ;;
-    *) die "unknown set \"$set\"; accepted: etcd, etcd-previous, kubernetes, kwok" ;;
+    h2spec) build_set h2spec "$H2SPEC_VERSION" h2spec ;;
+    *) die "unknown set \"$set\"; accepted: etcd, etcd-previous, kubernetes, kwok, h2spec" ;;
   esac
 done

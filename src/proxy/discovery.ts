@@ -15,6 +15,22 @@ const memberListResponse = z.object({
     .optional(),
 });
 
+const statusResponse = z.object({
+  leader: z.string().optional(),
+  raft_term: z.string().optional(),
+  raftTerm: z.string().optional(),
+  header: z.object({ raft_term: z.string().optional(), raftTerm: z.string().optional() }).optional(),
+});
+
+/** The raft term in a JSON gateway Status answer (proto or JSON field names), or undefined. */
+export function statusRaftTerm(body: unknown): number | undefined {
+  const parsed = statusResponse.safeParse(body);
+  if (!parsed.success) return undefined;
+  const d = parsed.data;
+  const term = Number(d.raft_term ?? d.raftTerm ?? d.header?.raft_term ?? d.header?.raftTerm);
+  return Number.isSafeInteger(term) && term > 0 ? term : undefined;
+}
+
 /**
  * The client URLs to forward to, from a JSON gateway MemberList answer: every voting member's
  * advertised client URLs. Learners are left out: they refuse writes and linearizable reads.
@@ -55,6 +71,8 @@ export class Discovery {
   private readonly o: DiscoveryOptions;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  // The highest raft term seen: each increase is an election (etcd counts its own the same way).
+  private raftTerm: number | undefined;
 
   constructor(options: DiscoveryOptions) {
     this.o = options;
@@ -86,8 +104,10 @@ export class Discovery {
     const known = upstreams.list().map((m) => m.url);
     const askOrder = [...new Set([...known.filter((u) => upstreams.isAvailable(u)), ...known, ...this.o.seeds])];
     let urls: string[] | undefined;
+    let answeredBy = '';
     for (const member of askOrder) {
       urls = await this.memberList(member);
+      answeredBy = member;
       if (urls !== undefined) break;
     }
     if (urls === undefined) {
@@ -97,6 +117,7 @@ export class Discovery {
       return false;
     }
     metrics.refreshes.labels('success').inc();
+    await this.observeTerm(answeredBy);
     const usable = await this.dropLoops(urls);
     if (usable.length === 0) {
       log.error({ advertised: urls }, 'Kept the current members: the cluster advertised no usable client URL');
@@ -109,23 +130,41 @@ export class Discovery {
     return true;
   }
 
-  private async memberList(member: string): Promise<string[] | undefined> {
+  /** POSTs {} to a JSON gateway path of the member: its parsed answer when it is a 200, else undefined. */
+  private async ask(member: string, path: string, what: string): Promise<unknown> {
     try {
       const res = await this.o.http.request(member, {
         method: 'POST',
-        path: '/v3/cluster/member/list',
+        path,
         headers: { 'content-type': 'application/json' },
         body: '{}',
         signal: AbortSignal.timeout(ASK_TIMEOUT_MS),
       });
       const body: unknown = await res.body.json();
-      if (res.statusCode !== 200) return undefined;
-      this.o.upstreams.markAnswered(member);
-      return memberClientUrls(body);
+      return res.statusCode === 200 ? body : undefined;
     } catch (err) {
-      this.o.log.debug({ member, err: (err as Error).message }, 'Failed to read the member list');
+      this.o.log.debug({ member, err: (err as Error).message }, `Failed to read the ${what}`);
       return undefined;
     }
+  }
+
+  private async memberList(member: string): Promise<string[] | undefined> {
+    const body = await this.ask(member, '/v3/cluster/member/list', 'member list');
+    if (body === undefined) return undefined;
+    this.o.upstreams.markAnswered(member);
+    return memberClientUrls(body);
+  }
+
+  /** Reads the member's raft term and counts the elections since the last one seen. */
+  private async observeTerm(member: string): Promise<void> {
+    const body = await this.ask(member, '/v3/maintenance/status', 'member status');
+    const term = body === undefined ? undefined : statusRaftTerm(body);
+    if (term === undefined) return;
+    if (this.raftTerm !== undefined && term > this.raftTerm) {
+      this.o.metrics.leaderChanges.inc(term - this.raftTerm);
+      this.o.log.info({ member, term, previous: this.raftTerm }, 'Saw a leader election in the etcd cluster');
+    }
+    if (this.raftTerm === undefined || term > this.raftTerm) this.raftTerm = term;
   }
 
   /** Drops advertised URLs that point at one of the proxy's own listeners, logging and counting each. */

@@ -30,7 +30,10 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
   const upstreams = new UpstreamSet(seeds, { failureWaitMs: config.failureWait });
   const metrics = new ProxyMetrics(registry, () => upstreams.list().map((m) => [m.url, m.answered && upstreams.isAvailable(m.url)]));
   const http = new HttpUpstreams(config.upstreamTls);
-  const members = new MemberConnections(config.upstreamTls, log.child({ component: 'upstream' }), (url) => upstreams.markFailed(url));
+  const members = new MemberConnections(config.upstreamTls, log.child({ component: 'upstream' }), {
+    onFailure: (url) => upstreams.markFailed(url),
+    onKeepaliveTimeout: (url) => metrics.keepaliveFailures.labels(url).inc(),
+  });
   const calls = new ActiveCalls();
   const deps: ForwardDeps = { upstreams, members, http, metrics, readonly: config.mode === 'readonly', calls, log };
   let draining = false;
@@ -46,6 +49,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
           forwardHttp(deps, req, reply, connLog);
         }
       },
+      cutOff: (reason) => metrics.clientCutOffs.labels(reason).inc(),
       request: (req, res, connLog) => {
         if (draining) res.setHeader('connection', 'close');
         forwardHttp(

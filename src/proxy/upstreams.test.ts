@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { memberClientUrls } from './discovery.ts';
+import { memberClientUrls, statusRaftTerm } from './discovery.ts';
 import { pointsAtListener } from './loop.ts';
 import { sniffProtocol } from './sniff.ts';
 import { UpstreamSet } from './upstreams.ts';
@@ -92,6 +92,19 @@ describe('member list parsing', () => {
   });
 });
 
+describe('statusRaftTerm', () => {
+  it.each([
+    [{ header: { raft_term: '2' }, leader: '1', raftTerm: '7' }, 7],
+    [{ raft_term: '3' }, 3],
+    [{ header: { raft_term: '4' } }, 4],
+    [{ raftTerm: 'x' }, undefined],
+    [{}, undefined],
+    ['nope', undefined],
+  ])('%j → %s', (body, term) => {
+    expect(statusRaftTerm(body)).toBe(term);
+  });
+});
+
 describe('protocol sniffing', () => {
   it.each([
     ['PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'h2'],
@@ -101,7 +114,13 @@ describe('protocol sniffing', () => {
     ['POST /v3/kv/range HTTP/1.1\r\n', 'http1'],
     ['GET /health HTTP/1.1\r\n', 'http1'],
     ['PRI * HTTP/1.1\r\n', 'http1'],
-    ['\x16\x03\x01', 'http1'],
+    ['GET /hea', 'more'],
+    ['GET', 'more'],
+    // Neither protocol: closed without an answer (RFC 9113, section 3.4; h2spec 3.5/2).
+    ['\x16\x03\x01', 'neither'],
+    ['INVALID CONNECTION PREFACE\r\n\r\n', 'neither'],
+    ['GET / HTTP/2.0\r\n', 'neither'],
+    ['\x00\x01garbage\n', 'neither'],
   ])('%j → %s', (head, protocol) => {
     expect(sniffProtocol(Buffer.from(head, 'latin1'))).toBe(protocol);
   });

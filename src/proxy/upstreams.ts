@@ -62,6 +62,12 @@ export class UpstreamSet {
     return undefined;
   }
 
+  /** Whether pick(exclude) would find a member, without moving the rotation. */
+  hasAvailable(exclude?: ReadonlySet<string>): boolean {
+    const now = this.now();
+    return this.members.some((m) => m.heldUntil <= now && !exclude?.has(m.url));
+  }
+
   /** Holds the member off for the failure wait. */
   markFailed(url: string): void {
     const m = this.members.find((x) => x.url === url);

@@ -14,6 +14,8 @@ export interface Binaries {
   kubeScheduler: string;
   kubectl: string;
   kwok: string;
+  /** HTTP/2 conformance tester (hack/test-binaries.sh h2spec). */
+  h2spec: string;
 }
 
 const setOf: Record<keyof Binaries, [set: string, file: string]> = {
@@ -26,6 +28,7 @@ const setOf: Record<keyof Binaries, [set: string, file: string]> = {
   kubeScheduler: ['kubernetes', 'kube-scheduler'],
   kubectl: ['kubernetes', 'kubectl'],
   kwok: ['kwok', 'kwok'],
+  h2spec: ['h2spec', 'h2spec'],
 };
 const dirs = new Map<string, string>();
 
