@@ -56,6 +56,8 @@ export interface DiscoveryOptions {
   http: HttpUpstreams;
   metrics: ProxyMetrics;
   log: Logger;
+  /** Hears the member set after every refresh that read it (unchanged or not). */
+  onRefreshed?: (urls: readonly string[]) => void;
 }
 
 // While the member list cannot be read, ask again soon rather than after a whole refresh interval.
@@ -127,6 +129,7 @@ export class Discovery {
       if (added.length > 0 || removed.length > 0) log.info({ added, removed, members: usable }, 'Updated the etcd members');
     }
     await this.probe();
+    this.o.onRefreshed?.(upstreams.list().map((m) => m.url));
     return true;
   }
 

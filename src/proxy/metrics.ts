@@ -64,7 +64,7 @@ export class ProxyMetrics {
     });
     this.memberHealthy = new Gauge({
       name: 'etcd_topology_proxy_member_healthy',
-      help: '1 when the member answered the last time it was asked and is not held off, else 0.',
+      help: '1 when the member answered the last time it was asked, is not held off, and does not report NOT_SERVING (gRPC health), else 0.',
       labelNames: ['member'],
       registers,
       collect() {

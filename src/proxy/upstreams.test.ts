@@ -48,6 +48,17 @@ describe('UpstreamSet', () => {
     expect(set.replace([b])).toEqual({ added: [], removed: [a, c] });
   });
 
+  it('sends new picks away from a member that reports NOT_SERVING, unless it is the only one left', () => {
+    const set = new UpstreamSet([a, b], { failureWaitMs: 5000, now: () => 0 });
+    set.setServing(a, false);
+    expect(Array.from({ length: 4 }, () => set.pick())).toEqual([b, b, b, b]);
+    expect(set.pick(new Set([b]))).toBe(a);
+    set.markFailed(b);
+    expect(set.pick()).toBe(a);
+    set.setServing(a, true);
+    expect(set.list().find((m) => m.url === a)!.serving).toBe(true);
+  });
+
   it('reports answering only for members that answered and are not held off', () => {
     const set = new UpstreamSet([a, b], { failureWaitMs: 5000, now: () => 0 });
     expect(set.anyAnswering()).toBe(false);
