@@ -277,6 +277,18 @@ describe('server connection: malformed requests end their stream or connection b
     }
   });
 
+  it('remembers the last 256 closed streams: a late HEADERS on an older one is let go, not a connection error', async () => {
+    const { socket, streams, enc } = await serve();
+    for (let i = 0; i < 300; i++) {
+      socket.feed(h(enc, 1 + 2 * i, request, false));
+      streams.at(-1)!.reset(ErrorCode.CANCEL);
+    }
+    socket.feed(Buffer.concat([h(enc, 1, ['x-t', 'v'], true), h(enc, 601, request, true)]));
+    await ticked();
+    expect(streams.map((s) => s.id).at(-1)).toBe(601);
+    expect(socket.sent().some((f) => f.type === 'GOAWAY')).toBe(false);
+  });
+
   it('ignores late frames on a stream this side reset, as the client may have sent them before it saw the reset', async () => {
     const { socket, streams, enc } = await serve();
     socket.feed(h(enc, 1, request, false));

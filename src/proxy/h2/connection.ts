@@ -39,8 +39,9 @@ const COALESCE_LIMIT = 64 * 1024;
 const LAZY_FLUSH_MS = 5;
 // After a connection error, the GOAWAY gets this long to leave before the socket is destroyed.
 const CLOSE_GRACE_MS = 1000;
-// How many recently closed streams a server remembers the ending of (see closedStreams).
-const CLOSED_MEMORY = 1024;
+// How many recently closed streams a server remembers the ending of (see closedStreams): late frames
+// arrive within a round trip, and a busy connection keeps at most this many small entries.
+const CLOSED_MEMORY = 256;
 
 /** How a stream closed, for the frames that may still arrive on it. */
 export const Closed = {
@@ -96,6 +97,8 @@ export abstract class H2Connection implements FrameHandler, StreamOwner {
    * Older closed streams are treated as reset by this side. Undefined on the member side.
    */
   protected closedStreams: Map<number, number> | undefined;
+  /** The highest stream ID forgotten from closedStreams: a frame at or below it may be a late one. */
+  protected forgottenUpTo = 0;
 
   constructor(socket: Duplex, local: LocalSettings, log: Logger) {
     this.socket = socket;
@@ -381,7 +384,11 @@ export abstract class H2Connection implements FrameHandler, StreamOwner {
   protected rememberClosed(streamId: number, how: number): void {
     const memory = this.closedStreams!;
     memory.set(streamId, how);
-    if (memory.size > CLOSED_MEMORY) memory.delete(memory.keys().next().value!);
+    if (memory.size > CLOSED_MEMORY) {
+      const oldest = memory.keys().next().value!;
+      memory.delete(oldest);
+      if (oldest > this.forgottenUpTo) this.forgottenUpTo = oldest;
+    }
   }
 
   /** DATA or HEADERS on a stream that was opened and is closed now (RFC 9113, section 5.1). */

@@ -112,8 +112,12 @@ export class ServerConnection extends H2Connection {
   protected onNewHeaders(streamId: number, headers: string[], endStream: boolean, reject: number): void {
     if (streamId % 2 === 0) throw new H2Error(ErrorCode.PROTOCOL_ERROR, 'client opened an even-numbered stream');
     if (streamId <= this.highestStreamId) {
-      // Not open: a stream that closed, or an ID below one the client already used (RFC 9113, section 5.1.1).
-      if (!this.closedStreams!.has(streamId)) throw new H2Error(ErrorCode.PROTOCOL_ERROR, 'HEADERS on a stream ID lower than one already used');
+      // Not open: a stream that closed, or an ID below one the client already used (RFC 9113, section
+      // 5.1.1). One that closed too long ago to be remembered is let go, as if this side had reset it.
+      if (!this.closedStreams!.has(streamId)) {
+        if (streamId <= this.forgottenUpTo) return;
+        throw new H2Error(ErrorCode.PROTOCOL_ERROR, 'HEADERS on a stream ID lower than one already used');
+      }
       this.onClosedStreamFrame(streamId);
       return;
     }
