@@ -71,6 +71,25 @@ describe('CallAttempts: one attempt policy for gRPC and HTTP', () => {
     expect(none.attempts.unavailable()).toBe('no etcd member is available');
   });
 
+  it('sends a write to the known leader first, and to the rotation when the leader is unknown, held off or tried', () => {
+    const { set } = setup([a, b, c], false);
+    const write = (): CallAttempts => new CallAttempts(set, { sent: () => undefined, replayed: () => undefined }, false, true);
+    expect(new Set(Array.from({ length: 3 }, () => write().next()))).toEqual(new Set([a, b, c])); // unknown: rotation
+    set.setLeader(b);
+    expect(Array.from({ length: 4 }, () => write().next())).toEqual([b, b, b, b]);
+    const refused = write();
+    expect(refused.next()).toBe(b);
+    expect(refused.lost(neverSent, true)).toBe(true);
+    expect(refused.next()).not.toBe(b);
+    // A read still rotates, leader or not.
+    const read = new CallAttempts(set, { sent: () => undefined, replayed: () => undefined }, true, false);
+    expect([read.next(), new CallAttempts(set, { sent: () => undefined, replayed: () => undefined }, true).next()]).not.toEqual([b, b]);
+    set.markFailed(b);
+    expect(write().next()).not.toBe(b);
+    set.setLeader('http://not-a-member:2379');
+    expect(write().next()).toBeDefined();
+  });
+
   it('does not replay when every other member is held off', () => {
     const { attempts, set } = setup([a, b], false);
     const first = attempts.next()!;

@@ -34,13 +34,16 @@ export class CallAttempts {
   private readonly upstreams: UpstreamSet;
   private readonly counters: AttemptCounters;
   private readonly idempotent: boolean;
+  private readonly toLeader: boolean;
   private readonly tried = new Set<string>();
   private current: string | undefined;
 
-  constructor(upstreams: UpstreamSet, counters: AttemptCounters, idempotent: boolean) {
+  /** idempotent: a read that may be asked twice; toLeader: a write that goes to the leader when it is known. */
+  constructor(upstreams: UpstreamSet, counters: AttemptCounters, idempotent: boolean, toLeader = false) {
     this.upstreams = upstreams;
     this.counters = counters;
     this.idempotent = idempotent;
+    this.toLeader = toLeader;
   }
 
   /** The member of the current attempt ('' before the first). */
@@ -53,9 +56,13 @@ export class CallAttempts {
     return this.tried.size;
   }
 
-  /** Picks a member not tried yet for the next attempt and counts it; undefined when none is available. */
+  /**
+   * Picks a member not tried yet for the next attempt and counts it: the leader first for a write
+   * (a follower would forward it, one hop and one failure point more), else the rotation; undefined
+   * when none is available.
+   */
   next(): string | undefined {
-    const member = this.upstreams.pick(this.tried);
+    const member = (this.toLeader ? this.upstreams.pickLeader(this.tried) : undefined) ?? this.upstreams.pick(this.tried);
     if (member === undefined) return undefined;
     this.tried.add(member);
     this.current = member;

@@ -11,9 +11,18 @@ import type { MemberConnections } from './member-connections.ts';
 
 const memberListResponse = z.object({
   members: z
-    .array(z.object({ name: z.string().optional(), clientURLs: z.array(z.string()).optional(), isLearner: z.boolean().optional() }))
+    .array(z.object({ ID: z.string().optional(), name: z.string().optional(), clientURLs: z.array(z.string()).optional(), isLearner: z.boolean().optional() }))
     .optional(),
 });
+
+/** The first client URL of the voting member with this ID in a MemberList answer, or undefined. */
+export function memberUrlById(body: unknown, id: string): string | undefined {
+  const parsed = memberListResponse.safeParse(body);
+  if (!parsed.success) return undefined;
+  const m = parsed.data.members?.find((x) => x.ID === id && x.isLearner !== true);
+  const url = m?.clientURLs?.find((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol));
+  return url?.replace(/\/+$/, '');
+}
 
 const statusResponse = z.object({
   leader: z.string().optional(),
@@ -106,11 +115,16 @@ export class Discovery {
     const known = upstreams.list().map((m) => m.url);
     const askOrder = [...new Set([...known.filter((u) => upstreams.isAvailable(u)), ...known, ...this.o.seeds])];
     let urls: string[] | undefined;
+    let list: unknown;
     let answeredBy = '';
     for (const member of askOrder) {
-      urls = await this.memberList(member);
+      list = await this.ask(member, '/v3/cluster/member/list', 'member list');
+      urls = list === undefined ? undefined : memberClientUrls(list);
       answeredBy = member;
-      if (urls !== undefined) break;
+      if (urls !== undefined) {
+        upstreams.markAnswered(member);
+        break;
+      }
     }
     if (urls === undefined) {
       metrics.refreshes.labels('failure').inc();
@@ -119,7 +133,7 @@ export class Discovery {
       return false;
     }
     metrics.refreshes.labels('success').inc();
-    await this.observeTerm(answeredBy);
+    const leaderId = await this.observeStatus(answeredBy);
     const usable = await this.dropLoops(urls);
     if (usable.length === 0) {
       log.error({ advertised: urls }, 'Kept the current members: the cluster advertised no usable client URL');
@@ -128,6 +142,10 @@ export class Discovery {
       for (const url of removed) this.o.members.close(url);
       if (added.length > 0 || removed.length > 0) log.info({ added, removed, members: usable }, 'Updated the etcd members');
     }
+    const leader = leaderId === undefined ? undefined : memberUrlById(list, leaderId);
+    const leading = leader !== undefined && usable.includes(leader) ? leader : undefined;
+    if (leading !== upstreams.knownLeader) log.info({ leader: leading ?? null }, leading ? 'Learned the etcd leader; writes go to it' : 'The etcd leader is not known; writes rotate over the members');
+    upstreams.setLeader(leading);
     await this.probe();
     this.o.onRefreshed?.(upstreams.list().map((m) => m.url));
     return true;
@@ -151,23 +169,18 @@ export class Discovery {
     }
   }
 
-  private async memberList(member: string): Promise<string[] | undefined> {
-    const body = await this.ask(member, '/v3/cluster/member/list', 'member list');
-    if (body === undefined) return undefined;
-    this.o.upstreams.markAnswered(member);
-    return memberClientUrls(body);
-  }
-
-  /** Reads the member's raft term and counts the elections since the last one seen. */
-  private async observeTerm(member: string): Promise<void> {
+  /** Reads the member's status: counts the elections since the last raft term seen, and returns the leader's ID. */
+  private async observeStatus(member: string): Promise<string | undefined> {
     const body = await this.ask(member, '/v3/maintenance/status', 'member status');
+    const leader = statusResponse.safeParse(body).data?.leader;
     const term = body === undefined ? undefined : statusRaftTerm(body);
-    if (term === undefined) return;
+    if (term === undefined) return leader;
     if (this.raftTerm !== undefined && term > this.raftTerm) {
       this.o.metrics.leaderChanges.inc(term - this.raftTerm);
       this.o.log.info({ member, term, previous: this.raftTerm }, 'Saw a leader election in the etcd cluster');
     }
     if (this.raftTerm === undefined || term > this.raftTerm) this.raftTerm = term;
+    return leader === '0' ? undefined : leader;
   }
 
   /** Drops advertised URLs that point at one of the proxy's own listeners, logging and counting each. */

@@ -76,7 +76,7 @@ class GrpcCall implements ActiveCall, StreamHandler {
       const slash = path.lastIndexOf('/');
       this.m = deps.metrics.method('grpc', path.slice(1, Math.max(slash, 1)) || 'unknown', 'other');
     }
-    this.attempts = new CallAttempts(deps.upstreams, this.m.attempts, info?.retry === true);
+    this.attempts = new CallAttempts(deps.upstreams, this.m.attempts, info?.retry === true, info?.leader === true);
   }
 
   start(downEnded: boolean): void {

@@ -32,7 +32,7 @@ const BODY_LIMIT = 16 * 1024 * 1024;
 
 /** What kind of HTTP request this is, decided from the method and path alone. */
 export type HttpRoute =
-  | { kind: 'gateway'; service: string; method: string; streaming: boolean; retry: boolean; inspect: boolean; verdict: { allow: true } | { allow: false; reason: string } }
+  | { kind: 'gateway'; service: string; method: string; streaming: boolean; retry: boolean; leader: boolean; inspect: boolean; verdict: { allow: true } | { allow: false; reason: string } }
   | { kind: 'plain'; name: string }
   | { kind: 'unknown' };
 
@@ -47,6 +47,7 @@ export function routeHttp(method: string, path: string, readonly: boolean): Http
       method: info?.method ?? 'other',
       streaming: info?.streaming ?? false,
       retry: info?.retry ?? false,
+      leader: info?.leader ?? false,
       inspect,
       verdict: readonly && !inspect ? classifyGateway(path) : { allow: true },
     };
@@ -145,7 +146,7 @@ class HttpCall implements ActiveCall {
 
   private async send(body: Buffer | undefined): Promise<void> {
     const { deps, req } = this;
-    const attempts = new CallAttempts(deps.upstreams, this.m.attempts, this.route.kind === 'plain' || this.route.retry);
+    const attempts = new CallAttempts(deps.upstreams, this.m.attempts, this.route.kind === 'plain' || this.route.retry, this.route.kind === 'gateway' && this.route.leader);
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !hopByHop.has(k) && !k.startsWith(':')) headers[k] = v;
     for (;;) {

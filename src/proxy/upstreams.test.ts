@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { memberClientUrls, statusRaftTerm } from './discovery.ts';
+import { memberClientUrls, memberUrlById, statusRaftTerm } from './discovery.ts';
 import { pointsAtListener } from './loop.ts';
 import { sniffProtocol } from './sniff.ts';
 import { UpstreamSet } from './upstreams.ts';
@@ -100,6 +100,18 @@ describe('member list parsing', () => {
     expect(memberClientUrls(body)).toEqual(['http://127.0.0.1:1', 'https://10.0.0.1:2379']);
     expect(memberClientUrls({ members: 'x' })).toBeUndefined();
     expect(memberClientUrls({})).toEqual([]);
+  });
+});
+
+describe('memberUrlById', () => {
+  const list = { members: [{ ID: '11', clientURLs: ['http://a:2379/'] }, { ID: '22', clientURLs: ['unix://x', 'https://b:2379'] }, { ID: '33', isLearner: true, clientURLs: ['http://c:2379'] }] };
+  it.each([
+    ['11', 'http://a:2379'],
+    ['22', 'https://b:2379'],
+    ['33', undefined], // a learner never leads
+    ['44', undefined],
+  ])('%s → %s', (id, url) => {
+    expect(memberUrlById(list, id)).toBe(url);
   });
 });
 

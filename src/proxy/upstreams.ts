@@ -26,6 +26,7 @@ export interface UpstreamSetOptions {
 export class UpstreamSet {
   private members: Upstream[] = [];
   private cursor = 0;
+  private leader: string | undefined;
   private readonly failureWaitMs: number;
   private readonly now: () => number;
   private readonly random: () => number;
@@ -61,6 +62,23 @@ export class UpstreamSet {
    */
   pick(exclude?: ReadonlySet<string>): string | undefined {
     return this.next(exclude, true) ?? this.next(exclude, false);
+  }
+
+  /** The leader when it is known, in the set, not held off and serving, and not in exclude; else undefined. */
+  pickLeader(exclude?: ReadonlySet<string>): string | undefined {
+    const m = this.leader === undefined ? undefined : this.members.find((x) => x.url === this.leader);
+    if (m === undefined || exclude?.has(m.url) || !m.serving || m.heldUntil > this.now()) return undefined;
+    return m.url;
+  }
+
+  /** Records which member leads (its client URL), or that it is not known. */
+  setLeader(url: string | undefined): void {
+    this.leader = url;
+  }
+
+  /** The leader's client URL as last learned, for logs and tests. */
+  get knownLeader(): string | undefined {
+    return this.leader;
   }
 
   /** Records what the member's gRPC health service reports. */

@@ -1,11 +1,31 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { EtcdCluster } from '../harness/etcd-cluster.ts';
+import { EtcdCluster, type EtcdMember } from '../harness/etcd-cluster.ts';
 import { freePort, waitFor } from '../harness/ports.ts';
 import { etcdClients, grpc, type EtcdClients } from './grpc-client.ts';
 import { startProxyProcess, type ProxyProcess } from './proxy-process.ts';
 import { useProxyFixture } from './fixture.ts';
 
 const serializableGet = (c: EtcdClients): Promise<unknown> => c.unary(c.kv, 'Range', { key: Buffer.from('/f'), serializable: true });
+
+/** The running members with their IDs (etcdctl's fields output keeps 64-bit IDs exact), and which one leads. */
+async function leadership(cluster: EtcdCluster): Promise<{ leader: EtcdMember; others: EtcdMember[]; idOf: (m: EtcdMember) => string }> {
+  const field = (text: string, name: string): string => new RegExp(`"${name}" : (\\d+)`).exec(text)![1]!;
+  const running = cluster.members.filter((m) => m.process);
+  const statuses = await Promise.all(running.map(async (m) => ({ m, text: await cluster.etcdctl(['endpoint', 'status', '-w', 'fields'], m.clientUrl) })));
+  const leaderId = field(statuses[0]!.text, 'Leader');
+  const leader = statuses.find((s) => field(s.text, 'MemberID') === leaderId)!.m;
+  const ids = new Map(statuses.map((s) => [s.m, field(s.text, 'MemberID')]));
+  return { leader, others: running.filter((m) => m !== leader), idOf: (m) => ids.get(m)! };
+}
+
+/** How many calls of a gRPC method a member has handled, from its own metrics. */
+async function handled(member: EtcdMember, method: string): Promise<number> {
+  const text = await (await fetch(`${member.clientUrl}/metrics`)).text();
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('grpc_server_handled_total{') && l.includes(`grpc_method="${method}"`))
+    .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+}
 
 describe('proxy failover and discovery', () => {
   // Seeded with one member only: the others must come from the member list.
@@ -16,6 +36,20 @@ describe('proxy failover and discovery', () => {
     for (const m of f.cluster.members) {
       expect(await f.proxy.metric('etcd_topology_proxy_upstream_requests_total', { member: m.clientUrl }), m.name).toBeGreaterThan(0);
     }
+  });
+
+  it('sends writes to the leader and spreads reads over every member', async () => {
+    const { leader, others } = await leadership(f.cluster);
+    const before = await Promise.all(f.cluster.members.map((m) => handled(m, 'Put')));
+    for (let i = 0; i < 20; i++) await f.c.unary(f.c.kv, 'Put', { key: Buffer.from(`/leader/${i}`), value: Buffer.from('v') });
+    const after = await Promise.all(f.cluster.members.map((m) => handled(m, 'Put')));
+    const delta = new Map(f.cluster.members.map((m, i) => [m, after[i]! - before[i]!]));
+    expect(delta.get(leader)).toBe(20);
+    for (const m of others) expect(delta.get(m), m.name).toBe(0);
+    const reads = await Promise.all(f.cluster.members.map((m) => handled(m, 'Range')));
+    for (let i = 0; i < 9; i++) await serializableGet(f.c);
+    const readsAfter = await Promise.all(f.cluster.members.map((m) => handled(m, 'Range')));
+    expect(readsAfter.map((n, i) => n - reads[i]!)).toEqual([3, 3, 3]);
   });
 
   it('after a member is killed, calls succeed on the others within 1s, and its streams end UNAVAILABLE', async () => {
@@ -48,16 +82,16 @@ describe('proxy failover and discovery', () => {
 
   it('counts a leader election it sees (MoveLeader) in etcd_topology_proxy_leader_changes_seen_total', async () => {
     const seenBefore = await f.proxy.metric('etcd_topology_proxy_leader_changes_seen_total');
-    // etcdctl's fields output keeps the 64-bit IDs exact (JSON numbers would not).
-    const fields = (url: string): Promise<string> => f.cluster.etcdctl(['endpoint', 'status', '-w', 'fields'], url);
-    const field = (text: string, name: string): string => new RegExp(`"${name}" : (\\d+)`).exec(text)![1]!;
-    const running = f.cluster.members.filter((m) => m.process);
-    const statuses = await Promise.all(running.map(async (m) => ({ m, text: await fields(m.clientUrl) })));
-    const leaderId = field(statuses[0]!.text, 'Leader');
-    const leader = statuses.find((s) => field(s.text, 'MemberID') === leaderId)!;
-    const target = statuses.find((s) => s !== leader)!;
-    await f.cluster.etcdctl(['move-leader', BigInt(field(target.text, 'MemberID')).toString(16)], leader.m.clientUrl);
+    const { leader, others, idOf } = await leadership(f.cluster);
+    const target = others[0]!;
+    await f.cluster.etcdctl(['move-leader', BigInt(idOf(target)).toString(16)], leader.clientUrl);
     await waitFor('the proxy to see the election at a refresh', async () => (await f.proxy.metric('etcd_topology_proxy_leader_changes_seen_total')) > seenBefore, { timeoutMs: 10_000 });
+    // Writes follow the new leader once the proxy has learned it.
+    await waitFor('a write to land on the new leader', async () => {
+      const n = await handled(target, 'Put');
+      await f.c.unary(f.c.kv, 'Put', { key: Buffer.from('/moved'), value: Buffer.from('v') });
+      return (await handled(target, 'Put')) === n + 1;
+    }, { timeoutMs: 10_000 });
   });
 
   it('uses a member added to the cluster after the next refresh', async () => {
