@@ -1,9 +1,18 @@
-import { Agent, type Dispatcher } from 'undici';
+import { createRequire } from 'node:module';
+import type { Agent as UndiciAgent, Dispatcher } from 'undici';
 import type { TlsFiles } from './config.ts';
+
+// undici's index loads all of undici (fetch, WebSocket, caches, mocks: about 340 modules, 28 MiB of
+// RSS in a bare Node process); the proxy needs only the connection pools and the request API, which
+// cost half of that. One process on every node: the saving is multiplied by the fleet. The index
+// installs request() on every dispatcher; here it is called on the agent directly instead.
+const load = createRequire(import.meta.url);
+const Agent = load('undici/lib/dispatcher/agent.js') as typeof UndiciAgent;
+const request = load('undici/lib/api/api-request.js') as (this: UndiciAgent, options: Dispatcher.RequestOptions) => Promise<Dispatcher.ResponseData>;
 
 /** The undici connection pools to the members for HTTP/1.1: the JSON gateway, health, version, metrics, discovery. */
 export class HttpUpstreams {
-  private readonly agent: Agent;
+  private readonly agent: UndiciAgent;
 
   constructor(tls: TlsFiles) {
     this.agent = new Agent({
@@ -18,7 +27,7 @@ export class HttpUpstreams {
 
   /** Sends one request to the member at origin. */
   request(origin: string, options: Omit<Dispatcher.RequestOptions, 'origin'>): Promise<Dispatcher.ResponseData> {
-    return this.agent.request({ ...options, origin });
+    return request.call(this.agent, { ...options, origin });
   }
 
   /** Closes every pool, aborting what is still open. */

@@ -19,6 +19,8 @@ export interface Binaries {
   versitygw: string;
   /** Prometheus's promtool (hack/test-binaries.sh promtool), to check and unit-test the chart's alert rules. */
   promtool: string;
+  /** HTTP/2 conformance tester (hack/test-binaries.sh h2spec). */
+  h2spec: string;
 }
 
 const setOf: Record<keyof Binaries, [set: string, file: string]> = {
@@ -34,6 +36,7 @@ const setOf: Record<keyof Binaries, [set: string, file: string]> = {
   kwok: ['kwok', 'kwok'],
   versitygw: ['versitygw', 'versitygw'],
   promtool: ['promtool', 'promtool'],
+  h2spec: ['h2spec', 'h2spec'],
 };
 const dirs = new Map<string, string>();
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { EtcdTopologySpecInput } from '../../../api/etcd-topology.ts';
 import { context, topology } from '../testing.ts';
-import { proxyArgs, proxyDaemonSet, proxyNodeTerms } from './proxy-daemonset.ts';
+import { defaultProxyResources, PROXY_NODE_OPTIONS, proxyArgs, proxyDaemonSet, proxyNodeTerms } from './proxy-daemonset.ts';
 
 const render = (spec: EtcdTopologySpecInput = {}) => proxyDaemonSet.desired(topology(spec), context)!;
 
@@ -19,7 +19,24 @@ describe('proxy DaemonSet', () => {
       '--refresh-interval=30s',
       '--metrics-addr=$(POD_IP):9091',
     ]);
-    expect(c.env).toEqual([{ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }]);
+    expect(c.env).toEqual([
+      { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+      { name: 'NODE_OPTIONS', value: '--max-semi-space-size=2 --max-old-space-size=256' },
+    ]);
+  });
+
+  it('rolls with a surge on the pod network (a node keeps a ready proxy), one node at a time on the host network', () => {
+    expect(render().spec!.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
+    expect(render({ proxy: { hostNetwork: true } }).spec!.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
+  });
+
+  it('gives the proxy default requests and a memory limit above its V8 heap cap, unless spec.proxy.resources is set', () => {
+    const c = (spec: EtcdTopologySpecInput = {}) => render(spec).spec!.template.spec!.containers[0]!;
+    expect(c().resources).toEqual({ requests: { cpu: '50m', memory: '128Mi' }, limits: { memory: '512Mi' } });
+    expect(defaultProxyResources.limits.memory).toBe('512Mi');
+    // The limit must leave room above the old-space cap for code and buffers outside the heap.
+    expect(Number(/--max-old-space-size=(\d+)/.exec(PROXY_NODE_OPTIONS)![1]) + 100).toBeLessThanOrEqual(512);
+    expect(c({ proxy: { resources: { limits: { memory: '1Gi' } } } }).resources).toEqual({ limits: { memory: '1Gi' } });
   });
 
   it.each<{ name: string; spec: EtcdTopologySpecInput; listen: string; hostNetwork: boolean; dns: string }>([
