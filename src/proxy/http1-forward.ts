@@ -27,6 +27,8 @@ export interface HttpReply {
 
 // etcd's own HTTP endpoints besides the gateway: health, readiness, version and its Prometheus metrics.
 const plainPaths = /^\/(health|version|metrics|livez|readyz)(\/[A-Za-z0-9_-]*)?(\?.*)?$/;
+const NOT_CONNECTED = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
 const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'te', 'trailer', 'http2-settings']);
 const BODY_LIMIT = 16 * 1024 * 1024;
 
@@ -169,8 +171,9 @@ class HttpCall implements ActiveCall {
         });
       } catch (err) {
         if (this.finished) return;
-        const code = (err as { code?: string }).code ?? '';
-        const neverSent = code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT';
+        const code = (err as { code?: string }).code ?? (err as { cause?: { code?: string } }).cause?.code ?? '';
+        // Failures before a connection exists (no address for the name, refused, unreachable): nothing was sent.
+        const neverSent = NOT_CONNECTED.has(code);
         // A streamed body (a gateway watch) was consumed by the first attempt: only a whole one can go again.
         if (attempts.lost({ neverSent, memberFailed: true }, body !== undefined)) continue;
         throw new Error(`etcd member ${member} failed: ${(err as Error).message}`, { cause: err });
