@@ -198,6 +198,8 @@ describe('upkeep on the local cluster', () => {
         180_000,
       );
       await waitFor(`${NAME} settled again`, settled, { timeoutMs: 60_000, intervalMs: 500 });
+      // On a loaded machine one quorum sample can take seconds: sample on until there are enough to count.
+      await waitFor('five quorum samples', () => sampler.samples >= 5, { timeoutMs: 60_000, intervalMs: 250 });
       sampling = false;
       await statusLoop;
       await writer.stop();
