@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { quantity } from './quantity.ts';
 import { DURATION_PATTERN, maxUnavailableRule, memberCountRule, nameRule, refineWith, retentionRule, storageClassImmutableRule, storageSizeImmutableRule, toValidation } from './rules.ts';
+import { tls } from './tls.ts';
 import { statusSchema } from './status.ts';
 
 export const GROUP = 'etcdtopology.io';
@@ -109,6 +110,7 @@ export const specSchema = z
     members: members.prefault({}).meta({ description: 'The etcd voting members on the central nodes.' }),
     proxy: proxy.prefault({}).meta({ description: 'The etcd proxy on every other node.' }),
     disruption: disruption.prefault({}).meta({ description: 'How many members voluntary disruptions may take down at once.' }),
+    tls: tls.prefault({}).meta({ description: 'TLS on every etcd connection: clients, peers, the operator and the proxies (see docs/tls.md).' }),
   })
   .superRefine(refineWith(maxUnavailableRule))
   .meta({ 'x-kubernetes-validations': [toValidation(maxUnavailableRule)] });
@@ -140,3 +142,4 @@ export type EtcdTopology = z.infer<typeof etcdTopologySchema>;
 export type EtcdTopologyInput = z.input<typeof etcdTopologySchema>;
 export type Toleration = z.infer<typeof toleration>;
 export type Resources = z.infer<typeof resources>;
+export type TlsSpec = z.infer<typeof tls>;

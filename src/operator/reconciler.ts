@@ -1,5 +1,5 @@
 import type { KubernetesObject, V1DaemonSet, V1Node, V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
-import type { Clock } from '../api/conditions.ts';
+import { setCondition, type Clock } from '../api/conditions.ts';
 import { API_VERSION, etcdTopologySchema, GROUP, KIND, PLURAL, VERSION, type EtcdTopology } from '../api/etcd-topology.ts';
 import type { EtcdAdminClient } from '../etcd/admin-client.ts';
 import { isUnavailable } from '../etcd/errors.ts';
@@ -12,10 +12,11 @@ import type { Informers } from './informers.ts';
 import type { KubeWriter } from './kube.ts';
 import { MEMBER_HEALTHY_GATE } from './components/member-statefulset/member-statefulset.ts';
 import { selectorLabels } from './components/meta.ts';
-import { memberPeerURL } from './components/names.ts';
+import { memberPeerURL, memberScheme } from './components/names.ts';
 import { observeEtcd } from './observe-etcd.ts';
 import { claimOf, leaderOffCordonedNode, planInput } from './plan-input.ts';
 import { computeStatus, type Observation } from './status.ts';
+import { runsPlaintext, TlsCertificates, useMemberTls, withTlsEnabled } from './tls-certificates.ts';
 
 
 /** What a reconcile asks of the queue afterwards. */
@@ -59,9 +60,11 @@ export class Reconciler {
   private readonly deps: ReconcilerDeps;
   /** The last member set etcd reported per topology, so that an etcd outage never renders a "new cluster". */
   private readonly lastMembers = new Map<string, MemberHealth[]>();
+  private readonly tls: TlsCertificates;
 
   constructor(deps: ReconcilerDeps) {
     this.deps = deps;
+    this.tls = new TlsCertificates(deps);
   }
 
   /** Reconciles the topology with key "namespace/name". */
@@ -81,11 +84,14 @@ export class Reconciler {
       this.deps.events.record(this.target(raw), 'Warning', 'InvalidSpec', `${issue?.path.join('.') ?? 'spec'}: ${issue?.message ?? 'invalid'}`);
       return {};
     }
-    const topology = parsed.data;
     const target = this.target(raw);
+    const tls = await this.tls.reconcile(parsed.data, runsPlaintext(this.deps.informers, parsed.data), target, log);
+    // A cluster already running in plaintext stays so (TLSReady says why): everything below sees the TLS actually in effect.
+    const topology = withTlsEnabled(parsed.data, tls.enabled);
 
     const memberPods = this.memberPods(topology);
-    const endpoints = memberPods.filter((p) => p.status?.podIP && !p.metadata?.deletionTimestamp).map((p) => ({ name: p.metadata!.name!, url: `http://${p.status!.podIP}:2379` }));
+    const endpoints = memberPods.filter((p) => p.status?.podIP && !p.metadata?.deletionTimestamp).map((p) => ({ name: p.metadata!.name!, url: `${memberScheme(topology)}://${p.status!.podIP}:2379` }));
+    useMemberTls(this.deps.admin, topology, endpoints, tls);
     const etcd = await observeEtcd(this.deps.admin, endpoints);
     if ('members' in etcd) this.lastMembers.set(key, etcd.members);
     await this.applyOwned(topology, this.lastMembers.get(key), 'error' in etcd, target, log);
@@ -107,10 +113,12 @@ export class Reconciler {
       step,
     };
     const status = computeStatus(topology, observation, this.deps.clock);
+    if (tls.condition) status.conditions = setCondition(status.conditions, tls.condition, topology.metadata.generation ?? 0, this.deps.clock);
     await this.writeStatus(topology, status, target, log);
-    const settled = status.conditions?.every((c) => (c.type === 'Available' ? c.status === 'True' : c.status === 'False')) ?? false;
-    // After a membership change or a pod deletion, look again soon; otherwise at the resync period.
-    return { requeueAfterMs: acted ? 1_000 : settled ? (this.deps.resyncMs ?? 30_000) : 5_000 };
+    const settled = status.conditions?.every((c) => (c.type === 'Available' || c.type === 'TLSReady' ? c.status === 'True' : c.status === 'False')) ?? false;
+    // After a membership change or a pod deletion, look again soon; otherwise at the resync period (or the next certificate renewal).
+    const requeueAfterMs = acted ? 1_000 : settled ? (this.deps.resyncMs ?? 30_000) : 5_000;
+    return { requeueAfterMs: Math.min(requeueAfterMs, tls.requeueAfterMs ?? Infinity) };
   }
 
   private target(raw: KubernetesObject): EventTarget {

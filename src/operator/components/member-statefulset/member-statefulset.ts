@@ -5,6 +5,7 @@ import type { Component, ComponentContext } from '../meta.ts';
 import { labels, objectMeta, resourceRequirements, restrictedContainerSecurity, selectorLabels } from '../meta.ts';
 import { CLIENT_PORT, METRICS_PORT, namesOf, PEER_PORT } from '../names.ts';
 import { clusterMembership, configArgs, DATA_MOUNT, membershipArgs } from './args.ts';
+import { memberTlsVolumes } from '../tls/tls-volumes.ts';
 
 /** The readiness gate the operator sets from etcd's own view of each member. */
 export const MEMBER_HEALTHY_GATE = `${GROUP}/member-healthy`;
@@ -42,7 +43,7 @@ function container(topology: EtcdTopology, args: string[]): V1Container {
     startupProbe: { ...probe('/livez', 30), periodSeconds: 5 },
     livenessProbe: probe('/livez', 6),
     readinessProbe: probe('/readyz', 3),
-    volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT }],
+    volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT }, ...memberTlsVolumes(topology).mounts],
     // etcd writes no termination message file: the log tail of a failed run becomes the message, which
     // is how the operator tells a crash loop on a corrupt data directory from any other.
     terminationMessagePolicy: 'FallbackToLogsOnError',
@@ -77,6 +78,7 @@ function podTemplate(topology: EtcdTopology, args: string[], configHash: string)
       securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } },
       terminationGracePeriodSeconds: 60,
       containers: [container(topology, args)],
+      ...(topology.spec.tls.enabled ? { volumes: memberTlsVolumes(topology).volumes } : {}),
     },
   };
 }

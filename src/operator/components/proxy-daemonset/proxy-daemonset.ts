@@ -3,6 +3,7 @@ import type { EtcdTopology } from '../../../api/etcd-topology.ts';
 import type { Component, ComponentContext } from '../meta.ts';
 import { labels, objectMeta, resourceRequirements, restrictedContainerSecurity, selectorLabels } from '../meta.ts';
 import { desiredMemberNames, memberClientURL, namesOf, PROXY_METRICS_PORT } from '../names.ts';
+import { proxyTls } from '../tls/tls-volumes.ts';
 
 /**
  * Where proxies run: spec.proxy.nodeSelector when given, else every node that is not central. "Not
@@ -31,6 +32,7 @@ export function proxyArgs(topology: EtcdTopology): string[] {
     `--mode=${proxy.mode}`,
     `--refresh-interval=${proxy.refreshInterval}`,
     `--metrics-addr=$(POD_IP):${PROXY_METRICS_PORT}`,
+    ...proxyTls(topology).args,
   ];
 }
 
@@ -43,6 +45,7 @@ export const proxyDaemonSet: Component<V1DaemonSet> = {
     const { proxy } = t.spec;
     if (!proxy.enabled) return undefined;
     const terms = proxyNodeTerms(t);
+    const tls = proxyTls(t);
     return {
       apiVersion: 'apps/v1',
       kind: 'DaemonSet',
@@ -61,7 +64,7 @@ export const proxyDaemonSet: Component<V1DaemonSet> = {
             dnsPolicy: proxy.hostNetwork ? 'ClusterFirstWithHostNet' : 'ClusterFirst',
             ...(terms ? { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: terms } } } } : {}),
             ...(proxy.tolerations ? { tolerations: proxy.tolerations } : {}),
-            securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } },
+            securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, ...(t.spec.tls.enabled ? { fsGroup: 65532 } : {}), seccompProfile: { type: 'RuntimeDefault' } },
             terminationGracePeriodSeconds: 30,
             containers: [
               {
@@ -78,8 +81,10 @@ export const proxyDaemonSet: Component<V1DaemonSet> = {
                 livenessProbe: { tcpSocket: { port: PROXY_METRICS_PORT }, periodSeconds: 10, failureThreshold: 6 },
                 ...resourceRequirements(proxy.resources),
                 securityContext: restrictedContainerSecurity,
+                ...(tls.mounts.length > 0 ? { volumeMounts: tls.mounts } : {}),
               },
             ],
+            ...(tls.volumes.length > 0 ? { volumes: tls.volumes } : {}),
           },
         },
       },

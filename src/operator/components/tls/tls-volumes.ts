@@ -1,0 +1,57 @@
+import type { V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import type { EtcdTopology } from '../../../api/etcd-topology.ts';
+import { peerCommonName, tlsSecretNames } from '../../../pki/sans.ts';
+
+/** Where members find their certificates. */
+export const MEMBER_TLS_DIR = '/etc/etcd/tls';
+/** Where the proxy finds its client certificate. */
+export const PROXY_TLS_DIR = '/etc/etcd-topology/tls';
+
+// Group-readable for the pods' fsGroup; Secret volumes are updated in place on renewal, so a
+// renewed certificate reaches a running member without a restart.
+const secretVolume = (name: string, secretName: string): V1Volume => ({ name, secret: { secretName, defaultMode: 0o440 } });
+
+/** The member pod's TLS volumes and mounts: the server and peer Secrets; none without TLS. */
+export function memberTlsVolumes(topology: EtcdTopology): { volumes: V1Volume[]; mounts: V1VolumeMount[] } {
+  if (!topology.spec.tls.enabled) return { volumes: [], mounts: [] };
+  const names = tlsSecretNames(topology);
+  return {
+    volumes: [secretVolume('tls-server', names.server), secretVolume('tls-peer', names.peer)],
+    mounts: [
+      { name: 'tls-server', mountPath: `${MEMBER_TLS_DIR}/server`, readOnly: true },
+      { name: 'tls-peer', mountPath: `${MEMBER_TLS_DIR}/peer`, readOnly: true },
+    ],
+  };
+}
+
+/**
+ * etcd's TLS flags: clients and peers must present a certificate of the topology's CA; peers of the
+ * built-in CA must also carry its peer common name (a user's CA names its peers as it likes).
+ */
+export function memberTlsArgs(topology: EtcdTopology): string[] {
+  if (!topology.spec.tls.enabled) return [];
+  const server = `${MEMBER_TLS_DIR}/server`;
+  const peer = `${MEMBER_TLS_DIR}/peer`;
+  return [
+    `--cert-file=${server}/tls.crt`,
+    `--key-file=${server}/tls.key`,
+    `--trusted-ca-file=${server}/ca.crt`,
+    '--client-cert-auth',
+    `--peer-cert-file=${peer}/tls.crt`,
+    `--peer-key-file=${peer}/tls.key`,
+    `--peer-trusted-ca-file=${peer}/ca.crt`,
+    '--peer-client-cert-auth',
+    ...(topology.spec.tls.secrets === undefined ? [`--peer-cert-allowed-cn=${peerCommonName(topology)}`] : []),
+    '--tls-min-version=TLS1.2',
+  ];
+}
+
+/** The proxy pod's client certificate volume, mount and flags; none without TLS. */
+export function proxyTls(topology: EtcdTopology): { volumes: V1Volume[]; mounts: V1VolumeMount[]; args: string[] } {
+  if (!topology.spec.tls.enabled) return { volumes: [], mounts: [], args: [] };
+  return {
+    volumes: [secretVolume('tls-client', tlsSecretNames(topology).proxy)],
+    mounts: [{ name: 'tls-client', mountPath: PROXY_TLS_DIR, readOnly: true }],
+    args: [`--cacert=${PROXY_TLS_DIR}/ca.crt`, `--cert=${PROXY_TLS_DIR}/tls.crt`, `--key=${PROXY_TLS_DIR}/tls.key`],
+  };
+}
