@@ -4,6 +4,7 @@ import { startTelemetryServer } from '../telemetry/http-server.ts';
 import { createRegistry } from '../telemetry/metrics.ts';
 import { ActiveCalls } from './active-calls.ts';
 import { loadConfig, proxyUsage, type ProxyConfig } from './config.ts';
+import { ReloadingTls } from './tls-reload.ts';
 import { Discovery } from './discovery.ts';
 import type { ForwardDeps } from './forward-deps.ts';
 import { forwardGrpc } from './grpc-bridge.ts';
@@ -29,8 +30,13 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
   const seeds = config.endpoints.map((u) => u.replace(/\/+$/, ''));
   const upstreams = new UpstreamSet(seeds, { failureWaitMs: config.failureWait });
   const metrics = new ProxyMetrics(registry, () => upstreams.list().map((m) => [m.url, m.answered && upstreams.isAvailable(m.url)]));
-  const http = new HttpUpstreams(config.upstreamTls);
-  const members = new MemberConnections(config.upstreamTls, log.child({ component: 'upstream' }), (url) => upstreams.markFailed(url));
+  const tlsLog = log.child({ component: 'tls' });
+  const upstreamTls = new ReloadingTls({ ca: config.cacert, cert: config.cert, key: config.key }, config.upstreamTls, (err) => {
+    if (err) tlsLog.warn({ err: err.message }, 'Kept the previous TLS files: the new ones could not be read');
+    else tlsLog.info('Reloaded the TLS files towards the members');
+  });
+  const http = new HttpUpstreams(upstreamTls);
+  const members = new MemberConnections(upstreamTls, log.child({ component: 'upstream' }), (url) => upstreams.markFailed(url));
   const calls = new ActiveCalls();
   const deps: ForwardDeps = { upstreams, members, http, metrics, readonly: config.mode === 'readonly', calls, log };
   let draining = false;
