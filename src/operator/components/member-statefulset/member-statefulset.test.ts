@@ -102,6 +102,7 @@ describe('member StatefulSet', () => {
       '--peer-key-file=/etc/etcd/tls/peer/tls.key',
       '--peer-trusted-ca-file=/etc/etcd/tls/peer/ca.crt',
       '--peer-client-cert-auth',
+      '--peer-skip-client-san-verification',
       '--peer-cert-allowed-cn=main-peer',
       '--tls-min-version=TLS1.2',
     ]);
