@@ -7,7 +7,7 @@ import { buildCrd, CRD_PATH, renderCrdYaml } from './crd.ts';
 import { REFERENCE_PATH, renderApiReference } from './reference.ts';
 import { DURATION_PATTERN, maxUnavailableRule, memberCountRule, nameRule, retentionRule, storageClassImmutableRule, storageSizeImmutableRule } from './rules.ts';
 import type { SchemaNode } from './structural.ts';
-import { certificateLifetimeRule, tlsNotEnabledLaterRule, tlsSecretsTogetherRule, tlsStaysOnRule } from './tls.ts';
+import { certificateLifetimeRule, proxyTlsRule, tlsNotEnabledLaterRule, tlsSecretsTogetherRule, tlsStaysOnRule } from './tls.ts';
 
 const root = path.join(import.meta.dirname, '..', '..');
 
@@ -72,6 +72,7 @@ describe('CRD', () => {
     ['.spec.members.storage', storageSizeImmutableRule.rule],
     ['', nameRule.rule],
     ['.spec.tls', tlsStaysOnRule.rule],
+    ['.spec', proxyTlsRule.rule],
     ['.spec.tls', tlsNotEnabledLaterRule.rule],
     ['.spec.tls.secrets', tlsSecretsTogetherRule.rule],
     ['.spec.tls.certificateLifetime', certificateLifetimeRule.rule],

@@ -19,7 +19,7 @@ describe('EtcdTopology spec defaults', () => {
         quotaBackendBytes: '8Gi',
         autoCompaction: { mode: 'periodic', retention: '1h' },
       },
-      proxy: { enabled: true, mode: 'readwrite', hostNetwork: false, port: 2379, refreshInterval: '30s' },
+      proxy: { enabled: true, mode: 'readwrite', hostNetwork: false, port: 2379, refreshInterval: '30s', tls: { enabled: false, requireClientCertificate: false } },
       disruption: {},
       tls: { enabled: true, certificateLifetime: '2160h' },
     });
@@ -74,6 +74,14 @@ describe('EtcdTopology spec validation', () => {
     { name: 'tls lifetime 1m', spec: { tls: { certificateLifetime: '1m' } }, errors: [] },
     { name: 'tls lifetime 59s', spec: { tls: { certificateLifetime: '59s' } }, errors: ['tls.certificateLifetime: tls.certificateLifetime must be at least 1m'] },
     { name: 'tls lifetime not a duration', spec: { tls: { certificateLifetime: '90d' } }, errors: ['tls.certificateLifetime: expected a duration such as 2160h'] },
+    { name: 'proxy tls with the built-in CA', spec: { proxy: { tls: { enabled: true } } }, errors: [] },
+    { name: 'proxy tls without tls', spec: { tls: { enabled: false }, proxy: { tls: { enabled: true } } }, errors: ['proxy.tls: proxy.tls.enabled needs tls.enabled'] },
+    {
+      name: 'proxy tls with user Secrets but none for the proxy',
+      spec: { tls: { secrets: { server: 'a', peer: 'b', client: 'c' } }, proxy: { tls: { enabled: true } } },
+      errors: ['proxy.tls: proxy.tls.enabled needs tls.enabled'],
+    },
+    { name: 'proxy tls with user Secrets and its own', spec: { tls: { secrets: { server: 'a', peer: 'b', client: 'c' } }, proxy: { tls: { enabled: true, secret: 'd' } } }, errors: [] },
     { name: 'toleration effect unknown', spec: { members: { tolerations: [{ effect: 'Never' }] } }, errors: ['members.tolerations.0.effect: Invalid option: expected one of "NoSchedule"|"PreferNoSchedule"|"NoExecute"'] },
   ];
 

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { quantity } from './quantity.ts';
 import { DURATION_PATTERN, maxUnavailableRule, memberCountRule, nameRule, refineWith, retentionRule, storageClassImmutableRule, storageSizeImmutableRule, toValidation } from './rules.ts';
-import { tls } from './tls.ts';
+import { proxyTls, proxyTlsRule, tls } from './tls.ts';
 import { statusSchema } from './status.ts';
 
 export const GROUP = 'etcdtopology.io';
@@ -88,6 +88,7 @@ const proxy = z.object({
   port: z.int().min(1).max(65535).default(2379).meta({ description: 'Client port of the proxy.' }),
   refreshInterval: duration.default('30s').meta({ description: 'How often the proxy re-reads the member list.' }),
   resources: resources.optional().meta({ description: 'Compute requests and limits of the proxy container.' }),
+  tls: proxyTls.prefault({}).meta({ description: 'TLS on the proxy\'s own client port (plaintext by default; the proxy always uses mutual TLS to the members when tls.enabled).' }),
 });
 
 const disruption = z.object({
@@ -113,7 +114,8 @@ export const specSchema = z
     tls: tls.prefault({}).meta({ description: 'TLS on every etcd connection: clients, peers, the operator and the proxies (see docs/tls.md).' }),
   })
   .superRefine(refineWith(maxUnavailableRule))
-  .meta({ 'x-kubernetes-validations': [toValidation(maxUnavailableRule)] });
+  .superRefine(refineWith(proxyTlsRule))
+  .meta({ 'x-kubernetes-validations': [toValidation(maxUnavailableRule), toValidation(proxyTlsRule)] });
 
 const metadata = z.looseObject({
   name: z.string().optional(),

@@ -74,3 +74,30 @@ export const tls = z
       }),
   })
   .meta({ 'x-kubernetes-validations': [toValidation(tlsStaysOnRule), toValidation(tlsNotEnabledLaterRule)] });
+
+/** spec.proxy.tls: the proxy's own listener on the node, plaintext unless enabled. */
+export const proxyTls = z.object({
+  enabled: z.boolean().default(false).meta({
+    description: 'Serve TLS (ALPN h2 and http/1.1) on the proxy\'s client port instead of plaintext; needs tls.enabled.',
+  }),
+  secret: secretName.optional().meta({
+    description:
+      'kubernetes.io/tls Secret the proxy serves; default: the built-in CA issues <name>-proxy-serving-tls for the proxy Service\'s names and 127.0.0.1. ' +
+      'Required when tls.secrets is set.',
+  }),
+  requireClientCertificate: z.boolean().default(false).meta({
+    description: 'Clients of the proxy must present a certificate signed by the served Secret\'s ca.crt (with the built-in CA, <name>-client-tls is one).',
+  }),
+});
+
+/** Rule on spec: the proxy's TLS listener needs TLS, and with user Secrets a Secret of its own. */
+export const proxyTlsRule: Rule<{ tls: { enabled: boolean; secrets?: unknown }; proxy: { tls: { enabled: boolean; secret?: string | undefined } } }> = {
+  rule:
+    '!has(self.proxy) || !has(self.proxy.tls) || !has(self.proxy.tls.enabled) || !self.proxy.tls.enabled || ' +
+    '(has(self.tls) && (!has(self.tls.enabled) || self.tls.enabled) && (!has(self.tls.secrets) || has(self.proxy.tls.secret)))',
+  message:
+    'proxy.tls.enabled needs tls.enabled (the built-in CA issues the proxy\'s certificate) and, when tls.secrets is set, proxy.tls.secret: ' +
+    'the operator issues nothing while you bring your own certificates',
+  fieldPath: '.proxy.tls',
+  holds: (spec) => !spec.proxy.tls.enabled || (spec.tls.enabled && (spec.tls.secrets === undefined || spec.proxy.tls.secret !== undefined)),
+};

@@ -83,6 +83,17 @@ describe('the TLS step with the built-in CA', () => {
     expect(store.secrets.get('main-ca')!.data!['tls.crt']).toBe(ca.data!['tls.crt']);
   });
 
+  it('issues the proxy\'s serving certificate only with spec.proxy.tls, for the proxy Service and the node loopback', async () => {
+    const store = secretStore();
+    const step = new TlsCertificates({ writer: store.writer, events, clock: { now: () => new Date() } });
+    await step.reconcile(topology({ proxy: { tls: { enabled: true } } }), false, target, log);
+    const cert = new X509Certificate(Buffer.from(store.secrets.get('main-proxy-serving-tls')!.data!['tls.crt']!, 'base64'));
+    expect(cert.subjectAltName).toBe('DNS:main-proxy, DNS:main-proxy.etcd, DNS:main-proxy.etcd.svc, DNS:main-proxy.etcd.svc.cluster.local, DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1');
+    const plain = secretStore();
+    await new TlsCertificates({ writer: plain.writer, events, clock: { now: () => new Date() } }).reconcile(topology(), false, target, log);
+    expect(plain.secrets.has('main-proxy-serving-tls')).toBe(false);
+  });
+
   it('leaves a topology whose members run in plaintext in plaintext, saying why', async () => {
     const store = secretStore();
     const step = new TlsCertificates({ writer: store.writer, events, clock: { now: () => new Date() } });

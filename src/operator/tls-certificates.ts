@@ -83,6 +83,10 @@ export class TlsCertificates {
       if ('problem' in built) return { enabled: true, condition: { type: 'TLSReady', status: 'False', reason: built.problem.reason, message: built.problem.message } };
       results = built.results;
     }
+    const servedByProxy = topology.spec.proxy.tls;
+    if (topology.spec.proxy.enabled && servedByProxy.enabled && servedByProxy.secret !== undefined) {
+      results.push({ secret: servedByProxy.secret, result: checkTlsSecret(servedByProxy.secret, (await this.read(namespaceOf(topology), servedByProxy.secret))?.data, {}, now) });
+    }
     const operator = results.find((r) => r.secret === names.operator)?.result;
     if (operator && !isProblem(operator)) this.lastClient.set(key, { ca: operator.ca, cert: operator.cert, key: operator.key });
     const problems = results.filter((r): r is { secret: string; result: TlsProblem } => isProblem(r.result));

@@ -14,16 +14,19 @@ export interface TlsSecretNames {
   proxy: string;
   /** For people and tools: etcdctl, backups. */
   client: string;
+  /** What the proxies serve when spec.proxy.tls is enabled. */
+  proxyServing: string;
 }
 
 /** The Secret names of a topology's TLS: the user's when spec.tls.secrets is set, else the built-in CA's. */
 export function tlsSecretNames(topology: EtcdTopology): TlsSecretNames {
   const n = nameOf(topology);
   const user = topology.spec.tls.secrets;
+  const proxyServing = topology.spec.proxy.tls.secret ?? `${n}-proxy-serving-tls`;
   if (user?.server !== undefined && user.peer !== undefined && user.client !== undefined) {
-    return { ca: `${n}-ca`, server: user.server, peer: user.peer, operator: user.client, proxy: user.client, client: user.client };
+    return { ca: `${n}-ca`, server: user.server, peer: user.peer, operator: user.client, proxy: user.client, client: user.client, proxyServing };
   }
-  return { ca: `${n}-ca`, server: `${n}-server-tls`, peer: `${n}-peer-tls`, operator: `${n}-operator-tls`, proxy: `${n}-proxy-tls`, client: `${n}-client-tls` };
+  return { ca: `${n}-ca`, server: `${n}-server-tls`, peer: `${n}-peer-tls`, operator: `${n}-operator-tls`, proxy: `${n}-proxy-tls`, client: `${n}-client-tls`, proxyServing };
 }
 
 /** The common name every peer certificate carries; members accept peers only with it (--peer-cert-allowed-cn). */
@@ -57,6 +60,13 @@ export function serverNames(topology: EtcdTopology): { dnsNames: string[]; ipAdd
   };
 }
 
+/** The names of the proxy's node-local Service, and the node's loopback for a proxy in the host network. */
+export function proxyServingNames(topology: EtcdTopology): { dnsNames: string[]; ipAddresses: string[] } {
+  const svc = namesOf(topology).proxyService;
+  const ns = namespaceOf(topology);
+  return { dnsNames: [svc, `${svc}.${ns}`, `${svc}.${ns}.svc`, `${svc}.${ns}.svc.cluster.local`, 'localhost'], ipAddresses: ['127.0.0.1', '::1'] };
+}
+
 /** The leaf certificates the built-in CA issues for a topology, by the Secret that holds each. */
 export function leafRequests(topology: EtcdTopology): { secret: keyof Omit<TlsSecretNames, 'ca'>; request: LeafRequest }[] {
   const n = nameOf(topology);
@@ -67,5 +77,8 @@ export function leafRequests(topology: EtcdTopology): { secret: keyof Omit<TlsSe
     { secret: 'operator', request: { commonName: 'etcd-topology-operator', dnsNames: [], ipAddresses: [], usages: ['client'] } },
     { secret: 'proxy', request: { commonName: `${n}-proxy`, dnsNames: [], ipAddresses: [], usages: ['client'] } },
     { secret: 'client', request: { commonName: `${n}-client`, dnsNames: [], ipAddresses: [], usages: ['client'] } },
+    ...(topology.spec.proxy.tls.enabled && topology.spec.proxy.tls.secret === undefined
+      ? [{ secret: 'proxyServing' as const, request: { commonName: `${n}-proxy`, ...proxyServingNames(topology), usages: ['server' as const] } }]
+      : []),
   ];
 }

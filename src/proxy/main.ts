@@ -35,6 +35,9 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     if (err) tlsLog.warn({ err: err.message }, 'Kept the previous TLS files: the new ones could not be read');
     else tlsLog.info('Reloaded the TLS files towards the members');
   });
+  const listenerTls = new ReloadingTls({ ca: config.listenCacert, cert: config.listenCert, key: config.listenKey }, config.listenerTls, (err) => {
+    if (err) tlsLog.warn({ err: err.message }, 'Kept the previous listener certificate: the new files could not be used');
+  });
   const http = new HttpUpstreams(upstreamTls);
   const members = new MemberConnections(upstreamTls, log.child({ component: 'upstream' }), (url) => upstreams.markFailed(url));
   const calls = new ActiveCalls();
@@ -43,7 +46,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
 
   const listeners = await startClientListeners(
     config.listenClientUrls,
-    config.listenerTls,
+    listenerTls,
     {
       stream: (stream, headers, endStream, connLog) => {
         if (isGrpc(headers)) forwardGrpc(deps, stream, headers, endStream, connLog);

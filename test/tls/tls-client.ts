@@ -46,11 +46,11 @@ export function handshake(ip: string, port: number, servername: string, material
   });
 }
 
-/** A JSON gateway call to a member's pod IP with mutual TLS, verifying the member's DNS name. */
-export async function memberGateway<T>(ip: string, servername: string, material: Partial<SecretPem>, route: string, body: unknown): Promise<{ status: number; json?: T; error?: string }> {
+/** A JSON gateway call to a member's (or a TLS proxy's) pod IP with mutual TLS, verifying the given DNS name. */
+export async function memberGateway<T>(ip: string, servername: string, material: Partial<SecretPem>, route: string, body: unknown, port = 2379): Promise<{ status: number; json?: T; error?: string }> {
   const agent = new Agent({ connect: { ca: material.ca, cert: material.cert, key: material.key, servername } });
   try {
-    const res = await request(`https://${ip}:2379${route}`, { method: 'POST', dispatcher: agent, body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, headersTimeout: 5000, bodyTimeout: 5000 });
+    const res = await request(`https://${ip}:${port}${route}`, { method: 'POST', dispatcher: agent, body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, headersTimeout: 5000, bodyTimeout: 5000 });
     const text = await res.body.text();
     return { status: res.statusCode, json: JSON.parse(text) as T };
   } catch (err) {

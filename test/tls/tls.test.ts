@@ -172,6 +172,38 @@ describe('TLS by default, with certificates the operator issues and rotates', ()
     420_000,
   );
 
+  it('serves TLS on the proxy\'s own port with spec.proxy.tls, verifying clients, and serves its renewed certificate without a restart', async () => {
+    await oc.cluster.kubectl(['patch', 'etop', NAME, '-n', NS, '--type=merge', '-p', '{"spec":{"proxy":{"tls":{"enabled":true,"requireClientCertificate":true}}}}']);
+    const proxies = await waitFor(
+      'the proxies to roll to a TLS listener',
+      async () => {
+        const l = await componentPods(oc.cluster, NAME, NS, 'proxy');
+        const tlsReady = l.filter((p) => isReady(p) && !p.metadata.deletionTimestamp && p.spec?.containers[0]?.args?.includes('--listen-client-urls=https://$(POD_IP):2379'));
+        return l.length === 2 && tlsReady.length === 2 ? tlsReady : undefined;
+      },
+      { timeoutMs: 180_000, intervalMs: 1000 },
+    );
+    const servername = `${NAME}-proxy.${NS}.svc`;
+    const ip = proxies[0]!.status!.podIP!;
+    const serving = await readTlsSecret(oc.cluster, NS, `${NAME}-proxy-serving-tls`);
+    const plain = await fetch(`http://${ip}:2379/v3/kv/range`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(5000) }).then((r) => `HTTP ${r.status}`, () => 'refused');
+    expect(plain).not.toBe('HTTP 200');
+    const call = (material: Partial<SecretPem>) =>
+      memberGateway<{ header: unknown }>(ip, servername, material, '/v3/kv/put', { key: b64('/tls/proxy-listener'), value: b64('v') });
+    expect((await call({ ca: serving.ca })).status).toBe(0);
+    const fresh = await readTlsSecret(oc.cluster, NS, `${NAME}-client-tls`);
+    expect((await call({ ...fresh, ca: serving.ca })).status).toBe(200);
+    // The serving certificate is renewed like every leaf; the proxy serves the new one on new handshakes.
+    const first = serialOf(serving.cert);
+    const renewed = await waitFor('the serving certificate to be renewed', async () => {
+      const s = serialOf((await readTlsSecret(oc.cluster, NS, `${NAME}-proxy-serving-tls`)).cert);
+      return s !== first ? s : undefined;
+    }, { timeoutMs: 120_000, intervalMs: 1000 });
+    await waitFor('the proxy to serve the renewed certificate', async () => (await handshake(ip, 2379, servername, fresh)).serial === renewed, { timeoutMs: 30_000, intervalMs: 500 });
+    const after = await componentPods(oc.cluster, NAME, NS, 'proxy');
+    expect(after.find((p) => p.metadata.uid === proxies[0]!.metadata.uid)?.status?.containerStatuses?.[0]?.restartCount).toBe(proxies[0]!.status?.containerStatuses?.[0]?.restartCount);
+  }, 360_000);
+
   describe('user Secrets in cert-manager\'s shape', () => {
     const USER = 'own';
     const validity = { notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 24 * 3_600_000) };

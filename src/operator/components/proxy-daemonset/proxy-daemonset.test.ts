@@ -29,6 +29,29 @@ describe('proxy DaemonSet', () => {
     expect(ds.spec!.template.spec!.securityContext?.fsGroup).toBe(65532);
   });
 
+  it.each<{ name: string; spec: EtcdTopologySpecInput; listen: string; volumes: string[]; flags: string[] }>([
+    {
+      name: 'built-in serving certificate',
+      spec: { proxy: { tls: { enabled: true } } },
+      listen: 'https://$(POD_IP):2379',
+      volumes: ['tls-client=main-proxy-tls', 'tls-serving=main-proxy-serving-tls'],
+      flags: ['--listen-cert=/etc/etcd-topology/serving/tls.crt', '--listen-key=/etc/etcd-topology/serving/tls.key'],
+    },
+    {
+      name: 'own serving Secret, client certificates required, host network',
+      spec: { proxy: { hostNetwork: true, tls: { enabled: true, secret: 'mine', requireClientCertificate: true } } },
+      listen: 'https://127.0.0.1:2379',
+      volumes: ['tls-client=main-proxy-tls', 'tls-serving=mine'],
+      flags: ['--listen-cert=/etc/etcd-topology/serving/tls.crt', '--listen-key=/etc/etcd-topology/serving/tls.key', '--listen-cacert=/etc/etcd-topology/serving/ca.crt'],
+    },
+  ])('serves TLS on its own port with spec.proxy.tls: $name', ({ spec, listen, volumes, flags }) => {
+    const ds = render(spec);
+    const c = ds.spec!.template.spec!.containers[0]!;
+    expect(c.args?.find((a) => a.startsWith('--listen-client-urls='))).toBe(`--listen-client-urls=${listen}`);
+    expect(c.args?.filter((a) => /^--listen-(cert|key|cacert)=/.test(a))).toEqual(flags);
+    expect(ds.spec!.template.spec!.volumes?.map((v) => `${v.name}=${v.secret?.secretName}`)).toEqual(volumes);
+  });
+
   it('mounts the user\'s client Secret, and in plaintext none and no TLS flag', () => {
     expect(render({ tls: { secrets: { server: 's', peer: 'p', client: 'c' } } }).spec!.template.spec!.volumes?.[0]?.secret?.secretName).toBe('c');
     const plain = render({ tls: { enabled: false } });

@@ -24,7 +24,8 @@ export function proxyArgs(topology: EtcdTopology): string[] {
   const { proxy } = topology.spec;
   // In the host network the proxy serves the node's own loopback only, as the source documents do;
   // otherwise it serves its pod IP, which the node-local Service routes to.
-  const listen = proxy.hostNetwork ? `http://127.0.0.1:${proxy.port}` : `http://$(POD_IP):${proxy.port}`;
+  const scheme = topology.spec.tls.enabled && proxy.tls.enabled ? 'https' : 'http';
+  const listen = proxy.hostNetwork ? `${scheme}://127.0.0.1:${proxy.port}` : `${scheme}://$(POD_IP):${proxy.port}`;
   return [
     'proxy',
     `--endpoints=${desiredMemberNames(topology).map((m) => memberClientURL(topology, m)).join(',')}`,

@@ -49,12 +49,27 @@ export function memberTlsArgs(topology: EtcdTopology): string[] {
   ];
 }
 
-/** The proxy pod's client certificate volume, mount and flags; none without TLS. */
+/** Where the proxy finds the certificate it serves (spec.proxy.tls). */
+export const PROXY_SERVING_DIR = '/etc/etcd-topology/serving';
+
+/**
+ * The proxy pod's TLS volumes, mounts and flags: its client certificate towards the members (with
+ * tls.enabled), and the certificate it serves on its own port (with proxy.tls.enabled, clients
+ * verified against that Secret's ca.crt when requireClientCertificate).
+ */
 export function proxyTls(topology: EtcdTopology): { volumes: V1Volume[]; mounts: V1VolumeMount[]; args: string[] } {
-  if (!topology.spec.tls.enabled) return { volumes: [], mounts: [], args: [] };
-  return {
-    volumes: [secretVolume('tls-client', tlsSecretNames(topology).proxy)],
-    mounts: [{ name: 'tls-client', mountPath: PROXY_TLS_DIR, readOnly: true }],
-    args: [`--cacert=${PROXY_TLS_DIR}/ca.crt`, `--cert=${PROXY_TLS_DIR}/tls.crt`, `--key=${PROXY_TLS_DIR}/tls.key`],
-  };
+  const out: { volumes: V1Volume[]; mounts: V1VolumeMount[]; args: string[] } = { volumes: [], mounts: [], args: [] };
+  if (!topology.spec.tls.enabled) return out;
+  const names = tlsSecretNames(topology);
+  out.volumes.push(secretVolume('tls-client', names.proxy));
+  out.mounts.push({ name: 'tls-client', mountPath: PROXY_TLS_DIR, readOnly: true });
+  out.args.push(`--cacert=${PROXY_TLS_DIR}/ca.crt`, `--cert=${PROXY_TLS_DIR}/tls.crt`, `--key=${PROXY_TLS_DIR}/tls.key`);
+  const serving = topology.spec.proxy.tls;
+  if (serving.enabled) {
+    out.volumes.push(secretVolume('tls-serving', names.proxyServing));
+    out.mounts.push({ name: 'tls-serving', mountPath: PROXY_SERVING_DIR, readOnly: true });
+    out.args.push(`--listen-cert=${PROXY_SERVING_DIR}/tls.crt`, `--listen-key=${PROXY_SERVING_DIR}/tls.key`);
+    if (serving.requireClientCertificate) out.args.push(`--listen-cacert=${PROXY_SERVING_DIR}/ca.crt`);
+  }
+  return out;
 }
