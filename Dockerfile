@@ -1,8 +1,14 @@
-# One image for both programs: `etcd-topology operator` and `etcd-topology proxy`.
+# One image for both programs, `etcd-topology operator` and `etcd-topology proxy`, and the backup Jobs and
+# restore init containers the operator runs (`etcd-topology snapshot`).
 #   docker build -t etcd-topology:0.1.0 .
 # Build: compile src/ to dist/ with the dev dependencies. Runtime: Node 24, production dependencies,
 # dist/ and package.json only, as a non-root user; nothing in it needs a shell.
 ARG NODE_IMAGE=node:24-bookworm-slim
+# etcdutl comes from the upstream etcd image of the version the project is tested with: the restore
+# init container (`etcd-topology snapshot restore`) runs it to turn a backup into a data directory.
+ARG ETCD_IMAGE=gcr.io/etcd-development/etcd:v3.6.16
+
+FROM ${ETCD_IMAGE} AS etcd
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
@@ -28,6 +34,7 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
+COPY --from=etcd /usr/local/bin/etcdutl /usr/local/bin/etcdutl
 # The distroless "nonroot" identity; files stay owned by root, so the app cannot change them.
 USER 65532:65532
 ENTRYPOINT ["node", "/app/dist/cli.js"]

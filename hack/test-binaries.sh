@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Builds the pinned test binaries from the Go module proxy into a cache outside the repo:
-#   etcd, etcdctl, benchmark (etcd), kube-apiserver, kube-controller-manager, kube-scheduler,
-#   kubectl (Kubernetes), kwok, and the etcd release before the pinned one (etcd-previous), which the
-#   version rolling-update test upgrades from.
+#   etcd, etcdctl, etcdutl, benchmark (etcd), kube-apiserver, kube-controller-manager, kube-scheduler,
+#   kubectl (Kubernetes), kwok, versitygw (an S3-compatible server over a directory, for backup tests),
+#   and the etcd release before the pinned one (etcd-previous), which the version rolling-update test
+#   upgrades from.
 # Each set lands in $ETCD_TOPOLOGY_CACHE/bin/<set>-<version>/ and is rebuilt only when missing.
 # Prints the bin directory of each set as NAME_BIN=DIR lines on stdout (logs go to stderr).
-#   hack/test-binaries.sh [etcd|etcd-previous|kubernetes|kwok ...]   (default: all sets)
+#   hack/test-binaries.sh [etcd|etcd-previous|kubernetes|kwok|versitygw ...]   (default: all sets)
 #
 #   ETCD_TOPOLOGY_CACHE   cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/etcd-topology)
-#   ETCD_VERSION, ETCD_PREVIOUS_VERSION, KUBERNETES_VERSION, KWOK_VERSION   override the pinned versions
+#   ETCD_VERSION, ETCD_PREVIOUS_VERSION, KUBERNETES_VERSION, KWOK_VERSION, VERSITYGW_VERSION   override the pinned versions
 set -euo pipefail
 
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
@@ -17,6 +18,7 @@ ETCD_PREVIOUS_VERSION="${ETCD_PREVIOUS_VERSION:-v3.6.15}"
 ETCD_BENCHMARK_VERSION="${ETCD_BENCHMARK_VERSION:-v3.6.8}"
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.35.4}"
 KWOK_VERSION="${KWOK_VERSION:-v0.7.0}"
+VERSITYGW_VERSION="${VERSITYGW_VERSION:-v1.8.0}"
 CACHE="${ETCD_TOPOLOGY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/etcd-topology}"
 
 log() { echo "test-binaries: $*" >&2; }
@@ -62,6 +64,7 @@ go 1.24
 require (
 	go.etcd.io/etcd/server/v3 $version
 	go.etcd.io/etcd/etcdctl/v3 $version
+	go.etcd.io/etcd/etcdutl/v3 $version
 	go.etcd.io/etcd/v3 $ETCD_BENCHMARK_VERSION
 )
 MOD
@@ -72,6 +75,7 @@ package tools
 
 import (
 	_ "go.etcd.io/etcd/etcdctl/v3"
+	_ "go.etcd.io/etcd/etcdutl/v3"
 	_ "go.etcd.io/etcd/server/v3"
 	_ "go.etcd.io/etcd/v3/tools/benchmark"
 )
@@ -79,6 +83,7 @@ GO
   (cd "$mod" && go mod tidy) >&2 2>&1 || die "etcd $version: go mod tidy failed in $mod"
   (cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3 \
     && go build -trimpath -ldflags "-s -w" -o "$out/etcdctl" go.etcd.io/etcd/etcdctl/v3 \
+    && go build -trimpath -ldflags "-s -w" -o "$out/etcdutl" go.etcd.io/etcd/etcdutl/v3 \
     && go build -trimpath -ldflags "-s -w" -o "$out/benchmark" go.etcd.io/etcd/v3/tools/benchmark) >&2
 }
 
@@ -147,6 +152,11 @@ GO
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl) >&2
 }
 
+build_versitygw() {
+  local version=$1 out=$2
+  GOBIN="$out" go install -trimpath -ldflags "-s -w" "github.com/versity/versitygw/cmd/versitygw@$version" >&2
+}
+
 build_kwok() {
   local version=$1 out=$2
   GOBIN="$out" go install "sigs.k8s.io/kwok/cmd/kwok@$version" >&2
@@ -157,13 +167,14 @@ exec 9>"$CACHE/.build.lock"
 flock 9
 
 sets=("$@")
-[ ${#sets[@]} -gt 0 ] || sets=(etcd etcd-previous kubernetes kwok)
+[ ${#sets[@]} -gt 0 ] || sets=(etcd etcd-previous kubernetes kwok versitygw)
 for set in "${sets[@]}"; do
   case "$set" in
-    etcd) build_set etcd "$ETCD_VERSION" etcd etcdctl benchmark ;;
+    etcd) build_set etcd "$ETCD_VERSION" etcd etcdctl etcdutl benchmark ;;
     etcd-previous) build_set etcd-previous "$ETCD_PREVIOUS_VERSION" etcd ;;
     kubernetes) build_set kubernetes "$KUBERNETES_VERSION" kube-apiserver kube-controller-manager kube-scheduler kubectl ;;
     kwok) build_set kwok "$KWOK_VERSION" kwok ;;
-    *) die "unknown set \"$set\"; accepted: etcd, etcd-previous, kubernetes, kwok" ;;
+    versitygw) build_set versitygw "$VERSITYGW_VERSION" versitygw ;;
+    *) die "unknown set \"$set\"; accepted: etcd, etcd-previous, kubernetes, kwok, versitygw" ;;
   esac
 done

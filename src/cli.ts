@@ -7,6 +7,8 @@ commands:
   proxy      run the node-local etcd proxy
   operator   run the EtcdTopology operator
   check      answer operational questions (check drain NODE)
+  backup     take a backup of a topology now (backup NAME [-n NS] [--wait])
+  snapshot   the backup and restore steps the operator runs in Jobs and init containers
 
 Every flag also reads from ETCD_TOPOLOGY_<FLAG>. Run a command with --help for its flags.`;
 
@@ -16,6 +18,8 @@ const commands: Record<string, () => Promise<{ main: (argv: string[]) => Promise
   proxy: () => import('./proxy/main.ts'),
   operator: () => import('./operator/main.ts'),
   check: () => import('./check/main.ts'),
+  backup: () => import('./backup/request.ts'),
+  snapshot: () => import('./backup/main.ts'),
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { quantity } from './quantity.ts';
-import { DURATION_PATTERN, maxUnavailableRule, memberCountRule, nameRule, refineWith, retentionRule, storageClassImmutableRule, storageSizeImmutableRule, toValidation } from './rules.ts';
+import { backupSpecSchema, bootstrapSchema } from './backup.ts';
+import { bootstrapImmutableRule, DURATION_PATTERN, maxUnavailableRule, memberCountRule, nameRule, refineWith, retentionRule, storageClassImmutableRule, storageSizeImmutableRule, toValidation } from './rules.ts';
 import { proxyTls, proxyTlsRule, tls } from './tls.ts';
 import { statusSchema } from './status.ts';
 
@@ -111,11 +112,13 @@ export const specSchema = z
     members: members.prefault({}).meta({ description: 'The etcd voting members on the central nodes.' }),
     proxy: proxy.prefault({}).meta({ description: 'The etcd proxy on every other node.' }),
     disruption: disruption.prefault({}).meta({ description: 'How many members voluntary disruptions may take down at once.' }),
+    backup: backupSpecSchema.optional().meta({ description: 'Scheduled and on-demand backups (etcd snapshots) to an S3-compatible bucket or a volume; also taken before rolling updates and scale-in.' }),
+    bootstrap: bootstrapSchema.optional().meta({ description: 'How the members start when the topology is created; immutable.' }),
     tls: tls.prefault({}).meta({ description: 'TLS on every etcd connection: clients, peers, the operator and the proxies (see docs/tls.md).' }),
   })
   .superRefine(refineWith(maxUnavailableRule))
   .superRefine(refineWith(proxyTlsRule))
-  .meta({ 'x-kubernetes-validations': [toValidation(maxUnavailableRule), toValidation(proxyTlsRule)] });
+  .meta({ 'x-kubernetes-validations': [toValidation(maxUnavailableRule), toValidation(bootstrapImmutableRule), toValidation(proxyTlsRule)] });
 
 const metadata = z.looseObject({
   name: z.string().optional(),

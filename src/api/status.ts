@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { backupStatusSchema, restoreStatusSchema } from './backup.ts';
 import { conditionSchema } from './conditions.ts';
 
 const memberStatus = z.object({
@@ -42,6 +43,8 @@ export const statusSchema = z.object({
     .optional(),
   proxies: z.object({ desired: z.int().min(0), ready: z.int().min(0) }).optional(),
   proxiesReady: z.string().optional().meta({ description: 'Ready / desired proxies, for display ("5/5").' }),
+  backup: backupStatusSchema.optional().meta({ description: 'The last backup taken, the last that failed, and the one in flight.' }),
+  restore: restoreStatusSchema.optional().meta({ description: 'The backup the members were restored from (spec.bootstrap.fromBackup).' }),
 });
 
 export type EtcdTopologyStatus = z.infer<typeof statusSchema>;

@@ -16,6 +16,7 @@ export const WATCHED_KINDS: WatchedKind[] = [
   { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', plural: 'poddisruptionbudgets', namespaced: true, labelSelector: MANAGED_SELECTOR },
   { apiVersion: 'v1', kind: 'Pod', plural: 'pods', namespaced: true, labelSelector: MANAGED_SELECTOR },
   { apiVersion: 'v1', kind: 'PersistentVolumeClaim', plural: 'persistentvolumeclaims', namespaced: true, labelSelector: MANAGED_SELECTOR },
+  { apiVersion: 'batch/v1', kind: 'Job', plural: 'jobs', namespaced: true, labelSelector: MANAGED_SELECTOR },
   { apiVersion: 'v1', kind: 'Node', plural: 'nodes', namespaced: false },
 ];
 

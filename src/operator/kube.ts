@@ -48,10 +48,13 @@ export class KubeWriter {
     return this.objects.patch(obj, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
   }
 
-  /** Deletes one object; an object already gone is not an error. */
+  /**
+   * Deletes one object and, in the background, what it owns (a Job's pods: batch/v1 would orphan them
+   * by default); an object already gone is not an error.
+   */
   async delete(apiVersion: string, kind: string, namespace: string, name: string): Promise<void> {
     this.writes.inc({ verb: 'delete', kind });
-    await this.objects.delete({ apiVersion, kind, metadata: { name, namespace } }).catch((err: unknown) => {
+    await this.objects.delete({ apiVersion, kind, metadata: { name, namespace } }, undefined, undefined, undefined, undefined, 'Background').catch((err: unknown) => {
       if ((err as { code?: number }).code !== 404) throw err;
     });
   }

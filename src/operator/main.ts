@@ -9,6 +9,7 @@ import { createRootLogger } from '../telemetry/logger.ts';
 import { createRegistry } from '../telemetry/metrics.ts';
 import { Counter } from 'prom-client';
 import { renderOwned, unwantedOwned } from './components/registry.ts';
+import { BackupSteps } from './backup.ts';
 import { Controller } from './controller.ts';
 import { EventRecorder } from './events.ts';
 import { KubeWriter, loadKubeConfig } from './kube.ts';
@@ -37,7 +38,7 @@ const usage = `usage: etcd-topology operator [flags]
   --health-addr HOST:PORT         /healthz and /readyz (default :8081)
   --leader-elect=true|false       elect one active replica on a Lease (default true)
   --leader-election-namespace NS  namespace of the Lease (default: the pod's namespace, else default)
-  --proxy-image IMAGE             image of the proxy DaemonSet, this project's own (default etcd-topology:0.1.0)
+  --proxy-image IMAGE             this project's image, run by the proxy DaemonSet, backup Jobs and restores (default etcd-topology:0.1.0)
   --resync-period DURATION        how often a settled topology is checked again (default 30s)
 
 Every flag also reads from ETCD_TOPOLOGY_<FLAG>, e.g. ETCD_TOPOLOGY_NAMESPACE.`;
@@ -97,11 +98,13 @@ export async function main(argv: string[]): Promise<number> {
 
   await controller.startInformers();
   log.info({ namespace: flags.namespace ?? '(all)', identity }, 'Started informers');
+  const events = new EventRecorder(writer, log);
   const reconciler = new Reconciler({
     informers: controller.informers,
     writer,
     admin,
-    events: new EventRecorder(writer, log),
+    events,
+    backup: new BackupSteps({ informers: controller.informers, writer, events, clock: systemClock, log, image: flags.proxyImage, registry }),
     clock: systemClock,
     log,
     resyncMs: flags.resyncPeriod,

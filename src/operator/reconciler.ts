@@ -1,5 +1,6 @@
 import type { KubernetesObject, V1DaemonSet, V1Node, V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
-import { setCondition, type Clock } from '../api/conditions.ts';
+import { setConditions, type Clock, type ConditionUpdate } from '../api/conditions.ts';
+import type { RestoreStatus } from '../api/backup.ts';
 import { API_VERSION, etcdTopologySchema, GROUP, KIND, PLURAL, VERSION, type EtcdTopology } from '../api/etcd-topology.ts';
 import type { EtcdAdminClient } from '../etcd/admin-client.ts';
 import { isUnavailable } from '../etcd/errors.ts';
@@ -7,12 +8,13 @@ import { healthyVotersOf, leaderOf, type MemberHealth } from '../quorum/members.
 import { nextStep, type Step } from '../quorum/plan.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { desiredHash, needsApply, withAppliedHash } from './apply.ts';
+import type { BackupSteps } from './backup.ts';
 import type { EventRecorder, EventTarget } from './events.ts';
 import type { Informers } from './informers.ts';
 import type { KubeWriter } from './kube.ts';
 import { MEMBER_HEALTHY_GATE } from './components/member-statefulset/member-statefulset.ts';
 import { selectorLabels } from './components/meta.ts';
-import { memberPeerURL, memberScheme } from './components/names.ts';
+import { memberPeerURL, memberScheme, namesOf } from './components/names.ts';
 import { observeEtcd } from './observe-etcd.ts';
 import { claimOf, leaderOffCordonedNode, planInput } from './plan-input.ts';
 import { computeStatus, type Observation } from './status.ts';
@@ -27,6 +29,8 @@ export interface ReconcileResult {
 /** What the owned objects are rendered from besides the spec: the members etcd knows (undefined: a new cluster). */
 export interface RenderInput {
   members: MemberHealth[] | undefined;
+  /** The backup a new cluster's members restore from, once resolved (spec.bootstrap.fromBackup). */
+  restore?: { key: string; sha256?: string | undefined } | undefined;
 }
 
 /** Renders every object the operator owns for a topology, in apply order, and names those that must not exist. */
@@ -43,8 +47,55 @@ export interface ReconcilerDeps {
   clock: Clock;
   log: Logger;
   render: Renderer;
+  /** Backups and restores; without it, spec.backup and spec.bootstrap are not acted on (unit tests). */
+  backup?: BackupSteps;
   /** Resync period of a settled topology; an unsettled one is visited more often. */
   resyncMs?: number;
+}
+
+const CORE_CONDITIONS = new Set(['Available', 'Progressing', 'Degraded']);
+
+/** A member pod whose restore init container failed makes the restore Failed, with its words. */
+function restoreFailureOf(status: RestoreStatus, pods: readonly V1Pod[]): RestoreStatus {
+  if (status.phase !== 'Restoring') return status;
+  for (const p of pods) {
+    const init = p.status?.initContainerStatuses?.find((c) => c.name === 'restore');
+    const term = init?.state?.terminated ?? init?.lastState?.terminated;
+    if (term && term.exitCode !== 0 && !init?.state?.running) {
+      const words = (term.message ?? '').trim().split('\n').reverse().find((l) => l.includes('"error"')) ?? term.message ?? `exit code ${term.exitCode}`;
+      let detail = words;
+      try {
+        detail = (JSON.parse(words) as { error?: string }).error ?? words;
+      } catch {
+        // Not our JSON line: quote the log tail as it is.
+      }
+      return { ...status, message: `${p.metadata!.name}: the restore failed and etcd was not started: ${detail}` };
+    }
+  }
+  return { ...status, message: `restoring every member from ${status.key ?? '?'}` };
+}
+
+/** Progressing and Degraded while a restore is under way or failed. */
+function restoreConditions(r: RestoreStatus | undefined): ConditionUpdate[] {
+  if (!r || r.phase === 'Restored') return [];
+  const failed = r.phase === 'Failed' || (r.message?.includes('the restore failed') ?? false);
+  if (failed) {
+    return [
+      { type: 'Degraded', status: 'True', reason: 'RestoreFailed', message: r.message ?? 'the restore failed' },
+      { type: 'Progressing', status: 'False', reason: 'RestoreFailed', message: r.message ?? 'the restore failed' },
+    ];
+  }
+  return [{ type: 'Progressing', status: 'True', reason: r.phase === 'Resolving' ? 'ResolvingBackup' : 'Restoring', message: r.message ?? r.phase }];
+}
+
+/** A merge patch body that also removes what `before` had and `after` no longer has (JSON merge patch: null). */
+export function withRemovals(before: unknown, after: unknown): unknown {
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!isObject(before) || !isObject(after)) return after;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(after)) if (v !== undefined) out[k] = withRemovals(before[k], v);
+  for (const k of Object.keys(before)) if (!(k in out)) out[k] = null;
+  return out;
 }
 
 const matches = (labels: Record<string, string> | undefined, want: Record<string, string>): boolean => Object.entries(want).every(([k, v]) => labels?.[k] === v);
@@ -94,16 +145,21 @@ export class Reconciler {
     useMemberTls(this.deps.admin, topology, endpoints, tls);
     const etcd = await observeEtcd(this.deps.admin, endpoints);
     if ('members' in etcd) this.lastMembers.set(key, etcd.members);
-    await this.applyOwned(topology, this.lastMembers.get(key), 'error' in etcd, target, log);
+    const statefulSetExists = this.deps.informers.get<KubernetesObject>('StatefulSet', namesOf(topology).memberStatefulSet, namespace) !== undefined;
+    const restore = (await this.deps.backup?.restore(topology, statefulSetExists, 'members' in etcd && etcd.members.length > 0, target, log)) ?? { status: topology.status?.restore, hold: false };
+    await this.applyOwned(topology, { members: this.lastMembers.get(key), restore: restore.backup }, 'error' in etcd, restore.hold, target, log);
     let step: Step | undefined;
     let acted = false;
+    const urls = new Map(endpoints.map((e) => [e.name, e.url]));
     if ('members' in etcd) {
       await this.syncReadinessGates(memberPods, etcd.members, log);
       const nodes = this.deps.informers.list<V1Node>('Node');
       const claims = this.deps.informers.list<V1PersistentVolumeClaim>('PersistentVolumeClaim', namespace).filter((c) => matches(c.metadata?.labels, selectorLabels(topology, 'member')));
       step = leaderOffCordonedNode(etcd.members, memberPods, nodes) ?? nextStep(planInput(topology, etcd.members, this.memberPods(topology, true), claims, nodes));
-      acted = await this.perform(step, topology, etcd.members, new Map(endpoints.map((e) => [e.name, e.url])), target, log);
+      if (this.deps.backup) step = this.deps.backup.gate(step, topology);
+      acted = await this.perform(step, topology, etcd.members, urls, target, log);
     }
+    const backup = this.deps.backup ? await this.deps.backup.sync(topology, 'members' in etcd ? { members: etcd.members, urls } : undefined, step, target, log) : { status: topology.status?.backup };
 
     const observation: Observation = {
       eligibleCentralNodes: this.eligibleCentralNodes(topology),
@@ -113,12 +169,15 @@ export class Reconciler {
       step,
     };
     const status = computeStatus(topology, observation, this.deps.clock);
-    if (tls.condition) status.conditions = setCondition(status.conditions, tls.condition, topology.metadata.generation ?? 0, this.deps.clock);
+    if (backup.status !== undefined) status.backup = backup.status;
+    if (restore.status !== undefined) status.restore = restoreFailureOf(restore.status, memberPods);
+    const extra = [tls.condition, this.deps.backup?.readiness(topology, backup.status), ...restoreConditions(status.restore)].filter((c): c is ConditionUpdate => c !== undefined);
+    if (extra.length > 0) status.conditions = setConditions(status.conditions, extra, topology.metadata.generation ?? 0, this.deps.clock);
     await this.writeStatus(topology, status, target, log);
-    const settled = status.conditions?.every((c) => (c.type === 'Available' || c.type === 'TLSReady' ? c.status === 'True' : c.status === 'False')) ?? false;
+    const settled = status.conditions?.filter((c) => CORE_CONDITIONS.has(c.type)).every((c) => (c.type === 'Available' ? c.status === 'True' : c.status === 'False')) ?? false;
     // After a membership change or a pod deletion, look again soon; otherwise at the resync period (or the next certificate renewal).
-    const requeueAfterMs = acted ? 1_000 : settled ? (this.deps.resyncMs ?? 30_000) : 5_000;
-    return { requeueAfterMs: Math.min(requeueAfterMs, tls.requeueAfterMs ?? Infinity) };
+    const base = acted ? 1_000 : settled ? (this.deps.resyncMs ?? 30_000) : 5_000;
+    return { requeueAfterMs: Math.min(base, backup.requeueAfterMs ?? Infinity, restore.requeueAfterMs ?? Infinity, tls.requeueAfterMs ?? Infinity) };
   }
 
   private target(raw: KubernetesObject): EventTarget {
@@ -228,19 +287,22 @@ export class Reconciler {
    * operator restarted during an outage), an existing StatefulSet is left alone: rendering it without
    * the members would describe a brand-new cluster.
    */
-  private async applyOwned(topology: EtcdTopology, members: MemberHealth[] | undefined, etcdUnreadable: boolean, target: EventTarget, log: Logger): Promise<void> {
+  private async applyOwned(topology: EtcdTopology, input: RenderInput, etcdUnreadable: boolean, holdMembers: boolean, target: EventTarget, log: Logger): Promise<void> {
     const ns = topology.metadata.namespace!;
-    for (const desired of this.deps.render.owned(topology, { members })) {
+    const { members } = input;
+    for (const desired of this.deps.render.owned(topology, input)) {
       const stamped = withAppliedHash(desired);
       const live = this.deps.informers.get<KubernetesObject>(desired.kind!, desired.metadata!.name!, desired.metadata?.namespace);
       if (desired.kind === 'StatefulSet' && live && members === undefined && etcdUnreadable) continue;
+      // A restore whose backup is not resolved yet: no member may start, and none may start empty.
+      if (desired.kind === 'StatefulSet' && !live && holdMembers) continue;
       if (!needsApply(stamped, live)) continue;
       await this.deps.writer.apply(stamped);
       const verb = live ? 'Updated' : 'Created';
       log.info({ kind: desired.kind, name: desired.metadata?.name }, `${verb} ${desired.kind}`);
       this.deps.events.record(target, 'Normal', verb, `${verb} ${desired.kind} ${desired.metadata?.name}`);
     }
-    for (const u of this.deps.render.unwanted(topology, { members })) {
+    for (const u of this.deps.render.unwanted(topology, input)) {
       if (!this.deps.informers.get<KubernetesObject>(u.kind, u.name, ns)) continue;
       await this.deps.writer.delete(u.apiVersion, u.kind, ns, u.name);
       log.info({ kind: u.kind, name: u.name }, `Deleted ${u.kind}`);
@@ -278,7 +340,7 @@ export class Reconciler {
     const before = topology.status;
     // Canonical comparison: the API server's key order and dropped empty fields are not changes.
     if (before !== undefined && desiredHash(before) === desiredHash(status)) return;
-    await this.deps.writer.patchCustomStatus(GROUP, VERSION, PLURAL, topology.metadata.namespace!, topology.metadata.name!, status);
+    await this.deps.writer.patchCustomStatus(GROUP, VERSION, PLURAL, topology.metadata.namespace!, topology.metadata.name!, withRemovals(before, status));
     for (const c of status.conditions ?? []) {
       const prior = before?.conditions?.find((p) => p.type === c.type);
       if (prior?.status === c.status && prior.reason === c.reason) continue;

@@ -8,24 +8,29 @@ export interface Binaries {
   /** The etcd release before the pinned one (hack/test-binaries.sh etcd-previous), to upgrade from. */
   etcdPrevious: string;
   etcdctl: string;
+  etcdutl: string;
   benchmark: string;
   kubeApiserver: string;
   kubeControllerManager: string;
   kubeScheduler: string;
   kubectl: string;
   kwok: string;
+  /** An S3-compatible server over a directory, for backup tests. */
+  versitygw: string;
 }
 
 const setOf: Record<keyof Binaries, [set: string, file: string]> = {
   etcd: ['etcd', 'etcd'],
   etcdPrevious: ['etcd-previous', 'etcd'],
   etcdctl: ['etcd', 'etcdctl'],
+  etcdutl: ['etcd', 'etcdutl'],
   benchmark: ['etcd', 'benchmark'],
   kubeApiserver: ['kubernetes', 'kube-apiserver'],
   kubeControllerManager: ['kubernetes', 'kube-controller-manager'],
   kubeScheduler: ['kubernetes', 'kube-scheduler'],
   kubectl: ['kubernetes', 'kubectl'],
   kwok: ['kwok', 'kwok'],
+  versitygw: ['versitygw', 'versitygw'],
 };
 const dirs = new Map<string, string>();
 

@@ -178,6 +178,7 @@ describe('Helm chart deploy/etcd-topology', () => {
     expect(verbs(clusterRole.rules, '', 'pods/status')).toEqual(['patch']);
     expect(verbs(clusterRole.rules, '', 'persistentvolumeclaims')).toEqual(['delete', 'get', 'list', 'watch']);
     expect(verbs(clusterRole.rules, '', 'persistentvolumes')).toEqual(['get', 'patch']);
+    expect(verbs(clusterRole.rules, 'batch', 'jobs')).toEqual(['create', 'delete', 'get', 'list', 'patch', 'watch']);
     expect(verbs(clusterRole.rules, 'coordination.k8s.io', 'leases')).toEqual([]);
     expect(verbs(role.rules, 'coordination.k8s.io', 'leases')).toEqual(['create', 'get', 'update']);
     expect(role.metadata.namespace).toBe(NAMESPACE);

@@ -12,6 +12,11 @@ export interface ComponentContext {
    * the cluster exists: then every ordinal of members.count bootstraps a new cluster.
    */
   members?: readonly { name: string; isLearner?: boolean }[] | undefined;
+  /**
+   * The backup a new cluster starts from (spec.bootstrap.fromBackup resolved to one key). Only while the
+   * cluster is new: members added later join empty and get their data from the leader.
+   */
+  restore?: { key: string; sha256?: string | undefined } | undefined;
 }
 
 /** One owned object kind: the names it owns and its desired state (undefined: it must not exist). */
@@ -22,7 +27,7 @@ export interface Component<T extends KubernetesObject = KubernetesObject> {
   desired(topology: EtcdTopology, context: ComponentContext): T | undefined;
 }
 
-export type Role = 'member' | 'proxy';
+export type Role = 'member' | 'proxy' | 'backup';
 
 export const MANAGED_BY = 'etcd-topology';
 export const APP_NAME = 'etcd-topology';

@@ -9,10 +9,12 @@ export interface ImageMapping {
   entrypoint: string[];
   /** Executables by base name, for a container `command` and for exec probes. */
   executables: Record<string, string>;
+  /** The image's own environment (a Dockerfile's ENV), below the container's env. */
+  env?: Record<string, string>;
 }
 
 /** The result of mapping a container to a local command line, or why it cannot run here. */
-export type ResolvedCommand = { ok: true; argv: string[] } | { ok: false; reason: string; message: string };
+export type ResolvedCommand = { ok: true; argv: string[]; env?: Record<string, string> | undefined } | { ok: false; reason: string; message: string };
 
 /** The etcd release the version rolling-update test upgrades from (hack/test-binaries.sh etcd-previous). */
 export const PREVIOUS_ETCD_VERSION = '3.6.15';
@@ -21,7 +23,7 @@ export const PREVIOUS_ETCD_VERSION = '3.6.15';
  * Builds the image table of the local cluster from the paths of the built binaries. The etcd image of
  * PREVIOUS_ETCD_VERSION runs that release (built on first use); every other etcd tag runs the pinned one.
  */
-export function imageTable(paths: { etcd: string; etcdPrevious: () => string; etcdctl: string; node: string; cli: string }): ImageMapping[] {
+export function imageTable(paths: { etcd: string; etcdPrevious: () => string; etcdctl: string; etcdutl: string; node: string; cli: string }): ImageMapping[] {
   const shell = { sh: '/bin/sh', '/bin/sh': '/bin/sh', sleep: '/bin/sleep', cat: '/bin/cat', true: '/bin/true', false: '/bin/false' };
   return [
     {
@@ -39,13 +41,23 @@ export function imageTable(paths: { etcd: string; etcdPrevious: () => string; et
       match: /^(?:[^/]+\/)*etcd(?::[^/]*|@sha256:[0-9a-f]+)?$/,
       description: 'etcd (the Go-built etcd and etcdctl)',
       entrypoint: [paths.etcd],
-      executables: { ...shell, etcd: paths.etcd, etcdctl: paths.etcdctl, '/usr/local/bin/etcd': paths.etcd, '/usr/local/bin/etcdctl': paths.etcdctl },
+      executables: {
+        ...shell,
+        etcd: paths.etcd,
+        etcdctl: paths.etcdctl,
+        etcdutl: paths.etcdutl,
+        '/usr/local/bin/etcd': paths.etcd,
+        '/usr/local/bin/etcdctl': paths.etcdctl,
+        '/usr/local/bin/etcdutl': paths.etcdutl,
+      },
     },
     {
       match: /^(?:[^/]+\/)*etcd-topology(?::[^/]*|@sha256:[0-9a-f]+)?$/,
-      description: "etcd-topology (this repo's dist/cli.js on Node)",
+      description: "etcd-topology (this repo's dist/cli.js on Node, with etcdutl as the image carries it)",
       entrypoint: [paths.node, paths.cli],
-      executables: { ...shell, node: paths.node, 'etcd-topology': paths.cli },
+      executables: { ...shell, node: paths.node, 'etcd-topology': paths.cli, etcdutl: paths.etcdutl },
+      // The image's ENV: where `snapshot restore` finds etcdutl (the Dockerfile puts it on PATH instead).
+      env: { ETCD_TOPOLOGY_ETCDUTL: paths.etcdutl },
     },
     {
       match: /^(?:[^/]+\/)*(?:busybox|pause)(?::[^/]*|@sha256:[0-9a-f]+)?$/,
@@ -68,7 +80,7 @@ export function resolveCommand(table: ImageMapping[], image: string, command: st
   }
   if (command === undefined || command.length === 0) {
     // Kubernetes: args without command replace the image's CMD, so they follow the entrypoint.
-    return { ok: true, argv: [...mapping.entrypoint, ...(args ?? [])] };
+    return { ok: true, argv: [...mapping.entrypoint, ...(args ?? [])], env: mapping.env };
   }
   const [exe, ...rest] = command as [string, ...string[]];
   const local = mapping.executables[exe] ?? mapping.executables[path.basename(exe)];
@@ -81,7 +93,7 @@ export function resolveCommand(table: ImageMapping[], image: string, command: st
   }
   // A node script is run by the node binary; anything else is executed directly.
   const argv = local.endsWith('.js') ? [mapping.executables['node'] ?? 'node', local] : [local];
-  return { ok: true, argv: [...argv, ...rest, ...(args ?? [])] };
+  return { ok: true, argv: [...argv, ...rest, ...(args ?? [])], env: mapping.env };
 }
 
 /**

@@ -66,7 +66,7 @@ export class LocalCluster {
       agent = new NodeAgent({
         api,
         dir,
-        images: imageTable({ etcd: bin.etcd, etcdPrevious: () => bin.etcdPrevious, etcdctl: bin.etcdctl, node: process.execPath, cli: path.join(repo, 'dist', 'cli.js') }),
+        images: imageTable({ etcd: bin.etcd, etcdPrevious: () => bin.etcdPrevious, etcdctl: bin.etcdctl, etcdutl: bin.etcdutl, node: process.execPath, cli: path.join(repo, 'dist', 'cli.js') }),
         apiserverPort: controlPlane.apiserverPort,
         kubernetesVersion: version,
       });

@@ -1,6 +1,6 @@
 import type { V1Container, V1ContainerState, V1ContainerStatus, V1PodCondition, V1Probe } from '@kubernetes/client-node';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { hostsFor, type DnsView } from './dns.ts';
@@ -40,6 +40,8 @@ interface ContainerRun {
   env: Record<string, string>;
   /** The last bytes the current run wrote to stdout and stderr, for a FallbackToLogsOnError message. */
   tail?: Buffer;
+  /** The file bind-mounted at terminationMessagePath for the current run. */
+  messageFile?: string;
 }
 
 /** What the kubelet keeps of a failed container's log for its termination message. */
@@ -267,12 +269,24 @@ export class PodRunner {
       );
       if (!resolved.ok) throw new PodConfigError(resolved.reason, resolved.message);
       argv = resolved.argv;
+      // The image's ENV sits below the container's own env, as in a container runtime.
+      c.env = { ...(resolved.env ?? {}), ...c.env };
     } catch (err) {
       const e = err instanceof PodConfigError ? err : new PodConfigError('CreateContainerConfigError', String(err));
       this.fail(e.reason, e.message);
       return;
     }
-    const script = ['set -e', `mount --bind ${quote(this.hostsFile)} /etc/hosts`];
+    // The termination message file, as the kubelet mounts it; what the container writes there becomes
+    // its termination message. The mount point is created once on the machine if missing (/dev is shared).
+    const messagePath = c.spec.terminationMessagePath ?? '/dev/termination-log';
+    c.messageFile = path.join(this.dir, `${c.spec.name}.termination-log`);
+    await writeFile(c.messageFile, '');
+    const script = [
+      'set -e',
+      `mount --bind ${quote(this.hostsFile)} /etc/hosts`,
+      `[ -e ${quote(messagePath)} ] || { mkdir -p ${quote(path.dirname(messagePath))} && touch ${quote(messagePath)}; }`,
+      `mount --bind ${quote(c.messageFile)} ${quote(messagePath)}`,
+    ];
     for (const m of c.spec.volumeMounts ?? []) {
       const v = this.volumes.get(m.name);
       if (!v) {
@@ -316,13 +330,15 @@ export class PodRunner {
     for (const t of c.timers) clearTimeout(t);
     c.timers = [];
     c.ready = false;
-    const fallback = code !== 0 && c.spec.terminationMessagePolicy === 'FallbackToLogsOnError' && c.tail !== undefined && c.tail.length > 0;
+    // The kubelet reads at most 4096 bytes of the message file; only an empty one falls back to the logs.
+    const written = readMessageFile(c.messageFile);
+    const fallback = written === '' && code !== 0 && c.spec.terminationMessagePolicy === 'FallbackToLogsOnError' && c.tail !== undefined && c.tail.length > 0;
     const terminated = {
       exitCode: code,
       reason: code === 0 ? 'Completed' : 'Error',
       startedAt: new Date(c.startedAt ?? Date.now()),
       finishedAt: new Date(),
-      ...(fallback ? { message: logTailMessage(c.tail!) } : {}),
+      ...(written !== '' ? { message: written } : fallback ? { message: logTailMessage(c.tail!) } : {}),
     };
     if (this.stopped) return;
     if (onExit) {
@@ -562,6 +578,15 @@ export class PodRunner {
         this.lastStatus = '';
         if (!this.stopped) setTimeout(() => this.queueStatus(), 1000).unref();
       });
+  }
+}
+
+function readMessageFile(file: string | undefined): string {
+  if (file === undefined) return '';
+  try {
+    return readFileSync(file).subarray(0, 4096).toString('utf8');
+  } catch {
+    return '';
   }
 }
 

@@ -50,6 +50,15 @@ export function configArgs(topology: EtcdTopology): string[] {
 }
 
 /**
+ * The cluster token of members restored from a backup. It differs from the original cluster's (it
+ * carries the new object's uid), so that the restored cluster gets a new cluster ID and a member of the
+ * old cluster can never be mistaken for one of the new.
+ */
+export function restoreClusterToken(topology: EtcdTopology): string {
+  return `${namespaceOf(topology)}-${nameOf(topology)}-restored-${(topology.metadata.uid ?? '').slice(0, 8)}`;
+}
+
+/**
  * The membership flags: the members a starting member contacts, and whether it bootstraps a new
  * cluster or joins an existing one (a learner added by the operator, or a replaced member).
  */

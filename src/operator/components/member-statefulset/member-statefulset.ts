@@ -1,10 +1,11 @@
-import type { V1Container, V1PodTemplateSpec, V1StatefulSet } from '@kubernetes/client-node';
+import type { V1Container, V1PodTemplateSpec, V1StatefulSet, V1Volume } from '@kubernetes/client-node';
 import { GROUP, type EtcdTopology } from '../../../api/etcd-topology.ts';
 import { desiredHash } from '../../apply.ts';
 import type { Component, ComponentContext } from '../meta.ts';
 import { labels, objectMeta, resourceRequirements, restrictedContainerSecurity, selectorLabels } from '../meta.ts';
-import { CLIENT_PORT, METRICS_PORT, namesOf, PEER_PORT } from '../names.ts';
-import { clusterMembership, configArgs, DATA_MOUNT, membershipArgs } from './args.ts';
+import { CLIENT_PORT, memberScheme, METRICS_PORT, namesOf, PEER_PORT } from '../names.ts';
+import { destinationWiring } from '../snapshot-job/snapshot-job.ts';
+import { clusterMembership, configArgs, DATA_DIR, DATA_MOUNT, membershipArgs, restoreClusterToken } from './args.ts';
 import { memberTlsVolumes } from '../tls/tls-volumes.ts';
 
 /** The readiness gate the operator sets from etcd's own view of each member. */
@@ -89,6 +90,41 @@ export function memberConfigHash(topology: EtcdTopology): string {
 }
 
 /**
+ * The init container that restores a new member's data directory from the backup the cluster starts
+ * from, in this project's image (which carries etcdutl): the same snapshot, key and sha256 for every
+ * member, with this member's name and the full initial cluster. It does nothing once the data exists.
+ */
+function restoreContainer(t: EtcdTopology, context: ComponentContext, initialCluster: string[]): { container: V1Container; volumes: V1Volume[] } {
+  const from = t.spec.bootstrap!.fromBackup!;
+  const restore = context.restore!;
+  const wiring = destinationWiring(from, { readOnly: true });
+  const host = `$(POD_NAME).${namesOf(t).peerService}.${t.metadata.namespace}.svc`;
+  return {
+    container: {
+      name: 'restore',
+      image: context.proxyImage,
+      args: [
+        'snapshot', 'restore',
+        `--topology=${t.metadata.namespace}/${t.metadata.name}`,
+        ...wiring.args,
+        `--key=${restore.key}`,
+        ...(restore.sha256 ? [`--sha256=${restore.sha256}`] : []),
+        '--name=$(POD_NAME)',
+        ...initialCluster.filter((a) => a.startsWith('--initial-cluster=')),
+        `--initial-cluster-token=${restoreClusterToken(t)}`,
+        `--initial-advertise-peer-urls=${memberScheme(t)}://${host}:${PEER_PORT}`,
+        `--data-dir=${DATA_DIR}`,
+      ],
+      env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }, ...wiring.env],
+      volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT }, ...wiring.mounts],
+      terminationMessagePolicy: 'FallbackToLogsOnError',
+      securityContext: restrictedContainerSecurity,
+    },
+    volumes: wiring.volumes,
+  };
+}
+
+/**
  * The member StatefulSet. Updates are OnDelete, because the operator replaces members itself, one at a
  * time, followers first and the leader last, only while quorum allows. Pods are managed in Parallel,
  * because a new cluster elects its first leader only once a quorum of members runs, so OrderedReady
@@ -101,6 +137,15 @@ export const memberStatefulSet: Component<V1StatefulSet> = {
   desired: (t: EtcdTopology, context: ComponentContext) => {
     const membership = clusterMembership(t, context);
     const storage = t.spec.members.storage;
+    const membershipFlags = membershipArgs(t, membership);
+    const template = podTemplate(t, [...configArgs(t), ...membershipFlags], memberConfigHash(t));
+    // Like the membership flags, the restore step is read only by members of a new cluster, so it is
+    // kept out of the configuration hash: dropping it once the cluster exists restarts nothing.
+    if (t.spec.bootstrap?.fromBackup && context.restore && membership.state === 'new') {
+      const { container: init, volumes } = restoreContainer(t, context, membershipFlags);
+      template.spec!.initContainers = [init];
+      if (volumes.length > 0) template.spec!.volumes = volumes;
+    }
     return {
       apiVersion: 'apps/v1',
       kind: 'StatefulSet',
@@ -113,7 +158,7 @@ export const memberStatefulSet: Component<V1StatefulSet> = {
         // Volumes outlive scale-in and deletion: etcd data is never thrown away by a controller.
         persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
         selector: { matchLabels: selectorLabels(t, 'member') },
-        template: podTemplate(t, [...configArgs(t), ...membershipArgs(t, membership)], memberConfigHash(t)),
+        template,
         volumeClaimTemplates: [
           {
             apiVersion: 'v1',

@@ -58,12 +58,9 @@ export const PROXY_SERVING_DIR = '/etc/etcd-topology/serving';
  * verified against that Secret's ca.crt when requireClientCertificate).
  */
 export function proxyTls(topology: EtcdTopology): { volumes: V1Volume[]; mounts: V1VolumeMount[]; args: string[] } {
-  const out: { volumes: V1Volume[]; mounts: V1VolumeMount[]; args: string[] } = { volumes: [], mounts: [], args: [] };
-  if (!topology.spec.tls.enabled) return out;
+  if (!topology.spec.tls.enabled) return { volumes: [], mounts: [], args: [] };
   const names = tlsSecretNames(topology);
-  out.volumes.push(secretVolume('tls-client', names.proxy));
-  out.mounts.push({ name: 'tls-client', mountPath: PROXY_TLS_DIR, readOnly: true });
-  out.args.push(`--cacert=${PROXY_TLS_DIR}/ca.crt`, `--cert=${PROXY_TLS_DIR}/tls.crt`, `--key=${PROXY_TLS_DIR}/tls.key`);
+  const out = clientCertificate(names.proxy, PROXY_TLS_DIR);
   const serving = topology.spec.proxy.tls;
   if (serving.enabled) {
     out.volumes.push(secretVolume('tls-serving', names.proxyServing));
@@ -72,4 +69,22 @@ export function proxyTls(topology: EtcdTopology): { volumes: V1Volume[]; mounts:
     if (serving.requireClientCertificate) out.args.push(`--listen-cacert=${PROXY_SERVING_DIR}/ca.crt`);
   }
   return out;
+}
+
+/** Where a backup Job finds the client certificate it presents to the member it snapshots. */
+export const SNAPSHOT_TLS_DIR = '/etc/etcd-topology/tls';
+
+/** A backup Job's client certificate (<name>-client-tls, the one for people and tools); nothing without TLS. */
+export function snapshotJobTls(topology: EtcdTopology): { args: string[]; volumes: V1Volume[]; mounts: V1VolumeMount[] } {
+  if (!topology.spec.tls.enabled) return { args: [], volumes: [], mounts: [] };
+  return clientCertificate(tlsSecretNames(topology).client, SNAPSHOT_TLS_DIR);
+}
+
+/** A client certificate Secret mounted at dir, and the --cacert/--cert/--key flags that read it. */
+function clientCertificate(secretName: string, dir: string): { volumes: V1Volume[]; mounts: V1VolumeMount[]; args: string[] } {
+  return {
+    volumes: [secretVolume('tls-client', secretName)],
+    mounts: [{ name: 'tls-client', mountPath: dir, readOnly: true }],
+    args: [`--cacert=${dir}/ca.crt`, `--cert=${dir}/tls.crt`, `--key=${dir}/tls.key`],
+  };
 }
