@@ -147,7 +147,7 @@ export class Reconciler {
     if ('members' in etcd) this.lastMembers.set(key, etcd.members);
     const statefulSetExists = this.deps.informers.get<KubernetesObject>('StatefulSet', namesOf(topology).memberStatefulSet, namespace) !== undefined;
     const restore = (await this.deps.backup?.restore(topology, statefulSetExists, 'members' in etcd && etcd.members.length > 0, target, log)) ?? { status: topology.status?.restore, hold: false };
-    await this.applyOwned(topology, { members: this.lastMembers.get(key), restore: restore.backup }, 'error' in etcd, restore.hold, target, log);
+    await this.applyOwned(topology, { members: this.lastMembers.get(key), restore: restore.backup }, 'error' in etcd, restore.hold || tls.holdMembers === true, target, log);
     let step: Step | undefined;
     let acted = false;
     const urls = new Map(endpoints.map((e) => [e.name, e.url]));

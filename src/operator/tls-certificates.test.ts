@@ -94,6 +94,20 @@ describe('the TLS step with the built-in CA', () => {
     expect(plain.secrets.has('main-proxy-serving-tls')).toBe(false);
   });
 
+  it('waits, holding the members, while a deleted namesake\'s Secrets await garbage collection', async () => {
+    const store = secretStore();
+    const step = new TlsCertificates({ writer: store.writer, events, clock: { now: () => new Date() } });
+    await step.reconcile(topology(), false, target, log);
+    const before = store.writes();
+    const recreated = { ...topology(), metadata: { ...topology().metadata, uid: 'uid-2' } };
+    const r = await step.reconcile(recreated, false, target, log);
+    expect(r).toMatchObject({ enabled: true, holdMembers: true, condition: { status: 'False', reason: 'SecretNotOwned' } });
+    expect(r.condition?.message).toContain('Secret main-ca, main-server-tls, main-peer-tls, main-operator-tls, main-proxy-tls, main-client-tls exists but is not owned by this EtcdTopology');
+    expect(store.writes()).toBe(before);
+    store.secrets.clear();
+    expect(await step.reconcile(recreated, false, target, log)).toMatchObject({ condition: { status: 'True' } });
+  });
+
   it('leaves a topology whose members run in plaintext in plaintext, saying why', async () => {
     const store = secretStore();
     const step = new TlsCertificates({ writer: store.writer, events, clock: { now: () => new Date() } });

@@ -27,6 +27,8 @@ export interface TlsState {
   condition?: ConditionUpdate;
   /** When the next certificate is due for renewal (ms from now). */
   requeueAfterMs?: number;
+  /** Do not create the member StatefulSet yet: its pods would mount certificates that are about to go. */
+  holdMembers?: boolean;
 }
 
 export interface TlsDeps {
@@ -80,7 +82,9 @@ export class TlsCertificates {
       results = await this.checkUserSecrets(topology, names, hosts, now);
     } else {
       const built = await this.builtIn(topology, names, hosts, now, target, log);
-      if ('problem' in built) return { enabled: true, condition: { type: 'TLSReady', status: 'False', reason: built.problem.reason, message: built.problem.message } };
+      if ('problem' in built) {
+        return { enabled: true, holdMembers: true, requeueAfterMs: 2_000, condition: { type: 'TLSReady', status: 'False', reason: built.problem.reason, message: built.problem.message } };
+      }
       results = built.results;
     }
     const servedByProxy = topology.spec.proxy.tls;
@@ -134,15 +138,31 @@ export class TlsCertificates {
     log: Logger,
   ): Promise<{ results: { secret: string; result: Checked }[] } | { problem: TlsProblem }> {
     const ns = namespaceOf(topology);
-    const ca = await this.ensureCa(topology, names.ca, now, target, log);
+    const leaves = leafRequests(topology);
+    const live = new Map<string, V1Secret | undefined>();
+    for (const name of [names.ca, ...leaves.map((l) => names[l.secret])]) live.set(name, await this.read(ns, name));
+    // A deleted topology's Secrets stay until the garbage collector removes them: using (or
+    // overwriting) them races that deletion, and a CA that vanishes under running members splits them.
+    const foreign = [...live].filter(([, s]) => s !== undefined && !s.metadata?.ownerReferences?.some((o) => o.uid === topology.metadata.uid && o.controller === true)).map(([n]) => n);
+    if (foreign.length > 0) {
+      return {
+        problem: {
+          reason: 'SecretNotOwned',
+          message:
+            `Secret ${foreign.join(', ')} exists but is not owned by this EtcdTopology (left by a deleted topology of the same name until the ` +
+            'garbage collector removes it, or made by someone else): the operator waits and starts the members once it is gone; delete it if it is stale',
+        },
+      };
+    }
+    const ca = await this.ensureCa(topology, names.ca, live.get(names.ca), now, target, log);
     if ('problem' in ca) return ca;
     const lifetimeMs = parseDuration(topology.spec.tls.certificateLifetime)!;
     const results: { secret: string; result: Checked }[] = [];
-    for (const { secret, request } of leafRequests(topology)) {
+    for (const { secret, request } of leaves) {
       const name = names[secret];
       const needsHosts = secret === 'server' || secret === 'peer';
       const expect = { trustedCa: ca.pem.cert, ...(needsHosts ? { hosts } : {}) };
-      let result = checkTlsSecret(name, (await this.read(ns, name))?.data, expect, now);
+      let result = checkTlsSecret(name, live.get(name)?.data, expect, now);
       if (isProblem(result) || result.renewal.renew) {
         const why = isProblem(result) ? result.reason : `renewal due (${result.renewal.state})`;
         const leaf = await issueLeaf(ca.pem, request, newValidity(lifetimeMs, now));
@@ -158,8 +178,7 @@ export class TlsCertificates {
   }
 
   /** The CA Secret, created once; a CA Secret that is there but unusable is reported, never replaced (every leaf and member trusts it). */
-  private async ensureCa(topology: EtcdTopology, name: string, now: Date, target: EventTarget, log: Logger): Promise<{ pem: CertificatePem } | { problem: TlsProblem }> {
-    const live = await this.read(namespaceOf(topology), name);
+  private async ensureCa(topology: EtcdTopology, name: string, live: V1Secret | undefined, now: Date, target: EventTarget, log: Logger): Promise<{ pem: CertificatePem } | { problem: TlsProblem }> {
     if (live === undefined) {
       const pem = await createCa(`${topology.metadata.name}-ca`, newValidity(CA_LIFETIME_MS, now));
       await this.deps.writer.apply(this.secret(topology, name, pem, pem.cert));

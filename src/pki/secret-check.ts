@@ -17,7 +17,7 @@ export interface TlsMaterial {
 
 /** Why a TLS Secret cannot be used; the message names the Secret and never carries key material. */
 export interface TlsProblem {
-  reason: 'SecretMissing' | 'SecretKeyMissing' | 'CertificateInvalid' | 'KeyMismatch' | 'NotSignedByCA' | 'NamesNotCovered' | 'CertificateNotYetValid' | 'CertificateExpired';
+  reason: 'SecretMissing' | 'SecretNotOwned' | 'SecretKeyMissing' | 'CertificateInvalid' | 'KeyMismatch' | 'NotSignedByCA' | 'NamesNotCovered' | 'CertificateNotYetValid' | 'CertificateExpired';
   message: string;
 }
 
