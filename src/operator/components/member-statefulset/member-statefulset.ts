@@ -144,7 +144,7 @@ export const memberStatefulSet: Component<V1StatefulSet> = {
     if (t.spec.bootstrap?.fromBackup && context.restore && membership.state === 'new') {
       const { container: init, volumes } = restoreContainer(t, context, membershipFlags);
       template.spec!.initContainers = [init];
-      if (volumes.length > 0) template.spec!.volumes = volumes;
+      if (volumes.length > 0) template.spec!.volumes = [...(template.spec!.volumes ?? []), ...volumes];
     }
     return {
       apiVersion: 'apps/v1',

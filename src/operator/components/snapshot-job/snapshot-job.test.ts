@@ -55,6 +55,12 @@ describe('restore init container of the member StatefulSet', () => {
   const t = topology({ bootstrap: { fromBackup: { s3, key: 'latest' } } });
   const restore = { key: 'p/etcd/main/20261201T000000Z-r9.db', sha256: 'a'.repeat(64) };
 
+  it('keeps the TLS Secret volumes beside the backup volume it restores from', () => {
+    const fromVolume = topology({ bootstrap: { fromBackup: { volume: { claimName: 'etcd-backups' }, key: 'latest' } } });
+    const sts = memberStatefulSet.desired(fromVolume, { ...context, restore })!;
+    expect(sts.spec!.template.spec!.volumes?.map((v) => v.name)).toEqual(['tls-server', 'tls-peer', 'backup']);
+  });
+
   it('restores every member of a new cluster from the one resolved backup, with its own name and a new token', () => {
     const sts = memberStatefulSet.desired(t, { ...context, restore })!;
     const init = sts.spec!.template.spec!.initContainers!;
