@@ -17,6 +17,7 @@ import { binaries } from '../test/harness/binaries.ts';
 import { EtcdCluster } from '../test/harness/etcd-cluster.ts';
 import { freePort, waitFor } from '../test/harness/ports.ts';
 import { run } from '../test/harness/run.ts';
+import { PROXY_NODE_OPTIONS } from '../src/operator/components/proxy-daemonset/proxy-daemonset.ts';
 
 const root = path.join(import.meta.dirname, '..');
 const arg = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=').slice(1).join('=');
@@ -203,7 +204,8 @@ async function main(): Promise<void> {
     return new Target(name, `127.0.0.1:${port}`, {
       file: process.execPath,
       args: [cli, 'proxy', `--endpoints=${member.clientUrl}`, `--listen-client-urls=http://127.0.0.1:${port}`, `--metrics-addr=127.0.0.1:${metricsPort}`],
-      env: { ...process.env, LOG_LEVEL: 'warn' },
+      // The V8 heap flags the DaemonSet gives the proxy, so that RSS is measured as deployed.
+      env: { ...process.env, LOG_LEVEL: 'warn', NODE_OPTIONS: PROXY_NODE_OPTIONS },
       log: path.join(logDir, `${name}.log`),
     });
   };

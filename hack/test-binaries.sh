@@ -2,14 +2,16 @@
 # Builds the pinned test binaries from the Go module proxy into a cache outside the repo:
 #   etcd, etcdctl, etcdutl, benchmark (etcd), kube-apiserver, kube-controller-manager, kube-scheduler,
 #   kubectl (Kubernetes), kwok, versitygw (an S3-compatible server over a directory, for backup tests),
-#   and the etcd release before the pinned one (etcd-previous), which the version rolling-update test
-#   upgrades from.
+#   the etcd release before the pinned one (etcd-previous), which the version rolling-update test
+#   upgrades from, promtool (Prometheus), which unit-tests the chart's alert rules, and h2spec (HTTP/2
+#   conformance, for the proxy).
 # Each set lands in $ETCD_TOPOLOGY_CACHE/bin/<set>-<version>/ and is rebuilt only when missing.
 # Prints the bin directory of each set as NAME_BIN=DIR lines on stdout (logs go to stderr).
-#   hack/test-binaries.sh [etcd|etcd-previous|kubernetes|kwok|versitygw ...]   (default: all sets)
+#   hack/test-binaries.sh [etcd|etcd-previous|kubernetes|kwok|versitygw|promtool|h2spec ...]   (default: all sets)
 #
 #   ETCD_TOPOLOGY_CACHE   cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/etcd-topology)
-#   ETCD_VERSION, ETCD_PREVIOUS_VERSION, KUBERNETES_VERSION, KWOK_VERSION, VERSITYGW_VERSION   override the pinned versions
+#   ETCD_VERSION, ETCD_PREVIOUS_VERSION, KUBERNETES_VERSION, KWOK_VERSION, VERSITYGW_VERSION,
+#   PROMETHEUS_VERSION, H2SPEC_VERSION   override the pinned versions
 set -euo pipefail
 
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
@@ -19,6 +21,12 @@ ETCD_BENCHMARK_VERSION="${ETCD_BENCHMARK_VERSION:-v3.6.8}"
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.35.4}"
 KWOK_VERSION="${KWOK_VERSION:-v0.7.0}"
 VERSITYGW_VERSION="${VERSITYGW_VERSION:-v1.8.0}"
+# Prometheus tags its Go module v0.<major><minor>.<patch>: v0.316.0 is Prometheus 3.16.0. It is the
+# first recent tag whose go.mod has no replace or exclude directives, which `go install` requires; it
+# needs Go 1.26.7 or newer.
+PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
+# h2spec's later tags (v2.3+) declare a module path without /v2, so the module proxy serves only this one.
+H2SPEC_VERSION="${H2SPEC_VERSION:-v2.2.1+incompatible}"
 CACHE="${ETCD_TOPOLOGY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/etcd-topology}"
 
 log() { echo "test-binaries: $*" >&2; }
@@ -162,12 +170,22 @@ build_kwok() {
   GOBIN="$out" go install "sigs.k8s.io/kwok/cmd/kwok@$version" >&2
 }
 
+build_promtool() {
+  local version=$1 out=$2
+  GOBIN="$out" go install -trimpath -ldflags "-s -w" "github.com/prometheus/prometheus/cmd/promtool@$version" >&2
+}
+
+build_h2spec() {
+  local version=$1 out=$2
+  GOBIN="$out" go install "github.com/summerwind/h2spec/cmd/h2spec@$version" >&2
+}
+
 # One build at a time per cache: a second caller waits, then finds the binaries cached.
 exec 9>"$CACHE/.build.lock"
 flock 9
 
 sets=("$@")
-[ ${#sets[@]} -gt 0 ] || sets=(etcd etcd-previous kubernetes kwok versitygw)
+[ ${#sets[@]} -gt 0 ] || sets=(etcd etcd-previous kubernetes kwok versitygw promtool h2spec)
 for set in "${sets[@]}"; do
   case "$set" in
     etcd) build_set etcd "$ETCD_VERSION" etcd etcdctl etcdutl benchmark ;;
@@ -175,6 +193,8 @@ for set in "${sets[@]}"; do
     kubernetes) build_set kubernetes "$KUBERNETES_VERSION" kube-apiserver kube-controller-manager kube-scheduler kubectl ;;
     kwok) build_set kwok "$KWOK_VERSION" kwok ;;
     versitygw) build_set versitygw "$VERSITYGW_VERSION" versitygw ;;
-    *) die "unknown set \"$set\"; accepted: etcd, etcd-previous, kubernetes, kwok, versitygw" ;;
+    promtool) build_set promtool "$PROMETHEUS_VERSION" promtool ;;
+    h2spec) build_set h2spec "$H2SPEC_VERSION" h2spec ;;
+    *) die "unknown set \"$set\"; accepted: etcd, etcd-previous, kubernetes, kwok, versitygw, promtool, h2spec" ;;
   esac
 done

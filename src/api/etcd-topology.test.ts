@@ -21,6 +21,7 @@ describe('EtcdTopology spec defaults', () => {
       },
       proxy: { enabled: true, mode: 'readwrite', hostNetwork: false, port: 2379, refreshInterval: '30s', tls: { enabled: false, requireClientCertificate: false } },
       disruption: {},
+      maintenance: { defragmentation: { enabled: true, quotaUsageAbove: 0.8, minReclaimBytes: '64Mi' }, noSpaceRecovery: true },
       tls: { enabled: true, certificateLifetime: '2160h' },
     });
     expect(DEFAULT_ETCD_VERSION).toBe('3.6.16');

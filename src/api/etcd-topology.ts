@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { maintenanceSchema } from './maintenance.ts';
 import { quantity } from './quantity.ts';
 import { backupSpecSchema, bootstrapSchema } from './backup.ts';
 import { bootstrapImmutableRule, DURATION_PATTERN, maxUnavailableRule, memberCountRule, nameRule, refineWith, retentionRule, storageClassImmutableRule, storageSizeImmutableRule, toValidation } from './rules.ts';
@@ -114,6 +115,7 @@ export const specSchema = z
     disruption: disruption.prefault({}).meta({ description: 'How many members voluntary disruptions may take down at once.' }),
     backup: backupSpecSchema.optional().meta({ description: 'Scheduled and on-demand backups (etcd snapshots) to an S3-compatible bucket or a volume; also taken before rolling updates and scale-in.' }),
     bootstrap: bootstrapSchema.optional().meta({ description: 'How the members start when the topology is created; immutable.' }),
+    maintenance: maintenanceSchema.prefault({}).meta({ description: 'Defragmentation by rule and NOSPACE recovery.' }),
     tls: tls.prefault({}).meta({ description: 'TLS on every etcd connection: clients, peers, the operator and the proxies (see docs/tls.md).' }),
   })
   .superRefine(refineWith(maxUnavailableRule))

@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { CRON_PATTERN, cronError } from './cron.ts';
 
 /**
  * One admission rule, written twice on purpose: as the CEL that the API server evaluates
@@ -113,31 +114,13 @@ export const nameRule: Rule<{ metadata: { name?: string | undefined } }> = {
   holds: ({ metadata: { name } }) => name === undefined || (name.length <= MAX_NAME_LENGTH && /^[a-z]([-a-z0-9]*[a-z0-9])?$/.test(name)),
 };
 
-const cronField = (value: string): string => {
-  const item = `([*]|${value}(-${value})?)(/[1-9][0-9]*)?`;
-  return `${item}(,${item})*`;
-};
-const MONTHS = 'JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC';
-const DAYS = 'SUN|MON|TUE|WED|THU|FRI|SAT';
-/** Five cron fields (minute hour day-of-month month day-of-week) with their value ranges; no backslashes, so CEL needs no escaping. */
-export const CRON_PATTERN =
-  '^(?i)[ ]*' +
-  [
-    cronField('([0-5]?[0-9])'),
-    cronField('([01]?[0-9]|2[0-3])'),
-    cronField('(0?[1-9]|[12][0-9]|3[01])'),
-    cronField(`(0?[1-9]|1[0-2]|${MONTHS})`),
-    cronField(`([0-7]|${DAYS})`),
-  ].join('[ ]+') +
-  '[ ]*$';
-
 /** Rule on spec.backup.schedule: a 5-field cron expression, read in UTC. */
 export const cronRule: Rule<string | undefined> = {
   rule: `self.matches('${CRON_PATTERN}')`,
   message:
     'backup.schedule must be a 5-field cron expression in UTC (minute 0-59, hour 0-23, day of month 1-31, month 1-12 or JAN-DEC, ' +
     'day of week 0-7 or SUN-SAT; each field *, a value, a range a-b, a list a,b or a step */n), such as "0 * * * *" for hourly',
-  holds: (s) => s === undefined || new RegExp(CRON_PATTERN.replace('(?i)', ''), 'i').test(s),
+  holds: (s) => s === undefined || cronError(s) === undefined,
 };
 
 /** Rule on spec.backup and spec.bootstrap.fromBackup: exactly one destination. */

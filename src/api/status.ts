@@ -9,6 +9,14 @@ const memberStatus = z.object({
   role: z.enum(['leader', 'follower', 'learner']),
   healthy: z.boolean().meta({ description: 'Whether etcd counts the member as a healthy member that has caught up.' }),
   dbSize: z.int().min(0).optional().meta({ description: 'Backend database size in bytes.' }),
+  dbSizeInUse: z.int().min(0).optional().meta({ description: 'Bytes of the database in use; dbSize minus this is what defragmentation frees.' }),
+  lastDefragmentation: z
+    .object({
+      time: z.string().meta({ format: 'date-time', description: 'When the last defragmentation by the operator finished.' }),
+      bytesFreed: z.int().meta({ description: 'How much smaller the database file became.' }),
+    })
+    .optional()
+    .meta({ description: 'The last successful defragmentation of this member by the operator.' }),
   revision: z.int().min(0).optional(),
   drain: z
     .object({
@@ -42,6 +50,16 @@ export const statusSchema = z.object({
     })
     .optional(),
   proxies: z.object({ desired: z.int().min(0), ready: z.int().min(0) }).optional(),
+  alarms: z
+    .array(
+      z.object({
+        alarm: z.enum(['NOSPACE', 'CORRUPT']),
+        memberId: z.string().meta({ description: 'etcd member ID in hex of the member that raised it.' }),
+        member: z.string().optional().meta({ description: 'Name of that member, when etcd lists it.' }),
+      }),
+    )
+    .optional()
+    .meta({ description: 'Active etcd alarms. NOSPACE: the cluster accepts only reads and deletes; CORRUPT: members disagree on their data.' }),
   proxiesReady: z.string().optional().meta({ description: 'Ready / desired proxies, for display ("5/5").' }),
   backup: backupStatusSchema.optional().meta({ description: 'The last backup taken, the last that failed, and the one in flight.' }),
   restore: restoreStatusSchema.optional().meta({ description: 'The backup the members were restored from (spec.bootstrap.fromBackup).' }),

@@ -31,15 +31,18 @@ export async function* snapshotChunks(endpoint: string, options: { dispatcher?: 
     const text = await res.body.text();
     throw new BackupError('ETOP_BACKUP_SNAPSHOT', `snapshot from ${endpoint} failed: HTTP ${res.statusCode}: ${text.slice(0, 300)}`);
   }
-  let pending = '';
+  // Bytes, not a growing string: V8 keeps the parent of a sliced or concatenated string alive, which
+  // would hold the whole stream in memory; a Buffer remainder holds at most one message.
+  let pending: Buffer = Buffer.alloc(0);
   let messages = 0;
-  const decode = (line: string): Buffer | undefined => {
-    if (line.trim() === '') return undefined;
+  const decode = (line: Buffer): Buffer | undefined => {
+    const text = line.toString('latin1');
+    if (text.trim() === '') return undefined;
     let msg: { result?: { blob?: string }; error?: { message?: string; grpc_code?: number; code?: number } };
     try {
-      msg = JSON.parse(line) as typeof msg;
+      msg = JSON.parse(text) as typeof msg;
     } catch {
-      throw new BackupError('ETOP_BACKUP_SNAPSHOT', `snapshot from ${endpoint}: message ${messages + 1} is not JSON (${line.slice(0, 80)})`);
+      throw new BackupError('ETOP_BACKUP_SNAPSHOT', `snapshot from ${endpoint}: message ${messages + 1} is not JSON (${text.slice(0, 80)})`);
     }
     messages++;
     if (msg.error) throw new BackupError('ETOP_BACKUP_SNAPSHOT', `snapshot from ${endpoint} failed: ${msg.error.message ?? JSON.stringify(msg.error)}`);
@@ -47,13 +50,15 @@ export async function* snapshotChunks(endpoint: string, options: { dispatcher?: 
   };
   try {
     for await (const chunk of res.body) {
-      pending += (chunk as Buffer).toString('latin1');
+      pending = pending.length === 0 ? (chunk as Buffer) : Buffer.concat([pending, chunk as Buffer]);
+      let start = 0;
       let nl: number;
-      while ((nl = pending.indexOf('\n')) !== -1) {
-        const out = decode(pending.slice(0, nl));
-        pending = pending.slice(nl + 1);
+      while ((nl = pending.indexOf(10, start)) !== -1) {
+        const out = decode(pending.subarray(start, nl));
+        start = nl + 1;
         if (out !== undefined && out.length > 0) yield out;
       }
+      pending = start === 0 ? pending : Buffer.from(pending.subarray(start));
     }
   } catch (err) {
     if (err instanceof BackupError) throw err;

@@ -90,6 +90,14 @@ export class EtcdAdminClient {
     await this.post(endpoint, 'defragment', '/v3/maintenance/defragment', {}, emptyResponse, { timeoutMs: options?.timeoutMs ?? this.defragmentTimeoutMs });
   }
 
+  /**
+   * Compacts the keyspace up to revision; physical waits until the old revisions are gone from the
+   * backend, so that a defragmentation afterwards frees them.
+   */
+  async compact(endpoint: string, revision: number, { physical = true, ...options }: CallOptions & { physical?: boolean } = {}): Promise<void> {
+    await this.post(endpoint, 'compact', '/v3/kv/compaction', { revision: String(revision), physical }, emptyResponse, options);
+  }
+
   /** Adds a member with the given peer URLs, as a learner unless told otherwise; returns the new member and the new list. */
   memberAdd(endpoint: string, peerURLs: readonly string[], { learner = true, ...options }: CallOptions & { learner?: boolean } = {}): Promise<MemberAddResponse> {
     return this.post(endpoint, 'member add', '/v3/cluster/member/add', { peerURLs, isLearner: learner }, memberAddResponse, options);

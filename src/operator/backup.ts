@@ -4,7 +4,7 @@ import { BACKUP_NOW_ANNOTATION, type BackupStatus, type RestoreStatus } from '..
 import type { Clock, ConditionUpdate } from '../api/conditions.ts';
 import type { EtcdTopology } from '../api/etcd-topology.ts';
 import { manifestSchema } from '../backup/manifest.ts';
-import { scheduleFacts } from '../backup/schedule.ts';
+import { scheduleFacts } from '../api/cron.ts';
 import { z } from 'zod';
 import { backupDue, backupReadiness, backupSource, gateOnBackup, retryBackoffMs, type BackupReason } from '../quorum/backup.ts';
 import type { MemberHealth } from '../quorum/members.ts';

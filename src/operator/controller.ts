@@ -1,5 +1,5 @@
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { API_VERSION, KIND, PLURAL } from '../api/etcd-topology.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { Informers, MANAGED_SELECTOR, type WatchedKind } from './informers.ts';
@@ -38,6 +38,7 @@ export class Controller {
   private readonly log: Logger;
   private readonly reconciles: Counter<'result'>;
   private readonly duration: Histogram;
+  private readonly retries: Counter;
   private reconciler: Reconciler | undefined;
   private workers: Promise<void>[] = [];
 
@@ -50,6 +51,9 @@ export class Controller {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     });
+    const queue = this.queue;
+    new Gauge({ name: 'etcd_topology_operator_queue_depth', help: 'Topologies waiting in the work queue (not in flight, not scheduled).', registers: [registry], collect() { this.set(queue.length); } });
+    this.retries = new Counter({ name: 'etcd_topology_operator_queue_retries_total', help: 'Reconciles that failed and were queued again with back-off.', registers: [registry] });
     this.informers = new Informers(kc, WATCHED_KINDS, namespace, (kind, obj) => this.enqueueFor(kind, obj), log);
   }
 
@@ -72,6 +76,11 @@ export class Controller {
     await this.informers.stop();
   }
 
+  /** Queues a topology by key now (work that finished outside a reconcile, such as a defragmentation). */
+  enqueue(key: string): void {
+    if (this.reconciler) this.queue.add(key);
+  }
+
   private enqueueFor(kind: string, obj: KubernetesObject): void {
     if (!this.reconciler) return;
     if (kind === 'Node') {
@@ -92,6 +101,7 @@ export class Controller {
         this.reconciles.inc({ result: 'success' });
       } catch (err) {
         const delay = this.queue.retry(key);
+        this.retries.inc();
         this.reconciles.inc({ result: 'error' });
         this.log.error({ err, etcdtopology: key, retryInMs: delay }, 'Failed to reconcile; retrying');
       } finally {

@@ -15,6 +15,8 @@ import { EventRecorder } from './events.ts';
 import { KubeWriter, loadKubeConfig } from './kube.ts';
 import { LeaderElector } from './leader-election.ts';
 import { Reconciler } from './reconciler.ts';
+import { TopologyMetrics } from './topology-metrics.ts';
+import { Upkeep } from './upkeep.ts';
 
 const SA_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
@@ -99,6 +101,7 @@ export async function main(argv: string[]): Promise<number> {
   await controller.startInformers();
   log.info({ namespace: flags.namespace ?? '(all)', identity }, 'Started informers');
   const events = new EventRecorder(writer, log);
+  const metrics = new TopologyMetrics(registry);
   const reconciler = new Reconciler({
     informers: controller.informers,
     writer,
@@ -107,6 +110,8 @@ export async function main(argv: string[]): Promise<number> {
     backup: new BackupSteps({ informers: controller.informers, writer, events, clock: systemClock, log, image: flags.proxyImage, registry }),
     clock: systemClock,
     log,
+    metrics,
+    upkeep: new Upkeep({ admin, events, clock: systemClock, log, metrics, requeue: (key) => controller.enqueue(key) }),
     resyncMs: flags.resyncPeriod,
     render: {
       owned: (topology, input) => renderOwned(topology, { ...input, proxyImage: flags.proxyImage }),

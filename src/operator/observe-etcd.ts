@@ -1,6 +1,7 @@
 import type { EtcdAdminClient } from '../etcd/admin-client.ts';
 import { memberName, toMemberHealth } from '../etcd/member-health.ts';
 import type { StatusResponse } from '../etcd/responses.ts';
+import type { Alarm } from '../quorum/defrag.ts';
 import type { MemberHealth } from '../quorum/members.ts';
 
 /** A member pod the operator can reach: its name and client URL by pod IP. */
@@ -14,7 +15,7 @@ export interface MemberEndpoint {
  * then each member's own status through its pod's address (member client URLs are cluster DNS names,
  * which an operator running outside the cluster cannot resolve).
  */
-export async function observeEtcd(admin: EtcdAdminClient, endpoints: readonly MemberEndpoint[]): Promise<{ members: MemberHealth[] } | { error: string }> {
+export async function observeEtcd(admin: EtcdAdminClient, endpoints: readonly MemberEndpoint[]): Promise<{ members: MemberHealth[]; alarms: Alarm[] } | { error: string }> {
   if (endpoints.length === 0) return { error: 'no member pod has an IP yet' };
   const urls = endpoints.map((e) => e.url);
   try {
@@ -32,7 +33,10 @@ export async function observeEtcd(admin: EtcdAdminClient, endpoints: readonly Me
         statuses.set(m.ID, await admin.status(url).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err)))));
       }),
     );
-    return { members: toMemberHealth(list.members, statuses, alarms.alarms, list.header.cluster_id) };
+    return {
+      members: toMemberHealth(list.members, statuses, alarms.alarms, list.header.cluster_id),
+      alarms: alarms.alarms.flatMap((a) => (a.alarm === 'NONE' ? [] : [{ memberId: a.memberID, alarm: a.alarm }])),
+    };
   } catch (err) {
     return { error: err instanceof Error ? err.message : String(err) };
   }

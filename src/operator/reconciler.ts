@@ -19,6 +19,8 @@ import { observeEtcd } from './observe-etcd.ts';
 import { claimOf, leaderOffCordonedNode, planInput } from './plan-input.ts';
 import { computeStatus, type Observation } from './status.ts';
 import { runsPlaintext, TlsCertificates, useMemberTls, withTlsEnabled } from './tls-certificates.ts';
+import { sampleOf, type TopologyMetrics } from './topology-metrics.ts';
+import type { Upkeep } from './upkeep.ts';
 
 
 /** What a reconcile asks of the queue afterwards. */
@@ -51,6 +53,9 @@ export interface ReconcilerDeps {
   backup?: BackupSteps;
   /** Resync period of a settled topology; an unsettled one is visited more often. */
   resyncMs?: number;
+  /** Defragmentation and NOSPACE recovery (spec.maintenance); without it the operator does no upkeep. */
+  upkeep?: Upkeep;
+  metrics?: TopologyMetrics;
 }
 
 const CORE_CONDITIONS = new Set(['Available', 'Progressing', 'Degraded']);
@@ -126,6 +131,8 @@ export class Reconciler {
     if (!raw) {
       // Deleted: owner references let the garbage collector remove what we made (PVCs stay).
       this.lastMembers.delete(key);
+      this.deps.upkeep?.forget(key);
+      this.deps.metrics?.forget(namespace, name);
       return {};
     }
     const parsed = etcdTopologySchema.safeParse(raw);
@@ -155,7 +162,8 @@ export class Reconciler {
       await this.syncReadinessGates(memberPods, etcd.members, log);
       const nodes = this.deps.informers.list<V1Node>('Node');
       const claims = this.deps.informers.list<V1PersistentVolumeClaim>('PersistentVolumeClaim', namespace).filter((c) => matches(c.metadata?.labels, selectorLabels(topology, 'member')));
-      step = leaderOffCordonedNode(etcd.members, memberPods, nodes) ?? nextStep(planInput(topology, etcd.members, this.memberPods(topology, true), claims, nodes));
+      const maintenance = this.deps.upkeep?.input(key, topology, etcd.alarms);
+      step = leaderOffCordonedNode(etcd.members, memberPods, nodes) ?? nextStep({ ...planInput(topology, etcd.members, this.memberPods(topology, true), claims, nodes), ...(maintenance ? { maintenance } : {}) });
       if (this.deps.backup) step = this.deps.backup.gate(step, topology);
       acted = await this.perform(step, topology, etcd.members, urls, target, log);
     }
@@ -167,12 +175,15 @@ export class Reconciler {
       etcd,
       proxies: this.proxies(topology),
       step,
+      ...('alarms' in etcd ? { alarms: etcd.alarms } : {}),
+      ...(this.deps.upkeep ? { defragmenting: this.deps.upkeep.defragmenting(key), lastDefragmentations: this.deps.upkeep.lastDefragmentations(key) } : {}),
     };
     const status = computeStatus(topology, observation, this.deps.clock);
     if (backup.status !== undefined) status.backup = backup.status;
     if (restore.status !== undefined) status.restore = restoreFailureOf(restore.status, memberPods);
     const extra = [tls.condition, this.deps.backup?.readiness(topology, backup.status), ...restoreConditions(status.restore)].filter((c): c is ConditionUpdate => c !== undefined);
     if (extra.length > 0) status.conditions = setConditions(status.conditions, extra, topology.metadata.generation ?? 0, this.deps.clock);
+    this.deps.metrics?.observe(sampleOf(topology, observation, status));
     await this.writeStatus(topology, status, target, log);
     const settled = status.conditions?.filter((c) => CORE_CONDITIONS.has(c.type)).every((c) => (c.type === 'Available' ? c.status === 'True' : c.status === 'False')) ?? false;
     // After a membership change or a pod deletion, look again soon; otherwise at the resync period (or the next certificate renewal).
@@ -239,6 +250,11 @@ export class Reconciler {
         case 'ReleaseVolume':
           await this.releaseClaim(ns, step.pod, target, log);
           break;
+        case 'Defragment':
+        case 'Compact':
+        case 'DisarmAlarms':
+          // Upkeep records its own Events (a defragmentation ends after this reconcile).
+          return (await this.deps.upkeep?.perform(step, `${ns}/${topology.metadata.name}`, members, urls, target, log)) ?? false;
       }
     } catch (err) {
       if (isUnavailable(err)) {

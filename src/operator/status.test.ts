@@ -93,3 +93,49 @@ describe('computeStatus', () => {
     expect(status.quorum).toEqual({ size: 2, healthy: 2, faultTolerance: 1, disruptionsAllowed: 0 });
   });
 });
+
+describe('alarms and defragmentation in status', () => {
+  it.each([
+    ['NOSPACE', [{ memberId: '1001', alarm: 'NOSPACE' as const }], 'True/NoSpace', 'docs/runbooks/nospace.md'],
+    ['CORRUPT', [{ memberId: '1002', alarm: 'CORRUPT' as const }], 'True/DataCorrupt', 'docs/runbooks/data-corrupt.md'],
+    ['CORRUPT outranks NOSPACE', [{ memberId: '1001', alarm: 'NOSPACE' as const }, { memberId: '1002', alarm: 'CORRUPT' as const }], 'True/DataCorrupt', 'never disarms it'],
+  ])('%s: Degraded at once, naming the member and the runbook', (_what, alarms, degraded, text) => {
+    const conditions = decideConditions(topology(), obs({ alarms }));
+    const d = conditions.find((c) => c.type === 'Degraded')!;
+    expect(`${d.status}/${d.reason}`).toBe(degraded);
+    expect(d.message).toContain(text);
+    expect(d.message).toMatch(/main-member-[12]/);
+  });
+
+  it('lists alarms with the member name and hex ID; an empty list once they are gone, the last known while etcd is unreadable', () => {
+    const clock = { now: () => new Date('2026-01-01T00:00:00Z') };
+    const s = computeStatus(topology(), obs({ alarms: [{ memberId: '1001', alarm: 'NOSPACE' }] }), clock);
+    expect(s.alarms).toEqual([{ alarm: 'NOSPACE', memberId: (1001).toString(16), member: 'main-member-1' }]);
+    // The status is merge-patched: an absent field would leave the old alarms in place.
+    const t = topology();
+    t.status = s;
+    expect(computeStatus(t, obs({ alarms: [] }), clock).alarms).toEqual([]);
+    expect(computeStatus(t, obs({ etcd: { error: 'timed out' } }), clock).alarms).toEqual(s.alarms);
+  });
+
+  it('a member being defragmented is not a fault', () => {
+    const o = obs({ etcd: { members: [member(0), member(1, { healthy: false }), member(2)] }, defragmenting: 'main-member-1' });
+    expect(summary(o)).toMatchObject({ Degraded: 'False/AsExpected' });
+    expect(summary({ ...o, defragmenting: undefined })).toMatchObject({ Degraded: 'True/MemberUnhealthy' });
+  });
+
+  it('carries dbSizeInUse and lastDefragmentation, keeping the previous status when the operator has no newer one', () => {
+    const t = topology();
+    t.status = { members: [{ name: 'main-member-2', id: '3ea', role: 'follower', healthy: true, lastDefragmentation: { time: '2026-01-01T00:00:00Z', bytesFreed: 5 } }] };
+    const o = obs({
+      etcd: { members: [member(0, { dbSizeInUse: 100 }), member(1, { dbSizeInUse: 200 }), member(2, { dbSizeInUse: 300 })] },
+      lastDefragmentations: new Map([['main-member-1', { time: '2026-01-02T00:00:00Z', bytesFreed: 9000 }]]),
+    });
+    const s = computeStatus(t, o, { now: () => new Date('2026-01-03T00:00:00Z') });
+    expect(s.members?.map((m) => [m.name, m.dbSizeInUse, m.lastDefragmentation])).toEqual([
+      ['main-member-0', 100, undefined],
+      ['main-member-1', 200, { time: '2026-01-02T00:00:00Z', bytesFreed: 9000 }],
+      ['main-member-2', 300, { time: '2026-01-01T00:00:00Z', bytesFreed: 5 }],
+    ]);
+  });
+});

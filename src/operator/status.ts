@@ -3,6 +3,7 @@ import type { EtcdTopology } from '../api/etcd-topology.ts';
 import type { EtcdTopologyStatus, MemberStatus } from '../api/status.ts';
 import { disruptionsAllowed, faultTolerance, quorumSize } from '../quorum/math.ts';
 import { mayDisrupt } from '../quorum/disruption.ts';
+import type { Alarm } from '../quorum/defrag.ts';
 import { healthyVotersOf, leaderOf, listNames, votersOf, type MemberHealth } from '../quorum/members.ts';
 
 /** Everything the status is computed from, gathered by the reconciler. */
@@ -16,10 +17,18 @@ export interface Observation {
   proxies?: { desired: number; ready: number };
   /** The step the planner chose this round (a rolling update, a scale step, a wait, a stop). */
   step?: { action: string; reason: string; message: string };
+  /** Active etcd alarms (NOSPACE, CORRUPT). */
+  alarms?: readonly Alarm[];
+  /** The member the operator is defragmenting now: not answering is expected of it. */
+  defragmenting?: string | undefined;
+  /** The last defragmentation the operator ran per member (in memory; status keeps older ones). */
+  lastDefragmentations?: ReadonlyMap<string, { time: string; bytesFreed: number }>;
 }
 
 /** Where the quorum-loss runbook lives, for the message of a stop. */
 export const QUORUM_LOSS_RUNBOOK = 'docs/runbooks/quorum-loss.md';
+export const NOSPACE_RUNBOOK = 'docs/runbooks/nospace.md';
+export const DATA_CORRUPT_RUNBOOK = 'docs/runbooks/data-corrupt.md';
 
 const hex = (id: string): string => {
   try {
@@ -70,7 +79,9 @@ export function decideConditions(topology: EtcdTopology, obs: Observation): Cond
   const voters = votersOf(all);
   const learners = all.filter((m) => m.isLearner);
   const healthyVoters = healthyVotersOf(all);
-  const unhealthy = voters.filter((m) => !healthyVoters.includes(m));
+  // A member the operator is defragmenting is busy by design, not a fault.
+  const unhealthy = voters.filter((m) => !healthyVoters.includes(m) && m.name !== obs.defragmenting);
+  const alarmed = (kind: 'NOSPACE' | 'CORRUPT'): string[] => (obs.alarms ?? []).filter((a) => a.alarm === kind).map((a) => all.find((m) => m.id === a.memberId)?.name ?? hex(a.memberId));
   const proxiesPending = obs.proxies !== undefined && obs.proxies.ready < obs.proxies.desired;
   const step = obs.step;
   if (step?.action === 'Stop') {
@@ -91,8 +102,27 @@ export function decideConditions(topology: EtcdTopology, obs: Observation): Cond
     updates.push({ type: 'Progressing', status: 'False', reason: 'ReconcileComplete', message: `${count} members and ${obs.proxies?.desired ?? 0} proxies as specified` });
   }
 
+  const corrupt = alarmed('CORRUPT');
+  const noSpace = alarmed('NOSPACE');
   if (step?.action === 'Stop') updates.push({ type: 'Degraded', status: 'True', reason: step.reason, message: `${step.message}; runbook: ${QUORUM_LOSS_RUNBOOK}` });
-  else if (insufficientNodes) updates.push({ type: 'Degraded', status: 'True', reason: 'InsufficientCentralNodes', message: nodesMessage });
+  else if (corrupt.length > 0) {
+    updates.push({
+      type: 'Degraded',
+      status: 'True',
+      reason: 'DataCorrupt',
+      message: `etcd raised the CORRUPT alarm for ${listNames(corrupt)}: members disagree on their data; the operator never disarms it and changes no member until a human has; runbook: ${DATA_CORRUPT_RUNBOOK}`,
+    });
+  } else if (noSpace.length > 0) {
+    const doing = topology.spec.maintenance.noSpaceRecovery
+      ? `the operator is recovering (${step?.message ?? 'compact, defragment each member, disarm'})`
+      : 'maintenance.noSpaceRecovery is off: compact, defragment and disarm by hand';
+    updates.push({
+      type: 'Degraded',
+      status: 'True',
+      reason: 'NoSpace',
+      message: `etcd raised the NOSPACE alarm for ${listNames(noSpace)}: the database reached members.quotaBackendBytes and the cluster accepts only reads and deletes; ${doing}; runbook: ${NOSPACE_RUNBOOK}`,
+    });
+  } else if (insufficientNodes) updates.push({ type: 'Degraded', status: 'True', reason: 'InsufficientCentralNodes', message: nodesMessage });
   else if (unreachable && 'error' in obs.etcd) {
     updates.push({
       type: 'Degraded',
@@ -126,6 +156,11 @@ export function computeStatus(topology: EtcdTopology, obs: Observation, clock: C
   const members = 'error' in obs.etcd ? [] : obs.etcd.members;
   const healthySet = new Set(healthyVotersOf(members).map((m) => m.id));
   const leader = leaderOf(members);
+  // The operator remembers its own defragmentations; status keeps them across operator restarts.
+  const lastDefrag = (name: string): Pick<MemberStatus, 'lastDefragmentation'> => {
+    const d = obs.lastDefragmentations?.get(name) ?? topology.status?.members?.find((p) => p.name === name)?.lastDefragmentation;
+    return d ? { lastDefragmentation: { time: d.time, bytesFreed: d.bytesFreed } } : {};
+  };
   const memberStatus: MemberStatus[] = members
     .map((m) => ({
       name: m.name,
@@ -134,6 +169,8 @@ export function computeStatus(topology: EtcdTopology, obs: Observation, clock: C
       role: m.isLearner ? ('learner' as const) : m.isLeader ? ('leader' as const) : ('follower' as const),
       healthy: healthySet.has(m.id),
       dbSize: m.dbSize,
+      ...(m.dbSizeInUse !== undefined ? { dbSizeInUse: m.dbSizeInUse } : {}),
+      ...lastDefrag(m.name),
       revision: m.revision,
       drain: drainAnswer(m.name, members, topology),
     }))
@@ -152,6 +189,11 @@ export function computeStatus(topology: EtcdTopology, obs: Observation, clock: C
       disruptionsAllowed: disruptionsAllowed(healthy, { count, maxUnavailable: topology.spec.disruption.maxUnavailable }, Math.max(count, votersOf(members).length)),
     },
     proxies: obs.proxies ?? { desired: 0, ready: 0 },
+    // Always written, empty included: the status is merge-patched, and a field left out would keep its old alarms.
+    alarms:
+      obs.alarms === undefined
+        ? (topology.status?.alarms ?? [])
+        : obs.alarms.map((a) => ({ alarm: a.alarm, memberId: hex(a.memberId), ...(members.find((m) => m.id === a.memberId) ? { member: members.find((m) => m.id === a.memberId)!.name } : {}) })),
     proxiesReady: `${obs.proxies?.ready ?? 0}/${obs.proxies?.desired ?? 0}`,
   };
 }

@@ -11,9 +11,34 @@ import type { MemberConnections } from './member-connections.ts';
 
 const memberListResponse = z.object({
   members: z
-    .array(z.object({ name: z.string().optional(), clientURLs: z.array(z.string()).optional(), isLearner: z.boolean().optional() }))
+    .array(z.object({ ID: z.string().optional(), name: z.string().optional(), clientURLs: z.array(z.string()).optional(), isLearner: z.boolean().optional() }))
     .optional(),
 });
+
+/** The first client URL of the voting member with this ID in a MemberList answer, or undefined. */
+export function memberUrlById(body: unknown, id: string): string | undefined {
+  const parsed = memberListResponse.safeParse(body);
+  if (!parsed.success) return undefined;
+  const m = parsed.data.members?.find((x) => x.ID === id && x.isLearner !== true);
+  const url = m?.clientURLs?.find((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol));
+  return url?.replace(/\/+$/, '');
+}
+
+const statusResponse = z.object({
+  leader: z.string().optional(),
+  raft_term: z.string().optional(),
+  raftTerm: z.string().optional(),
+  header: z.object({ raft_term: z.string().optional(), raftTerm: z.string().optional() }).optional(),
+});
+
+/** The raft term in a JSON gateway Status answer (proto or JSON field names), or undefined. */
+export function statusRaftTerm(body: unknown): number | undefined {
+  const parsed = statusResponse.safeParse(body);
+  if (!parsed.success) return undefined;
+  const d = parsed.data;
+  const term = Number(d.raft_term ?? d.raftTerm ?? d.header?.raft_term ?? d.header?.raftTerm);
+  return Number.isSafeInteger(term) && term > 0 ? term : undefined;
+}
 
 /**
  * The client URLs to forward to, from a JSON gateway MemberList answer: every voting member's
@@ -40,6 +65,8 @@ export interface DiscoveryOptions {
   http: HttpUpstreams;
   metrics: ProxyMetrics;
   log: Logger;
+  /** Hears the member set after every refresh that read it (unchanged or not). */
+  onRefreshed?: (urls: readonly string[]) => void;
 }
 
 // While the member list cannot be read, ask again soon rather than after a whole refresh interval.
@@ -55,6 +82,8 @@ export class Discovery {
   private readonly o: DiscoveryOptions;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  // The highest raft term seen: each increase is an election (etcd counts its own the same way).
+  private raftTerm: number | undefined;
 
   constructor(options: DiscoveryOptions) {
     this.o = options;
@@ -86,9 +115,16 @@ export class Discovery {
     const known = upstreams.list().map((m) => m.url);
     const askOrder = [...new Set([...known.filter((u) => upstreams.isAvailable(u)), ...known, ...this.o.seeds])];
     let urls: string[] | undefined;
+    let list: unknown;
+    let answeredBy = '';
     for (const member of askOrder) {
-      urls = await this.memberList(member);
-      if (urls !== undefined) break;
+      list = await this.ask(member, '/v3/cluster/member/list', 'member list');
+      urls = list === undefined ? undefined : memberClientUrls(list);
+      answeredBy = member;
+      if (urls !== undefined) {
+        upstreams.markAnswered(member);
+        break;
+      }
     }
     if (urls === undefined) {
       metrics.refreshes.labels('failure').inc();
@@ -97,6 +133,7 @@ export class Discovery {
       return false;
     }
     metrics.refreshes.labels('success').inc();
+    const leaderId = await this.observeStatus(answeredBy);
     const usable = await this.dropLoops(urls);
     if (usable.length === 0) {
       log.error({ advertised: urls }, 'Kept the current members: the cluster advertised no usable client URL');
@@ -105,27 +142,45 @@ export class Discovery {
       for (const url of removed) this.o.members.close(url);
       if (added.length > 0 || removed.length > 0) log.info({ added, removed, members: usable }, 'Updated the etcd members');
     }
+    const leader = leaderId === undefined ? undefined : memberUrlById(list, leaderId);
+    const leading = leader !== undefined && usable.includes(leader) ? leader : undefined;
+    if (leading !== upstreams.knownLeader) log.info({ leader: leading ?? null }, leading ? 'Learned the etcd leader; writes go to it' : 'The etcd leader is not known; writes rotate over the members');
+    upstreams.setLeader(leading);
     await this.probe();
+    this.o.onRefreshed?.(upstreams.list().map((m) => m.url));
     return true;
   }
 
-  private async memberList(member: string): Promise<string[] | undefined> {
+  /** POSTs {} to a JSON gateway path of the member: its parsed answer when it is a 200, else undefined. */
+  private async ask(member: string, path: string, what: string): Promise<unknown> {
     try {
       const res = await this.o.http.request(member, {
         method: 'POST',
-        path: '/v3/cluster/member/list',
+        path,
         headers: { 'content-type': 'application/json' },
         body: '{}',
         signal: AbortSignal.timeout(ASK_TIMEOUT_MS),
       });
       const body: unknown = await res.body.json();
-      if (res.statusCode !== 200) return undefined;
-      this.o.upstreams.markAnswered(member);
-      return memberClientUrls(body);
+      return res.statusCode === 200 ? body : undefined;
     } catch (err) {
-      this.o.log.debug({ member, err: (err as Error).message }, 'Failed to read the member list');
+      this.o.log.debug({ member, err: (err as Error).message }, `Failed to read the ${what}`);
       return undefined;
     }
+  }
+
+  /** Reads the member's status: counts the elections since the last raft term seen, and returns the leader's ID. */
+  private async observeStatus(member: string): Promise<string | undefined> {
+    const body = await this.ask(member, '/v3/maintenance/status', 'member status');
+    const leader = statusResponse.safeParse(body).data?.leader;
+    const term = body === undefined ? undefined : statusRaftTerm(body);
+    if (term === undefined) return leader;
+    if (this.raftTerm !== undefined && term > this.raftTerm) {
+      this.o.metrics.leaderChanges.inc(term - this.raftTerm);
+      this.o.log.info({ member, term, previous: this.raftTerm }, 'Saw a leader election in the etcd cluster');
+    }
+    if (this.raftTerm === undefined || term > this.raftTerm) this.raftTerm = term;
+    return leader === '0' ? undefined : leader;
   }
 
   /** Drops advertised URLs that point at one of the proxy's own listeners, logging and counting each. */

@@ -1,5 +1,6 @@
 import type { Logger } from '../telemetry/logger.ts';
 import type { ActiveCall } from './active-calls.ts';
+import { CallAttempts } from './attempts.ts';
 import type { ForwardDeps } from './forward-deps.ts';
 import { encodeGrpcMessage, forwardedHeaders, Status, statusName } from './grpc-status.ts';
 import { ErrorCode } from './h2/frames.ts';
@@ -46,10 +47,9 @@ class GrpcCall implements ActiveCall, StreamHandler {
   private readonly info: MethodInfo | undefined;
   private readonly m: MethodMetrics;
   private readonly log: Logger;
-  private tried: Set<string> | undefined;
+  private readonly attempts: CallAttempts;
   private up: H2Stream | undefined;
   private upConn: MemberConnection | undefined;
-  private member = '';
   // Request bytes received so far, for a replay on another member (undefined once past REPLAY_LIMIT)
   // and, until the call is sent, for sending.
   private pending: Buffer[] | undefined = [];
@@ -76,6 +76,7 @@ class GrpcCall implements ActiveCall, StreamHandler {
       const slash = path.lastIndexOf('/');
       this.m = deps.metrics.method('grpc', path.slice(1, Math.max(slash, 1)) || 'unknown', 'other');
     }
+    this.attempts = new CallAttempts(deps.upstreams, this.m.attempts, info?.retry === true, info?.leader === true);
   }
 
   start(downEnded: boolean): void {
@@ -224,13 +225,11 @@ class GrpcCall implements ActiveCall, StreamHandler {
 
   private connect(): void {
     const { deps } = this;
-    const member = deps.upstreams.pick(this.tried);
+    const member = this.attempts.next();
     if (member === undefined) {
-      this.fail(Status.UNAVAILABLE, this.tried === undefined ? 'no etcd member is available' : `etcd member ${this.member} failed and no other member is available`);
+      this.fail(Status.UNAVAILABLE, this.attempts.unavailable());
       return;
     }
-    (this.tried ??= new Set()).add(member);
-    this.member = member;
     const entry = deps.members.get(member);
     const pending = this.pending;
     // A complete request with no body goes as one HEADERS frame that ends the stream.
@@ -240,7 +239,6 @@ class GrpcCall implements ActiveCall, StreamHandler {
     for (let i = 0; i < rest.length; i++) out.push(rest[i]!);
     this.upConn = entry;
     this.sentAt = performance.now();
-    deps.metrics.memberRequests(member).inc();
     const up = entry.conn.request(out, endStream, this);
     this.up = up;
     if (pending !== undefined && !endStream) {
@@ -258,7 +256,7 @@ class GrpcCall implements ActiveCall, StreamHandler {
     this.answered = true;
     this.pending = undefined;
     this.m.latency.observe((performance.now() - this.sentAt) / 1000);
-    this.deps.upstreams.markAnswered(this.member);
+    this.attempts.answered();
     const out = forwardedHeaders(headers, responsePseudo);
     if (endStream) {
       // Trailers-only: the status rides on the one HEADERS frame, which ends the stream here too.
@@ -279,37 +277,29 @@ class GrpcCall implements ActiveCall, StreamHandler {
   private onUpReset(code: number, cause: ResetCause): void {
     if (this.finished) return;
     const conn = this.upConn!;
+    const member = this.attempts.member;
     this.up = undefined;
-    if (cause === 'connection') this.deps.upstreams.markFailed(this.member);
     if (cause === 'peer' && code === ErrorCode.CANCEL) {
       this.down.reset(ErrorCode.CANCEL);
       this.complete('CANCELLED');
       return;
     }
+    // Refused streams (above a GOAWAY's last-stream-id, or REFUSED_STREAM) were never processed.
+    const neverSent = !conn.connected || cause === 'goaway' || code === ErrorCode.REFUSED_STREAM;
+    const loss = { neverSent, memberFailed: cause === 'connection' };
     if (!this.answered) {
-      // Refused streams (above a GOAWAY's last-stream-id, or REFUSED_STREAM) were never processed.
-      const neverSent = !conn.connected || cause === 'goaway' || code === ErrorCode.REFUSED_STREAM;
+      // The whole request is still held (pending) and the client still waits: it may go elsewhere.
+      if (this.attempts.lost(loss, this.pending !== undefined && !this.down.isClosed)) {
+        this.log.debug({ path: this.path, member }, 'Sent a call again to another etcd member');
+        this.connect();
+        return;
+      }
       const why = cause === 'peer' ? `stream reset ${code}` : cause === 'goaway' ? 'connection going away' : 'connection lost';
-      this.retryOrFail(`etcd member ${this.member} failed before answering (${why})`, neverSent);
+      this.fail(Status.UNAVAILABLE, `etcd member ${member} failed before answering (${why})`);
       return;
     }
-    this.fail(Status.UNAVAILABLE, cause === 'peer' ? `etcd member ${this.member} reset the stream (HTTP/2 error ${code})` : `connection to etcd member ${this.member} was lost`);
-  }
-
-  /**
-   * Sends the call to another member when that is safe: nothing reached the member (its connection
-   * never opened, or it refused the stream), or it is a unary read that got no answer. A write that
-   * may have arrived is never sent twice.
-   */
-  private retryOrFail(message: string, neverSent: boolean): void {
-    const replayable = this.pending !== undefined && (neverSent || (this.info?.retry === true && (this.tried?.size ?? 0) < 2));
-    if (replayable && !this.down.isClosed && this.deps.upstreams.pick(this.tried) !== undefined) {
-      this.m.retried();
-      this.log.debug({ path: this.path, member: this.member }, 'Retried a call on another etcd member');
-      this.connect();
-      return;
-    }
-    this.fail(Status.UNAVAILABLE, message);
+    this.attempts.lost(loss, false);
+    this.fail(Status.UNAVAILABLE, cause === 'peer' ? `etcd member ${member} reset the stream (HTTP/2 error ${code})` : `connection to etcd member ${member} was lost`);
   }
 
   /** Ends the call with a status of the proxy's own, as trailers or a trailers-only response. */

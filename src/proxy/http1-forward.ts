@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from '../telemetry/logger.ts';
 import type { ActiveCall } from './active-calls.ts';
+import { CallAttempts } from './attempts.ts';
 import type { ForwardDeps } from './forward-deps.ts';
 import type { MethodMetrics } from './metrics.ts';
 import { gatewayMethod } from './methods.ts';
@@ -26,12 +27,14 @@ export interface HttpReply {
 
 // etcd's own HTTP endpoints besides the gateway: health, readiness, version and its Prometheus metrics.
 const plainPaths = /^\/(health|version|metrics|livez|readyz)(\/[A-Za-z0-9_-]*)?(\?.*)?$/;
+const NOT_CONNECTED = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
 const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'te', 'trailer', 'http2-settings']);
 const BODY_LIMIT = 16 * 1024 * 1024;
 
 /** What kind of HTTP request this is, decided from the method and path alone. */
 export type HttpRoute =
-  | { kind: 'gateway'; service: string; method: string; streaming: boolean; retry: boolean; inspect: boolean; verdict: { allow: true } | { allow: false; reason: string } }
+  | { kind: 'gateway'; service: string; method: string; streaming: boolean; retry: boolean; leader: boolean; inspect: boolean; verdict: { allow: true } | { allow: false; reason: string } }
   | { kind: 'plain'; name: string }
   | { kind: 'unknown' };
 
@@ -46,6 +49,7 @@ export function routeHttp(method: string, path: string, readonly: boolean): Http
       method: info?.method ?? 'other',
       streaming: info?.streaming ?? false,
       retry: info?.retry ?? false,
+      leader: info?.leader ?? false,
       inspect,
       verdict: readonly && !inspect ? classifyGateway(path) : { allow: true },
     };
@@ -59,16 +63,14 @@ export function forwardHttp(deps: ForwardDeps, req: HttpRequest, reply: HttpRepl
   const route = routeHttp(req.method, req.path, deps.readonly);
   if (route.kind === 'unknown') {
     deps.metrics.method('http', 'http', 'other').done('404');
-    req.body.resume();
-    answer(reply, 404, `etcd-topology proxy: ${req.method} ${req.path.split('?')[0]} is not an etcd endpoint\n`);
+    answerAfterBody(req, reply, 404, `etcd-topology proxy: ${req.method} ${req.path.split('?')[0]} is not an etcd endpoint\n`);
     return;
   }
   const m = route.kind === 'gateway' ? deps.metrics.method('http', route.service, route.method) : deps.metrics.method('http', 'http', route.name);
   if (route.kind === 'gateway' && !route.verdict.allow) {
     m.refused();
     m.done('501');
-    req.body.resume();
-    answer(reply, 501, JSON.stringify({ error: route.verdict.reason, code: 12, message: route.verdict.reason }) + '\n', 'application/json');
+    answerAfterBody(req, reply, 501, JSON.stringify({ error: route.verdict.reason, code: 12, message: route.verdict.reason }) + '\n', 'application/json');
     return;
   }
   const call = new HttpCall(deps, req, reply, m, route, log);
@@ -146,19 +148,17 @@ class HttpCall implements ActiveCall {
 
   private async send(body: Buffer | undefined): Promise<void> {
     const { deps, req } = this;
-    const tried = new Set<string>();
-    const retry = this.route.kind === 'plain' || this.route.retry;
+    const attempts = new CallAttempts(deps.upstreams, this.m.attempts, this.route.kind === 'plain' || this.route.retry, this.route.kind === 'gateway' && this.route.leader);
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !hopByHop.has(k) && !k.startsWith(':')) headers[k] = v;
     for (;;) {
-      const member = deps.upstreams.pick(tried);
+      const member = attempts.next();
       if (member === undefined) {
-        answer(this.reply, tried.size === 0 ? 503 : 502, `etcd-topology proxy: ${tried.size === 0 ? 'no etcd member is available' : 'every etcd member tried failed'}\n`);
-        this.complete(tried.size === 0 ? '503' : '502');
+        const none = attempts.count === 0;
+        answer(this.reply, none ? 503 : 502, `etcd-topology proxy: ${attempts.unavailable()}\n`);
+        this.complete(none ? '503' : '502');
         return;
       }
-      tried.add(member);
-      deps.metrics.memberRequests(member).inc();
       const started = performance.now();
       let res;
       try {
@@ -171,17 +171,15 @@ class HttpCall implements ActiveCall {
         });
       } catch (err) {
         if (this.finished) return;
-        const code = (err as { code?: string }).code ?? '';
-        deps.upstreams.markFailed(member);
-        const neverSent = code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT';
-        if (body !== undefined && (neverSent || (retry && tried.size < 2))) {
-          this.m.retried();
-          continue;
-        }
+        const code = (err as { code?: string }).code ?? (err as { cause?: { code?: string } }).cause?.code ?? '';
+        // Failures before a connection exists (no address for the name, refused, unreachable): nothing was sent.
+        const neverSent = NOT_CONNECTED.has(code);
+        // A streamed body (a gateway watch) was consumed by the first attempt: only a whole one can go again.
+        if (attempts.lost({ neverSent, memberFailed: true }, body !== undefined)) continue;
         throw new Error(`etcd member ${member} failed: ${(err as Error).message}`, { cause: err });
       }
       this.m.latency.observe((performance.now() - started) / 1000);
-      deps.upstreams.markAnswered(member);
+      attempts.answered();
       if (this.finished) {
         res.body.destroy();
         return;
@@ -235,6 +233,15 @@ function answer(reply: HttpReply, status: number, text: string, type = 'text/pla
   if (reply.headersSent() || reply.body.destroyed) return;
   reply.head(status, { 'content-type': type, 'content-length': String(Buffer.byteLength(text)) });
   reply.body.end(text);
+}
+
+/**
+ * Answers once the request body has been read to its end (and dropped): the request is then known
+ * to be well-formed to its last frame, and an HTTP/2 stream is not reset under a client still sending.
+ */
+function answerAfterBody(req: HttpRequest, reply: HttpReply, status: number, text: string, type?: string): void {
+  req.body.once('end', () => answer(reply, status, text, type));
+  req.body.resume();
 }
 
 /** Reads a request body whole, or 'too-large' past limit. */

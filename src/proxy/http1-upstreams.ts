@@ -1,8 +1,17 @@
-import { Agent, type Dispatcher } from 'undici';
+import { createRequire } from 'node:module';
+import type { Agent as UndiciAgent, Dispatcher } from 'undici';
 import type { TlsFiles } from './config.ts';
 import type { TlsSource } from './tls-reload.ts';
 
-function agentFor(tls: TlsFiles): Agent {
+// undici's index loads all of undici (fetch, WebSocket, caches, mocks: about 340 modules, 28 MiB of
+// RSS in a bare Node process); the proxy needs only the connection pools and the request API, which
+// cost half of that. One process on every node: the saving is multiplied by the fleet. The index
+// installs request() on every dispatcher; here it is called on the agent directly instead.
+const load = createRequire(import.meta.url);
+const Agent = load('undici/lib/dispatcher/agent.js') as typeof UndiciAgent;
+const request = load('undici/lib/api/api-request.js') as (this: UndiciAgent, options: Dispatcher.RequestOptions) => Promise<Dispatcher.ResponseData>;
+
+function agentFor(tls: TlsFiles): UndiciAgent {
   return new Agent({
     connect: { ca: tls.ca, cert: tls.cert, key: tls.key },
     // A streaming watch over the gateway may be quiet for hours: no header or body timeouts.
@@ -16,10 +25,10 @@ function agentFor(tls: TlsFiles): Agent {
 /** The undici connection pools to the members for HTTP/1.1: the JSON gateway, health, version, metrics, discovery. */
 export class HttpUpstreams {
   private readonly tls: TlsSource;
-  private agent: Agent;
+  private agent: UndiciAgent;
   private generation: number;
   /** Agents of older certificates, closing once their requests (watches included) are done. */
-  private readonly retired = new Set<Agent>();
+  private readonly retired = new Set<UndiciAgent>();
 
   constructor(tls: TlsSource) {
     this.tls = tls;
@@ -37,7 +46,7 @@ export class HttpUpstreams {
       this.agent = agentFor(files);
       this.generation = this.tls.generation;
     }
-    return this.agent.request({ ...options, origin });
+    return request.call(this.agent, { ...options, origin });
   }
 
   /** Closes every pool, aborting what is still open. */

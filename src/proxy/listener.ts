@@ -4,7 +4,7 @@ import tls from 'node:tls';
 import type { Logger } from '../telemetry/logger.ts';
 import type { TlsSource } from './tls-reload.ts';
 import type { LocalSettings } from './h2/connection.ts';
-import { ServerConnection } from './h2/server-connection.ts';
+import { defaultServerLimits, ServerConnection, type CutOffReason, type ServerLimits } from './h2/server-connection.ts';
 import type { H2Stream } from './h2/stream.ts';
 import type { BoundAddress } from './loop.ts';
 import { sniffProtocol } from './sniff.ts';
@@ -15,6 +15,8 @@ export interface ListenerHandlers {
   stream(stream: H2Stream, headers: string[], endStream: boolean, log: Logger): void;
   /** An HTTP/1.1 request. */
   request(req: http.IncomingMessage, res: http.ServerResponse, log: Logger): void;
+  /** An HTTP/2 client connection was ended with a connection error (rapid reset, SETTINGS timeout, a protocol error). */
+  cutOff?(reason: CutOffReason): void;
 }
 
 /** The client listeners: one socket server per URL; HTTP/2 connections run on the proxy's own engine (h2/), HTTP/1.1 on one shared server. */
@@ -42,6 +44,7 @@ const h2Settings: LocalSettings = { streamWindow: 1024 * 1024, connectionWindow:
 export async function startClientListeners(urls: readonly string[], tlsSource: TlsSource, handlers: ListenerHandlers, log: Logger): Promise<ClientListeners> {
   const tlsFiles = tlsSource.current();
   let nextConn = 0;
+  const limits: ServerLimits = { ...defaultServerLimits, onCutOff: (reason) => handlers.cutOff?.(reason) };
   const connections = new Set<ServerConnection>();
   const sockets = new Set<net.Socket>();
   const h1 = http.createServer({
@@ -85,7 +88,7 @@ export async function startClientListeners(urls: readonly string[], tlsSource: T
   const dispatch = (socket: net.Socket & { connLog?: Logger }, protocol: 'h2' | 'http1'): void => {
     if (protocol === 'h2') {
       const connLog = socket.connLog ?? log;
-      const conn = new ServerConnection(socket, h2Settings, connLog, (stream, headers, endStream) => handlers.stream(stream, headers, endStream, connLog));
+      const conn = new ServerConnection(socket, h2Settings, connLog, (stream, headers, endStream) => handlers.stream(stream, headers, endStream, connLog), limits);
       connections.add(conn);
       conn.onClose(() => connections.delete(conn));
       // The sniffer paused the socket; the connection reads the put-back preface once it flows.
@@ -193,6 +196,11 @@ function sniff(socket: net.Socket, decided: (protocol: 'h2' | 'http1') => void):
     clearTimeout(timer);
     socket.off('data', onData);
     socket.off('end', onEnd);
+    if (protocol === 'neither') {
+      (socket as net.Socket & { connLog?: Logger }).connLog?.debug('Closed a client connection that spoke neither HTTP/2 nor HTTP/1.1');
+      socket.destroy();
+      return;
+    }
     socket.pause();
     socket.unshift(head);
     decided(protocol);

@@ -13,6 +13,7 @@ import { forwardHttp } from './http1-forward.ts';
 import { HttpUpstreams } from './http1-upstreams.ts';
 import { startClientListeners, type ClientListeners } from './listener.ts';
 import { MemberConnections } from './member-connections.ts';
+import { MemberHealth } from './member-health.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { UpstreamSet } from './upstreams.ts';
 
@@ -29,7 +30,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
   const registry = createRegistry();
   const seeds = config.endpoints.map((u) => u.replace(/\/+$/, ''));
   const upstreams = new UpstreamSet(seeds, { failureWaitMs: config.failureWait });
-  const metrics = new ProxyMetrics(registry, () => upstreams.list().map((m) => [m.url, m.answered && upstreams.isAvailable(m.url)]));
+  const metrics = new ProxyMetrics(registry, () => upstreams.list().map((m) => [m.url, m.answered && m.serving && upstreams.isAvailable(m.url)]));
   const tlsLog = log.child({ component: 'tls' });
   const upstreamTls = new ReloadingTls({ ca: config.cacert, cert: config.cert, key: config.key }, config.upstreamTls, (err) => {
     if (err) tlsLog.warn({ err: err.message }, 'Kept the previous TLS files: the new ones could not be read');
@@ -39,7 +40,11 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     if (err) tlsLog.warn({ err: err.message }, 'Kept the previous listener certificate: the new files could not be used');
   });
   const http = new HttpUpstreams(upstreamTls);
-  const members = new MemberConnections(upstreamTls, log.child({ component: 'upstream' }), (url) => upstreams.markFailed(url));
+  const members = new MemberConnections(upstreamTls, log.child({ component: 'upstream' }), {
+    onFailure: (url) => upstreams.markFailed(url),
+    onKeepaliveTimeout: (url) => metrics.keepaliveFailures.labels(url).inc(),
+  });
+  const health = new MemberHealth({ upstreams, members, retryMs: config.failureWait, log: log.child({ component: 'member-health' }) });
   const calls = new ActiveCalls();
   const deps: ForwardDeps = { upstreams, members, http, metrics, readonly: config.mode === 'readonly', calls, log };
   let draining = false;
@@ -55,6 +60,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
           forwardHttp(deps, req, reply, connLog);
         }
       },
+      cutOff: (reason) => metrics.clientCutOffs.labels(reason).inc(),
       request: (req, res, connLog) => {
         if (draining) res.setHeader('connection', 'close');
         forwardHttp(
@@ -82,6 +88,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     http,
     metrics,
     log: log.child({ component: 'discovery' }),
+    onRefreshed: (urls) => health.sync(urls),
   });
   const noMember = 'no etcd member answers';
   const metricsServer = await startTelemetryServer(
@@ -103,6 +110,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
       if (draining) return;
       draining = true;
       discovery.stop();
+      health.stop();
       const before = calls.counts();
       log.info(before, 'Draining: stopped accepting connections');
       const stopped = listeners.stopAccepting();

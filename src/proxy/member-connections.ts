@@ -24,7 +24,15 @@ const settings: LocalSettings = { streamWindow: 1024 * 1024, connectionWindow: 1
 // connection: its streams fail (unanswered reads go to another member) and the member is held off.
 // etcd's gRPC server refuses PINGs closer than 5 s (--grpc-keepalive-min-time), so 10 s is well
 // clear of that; 10 + 5 s bounds how long a call can hang on a dead member.
-const keepalive: Keepalive = { intervalMs: 10_000, timeoutMs: 5_000 };
+const keepalive: Omit<Keepalive, 'onTimeout'> = { intervalMs: 10_000, timeoutMs: 5_000 };
+
+/** What the member connections report besides failures. */
+export interface MemberConnectionEvents {
+  /** A connection was lost without a GOAWAY (the member died or the network broke): hold the member off. */
+  onFailure(url: string, err: Error | undefined): void;
+  /** A connection was ended because the member did not answer a keepalive PING (or its SETTINGS) in time. */
+  onKeepaliveTimeout(url: string): void;
+}
 
 /**
  * The HTTP/2 connections to the members, created on first use. Streams multiplex onto one connection
@@ -36,13 +44,13 @@ export class MemberConnections {
   private readonly pools = new Map<string, MemberConnection[]>();
   private readonly tls: TlsSource;
   private readonly log: Logger;
-  private readonly onFailure: (url: string, err: Error | undefined) => void;
+  private readonly events: MemberConnectionEvents;
   private readonly closedByProxy = new WeakSet<ClientConnection>();
 
-  constructor(tlsFiles: TlsSource, log: Logger, onFailure: (url: string, err: Error | undefined) => void) {
+  constructor(tlsFiles: TlsSource, log: Logger, events: MemberConnectionEvents) {
     this.tls = tlsFiles;
     this.log = log;
-    this.onFailure = onFailure;
+    this.events = events;
   }
 
   /** A live connection to url with room for one more stream, connecting when there is none. */
@@ -98,7 +106,7 @@ export class MemberConnections {
       : net.connect({ host, port });
     socket.setNoDelay(true);
     const log = this.log.child({ member: url });
-    const conn = new ClientConnection(socket, settings, log, keepalive);
+    const conn = new ClientConnection(socket, settings, log, { ...keepalive, onTimeout: () => this.events.onKeepaliveTimeout(url) });
     const entry: MemberConnection = { url, scheme: secure ? 'https' : 'http', authority: u.host, conn, connected: false };
     const pool = this.pools.get(url) ?? [];
     pool.push(entry);
@@ -121,7 +129,7 @@ export class MemberConnections {
       // A connection that ends without a GOAWAY means the member died or the network broke.
       if (this.closedByProxy.has(conn) || conn.goawayReceived !== undefined) return;
       log.warn({ err: lastError?.message }, 'Lost HTTP/2 connection to etcd member');
-      this.onFailure(url, lastError);
+      this.events.onFailure(url, lastError);
     });
     return entry;
   }

@@ -14,6 +14,11 @@ export interface MethodInfo {
   access: Access;
   streaming: boolean;
   retry: boolean;
+  /**
+   * Sent to the leader when the proxy knows it: the writes a follower would otherwise forward to
+   * it (KV writes and Txns, Compact, lease grant, revoke and keep-alive, MoveLeader).
+   */
+  leader: boolean;
 }
 
 type Row = [method: string, access: Access, streaming?: 'stream', gateway?: string[]];
@@ -98,6 +103,11 @@ const services: Record<string, Row[]> = {
 
 // Token issuance is not a pure read, so it is not replayed on another member.
 const noRetry = new Set(['/etcdserverpb.Auth/Authenticate']);
+const toLeader = new Set([
+  '/etcdserverpb.KV/Put', '/etcdserverpb.KV/DeleteRange', '/etcdserverpb.KV/Txn', '/etcdserverpb.KV/Compact',
+  '/etcdserverpb.Lease/LeaseGrant', '/etcdserverpb.Lease/LeaseRevoke', '/etcdserverpb.Lease/LeaseKeepAlive',
+  '/etcdserverpb.Maintenance/MoveLeader',
+]);
 
 const byGrpcPath = new Map<string, MethodInfo>();
 const byGatewayPath = new Map<string, MethodInfo>();
@@ -110,6 +120,7 @@ for (const [service, rows] of Object.entries(services)) {
       access,
       streaming: streaming === 'stream',
       retry: access === 'read' && streaming !== 'stream' && !noRetry.has(path),
+      leader: toLeader.has(path),
     };
     byGrpcPath.set(path, info);
     for (const g of gateway ?? []) byGatewayPath.set(g, info);

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { AttemptCounters } from './attempts.ts';
 
 /** The label children of one (protocol, service, method), cached so the hot path does not hash labels. */
 export interface MethodMetrics {
@@ -6,7 +7,8 @@ export interface MethodMetrics {
   latency: { observe(seconds: number): void };
   done(code: string): void;
   refused(): void;
-  retried(): void;
+  /** What the attempts of this method's calls count: requests per member, and replays. */
+  attempts: AttemptCounters;
 }
 
 /** The proxy's metrics, all named etcd_topology_proxy_*. */
@@ -19,7 +21,10 @@ export class ProxyMetrics {
   readonly refreshes: Counter<'result'>;
   readonly loopDrops: Counter<'url'>;
   readonly readonlyRefusals: Counter<'protocol' | 'service' | 'method'>;
-  readonly retries: Counter<'protocol' | 'service' | 'method'>;
+  readonly retries: Counter<'protocol' | 'service' | 'method' | 'reason'>;
+  readonly clientCutOffs: Counter<'reason'>;
+  readonly keepaliveFailures: Counter<'member'>;
+  readonly leaderChanges: Counter;
   private readonly cache = new Map<string, MethodMetrics>();
   private readonly counts: MethodCounts[] = [];
   private readonly members = new Map<string, LocalCount>();
@@ -59,7 +64,7 @@ export class ProxyMetrics {
     });
     this.memberHealthy = new Gauge({
       name: 'etcd_topology_proxy_member_healthy',
-      help: '1 when the member answered the last time it was asked and is not held off, else 0.',
+      help: '1 when the member answered the last time it was asked, is not held off, and does not report NOT_SERVING (gRPC health), else 0.',
       labelNames: ['member'],
       registers,
       collect() {
@@ -88,8 +93,25 @@ export class ProxyMetrics {
     });
     this.retries = new Counter({
       name: 'etcd_topology_proxy_retries_total',
-      help: 'Unary reads sent again to another member after the first failed before answering.',
-      labelNames: ['protocol', 'service', 'method'],
+      help: 'Calls sent again to another member, by reason: never_sent (the first member provably did not process it: no connection, GOAWAY, REFUSED_STREAM) or unanswered_read (a read that got no answer).',
+      labelNames: ['protocol', 'service', 'method', 'reason'],
+      registers,
+    });
+    this.clientCutOffs = new Counter({
+      name: 'etcd_topology_proxy_client_connections_cut_off_total',
+      help: 'Client HTTP/2 connections the proxy ended with a connection error, by reason: rapid_reset (too many streams reset before an answer), settings_timeout (SETTINGS not acknowledged within 10 s), protocol_error (malformed frames), internal_error.',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.keepaliveFailures = new Counter({
+      name: 'etcd_topology_proxy_member_keepalive_failures_total',
+      help: 'Connections to a member closed because it did not answer a keepalive PING (or, on a new connection, send its SETTINGS) within 5 s.',
+      labelNames: ['member'],
+      registers,
+    });
+    this.leaderChanges = new Counter({
+      name: 'etcd_topology_proxy_leader_changes_seen_total',
+      help: 'Leader elections the proxy saw: increases of the raft term the members report, read at every member-list refresh.',
       registers,
     });
   }
@@ -110,7 +132,7 @@ export class ProxyMetrics {
       const counts: MethodCounts = { labels, inFlight: 0, codes: new Map() };
       this.counts.push(counts);
       const refusals = this.readonlyRefusals.labels(labels);
-      const retries = this.retries.labels(labels);
+      const replays = { never_sent: this.retries.labels({ ...labels, reason: 'never_sent' }), unanswered_read: this.retries.labels({ ...labels, reason: 'unanswered_read' }) };
       m = {
         inFlight: {
           inc: () => void counts.inFlight++,
@@ -123,7 +145,10 @@ export class ProxyMetrics {
           c.n++;
         },
         refused: () => refusals.inc(),
-        retried: () => retries.inc(),
+        attempts: {
+          sent: (member) => this.memberRequests(member).inc(),
+          replayed: (reason) => replays[reason].inc(),
+        },
       };
       this.cache.set(key, m);
     }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { memberClientUrls } from './discovery.ts';
+import { memberClientUrls, memberUrlById, statusRaftTerm } from './discovery.ts';
 import { pointsAtListener } from './loop.ts';
 import { sniffProtocol } from './sniff.ts';
 import { UpstreamSet } from './upstreams.ts';
@@ -48,6 +48,17 @@ describe('UpstreamSet', () => {
     expect(set.replace([b])).toEqual({ added: [], removed: [a, c] });
   });
 
+  it('sends new picks away from a member that reports NOT_SERVING, unless it is the only one left', () => {
+    const set = new UpstreamSet([a, b], { failureWaitMs: 5000, now: () => 0 });
+    set.setServing(a, false);
+    expect(Array.from({ length: 4 }, () => set.pick())).toEqual([b, b, b, b]);
+    expect(set.pick(new Set([b]))).toBe(a);
+    set.markFailed(b);
+    expect(set.pick()).toBe(a);
+    set.setServing(a, true);
+    expect(set.list().find((m) => m.url === a)!.serving).toBe(true);
+  });
+
   it('reports answering only for members that answered and are not held off', () => {
     const set = new UpstreamSet([a, b], { failureWaitMs: 5000, now: () => 0 });
     expect(set.anyAnswering()).toBe(false);
@@ -92,6 +103,31 @@ describe('member list parsing', () => {
   });
 });
 
+describe('memberUrlById', () => {
+  const list = { members: [{ ID: '11', clientURLs: ['http://a:2379/'] }, { ID: '22', clientURLs: ['unix://x', 'https://b:2379'] }, { ID: '33', isLearner: true, clientURLs: ['http://c:2379'] }] };
+  it.each([
+    ['11', 'http://a:2379'],
+    ['22', 'https://b:2379'],
+    ['33', undefined], // a learner never leads
+    ['44', undefined],
+  ])('%s → %s', (id, url) => {
+    expect(memberUrlById(list, id)).toBe(url);
+  });
+});
+
+describe('statusRaftTerm', () => {
+  it.each([
+    [{ header: { raft_term: '2' }, leader: '1', raftTerm: '7' }, 7],
+    [{ raft_term: '3' }, 3],
+    [{ header: { raft_term: '4' } }, 4],
+    [{ raftTerm: 'x' }, undefined],
+    [{}, undefined],
+    ['nope', undefined],
+  ])('%j → %s', (body, term) => {
+    expect(statusRaftTerm(body)).toBe(term);
+  });
+});
+
 describe('protocol sniffing', () => {
   it.each([
     ['PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'h2'],
@@ -101,7 +137,13 @@ describe('protocol sniffing', () => {
     ['POST /v3/kv/range HTTP/1.1\r\n', 'http1'],
     ['GET /health HTTP/1.1\r\n', 'http1'],
     ['PRI * HTTP/1.1\r\n', 'http1'],
-    ['\x16\x03\x01', 'http1'],
+    ['GET /hea', 'more'],
+    ['GET', 'more'],
+    // Neither protocol: closed without an answer (RFC 9113, section 3.4; h2spec 3.5/2).
+    ['\x16\x03\x01', 'neither'],
+    ['INVALID CONNECTION PREFACE\r\n\r\n', 'neither'],
+    ['GET / HTTP/2.0\r\n', 'neither'],
+    ['\x00\x01garbage\n', 'neither'],
   ])('%j → %s', (head, protocol) => {
     expect(sniffProtocol(Buffer.from(head, 'latin1'))).toBe(protocol);
   });

@@ -5,6 +5,11 @@ export interface Upstream {
   heldUntil: number;
   /** Whether the member answered the last time the proxy asked (a request or a health probe). */
   answered: boolean;
+  /**
+   * False while the member's gRPC health service says NOT_SERVING (etcd does so while it
+   * defragments, with --feature-gates=StopGRPCServiceOnDefrag=true): new calls go elsewhere.
+   */
+  serving: boolean;
 }
 
 export interface UpstreamSetOptions {
@@ -21,6 +26,7 @@ export interface UpstreamSetOptions {
 export class UpstreamSet {
   private members: Upstream[] = [];
   private cursor = 0;
+  private leader: string | undefined;
   private readonly failureWaitMs: number;
   private readonly now: () => number;
   private readonly random: () => number;
@@ -36,7 +42,7 @@ export class UpstreamSet {
   replace(urls: readonly string[]): { added: string[]; removed: string[] } {
     const before = new Map(this.members.map((m) => [m.url, m]));
     const unique = [...new Set(urls)];
-    const next = unique.map((url) => before.get(url) ?? { url, heldUntil: 0, answered: false });
+    const next = unique.map((url) => before.get(url) ?? { url, heldUntil: 0, answered: false, serving: true });
     for (let i = next.length - 1; i > 0; i--) {
       const j = Math.floor(this.random() * (i + 1));
       [next[i], next[j]] = [next[j]!, next[i]!];
@@ -49,17 +55,42 @@ export class UpstreamSet {
     };
   }
 
-  /** The next member in rotation that is not held off, other than those in exclude; undefined when there is none. */
+  /**
+   * The next member in rotation that is not held off, other than those in exclude; one that reports
+   * NOT_SERVING only when no other is left (a lone member that defragments is slow, not gone);
+   * undefined when there is none.
+   */
   pick(exclude?: ReadonlySet<string>): string | undefined {
+    return this.next(exclude, true) ?? this.next(exclude, false);
+  }
+
+  /** The leader when it is known, in the set, not held off and serving, and not in exclude; else undefined. */
+  pickLeader(exclude?: ReadonlySet<string>): string | undefined {
+    const m = this.leader === undefined ? undefined : this.members.find((x) => x.url === this.leader);
+    if (m === undefined || exclude?.has(m.url) || !m.serving || m.heldUntil > this.now()) return undefined;
+    return m.url;
+  }
+
+  /** Records which member leads (its client URL), or that it is not known. */
+  setLeader(url: string | undefined): void {
+    this.leader = url;
+  }
+
+  /** The leader's client URL as last learned, for logs and tests. */
+  get knownLeader(): string | undefined {
+    return this.leader;
+  }
+
+  /** Records what the member's gRPC health service reports. */
+  setServing(url: string, serving: boolean): void {
+    const m = this.members.find((x) => x.url === url);
+    if (m) m.serving = serving;
+  }
+
+  /** Whether pick(exclude) would find a member, without moving the rotation. */
+  hasAvailable(exclude?: ReadonlySet<string>): boolean {
     const now = this.now();
-    const n = this.members.length;
-    for (let i = 0; i < n; i++) {
-      const m = this.members[(this.cursor + i) % n]!;
-      if (m.heldUntil > now || exclude?.has(m.url)) continue;
-      this.cursor = (this.cursor + i + 1) % n;
-      return m.url;
-    }
-    return undefined;
+    return this.members.some((m) => m.heldUntil <= now && !exclude?.has(m.url));
   }
 
   /** Holds the member off for the failure wait. */
@@ -86,6 +117,18 @@ export class UpstreamSet {
   anyAnswering(): boolean {
     const now = this.now();
     return this.members.some((m) => m.answered && m.heldUntil <= now);
+  }
+
+  private next(exclude: ReadonlySet<string> | undefined, servingOnly: boolean): string | undefined {
+    const now = this.now();
+    const n = this.members.length;
+    for (let i = 0; i < n; i++) {
+      const m = this.members[(this.cursor + i) % n]!;
+      if (m.heldUntil > now || exclude?.has(m.url) || (servingOnly && !m.serving)) continue;
+      this.cursor = (this.cursor + i + 1) % n;
+      return m.url;
+    }
+    return undefined;
   }
 
   /** The members in their current order, for discovery, probes and metrics. */

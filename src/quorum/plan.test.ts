@@ -264,3 +264,53 @@ describe('nextStep: a learner whose pod predates its addition', () => {
     expect(nextStep(input(false))).toMatchObject({ action: 'Wait', reason: 'LearnerCatchingUp' });
   });
 });
+
+describe('nextStep: upkeep goes through the planner', () => {
+  const MiB = 2 ** 20;
+  const fragmented = (spec: string): MemberHealth[] => cluster(spec).map((m) => ({ ...m, dbSize: 90 * MiB, dbSizeInUse: 20 * MiB }));
+  const maintenance = (alarms: { memberId: string; alarm: 'NOSPACE' | 'CORRUPT' }[] = []) => ({
+    rule: { enabled: true, quotaBackendBytes: 100 * MiB, quotaUsageAbove: 0.8, minReclaimBytes: 64 * MiB, inWindow: true },
+    noSpaceRecovery: true,
+    alarms,
+    backingOff: [],
+  });
+  const plan = (spec: string, pods: Record<string, Partial<MemberPod>> = {}, alarms: { memberId: string; alarm: 'NOSPACE' | 'CORRUPT' }[] = [], count = 3): Step => {
+    const members = fragmented(spec);
+    return nextStep({
+      desired: memberNames(count),
+      budget: { count },
+      members,
+      pods: podsFor(members.map((m) => m.name), pods),
+      volumes: [],
+      maintenance: maintenance(alarms),
+    });
+  };
+
+  it.each([
+    { name: 'converged: a fragmented follower is defragmented', spec: 'L F F', expect: { action: 'Defragment', member: n(1) } },
+    { name: 'followers first, then the leader after MoveLeader', spec: 'F F L', expect: { action: 'Defragment', member: n(0) } },
+    { name: 'never during a rolling update: the update goes on', spec: 'L F F', pods: { [n(2)]: { upToDate: false } }, expect: { action: 'DeletePod', pod: n(2), reason: 'RollingUpdate' } },
+    { name: 'never while the replaced pod is coming back', spec: 'L F F', pods: { [n(0)]: { upToDate: false }, [n(2)]: { ready: false } }, expect: { action: 'Wait', reason: 'WaitingForHealthyMembers' } },
+    { name: 'never while a learner is in flight', spec: 'L@5000 F@5000 F@5000 l@10', count: 5, expect: { action: 'Wait', reason: 'LearnerCatchingUp' } },
+    { name: 'never while a member is being replaced', spec: 'L F X', pods: { [n(2)]: { nodeGone: true } }, expect: { action: 'RemoveMember', member: n(2), reason: 'MemberFailed' } },
+    { name: 'never while a scale-out adds a member', spec: 'L F F', count: 5, expect: { action: 'AddLearner', member: n(3) } },
+    { name: 'never beyond the budget: another member unhealthy', spec: 'L F X', expect: { action: 'Wait', reason: 'WaitingForHealthyMembers' } },
+    { name: 'NOSPACE recovery before the next pod of a rolling update', spec: 'L F F', pods: { [n(2)]: { upToDate: false } }, alarms: [{ memberId: '1001', alarm: 'NOSPACE' as const }], expect: { action: 'Compact' } },
+    { name: 'NOSPACE recovery compacts while a pod is replaced (compaction disrupts no member)', spec: 'L F F', pods: { [n(2)]: { terminating: true } }, alarms: [{ memberId: '1001', alarm: 'NOSPACE' as const }], expect: { action: 'Compact' } },
+    { name: 'CORRUPT: the rolling update proceeds, upkeep never', spec: 'L F F', pods: { [n(2)]: { upToDate: false } }, alarms: [{ memberId: '1001', alarm: 'CORRUPT' as const }], expect: { action: 'DeletePod', pod: n(2) } },
+    { name: 'CORRUPT when converged: nothing', spec: 'L F F', alarms: [{ memberId: '1001', alarm: 'CORRUPT' as const }], expect: { action: 'None', reason: 'DataCorrupt' } },
+  ])('$name', ({ spec, pods, alarms, count, expect: want }) => {
+    expect(plan(spec, pods, alarms, count)).toMatchObject(want);
+  });
+
+  it('defragments the leader last: after both followers, leadership moves first', () => {
+    const members = fragmented('L F F').map((m) => (m.isLeader ? m : { ...m, dbSize: 20 * MiB, dbSizeInUse: 19 * MiB }));
+    const step = nextStep({ desired: memberNames(3), budget: { count: 3 }, members, pods: podsFor(memberNames(3)), volumes: [], maintenance: maintenance() });
+    expect(step).toMatchObject({ action: 'MoveLeader', from: '1000', reason: 'DefragmentLeader' });
+  });
+
+  it('without maintenance input the planner does no upkeep', () => {
+    const members = fragmented('L F F');
+    expect(nextStep({ desired: memberNames(3), budget: { count: 3 }, members, pods: podsFor(memberNames(3)), volumes: [] })).toMatchObject({ action: 'None', reason: 'Converged' });
+  });
+});

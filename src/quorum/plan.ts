@@ -1,3 +1,4 @@
+import { nextMaintenance, type DefragStep, type MaintenanceInput } from './defrag.ts';
 import { mayDisrupt } from './disruption.ts';
 import { minHealthyVoters, quorumSize, type Budget } from './math.ts';
 import { bestTransferee, DEFAULT_MAX_RAFT_LAG, healthyVotersOf, isCaughtUp, leaderOf, listNames, ordinalOf, votersOf, type MemberHealth } from './members.ts';
@@ -44,6 +45,8 @@ export interface PlanInput {
   /** Pod names whose data PersistentVolumeClaim exists. */
   volumes: readonly string[];
   maxRaftLag?: number;
+  /** Defragmentation rule, alarms and upkeep in flight; without it the planner does no upkeep. */
+  maintenance?: MaintenanceInput;
 }
 
 interface StepText {
@@ -67,7 +70,9 @@ export type Step =
   | ({ action: 'RemoveMember'; member: string; id: string } & StepText)
   /** releaseVolume: also delete the pod's volume claim; its PersistentVolume is retained, data and all. */
   | ({ action: 'DeletePod'; pod: string; releaseVolume: boolean } & StepText)
-  | ({ action: 'ReleaseVolume'; pod: string } & StepText);
+  | ({ action: 'ReleaseVolume'; pod: string } & StepText)
+  /** Upkeep (src/quorum/defrag.ts): defragment one member, compact the keyspace, disarm NOSPACE alarms. */
+  | Extract<DefragStep, { action: 'Defragment' | 'Compact' | 'DisarmAlarms' }>;
 
 /** StatefulSet replicas that cover every etcd member (learners included): the highest ordinal plus one. */
 export function memberReplicas(memberNames: readonly string[]): number {
@@ -127,7 +132,20 @@ export function nextStep(input: PlanInput): Step {
   const surplus = voters.filter((m) => !wanted.has(m.name)).sort(byOrdinal).reverse()[0];
   if (surplus !== undefined) return scaleInStep(surplus, input, maxLag);
 
-  return rollingStep(input, leader, pods, maxLag);
+  // A NOSPACE alarm leaves the cluster read-only: its recovery goes before the next pod of a rolling
+  // update (it still waits for a pod being replaced); defragmentation by rule only once converged.
+  const upkeep = input.maintenance;
+  const view = { members, budget: input.budget, maxRaftLag: maxLag };
+  const notSettled = desired.filter((name) => {
+    const pod = pods.get(name);
+    return pod === undefined || pod.terminating || !pod.ready;
+  });
+  if (upkeep !== undefined && upkeep.noSpaceRecovery && upkeep.alarms.some((a) => a.alarm === 'NOSPACE') && !upkeep.alarms.some((a) => a.alarm === 'CORRUPT')) {
+    return nextMaintenance(view, upkeep, notSettled);
+  }
+  const rolling = rollingStep(input, leader, pods, maxLag);
+  if (rolling.action !== 'None' || upkeep === undefined) return rolling;
+  return nextMaintenance(view, upkeep, notSettled);
 }
 
 function learnerStep(learner: MemberHealth, leader: MemberHealth, pod: MemberPod | undefined, wanted: Set<string>, maxLag: number): Step {

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { topologyPrefix } from '../../src/backup/keys.ts';
 import { parseManifest } from '../../src/backup/manifest.ts';
-import { resolveBackup, restoreMember } from '../../src/backup/restore.ts';
+import { resolveBackup, restoreMember, type ResolvedBackup } from '../../src/backup/restore.ts';
 import { S3Store } from '../../src/backup/s3-store.ts';
 import type { BackupStore } from '../../src/backup/store.ts';
 import { takeBackup } from '../../src/backup/take.ts';
@@ -18,6 +18,18 @@ import { freePort } from '../harness/ports.ts';
 import { S3Server } from '../harness/s3-server.ts';
 
 const exec = promisify(execFile);
+
+/** Corrupts one byte of a stored object behind the store's back. */
+async function flipByte(file: string, offset: number): Promise<void> {
+  const bytes = await readFile(file);
+  bytes.writeUInt8(bytes.readUInt8(offset) ^ 0xff, offset);
+  await writeFile(file, bytes);
+}
+
+/** A one-member restore that must fail before etcd could ever start (its peer URL is unused). */
+function restoreInput(store: BackupStore, backup: ResolvedBackup, dataDir: string) {
+  return { store, backup, dataDir, name: 'x0', initialCluster: 'x0=http://127.0.0.1:1', initialClusterToken: 't', initialAdvertisePeerUrls: 'http://127.0.0.1:1', etcdutl: binaries().etcdutl, log: () => undefined };
+}
 
 // Real etcd members, a real S3 server (versitygw), the real etcdutl: the backup path a Job runs and
 // the restore path a member's init container runs, without Kubernetes around them.
@@ -124,12 +136,9 @@ describe('backup and restore against etcd, versitygw and etcdutl', () => {
   it('refuses a corrupt object before etcdutl runs, and leaves no data directory behind', async () => {
     const store = storeOf();
     const resolved = await resolveBackup(store, folder, 'latest');
-    const file = s3.objectPath(bucket, resolved.key);
-    const bytes = await readFile(file);
-    bytes.writeUInt8(bytes.readUInt8(4096) ^ 0xff, 4096);
-    await writeFile(file, bytes);
+    await flipByte(s3.objectPath(bucket, resolved.key), 4096);
     const dataDir = path.join(tmp, 'corrupt', 'data');
-    const input = { store, backup: resolved, dataDir, name: 'c0', initialCluster: 'c0=http://127.0.0.1:1', initialClusterToken: 't', initialAdvertisePeerUrls: 'http://127.0.0.1:1', etcdutl: binaries().etcdutl, log: () => undefined };
+    const input = restoreInput(store, resolved, dataDir);
     // The S3 client's own checksum of the object catches it first, while streaming.
     await expect(restoreMember(input)).rejects.toThrow(new RegExp(`backup ${resolved.key.replaceAll('.', '\\.')} in s3://etcd-backups at .* could not be read whole: Checksum mismatch`));
     expect(await readdir(path.dirname(dataDir))).toEqual([]);
@@ -155,12 +164,9 @@ describe('backup and restore against etcd, versitygw and etcdutl', () => {
     expect(resolved).toMatchObject({ key: second.manifest.key, sha256: second.manifest.sha256 });
 
     // No checksum from a volume: our sha256 against the manifest is what catches a flipped byte.
-    const file = path.join(root, resolved.key);
-    const bytes = await readFile(file);
-    bytes.writeUInt8(bytes.readUInt8(8192) ^ 0xff, 8192);
-    await writeFile(file, bytes);
+    await flipByte(path.join(root, resolved.key), 8192);
     const dataDir = path.join(tmp, 'corrupt-volume', 'data');
-    const input = { store, backup: resolved, dataDir, name: 'v0', initialCluster: 'v0=http://127.0.0.1:1', initialClusterToken: 't', initialAdvertisePeerUrls: 'http://127.0.0.1:1', etcdutl: binaries().etcdutl, log: () => undefined };
+    const input = restoreInput(store, resolved, dataDir);
     await expect(restoreMember(input)).rejects.toThrow(new RegExp(`backup ${resolved.key.replaceAll('.', '\\.')} in volume backups is corrupt: its sha256 is [0-9a-f]{64} \\(\\d+ bytes\\) but its manifest says ${resolved.sha256}`));
     expect(await readdir(path.dirname(dataDir))).toEqual([]);
   });

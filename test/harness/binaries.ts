@@ -17,6 +17,10 @@ export interface Binaries {
   kwok: string;
   /** An S3-compatible server over a directory, for backup tests. */
   versitygw: string;
+  /** Prometheus's promtool (hack/test-binaries.sh promtool), to check and unit-test the chart's alert rules. */
+  promtool: string;
+  /** HTTP/2 conformance tester (hack/test-binaries.sh h2spec). */
+  h2spec: string;
 }
 
 const setOf: Record<keyof Binaries, [set: string, file: string]> = {
@@ -31,6 +35,8 @@ const setOf: Record<keyof Binaries, [set: string, file: string]> = {
   kubectl: ['kubernetes', 'kubectl'],
   kwok: ['kwok', 'kwok'],
   versitygw: ['versitygw', 'versitygw'],
+  promtool: ['promtool', 'promtool'],
+  h2spec: ['h2spec', 'h2spec'],
 };
 const dirs = new Map<string, string>();
 

@@ -210,6 +210,27 @@ describe('Helm chart deploy/etcd-topology', () => {
     expect(monitor.spec.selector.matchLabels).toEqual(only<Deployment>(enabled, 'Deployment').spec.selector.matchLabels);
     expect(monitor.spec.endpoints.map((e) => e.port)).toEqual(['metrics']);
     await expect(template('--set', 'serviceMonitor.enabled=true')).rejects.toThrow(/does not serve monitoring.coreos.com\/v1 ServiceMonitor/);
+    // The operator's series carry the topology's namespace and name; the scrape must not rename them.
+    expect((monitor.spec.endpoints as { honorLabels?: boolean }[])[0]?.honorLabels).toBe(true);
+  });
+
+  it.each([
+    ['prometheusRule', 'PrometheusRule'],
+    ['podMonitor', 'PodMonitor'],
+  ])('renders a %s only when enabled, and refuses it when the cluster lacks the API', async (value, kind) => {
+    const api = `monitoring.coreos.com/v1/${kind}`;
+    expect((await template('--api-versions', api)).map((o) => o.kind)).not.toContain(kind);
+    expect((await template('--set', `${value}.enabled=true`, '--api-versions', api)).map((o) => o.kind)).toContain(kind);
+    await expect(template('--set', `${value}.enabled=true`)).rejects.toThrow(new RegExp(`does not serve monitoring.coreos.com/v1 ${kind}`));
+  });
+
+  it('scrapes the member and proxy pods of every topology, labelled with the topology name', async () => {
+    const monitor = only<K8sObject & { spec: Record<string, unknown> }>(await template('--set', 'podMonitor.enabled=true', '--api-versions', 'monitoring.coreos.com/v1/PodMonitor'), 'PodMonitor');
+    expect(monitor.spec['selector']).toEqual({ matchLabels: { 'app.kubernetes.io/managed-by': 'etcd-topology' }, matchExpressions: [{ key: 'app.kubernetes.io/component', operator: 'In', values: ['member', 'proxy'] }] });
+    expect(monitor.spec['namespaceSelector']).toEqual({ any: true });
+    const endpoint = (monitor.spec['podMetricsEndpoints'] as { port: string; relabelings: { targetLabel: string }[] }[])[0]!;
+    expect(endpoint.port).toBe('metrics');
+    expect(endpoint.relabelings.map((r) => r.targetLabel)).toEqual(['name', 'component']);
   });
 
   it('deploy/manifests/etcd-topology.yaml is a fresh rendering of the chart (refresh with hack/render-manifests.sh)', async () => {

@@ -1,8 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EtcdCluster } from '../harness/etcd-cluster.ts';
+import { describe, expect, it } from 'vitest';
 import { waitFor } from '../harness/ports.ts';
-import { etcdClients, grpc, type EtcdClients } from './grpc-client.ts';
-import { startProxyProcess, type ProxyProcess } from './proxy-process.ts';
+import { grpc, type EtcdClients } from './grpc-client.ts';
+import { useProxyFixture } from './fixture.ts';
 
 type Watch = grpc.ClientDuplexStream<object, { created: boolean; events: unknown[] }>;
 
@@ -34,41 +33,30 @@ async function openWatches(c: EtcdClients, n: number): Promise<{ w: Watch; state
 }
 
 describe('keepalive to members (PING every 10 s of silence, 5 s to answer)', () => {
-  let cluster: EtcdCluster;
-  let proxy: ProxyProcess;
-  let c: EtcdClients;
-  beforeAll(async () => {
-    cluster = await EtcdCluster.start({ size: 3 });
-    // No refresh during the test: the member list's health probes must not be what finds the frozen member.
-    proxy = await startProxyProcess(cluster.endpoints, ['--refresh-interval=5m', '--failure-wait=5s']);
-    c = etcdClients(proxy.target);
-  });
-  afterAll(async () => {
-    c?.close();
-    await proxy?.stop();
-    await cluster?.stop();
-  });
+  // No refresh during the test: the member list's health probes must not be what finds the frozen member.
+  const f = useProxyFixture({ size: 3, proxyArgs: ['--refresh-interval=5m', '--failure-wait=5s'] });
 
   it('keeps quiet, healthy watches open across several PING intervals', async () => {
-    const watches = await openWatches(c, 3);
-    const pingsBefore = (proxy.output().match(/Sent a keepalive PING/g) ?? []).length;
+    const watches = await openWatches(f.c, 3);
+    const pingsBefore = (f.proxy.output().match(/Sent a keepalive PING/g) ?? []).length;
     // Longer than interval + timeout, twice: every member connection is pinged at least once.
     await new Promise((r) => setTimeout(r, 22_000));
     expect(watches.map((x) => x.state.error)).toEqual([undefined, undefined, undefined]);
-    for (const m of cluster.members) {
-      expect(proxy.output(), m.name).toMatch(new RegExp(`"member":"${m.clientUrl}".*"msg":"Sent a keepalive PING to etcd member"`));
+    for (const m of f.cluster.members) {
+      expect(f.proxy.output(), m.name).toMatch(new RegExp(`"member":"${m.clientUrl}".*"msg":"Sent a keepalive PING to etcd member"`));
     }
-    expect((proxy.output().match(/Sent a keepalive PING/g) ?? []).length).toBeGreaterThanOrEqual(pingsBefore + 3);
-    expect(proxy.output()).not.toMatch(/did not answer a keepalive PING|Received GOAWAY/);
+    expect((f.proxy.output().match(/Sent a keepalive PING/g) ?? []).length).toBeGreaterThanOrEqual(pingsBefore + 3);
+    expect(f.proxy.output()).not.toMatch(/did not answer a keepalive PING|Received GOAWAY/);
+    expect(await f.proxy.metric('etcd_topology_proxy_member_keepalive_failures_total')).toBe(0);
     // Still delivering.
-    await c.unary(c.kv, 'Put', { key: Buffer.from('/k'), value: Buffer.from('v') });
+    await f.c.unary(f.c.kv, 'Put', { key: Buffer.from('/k'), value: Buffer.from('v') });
     await waitFor('an event on every watch', () => watches.every((x) => x.state.events > 0), { timeoutMs: 5000 });
     for (const x of watches) x.w.cancel();
   });
 
   it('ends the streams of a frozen member (SIGSTOP) with UNAVAILABLE within about 15 s, and reads go to the others', async () => {
-    const watches = await openWatches(c, 3);
-    const frozen = cluster.member('m0');
+    const watches = await openWatches(f.c, 3);
+    const frozen = f.cluster.member('m0');
     const pid = frozen.process!.pid!;
     process.kill(pid, 'SIGSTOP');
     const frozenAt = Date.now();
@@ -79,7 +67,7 @@ describe('keepalive to members (PING every 10 s of silence, 5 s to answer)', () 
       let slowest = 0;
       while (Date.now() - frozenAt < 20_000 && !watches.some((x) => x.state.error)) {
         const t = Date.now();
-        await serializableGet(c);
+        await serializableGet(f.c);
         slowest = Math.max(slowest, Date.now() - t);
         reads++;
       }
@@ -92,11 +80,13 @@ describe('keepalive to members (PING every 10 s of silence, 5 s to answer)', () 
       expect(slowest).toBeLessThan(17_000);
       // The proxy's log reaches the test through a pipe, a moment after the stream ended.
       const gaveUp = new RegExp(`"member":"${frozen.clientUrl}".*"msg":"etcd member did not answer a keepalive PING; closing the connection"`);
-      await waitFor('the proxy to log that the frozen member did not answer', () => gaveUp.test(proxy.output()), { timeoutMs: 5000 });
+      await waitFor('the proxy to log that the frozen member did not answer', () => gaveUp.test(f.proxy.output()), { timeoutMs: 5000 });
+      expect(await f.proxy.metric('etcd_topology_proxy_member_keepalive_failures_total', { member: frozen.clientUrl })).toBeGreaterThanOrEqual(1);
+      expect(await f.proxy.metric('etcd_topology_proxy_member_keepalive_failures_total')).toBe(await f.proxy.metric('etcd_topology_proxy_member_keepalive_failures_total', { member: frozen.clientUrl }));
       // New reads succeed on the others, promptly: the frozen member is held off.
       for (let i = 0; i < 20; i++) {
         const t = Date.now();
-        await serializableGet(c);
+        await serializableGet(f.c);
         expect(Date.now() - t).toBeLessThan(1000);
       }
       // The two other watches are untouched.

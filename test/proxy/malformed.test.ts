@@ -1,10 +1,9 @@
 import http2 from 'node:http2';
 import net from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EtcdCluster } from '../harness/etcd-cluster.ts';
+import { describe, expect, it } from 'vitest';
 import { waitFor } from '../harness/ports.ts';
-import { etcdClients, grpc, rawUnary, type EtcdClients } from './grpc-client.ts';
-import { startProxyProcess, type ProxyProcess } from './proxy-process.ts';
+import { grpc, rawUnary } from './grpc-client.ts';
+import { useProxyFixture } from './fixture.ts';
 
 /** Writes bytes on a fresh connection and resolves whatever comes back before the proxy closes it. */
 function rawExchange(port: number, bytes: Buffer, { end = false, timeoutMs = 5000 } = {}): Promise<string> {
@@ -22,56 +21,49 @@ function rawExchange(port: number, bytes: Buffer, { end = false, timeoutMs = 500
 }
 
 describe('proxy under malformed input', () => {
-  let cluster: EtcdCluster;
-  let proxy: ProxyProcess;
-  let c: EtcdClients;
-  let port: number;
+  const f = useProxyFixture({ size: 1 });
   const stillServes = async (): Promise<void> => {
-    await c.unary(c.kv, 'Put', { key: Buffer.from('/m'), value: Buffer.from('ok') });
-    expect((await fetch(`${proxy.url}/health`)).status).toBe(200);
+    await f.c.unary(f.c.kv, 'Put', { key: Buffer.from('/m'), value: Buffer.from('ok') });
+    expect((await fetch(`${f.proxy.url}/health`)).status).toBe(200);
   };
-  beforeAll(async () => {
-    cluster = await EtcdCluster.start({ size: 1 });
-    proxy = await startProxyProcess(cluster.endpoints);
-    port = Number(new URL(proxy.url).port);
-    c = etcdClients(proxy.target);
-  });
-  afterAll(async () => {
-    c?.close();
-    await proxy?.stop();
-    await cluster?.stop();
+
+  it('closes a connection of garbage bytes without an answer, and that connection only', async () => {
+    // Neither an HTTP/2 preface nor an HTTP/1.x request line: no protocol to answer in (RFC 9113, section 3.4).
+    const garbage = Buffer.from(Array.from({ length: 512 }, (_, i) => (i * 37 + 11) % 256));
+    expect(await rawExchange(f.proxy.port, garbage)).toBe('');
+    expect(await rawExchange(f.proxy.port, Buffer.from('INVALID CONNECTION PREFACE\r\n\r\n'))).toBe('');
+    await stillServes();
   });
 
-  it('answers garbage bytes with 400 and closes that connection only', async () => {
-    const garbage = Buffer.from(Array.from({ length: 512 }, (_, i) => (i * 37 + 11) % 256));
-    expect(await rawExchange(port, garbage)).toMatch(/^HTTP\/1\.1 400/);
+  it('answers a malformed HTTP/1.1 request with 400 and closes that connection only', async () => {
+    expect(await rawExchange(f.proxy.port, Buffer.from('GET /health HTTP/1.1\r\nno colon here\r\n\r\n'))).toMatch(/^HTTP\/1\.1 400/);
     await stillServes();
   });
 
   it('rejects huge headers: 431 on HTTP/1.1, an error status on gRPC', async () => {
     const big = 'x'.repeat(100_000);
-    expect(await rawExchange(port, Buffer.from(`GET /health HTTP/1.1\r\nhost: a\r\nx-big: ${big}\r\n\r\n`))).toMatch(/^HTTP\/1\.1 431/);
+    expect(await rawExchange(f.proxy.port, Buffer.from(`GET /health HTTP/1.1\r\nhost: a\r\nx-big: ${big}\r\n\r\n`))).toMatch(/^HTTP\/1\.1 431/);
     const md = new grpc.Metadata();
     md.set('x-big', big);
-    const err = (await c.unary(c.kv, 'Range', { key: Buffer.from('/m') }, md).catch((e: grpc.ServiceError) => e)) as grpc.ServiceError;
+    const err = (await f.c.unary(f.c.kv, 'Range', { key: Buffer.from('/m') }, md).catch((e: grpc.ServiceError) => e)) as grpc.ServiceError;
     expect(err.code).toBeDefined();
     expect(err.code).not.toBe(grpc.status.OK);
     await stillServes();
   });
 
   it('answers unknown paths: 404 on HTTP, UNIMPLEMENTED on gRPC', async () => {
-    const res = await fetch(`${proxy.url}/no/such/path`);
+    const res = await fetch(`${f.proxy.url}/no/such/path`);
     expect(res.status).toBe(404);
     expect(await res.text()).toContain('not an etcd endpoint');
-    const foreign = await rawUnary(proxy.target, '/some.Other/Service', Buffer.alloc(0));
+    const foreign = await rawUnary(f.proxy.target, '/some.Other/Service', Buffer.alloc(0));
     expect(foreign.status).toBe(grpc.status.UNIMPLEMENTED);
-    const unknownEtcd = await rawUnary(proxy.target, '/etcdserverpb.KV/NoSuchMethod', Buffer.alloc(0));
+    const unknownEtcd = await rawUnary(f.proxy.target, '/etcdserverpb.KV/NoSuchMethod', Buffer.alloc(0));
     expect(unknownEtcd.status).toBe(grpc.status.UNIMPLEMENTED);
     await stillServes();
   });
 
   it('passes a truncated gRPC message to etcd, which rejects it, and survives a truncated HTTP/2 frame', async () => {
-    const session = http2.connect(proxy.url);
+    const session = http2.connect(f.proxy.url);
     const status = await new Promise<string | undefined>((resolve, reject) => {
       const req = session.request({ ':method': 'POST', ':path': '/etcdserverpb.KV/Range', 'content-type': 'application/grpc', te: 'trailers' });
       let s: string | undefined;
@@ -87,17 +79,17 @@ describe('proxy under malformed input', () => {
     expect(status).toBeDefined();
     expect(status).not.toBe('0');
     // The preface, then half a frame header, then the client disappears.
-    await rawExchange(port, Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.from([0, 0, 10, 1])]), { end: true });
+    await rawExchange(f.proxy.port, Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.from([0, 0, 10, 1])]), { end: true });
     await stillServes();
   });
 
   it('keeps serving others while a client never reads its responses', async () => {
-    const hog = net.connect(port, '127.0.0.1');
+    const hog = net.connect(f.proxy.port, '127.0.0.1');
     await new Promise((r) => hog.once('connect', r));
     hog.pause();
     // Pipelined requests for etcd's /metrics (tens of KiB each) that are never read.
     hog.write(Buffer.from('GET /metrics HTTP/1.1\r\nhost: a\r\n\r\n'.repeat(200)));
-    const session = http2.connect(proxy.url);
+    const session = http2.connect(f.proxy.url);
     const stuck = session.request({ ':method': 'POST', ':path': '/etcdserverpb.Maintenance/Snapshot', 'content-type': 'application/grpc', te: 'trailers' });
     stuck.on('error', () => undefined);
     stuck.end(Buffer.from([0, 0, 0, 0, 0]));
@@ -108,6 +100,6 @@ describe('proxy under malformed input', () => {
     hog.destroy();
     stuck.close(http2.constants.NGHTTP2_CANCEL);
     session.close();
-    await waitFor('the proxy to release the abandoned calls', async () => (await proxy.metric('etcd_topology_proxy_streams_in_flight')) === 0, { timeoutMs: 10_000 });
+    await waitFor('the proxy to release the abandoned calls', async () => (await f.proxy.metric('etcd_topology_proxy_streams_in_flight')) === 0, { timeoutMs: 10_000 });
   });
 });

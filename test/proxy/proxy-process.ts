@@ -9,8 +9,12 @@ export interface ProxyProcess {
   child: ChildProcess;
   /** http://127.0.0.1:PORT (https:// with options.tls) of the client listener. */
   url: string;
+  /** https://127.0.0.1:PORT of a second, TLS listener (with options.tlsListener). */
+  tlsUrl: string | undefined;
   /** host:port for gRPC clients and etcdctl. */
   target: string;
+  /** The client listener's port. */
+  port: number;
   metricsUrl: string;
   /** Everything the proxy wrote to stdout and stderr so far (pino JSON lines). */
   output(): string;
@@ -24,15 +28,25 @@ export interface ProxyProcess {
 export async function startProxyProcess(
   endpoints: string,
   extra: string[] = [],
-  options: { port?: number; waitReady?: boolean; /** Serve TLS with this certificate and key. */ tls?: { cert: string; key: string } } = {},
+  options: {
+    port?: number;
+    waitReady?: boolean;
+    /** Serve TLS with this certificate and key. */
+    tls?: { cert: string; key: string };
+    /** Serve a second, TLS listener with this certificate and key, beside the cleartext one. */
+    tlsListener?: { cert: string; key: string };
+  } = {},
 ): Promise<ProxyProcess> {
   const port = options.port ?? (await freePort());
   const metricsPort = await freePort();
   const url = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
-  if (options.tls) extra = [...extra, `--listen-cert=${options.tls.cert}`, `--listen-key=${options.tls.key}`];
+  const tlsUrl = options.tlsListener ? `https://127.0.0.1:${await freePort()}` : undefined;
+  const certs = options.tls ?? options.tlsListener;
+  if (certs) extra = [...extra, `--listen-cert=${certs.cert}`, `--listen-key=${certs.key}`];
+  const listen = tlsUrl === undefined ? url : `${url},${tlsUrl}`;
   const child = spawn(
     process.execPath,
-    [cli, 'proxy', `--endpoints=${endpoints}`, `--listen-client-urls=${url}`, `--metrics-addr=127.0.0.1:${metricsPort}`, ...extra],
+    [cli, 'proxy', `--endpoints=${endpoints}`, `--listen-client-urls=${listen}`, `--metrics-addr=127.0.0.1:${metricsPort}`, ...extra],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'debug' } },
   );
   let out = '';
@@ -43,7 +57,9 @@ export async function startProxyProcess(
   const proxy: ProxyProcess = {
     child,
     url,
+    tlsUrl,
     target: `127.0.0.1:${port}`,
+    port,
     metricsUrl,
     output: () => out,
     async stop(signal = 'SIGTERM') {

@@ -1,14 +1,12 @@
 import net from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CLIENT_PREFACE, encodeHeaderBlock, encodeRstStream, encodeSettings, ErrorCode } from '../../src/proxy/h2/frames.ts';
 import { HpackEncoder } from '../../src/proxy/h2/hpack.ts';
 import { readFrames, type SeenFrame } from '../../src/proxy/h2/testing.ts';
 import { binaries } from '../harness/binaries.ts';
-import { EtcdCluster } from '../harness/etcd-cluster.ts';
 import { waitFor } from '../harness/ports.ts';
 import { run } from '../harness/run.ts';
-import { etcdClients, type EtcdClients } from './grpc-client.ts';
-import { startProxyProcess, type ProxyProcess } from './proxy-process.ts';
+import { useProxyFixture } from './fixture.ts';
 
 const watchRequest = [':method', 'POST', ':scheme', 'http', ':path', '/etcdserverpb.Watch/Watch', ':authority', 'proxy', 'content-type', 'application/grpc', 'te', 'trailers'];
 
@@ -67,67 +65,55 @@ function flood(port: number, open: number, pairs: number): Promise<SeenFrame[]> 
 }
 
 describe('rapid reset (CVE-2023-44487) and SETTINGS timeout on client connections', () => {
-  let cluster: EtcdCluster;
-  let proxy: ProxyProcess;
-  let c: EtcdClients;
-  let port: number;
-  beforeAll(async () => {
-    cluster = await EtcdCluster.start({ size: 1 });
-    proxy = await startProxyProcess(cluster.endpoints);
-    port = Number(new URL(proxy.url).port);
-    c = etcdClients(proxy.target);
-  });
-  afterAll(async () => {
-    c?.close();
-    await proxy?.stop();
-    await cluster?.stop();
-  });
+  const f = useProxyFixture({ size: 1 });
 
   it('closes a flooding client with GOAWAY ENHANCE_YOUR_CALM, cancels its member streams, and keeps serving other clients', async () => {
-    const member = cluster.members[0]!.clientUrl;
-    await c.unary(c.kv, 'Put', { key: Buffer.from('/rr'), value: Buffer.from('before') });
+    const member = f.cluster.members[0]!.clientUrl;
+    await f.c.unary(f.c.kv, 'Put', { key: Buffer.from('/rr'), value: Buffer.from('before') });
     const before = await memberOpenWatches(member);
-    const forwardedBefore = await proxy.metric('etcd_topology_proxy_upstream_requests_total');
+    const forwardedBefore = await f.proxy.metric('etcd_topology_proxy_upstream_requests_total');
 
     // A well-behaved client keeps reading on its own connection throughout.
     let stop = false;
     let reads = 0;
     const reader = (async () => {
       while (!stop) {
-        await c.unary(c.kv, 'Range', { key: Buffer.from('/rr') });
+        await f.c.unary(f.c.kv, 'Range', { key: Buffer.from('/rr') });
         reads++;
       }
     })();
-    const frames = await flood(port, 50, 20_000);
+    const frames = await flood(f.proxy.port, 50, 20_000);
     stop = true;
     await reader;
     expect(reads).toBeGreaterThan(0);
 
     const goaway = frames.find((f) => f.type === 'GOAWAY');
     expect(goaway).toMatchObject({ code: ErrorCode.ENHANCE_YOUR_CALM });
-    await waitFor('the cut-off in the proxy log', () => /reset too many streams \(rapid reset\)/.test(proxy.output()), { timeoutMs: 5000 });
+    await waitFor('the cut-off in the proxy log', () => /reset too many streams \(rapid reset\)/.test(f.proxy.output()), { timeoutMs: 5000 });
+    expect(await f.proxy.metric('etcd_topology_proxy_client_connections_cut_off_total', { reason: 'rapid_reset' })).toBe(1);
+    expect(await f.proxy.metric('etcd_topology_proxy_client_connections_cut_off_total', { reason: 'settings_timeout' })).toBe(0);
     // The streams did reach the member (so their cancellation is what this checks), but the flood was
     // cut short: far fewer than 20,000 went out.
-    const forwarded = (await proxy.metric('etcd_topology_proxy_upstream_requests_total')) - forwardedBefore;
+    const forwarded = (await f.proxy.metric('etcd_topology_proxy_upstream_requests_total')) - forwardedBefore;
     expect(forwarded).toBeGreaterThan(1000);
     expect(forwarded).toBeLessThan(10_000);
     // Every Watch stream the flood made the member start has ended there, the 50 left open included,
     // and the proxy holds none.
     await waitFor('the member to have no Watch stream open', async () => (await memberOpenWatches(member)).open === before.open, { timeoutMs: 10_000 });
     expect((await memberOpenWatches(member)).started).toBeGreaterThan(before.started);
-    await waitFor('no Watch in flight at the proxy', async () => (await proxy.metric('etcd_topology_proxy_streams_in_flight', { method: 'Watch' })) === 0, { timeoutMs: 5000 });
+    await waitFor('no Watch in flight at the proxy', async () => (await f.proxy.metric('etcd_topology_proxy_streams_in_flight', { method: 'Watch' })) === 0, { timeoutMs: 5000 });
 
     // etcdctl on a new connection, and the old gRPC client, still work.
-    const out = await run(binaries().etcdctl, [`--endpoints=${proxy.target}`, 'get', '/rr', '--print-value-only']);
+    const out = await run(binaries().etcdctl, [`--endpoints=${f.proxy.target}`, 'get', '/rr', '--print-value-only']);
     expect(out.trim()).toBe('before');
-    await c.unary(c.kv, 'Put', { key: Buffer.from('/rr'), value: Buffer.from('after') });
-    expect((await fetch(`${proxy.url}/health`)).status).toBe(200);
+    await f.c.unary(f.c.kv, 'Put', { key: Buffer.from('/rr'), value: Buffer.from('after') });
+    expect((await fetch(`${f.proxy.url}/health`)).status).toBe(200);
   });
 
   it('closes a client that never acknowledges the SETTINGS with GOAWAY SETTINGS_TIMEOUT after 10 s', async () => {
     const started = Date.now();
     const frames = await new Promise<SeenFrame[]>((resolve, reject) => {
-      const s = net.connect(port, '127.0.0.1', () => s.write(Buffer.concat([CLIENT_PREFACE, encodeSettings([])])));
+      const s = net.connect(f.proxy.port, '127.0.0.1', () => s.write(Buffer.concat([CLIENT_PREFACE, encodeSettings([])])));
       const got: Buffer[] = [];
       s.on('data', (d: Buffer) => got.push(d));
       s.on('error', () => undefined);
@@ -141,5 +127,6 @@ describe('rapid reset (CVE-2023-44487) and SETTINGS timeout on client connection
     expect(frames.at(-1)).toMatchObject({ type: 'GOAWAY', code: ErrorCode.SETTINGS_TIMEOUT });
     expect(elapsed).toBeGreaterThanOrEqual(9_500);
     expect(elapsed).toBeLessThan(15_000);
+    expect(await f.proxy.metric('etcd_topology_proxy_client_connections_cut_off_total', { reason: 'settings_timeout' })).toBe(1);
   });
 });

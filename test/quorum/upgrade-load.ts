@@ -14,6 +14,8 @@ export class AckedWriter {
   readonly acked = new Map<string, string>();
   failures = 0;
   longestStallMs = 0;
+  /** When each failed write was sent and when it failed (epoch ms), to tell what it overlapped. */
+  readonly failed: { sent: number; failed: number }[] = [];
   private readonly agent = new Agent({ keepAliveTimeout: 10_000, connections: 2 });
   private running = false;
   private loop: Promise<void> | undefined;
@@ -30,6 +32,11 @@ export class AckedWriter {
       for (let n = 0; this.running; n++) {
         const key = `upgrade/${String(n).padStart(6, '0')}`;
         const value = `v${n}`;
+        const sent = Date.now();
+        const failed = (): void => {
+          this.failures++;
+          this.failed.push({ sent, failed: Date.now() });
+        };
         try {
           const res = await request(`${this.url}/v3/kv/put`, {
             method: 'POST',
@@ -45,9 +52,9 @@ export class AckedWriter {
             const now = Date.now();
             this.longestStallMs = Math.max(this.longestStallMs, now - last);
             last = now;
-          } else this.failures++;
+          } else failed();
         } catch {
-          this.failures++;
+          failed();
         }
         this.longestStallMs = Math.max(this.longestStallMs, Date.now() - last);
         await new Promise((r) => setTimeout(r, 20));

@@ -10,6 +10,8 @@ export interface Keepalive {
   intervalMs: number;
   /** With no ACK (and nothing else received) this long after the PING, the connection is dead. */
   timeoutMs: number;
+  /** Hears of every connection ended because the peer did not answer in time, for metrics. */
+  onTimeout?: () => void;
 }
 
 /**
@@ -91,6 +93,7 @@ export class ClientConnection extends H2Connection {
         this.pingSentAt = undefined;
       } else {
         this.log.warn({ timeoutMs: ka.timeoutMs, streams: this.streams.size }, 'etcd member did not answer a keepalive PING; closing the connection');
+        ka.onTimeout?.();
         this.destroy(new Error(`no answer to a keepalive PING within ${ka.timeoutMs}ms`));
         return;
       }

@@ -17,7 +17,7 @@ import {
   Setting,
 } from './frames.ts';
 import { HpackDecoder, HpackEncoder } from './hpack.ts';
-import { ServerConnection } from './server-connection.ts';
+import { defaultServerLimits, ServerConnection } from './server-connection.ts';
 import type { H2Stream, StreamHandler } from './stream.ts';
 import { FakeSocket, readFrames, recordingLogger, ticked } from './testing.ts';
 
@@ -207,6 +207,99 @@ describe('server connection', () => {
   });
 });
 
+describe('server connection: malformed requests end their stream or connection before reaching the proxy', () => {
+  const h = (enc: HpackEncoder, id: number, headers: string[], end: boolean): Buffer => encodeHeaderBlock(id, enc.encode(headers), end, 16_384);
+  const data = (id: number, text: string, end: boolean): Buffer => Buffer.concat([dataFrameHeader(id, text.length, end), Buffer.from(text)]);
+  const withPriority = (id: number, dependsOn: number, headers: Buffer): Buffer => {
+    const block = headers.subarray(9);
+    const prio = Buffer.alloc(5);
+    prio.writeUInt32BE(dependsOn, 0);
+    return encodeFrame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM | Flag.PRIORITY, id, Buffer.concat([prio, block]));
+  };
+  const post = [':method', 'POST', ':scheme', 'http', ':path', '/', ':authority', 'a'];
+  // Each case: frames after the handshake, the streams that must reach the proxy, and the frame that must answer.
+  const cases: [name: string, frames: (enc: HpackEncoder) => Buffer, accepted: number[], answer: { type: 'RST_STREAM' | 'GOAWAY'; code: number; streamId?: number }][] = [
+    ['an uppercase header name', (e) => h(e, 1, [...request, 'X-Upper', 'v'], true), [], { type: 'RST_STREAM', code: ErrorCode.PROTOCOL_ERROR, streamId: 1 }],
+    ['a header name with a space', (e) => h(e, 1, [...request, 'x y', 'v'], true), [], { type: 'RST_STREAM', code: ErrorCode.PROTOCOL_ERROR, streamId: 1 }],
+    ['a header value with CR LF', (e) => h(e, 1, [...request, 'x-a', 'v\r\nx-b: w'], true), [], { type: 'RST_STREAM', code: ErrorCode.PROTOCOL_ERROR, streamId: 1 }],
+    ['an unknown pseudo-header', (e) => h(e, 1, [':test', 'x', ...request], true), [], { type: 'RST_STREAM', code: ErrorCode.PROTOCOL_ERROR, streamId: 1 }],
+    ['a response pseudo-header', (e) => h(e, 1, [...request.slice(0, 8), ':status', '200', ...request.slice(8)], true), [], { type: 'RST_STREAM', code: ErrorCode.PROTOCOL_ERROR, streamId: 1 }],
+    ['a pseudo-header after a regular field', (e) => h(e, 1, ['x-a', 'v', ...request], true), [], { type: 'RST_STREAM', code: ErrorCode.PROTOCOL_ERROR, streamId: 1 }],
+    ['a duplicated :path', (e) => h(e, 1, [':path', '/a', ...request], true), [], { type: 'RST_STREAM', code: ErrorCode.PROTOCOL_ERROR, streamId: 1 }],
+    ['no :scheme', (e) => h(e, 1, request.filter((_, i) => i !== 2 && i !== 3), true), [], { type: 'RST_STREAM', code: ErrorCode.PROTOCOL_ERROR, streamId: 1 }],
+    ['an empty :path', (e) => h(e, 1, request.map((v, i) => (i === 5 ? '' : v)), true), [], { type: 'RST_STREAM', code: ErrorCode.PROTOCOL_ERROR, streamId: 1 }],
+    ['a connection header', (e) => h(e, 1, [...request, 'connection', 'keep-alive'], true), [], { type: 'RST_STREAM', code: ErrorCode.PROTOCOL_ERROR, streamId: 1 }],
+    ['transfer-encoding', (e) => h(e, 1, [...request, 'transfer-encoding', 'chunked'], true), [], { type: 'RST_STREAM', code: ErrorCode.PROTOCOL_ERROR, streamId: 1 }],
+    ['te other than trailers', (e) => h(e, 1, [...request, 'te', 'trailers, deflate'], true), [], { type: 'RST_STREAM', code: ErrorCode.PROTOCOL_ERROR, streamId: 1 }],
+    ['two content-length values', (e) => h(e, 1, [...post, 'content-length', '1', 'content-length', '2'], false), [], { type: 'RST_STREAM', code: ErrorCode.PROTOCOL_ERROR, streamId: 1 }],
+    ['a body longer than its content-length', (e) => Buffer.concat([h(e, 1, [...post, 'content-length', '1'], false), data(1, 'test', true)]), [1], { type: 'RST_STREAM', code: ErrorCode.PROTOCOL_ERROR, streamId: 1 }],
+    ['a body shorter than its content-length', (e) => Buffer.concat([h(e, 1, [...post, 'content-length', '9'], false), data(1, 'test', false), data(1, 'test', true)]), [1], { type: 'RST_STREAM', code: ErrorCode.PROTOCOL_ERROR, streamId: 1 }],
+    ['trailers without END_STREAM', (e) => Buffer.concat([h(e, 1, post, false), data(1, 'test', false), h(e, 1, ['x-test', 'ok'], false)]), [1], { type: 'RST_STREAM', code: ErrorCode.PROTOCOL_ERROR, streamId: 1 }],
+    ['a pseudo-header in trailers', (e) => Buffer.concat([h(e, 1, post, false), h(e, 1, [':method', 'POST'], true)]), [1], { type: 'RST_STREAM', code: ErrorCode.PROTOCOL_ERROR, streamId: 1 }],
+    ['HEADERS that depend on their own stream', (e) => withPriority(1, 1, h(e, 1, request, true)), [], { type: 'RST_STREAM', code: ErrorCode.PROTOCOL_ERROR, streamId: 1 }],
+    ['PRIORITY that depends on its own stream', () => encodeFrame(FrameType.PRIORITY, 0, 1, Buffer.from([0, 0, 0, 1, 255])), [], { type: 'RST_STREAM', code: ErrorCode.PROTOCOL_ERROR, streamId: 1 }],
+    ['PRIORITY of 4 octets', (e) => Buffer.concat([h(e, 1, request, false), encodeFrame(FrameType.PRIORITY, 0, 1, Buffer.alloc(4))]), [1], { type: 'RST_STREAM', code: ErrorCode.FRAME_SIZE_ERROR, streamId: 1 }],
+    ['WINDOW_UPDATE of 0 on a stream', (e) => Buffer.concat([h(e, 1, request, false), encodeFrame(FrameType.WINDOW_UPDATE, 0, 1, Buffer.alloc(4))]), [1], { type: 'RST_STREAM', code: ErrorCode.PROTOCOL_ERROR, streamId: 1 }],
+    ['DATA on a half-closed (remote) stream', (e) => Buffer.concat([h(e, 1, request, true), data(1, 'late', true)]), [1], { type: 'RST_STREAM', code: ErrorCode.STREAM_CLOSED, streamId: 1 }],
+    ['DATA after the client reset the stream', (e) => Buffer.concat([h(e, 1, request, false), encodeRstStream(1, ErrorCode.CANCEL), data(1, 'late', true)]), [1], { type: 'RST_STREAM', code: ErrorCode.STREAM_CLOSED, streamId: 1 }],
+    ['HEADERS after the client reset the stream', (e) => Buffer.concat([h(e, 1, request, false), encodeRstStream(1, ErrorCode.CANCEL), h(e, 1, request, true)]), [1], { type: 'RST_STREAM', code: ErrorCode.STREAM_CLOSED, streamId: 1 }],
+    ['a stream ID below one already used', (e) => Buffer.concat([h(e, 5, request, false), h(e, 3, request, false)]), [5], { type: 'GOAWAY', code: ErrorCode.PROTOCOL_ERROR }],
+  ];
+
+  it.each(cases)('%s', async (_name, frames, accepted, answer) => {
+    const { socket, streams, enc, log } = await serve();
+    socket.feed(frames(enc));
+    await ticked();
+    expect(streams.map((s) => s.id)).toEqual(accepted);
+    const sent = socket.sent();
+    expect(sent.find((f) => f.type === answer.type)).toMatchObject({ code: answer.code, ...(answer.streamId === undefined ? {} : { streamId: answer.streamId }) });
+    if (answer.type === 'RST_STREAM') expect(sent.some((f) => f.type === 'GOAWAY')).toBe(false); // the connection lives on
+    expect(log.errors).toEqual([]);
+  });
+
+  it('accepts an ordinary gRPC request, with te: trailers and a matching content-length', async () => {
+    const { socket, streams, events, enc } = await serve();
+    socket.feed(Buffer.concat([h(enc, 1, [...request, 'te', 'trailers', 'user-agent', 'grpc-go/1.7', 'content-length', '4'], false), data(1, 'abcd', true)]));
+    await ticked();
+    expect(streams.map((s) => s.id)).toEqual([1]);
+    expect(events).toEqual(['data 1 4 true']);
+    expect(socket.sent().filter((f) => f.type === 'RST_STREAM' || f.type === 'GOAWAY')).toEqual([]);
+  });
+
+  it('treats DATA or HEADERS on a stream the client had ended, once it closed, as a connection error STREAM_CLOSED', async () => {
+    for (const late of [(id: number) => data(id, 'late', true), (id: number, e: HpackEncoder) => h(e, id, request, true)]) {
+      const { socket, streams, enc } = await serve();
+      socket.feed(h(enc, 1, request, true));
+      streams[0]!.sendHeaders([':status', '200', 'grpc-status', '0'], true); // answered: the stream is closed
+      socket.feed(late(1, enc));
+      await ticked();
+      expect(socket.sent().at(-1)).toMatchObject({ type: 'GOAWAY', code: ErrorCode.STREAM_CLOSED });
+    }
+  });
+
+  it('remembers the last 256 closed streams: a late HEADERS on an older one is let go, not a connection error', async () => {
+    const { socket, streams, enc } = await serve();
+    for (let i = 0; i < 300; i++) {
+      socket.feed(h(enc, 1 + 2 * i, request, false));
+      streams.at(-1)!.reset(ErrorCode.CANCEL);
+    }
+    socket.feed(Buffer.concat([h(enc, 1, ['x-t', 'v'], true), h(enc, 601, request, true)]));
+    await ticked();
+    expect(streams.map((s) => s.id).at(-1)).toBe(601);
+    expect(socket.sent().some((f) => f.type === 'GOAWAY')).toBe(false);
+  });
+
+  it('ignores late frames on a stream this side reset, as the client may have sent them before it saw the reset', async () => {
+    const { socket, streams, enc } = await serve();
+    socket.feed(h(enc, 1, request, false));
+    streams[0]!.reset(ErrorCode.CANCEL);
+    socket.feed(Buffer.concat([data(1, 'late', false), h(enc, 1, ['x-t', 'v'], true), h(enc, 3, request, true)]));
+    await ticked();
+    expect(streams.map((s) => s.id)).toEqual([1, 3]);
+    expect(socket.sent().map((f) => f.type)).toEqual(['RST_STREAM']);
+  });
+});
+
 describe('server connection limits', () => {
   afterEach(() => {
     vi.useRealTimers();
@@ -259,6 +352,28 @@ describe('server connection limits', () => {
     socket.feed(openAndReset(enc, 2201 + 4000, 1));
     await ticked();
     expect(socket.sent().at(-1)).toMatchObject({ type: 'GOAWAY', code: ErrorCode.ENHANCE_YOUR_CALM });
+  });
+
+  it('reports each cut-off with its reason: rapid reset, SETTINGS timeout, protocol error', async () => {
+    vi.useFakeTimers({ toFake: ['performance', 'setTimeout', 'clearTimeout'] });
+    const cutOffs: string[] = [];
+    const limits = { ...defaultServerLimits, onCutOff: (r: string) => cutOffs.push(r) };
+    const flood = new FakeSocket();
+    new ServerConnection(flood, settings, recordingLogger(), () => undefined, limits);
+    flood.feed(Buffer.concat([CLIENT_PREFACE, encodeSettings([]), encodeSettings([], true), openAndReset(new HpackEncoder(), 1, 1001)]));
+    const silent = new FakeSocket();
+    new ServerConnection(silent, settings, recordingLogger(), () => undefined, limits);
+    silent.feed(Buffer.concat([CLIENT_PREFACE, encodeSettings([])]));
+    vi.advanceTimersByTime(10_001);
+    const broken = new FakeSocket();
+    new ServerConnection(broken, settings, recordingLogger(), () => undefined, limits);
+    broken.feed(Buffer.concat([CLIENT_PREFACE, encodeSettings([], true), encodeWindowUpdate(0, 0)]));
+    const fine = new FakeSocket();
+    const ok = new ServerConnection(fine, settings, recordingLogger(), () => undefined, limits);
+    fine.feed(Buffer.concat([CLIENT_PREFACE, encodeSettings([]), encodeSettings([], true)]));
+    ok.goAway();
+    await ticked();
+    expect(cutOffs).toEqual(['rapid_reset', 'settings_timeout', 'protocol_error']);
   });
 
   it('closes a connection whose client does not acknowledge SETTINGS within 10 s with GOAWAY SETTINGS_TIMEOUT', async () => {

@@ -39,6 +39,19 @@ const COALESCE_LIMIT = 64 * 1024;
 const LAZY_FLUSH_MS = 5;
 // After a connection error, the GOAWAY gets this long to leave before the socket is destroyed.
 const CLOSE_GRACE_MS = 1000;
+// How many recently closed streams a server remembers the ending of (see closedStreams): late frames
+// arrive within a round trip, and a busy connection keeps at most this many small entries.
+const CLOSED_MEMORY = 256;
+
+/** How a stream closed, for the frames that may still arrive on it. */
+export const Closed = {
+  /** Both sides ended it, the peer with END_STREAM: anything more from the peer is a connection error STREAM_CLOSED. */
+  ENDED: 1,
+  /** The peer reset it: DATA or HEADERS after that are a stream error STREAM_CLOSED. */
+  PEER_RESET: 2,
+  /** This side reset it: the peer may have sent frames before it saw the reset, so they are ignored. */
+  LOCAL_RESET: 3,
+} as const;
 
 /**
  * What servers and clients share: frames in and out, SETTINGS, PING, GOAWAY, the stream table and
@@ -78,6 +91,14 @@ export abstract class H2Connection implements FrameHandler, StreamOwner {
   private socketFull = false;
   private lazyFlush: NodeJS.Timeout | undefined;
   private readonly closeListeners: (() => void)[] = [];
+  /**
+   * Server side: how the last CLOSED_MEMORY streams closed (RFC 9113, section 5.1: frames on a
+   * stream after the peer ended or reset it are errors, frames after this side reset it are not).
+   * Older closed streams are treated as reset by this side. Undefined on the member side.
+   */
+  protected closedStreams: Map<number, number> | undefined;
+  /** The highest stream ID forgotten from closedStreams: a frame at or below it may be a late one. */
+  protected forgottenUpTo = 0;
 
   constructor(socket: Duplex, local: LocalSettings, log: Logger) {
     this.socket = socket;
@@ -154,7 +175,8 @@ export abstract class H2Connection implements FrameHandler, StreamOwner {
     const stream = this.streams.get(streamId);
     if (stream === undefined) {
       if (this.isIdle(streamId)) throw new H2Error(ErrorCode.PROTOCOL_ERROR, 'DATA on an idle stream');
-      return; // a stream this side already closed: its late frames are dropped
+      this.onClosedStreamFrame(streamId);
+      return;
     }
     if (stream.remoteEnded) {
       this.streamError(stream, ErrorCode.STREAM_CLOSED);
@@ -165,29 +187,37 @@ export abstract class H2Connection implements FrameHandler, StreamOwner {
       return;
     }
     stream.recvWindow -= flowLength;
+    if (stream.expectedLength >= 0) {
+      stream.expectedLength -= data.length;
+      if (stream.expectedLength < 0 || (endStream && stream.expectedLength !== 0)) {
+        this.streamError(stream, ErrorCode.PROTOCOL_ERROR); // the body does not match its content-length
+        return;
+      }
+    }
     if (endStream) stream.remoteEnded = true;
     else if (flowLength > data.length) stream.credit(flowLength - data.length); // padding is never passed on
     stream.handler?.onData(stream, data, endStream);
     if (endStream) stream.endedRemotely();
   }
 
-  onHeaders(streamId: number, block: Buffer, endStream: boolean): void {
+  onHeaders(streamId: number, block: Buffer, endStream: boolean, selfDependent = false): void {
     // Decoded even for a stream that is gone: the HPACK table must follow every block.
     const headers = this.decoder.decode(block);
     let size = 0;
     for (let i = 0; i < headers.length; i++) size += headers[i]!.length + (i % 2 === 0 ? 32 : 0);
-    const tooLarge = size > this.local.maxHeaderListSize;
+    const reject = size > this.local.maxHeaderListSize ? ErrorCode.ENHANCE_YOUR_CALM : selfDependent || this.decoder.malformed ? ErrorCode.PROTOCOL_ERROR : 0;
     const stream = this.streams.get(streamId);
     if (stream === undefined) {
-      this.onNewHeaders(streamId, headers, endStream, tooLarge);
+      this.onNewHeaders(streamId, headers, endStream, reject);
       return;
     }
     if (stream.remoteEnded) {
       this.streamError(stream, ErrorCode.STREAM_CLOSED);
       return;
     }
-    if (tooLarge) {
-      this.streamError(stream, ErrorCode.ENHANCE_YOUR_CALM);
+    const code = reject !== 0 ? reject : this.trailersError(stream, headers, endStream);
+    if (code !== 0) {
+      this.streamError(stream, code);
       return;
     }
     if (endStream) stream.remoteEnded = true;
@@ -201,6 +231,7 @@ export abstract class H2Connection implements FrameHandler, StreamOwner {
       if (this.isIdle(streamId)) throw new H2Error(ErrorCode.PROTOCOL_ERROR, 'RST_STREAM on an idle stream');
       return;
     }
+    stream.resetReceived = true;
     stream.close();
     stream.handler?.onReset(stream, code, 'peer');
   }
@@ -281,6 +312,7 @@ export abstract class H2Connection implements FrameHandler, StreamOwner {
   onStreamError(streamId: number, code: number): void {
     const stream = this.streams.get(streamId);
     if (stream !== undefined) this.streamError(stream, code);
+    else this.writeRst(streamId, code); // an idle or closed stream (a PRIORITY frame may name either)
   }
 
   // --- frames out (StreamOwner) ----------------------------------------------------------------
@@ -313,14 +345,24 @@ export abstract class H2Connection implements FrameHandler, StreamOwner {
   forget(stream: H2Stream): void {
     this.waiting.delete(stream);
     if (this.streams.get(stream.id) === stream) this.streams.delete(stream.id);
+    if (this.closedStreams !== undefined) {
+      this.rememberClosed(stream.id, stream.resetSent ? Closed.LOCAL_RESET : stream.resetReceived ? Closed.PEER_RESET : stream.remoteEnded ? Closed.ENDED : Closed.LOCAL_RESET);
+    }
     this.streamClosed(stream);
     if (this.goawaySent || this.goawayReceived !== undefined) this.endIfIdle();
   }
 
   // --- for subclasses --------------------------------------------------------------------------
 
-  /** HEADERS for a stream this side does not know: a new request (server) or a protocol error. */
-  protected abstract onNewHeaders(streamId: number, headers: string[], endStream: boolean, tooLarge: boolean): void;
+  /**
+   * HEADERS for a stream this side does not have open: a new request (server), a late frame, or a
+   * protocol error. reject is the stream error the block already earned (0 when none).
+   */
+  protected abstract onNewHeaders(streamId: number, headers: string[], endStream: boolean, reject: number): void;
+  /** The stream error a second header block (trailers) on an open stream earns, or 0. */
+  protected trailersError(_stream: H2Stream, _headers: readonly string[], _endStream: boolean): number {
+    return 0;
+  }
   /** Whether streamId was never opened (frames on it are a protocol error). */
   protected abstract isIdle(streamId: number): boolean;
   /** Whether this side opened streamId. */
@@ -336,6 +378,25 @@ export abstract class H2Connection implements FrameHandler, StreamOwner {
     const stream = new H2Stream(id, this, this.peerInitialWindow, resetAfterEnd);
     this.streams.set(id, stream);
     return stream;
+  }
+
+  /** Records how a stream closed (server side), forgetting the oldest past CLOSED_MEMORY. */
+  protected rememberClosed(streamId: number, how: number): void {
+    const memory = this.closedStreams!;
+    memory.set(streamId, how);
+    if (memory.size > CLOSED_MEMORY) {
+      const oldest = memory.keys().next().value!;
+      memory.delete(oldest);
+      if (oldest > this.forgottenUpTo) this.forgottenUpTo = oldest;
+    }
+  }
+
+  /** DATA or HEADERS on a stream that was opened and is closed now (RFC 9113, section 5.1). */
+  protected onClosedStreamFrame(streamId: number): void {
+    const how = this.closedStreams?.get(streamId);
+    if (how === Closed.ENDED) throw new H2Error(ErrorCode.STREAM_CLOSED, 'frame on a stream the peer had ended');
+    if (how === Closed.PEER_RESET) this.writeRst(streamId, ErrorCode.STREAM_CLOSED);
+    // Otherwise this side reset it, and the frame may have left the peer before the reset arrived.
   }
 
   protected streamError(stream: H2Stream, code: number): void {

@@ -4,15 +4,19 @@ import { ErrorCode, Flag, FRAME_HEADER_LENGTH, FrameType, H2Error, MAX_WINDOW, S
 export interface FrameHandler {
   /** DATA: data without padding; flowLength is the whole payload, padding included, as flow control counts it. */
   onData(streamId: number, data: Buffer, endStream: boolean, flowLength: number): void;
-  /** HEADERS with its CONTINUATION frames joined into one header block. */
-  onHeaders(streamId: number, block: Buffer, endStream: boolean): void;
+  /**
+   * HEADERS with its CONTINUATION frames joined into one header block. selfDependent: its priority
+   * fields make the stream depend on itself, a stream error (RFC 9113, section 5.3.1) that the
+   * receiver raises once the block has been decoded (HPACK state must follow every block).
+   */
+  onHeaders(streamId: number, block: Buffer, endStream: boolean, selfDependent: boolean): void;
   onRstStream(streamId: number, code: number): void;
   onSettings(settings: [id: number, value: number][]): void;
   onSettingsAck(): void;
   onPing(payload: Buffer, ack: boolean): void;
   onGoaway(lastStreamId: number, code: number, debug: Buffer): void;
   onWindowUpdate(streamId: number, increment: number): void;
-  /** A frame that is malformed in a way that only concerns its stream. */
+  /** A frame that is malformed in a way that only concerns its stream (which may be idle or closed). */
   onStreamError(streamId: number, code: number, message: string): void;
 }
 
@@ -34,7 +38,7 @@ export class FrameReader {
   private readonly options: FrameReaderOptions;
   private buffer: Buffer | undefined;
   // A header block waiting for its CONTINUATION frames.
-  private continuing: { streamId: number; endStream: boolean; parts: Buffer[]; length: number } | undefined;
+  private continuing: { streamId: number; endStream: boolean; selfDependent: boolean; parts: Buffer[]; length: number } | undefined;
 
   constructor(handler: FrameHandler, options: FrameReaderOptions) {
     this.handler = handler;
@@ -80,16 +84,18 @@ export class FrameReader {
       case FrameType.HEADERS: {
         if (streamId === 0) throw new H2Error(ErrorCode.PROTOCOL_ERROR, 'HEADERS on stream 0');
         let block = unpad(payload, flags);
+        let selfDependent = false;
         if ((flags & Flag.PRIORITY) !== 0) {
           if (block.length < 5) throw new H2Error(ErrorCode.FRAME_SIZE_ERROR, 'HEADERS too short for its priority fields');
+          selfDependent = (block.readUInt32BE(0) & MAX_WINDOW) === streamId;
           block = block.subarray(5);
         }
         const endStream = (flags & Flag.END_STREAM) !== 0;
         if ((flags & Flag.END_HEADERS) !== 0) {
-          h.onHeaders(streamId, block, endStream);
+          h.onHeaders(streamId, block, endStream, selfDependent);
           return;
         }
-        this.continuing = { streamId, endStream, parts: [Buffer.from(block)], length: block.length };
+        this.continuing = { streamId, endStream, selfDependent, parts: [Buffer.from(block)], length: block.length };
         this.checkBlockLength();
         return;
       }
@@ -101,14 +107,15 @@ export class FrameReader {
         this.checkBlockLength();
         if ((flags & Flag.END_HEADERS) !== 0) {
           this.continuing = undefined;
-          h.onHeaders(streamId, Buffer.concat(c.parts, c.length), c.endStream);
+          h.onHeaders(streamId, Buffer.concat(c.parts, c.length), c.endStream, c.selfDependent);
         }
         return;
       }
       case FrameType.PRIORITY:
         if (streamId === 0) throw new H2Error(ErrorCode.PROTOCOL_ERROR, 'PRIORITY on stream 0');
         if (payload.length !== 5) h.onStreamError(streamId, ErrorCode.FRAME_SIZE_ERROR, 'PRIORITY frame of the wrong size');
-        return; // priorities are advisory and ignored
+        else if ((payload.readUInt32BE(0) & MAX_WINDOW) === streamId) h.onStreamError(streamId, ErrorCode.PROTOCOL_ERROR, 'stream depends on itself');
+        return; // otherwise priorities are advisory and ignored
       case FrameType.RST_STREAM:
         if (streamId === 0) throw new H2Error(ErrorCode.PROTOCOL_ERROR, 'RST_STREAM on stream 0');
         if (payload.length !== 4) throw new H2Error(ErrorCode.FRAME_SIZE_ERROR, 'RST_STREAM frame of the wrong size');

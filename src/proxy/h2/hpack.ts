@@ -47,11 +47,14 @@ class DynamicTable {
   get(index: number): readonly [string, string] | undefined {
     return this.entries[this.entries.length - 1 - (index - STATIC_COUNT - 1)];
   }
-  add(name: string, value: string): void {
+  /** Adds an entry (evicting the oldest as needed) and returns it. */
+  add(name: string, value: string): readonly [string, string] {
     const cost = name.length + value.length + ENTRY_OVERHEAD;
-    this.entries.push([name, value]);
+    const entry: [string, string] = [name, value];
+    this.entries.push(entry);
     this.size += cost;
     this.evict();
+    return entry;
   }
   resize(maxSize: number): void {
     this.maxSize = maxSize;
@@ -67,11 +70,23 @@ class DynamicTable {
   }
 }
 
-/** Decodes header blocks of one connection direction; the table persists across blocks. */
+/**
+ * Decodes header blocks of one connection direction; the table persists across blocks. Each block
+ * is also checked for fields that make a message malformed (RFC 9113, section 8.2.1): a name that
+ * is empty or holds an uppercase letter, a control character, a space, DEL, a non-ASCII byte or a
+ * colon past its first character, and a value with NUL, CR or LF. Only literals are checked: the
+ * static table is valid, and dynamic entries were checked when they were added, so a block of
+ * indexed fields (the usual steady state of a connection) costs nothing more.
+ */
 export class HpackDecoder {
+  /** Whether the last block decoded holds a malformed field; the block still decodes whole, so the table stays in step. */
+  malformed = false;
   private readonly table: DynamicTable;
   // The SETTINGS_HEADER_TABLE_SIZE this side advertised: the peer may not resize the table above it.
   private readonly limit: number;
+  // Dynamic entries that are malformed fields; looked up only once there has been one.
+  private readonly badEntries = new WeakSet<readonly [string, string]>();
+  private badCount = 0;
 
   constructor(maxTableSize = 4096) {
     this.table = new DynamicTable(maxTableSize);
@@ -83,16 +98,33 @@ export class HpackDecoder {
     const out: string[] = [];
     const reader = { buf: block, pos: 0 };
     let fieldSeen = false;
+    let malformed = false;
     while (reader.pos < block.length) {
       const b = block[reader.pos]!;
       if ((b & 0x80) !== 0) {
         const entry = this.entry(readInt(reader, 7));
+        if (this.badCount > 0 && this.badEntries.has(entry)) malformed = true;
         out.push(entry[0], entry[1]);
       } else if ((b & 0x40) !== 0) {
         const index = readInt(reader, 6);
-        const name = index === 0 ? readString(reader) : this.entry(index)[0];
+        let bad: boolean;
+        let name: string;
+        if (index === 0) {
+          name = readString(reader);
+          bad = invalidName(name);
+        } else {
+          const entry = this.entry(index);
+          name = entry[0];
+          bad = this.badCount > 0 && this.badEntries.has(entry);
+        }
         const value = readString(reader);
-        this.table.add(name, value);
+        bad ||= invalidValue(value);
+        const added = this.table.add(name, value);
+        if (bad) {
+          malformed = true;
+          this.badEntries.add(added);
+          this.badCount++;
+        }
         out.push(name, value);
       } else if ((b & 0x20) !== 0) {
         // A dynamic table size update, allowed only before the first field of a block.
@@ -104,11 +136,22 @@ export class HpackDecoder {
       } else {
         // Literal without indexing (0000) or never indexed (0001): same layout, 4-bit prefix.
         const index = readInt(reader, 4);
-        const name = index === 0 ? readString(reader) : this.entry(index)[0];
-        out.push(name, readString(reader));
+        let name: string;
+        if (index === 0) {
+          name = readString(reader);
+          if (invalidName(name)) malformed = true;
+        } else {
+          const entry = this.entry(index);
+          name = entry[0];
+          if (this.badCount > 0 && this.badEntries.has(entry)) malformed = true;
+        }
+        const value = readString(reader);
+        if (invalidValue(value)) malformed = true;
+        out.push(name, value);
       }
       fieldSeen = true;
     }
+    this.malformed = malformed;
     return out;
   }
 
@@ -224,6 +267,25 @@ export class HpackEncoder {
     pos = writeInt(out, pos, 0x00, 7, s.length);
     return pos + out.write(s, pos, 'latin1');
   }
+}
+
+/** A field name HTTP/2 forbids: empty, or with a byte outside lowercase token characters (a colon only first). */
+function invalidName(name: string): boolean {
+  if (name.length === 0) return true;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c <= 0x20 || (c >= 0x41 && c <= 0x5a) || c >= 0x7f || (c === 0x3a && i > 0)) return true;
+  }
+  return false;
+}
+
+/** A field value HTTP/2 forbids: one with NUL, CR or LF (which would split a header when forwarded as HTTP/1.1). */
+function invalidValue(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 0x00 || c === 0x0a || c === 0x0d) return true;
+  }
+  return false;
 }
 
 function compression(message: string): H2Error {

@@ -1,11 +1,14 @@
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../telemetry/logger.ts';
-import { H2Connection, type LocalSettings } from './connection.ts';
+import { Closed, H2Connection, type LocalSettings } from './connection.ts';
 import { CLIENT_PREFACE, ErrorCode, H2Error } from './frames.ts';
 import type { H2Stream } from './stream.ts';
 
 /** Called for every new request stream; the callee sets stream.handler before returning. */
 export type OnStream = (stream: H2Stream, headers: string[], endStream: boolean) => void;
+
+/** Why the proxy cut a client connection off with a connection error. */
+export type CutOffReason = 'rapid_reset' | 'settings_timeout' | 'protocol_error' | 'internal_error';
 
 /** Bounds on what a client may make the proxy do for nothing. */
 export interface ServerLimits {
@@ -15,6 +18,8 @@ export interface ServerLimits {
   resetsPerSecond: number;
   /** How long the client has to acknowledge the proxy's SETTINGS; beyond it: GOAWAY SETTINGS_TIMEOUT. */
   settingsTimeoutMs: number;
+  /** Hears of every connection this side ends with a connection error, for metrics. */
+  onCutOff?: (reason: CutOffReason) => void;
 }
 
 // Rapid reset (CVE-2023-44487): a stream opened and reset at once costs the client two small frames
@@ -34,23 +39,34 @@ export class ServerConnection extends H2Connection {
   private readonly onStream: OnStream;
   private readonly limits: ServerLimits;
   private prefaceSeen = 0;
+  // The last stream accepted (GOAWAY's last-stream-id), and the highest the client opened at all
+  // (streams it opened after this side's GOAWAY are ignored, but are no longer idle).
   private lastStreamId = 0;
+  private highestStreamId = 0;
   private resetTokens: number;
   private resetsCountedAt = 0;
   private settingsTimer: NodeJS.Timeout | undefined;
+  private cutOffReason: CutOffReason | undefined;
 
   constructor(socket: Duplex, local: LocalSettings, log: Logger, onStream: OnStream, limits: ServerLimits = defaultServerLimits) {
     super(socket, local, log);
     this.onStream = onStream;
     this.limits = limits;
     this.resetTokens = limits.resetBurst;
+    this.closedStreams = new Map();
     this.sendInitialSettings([]);
     this.settingsTimer = setTimeout(() => {
       this.log.debug({ timeoutMs: limits.settingsTimeoutMs }, 'Closed an HTTP/2 client connection that did not acknowledge SETTINGS');
+      this.cutOffReason = 'settings_timeout';
       this.fail(ErrorCode.SETTINGS_TIMEOUT, 'SETTINGS not acknowledged');
     }, limits.settingsTimeoutMs);
     this.settingsTimer.unref();
     this.onClose(() => clearTimeout(this.settingsTimer));
+  }
+
+  override fail(code: number, message: string): void {
+    if (!this.closed && !this.goawaySent) this.limits.onCutOff?.(this.cutOffReason ?? (code === ErrorCode.INTERNAL_ERROR ? 'internal_error' : 'protocol_error'));
+    super.fail(code, message);
   }
 
   override onSettingsAck(): void {
@@ -73,6 +89,7 @@ export class ServerConnection extends H2Connection {
     if (this.resetTokens < 1) {
       this.log.warn({ burst: resetBurst, perSecond: resetsPerSecond }, 'Closed an HTTP/2 client connection that reset too many streams (rapid reset)');
       // The connection error fails every stream, and with them the streams forwarded to members.
+      this.cutOffReason = 'rapid_reset';
       throw new H2Error(ErrorCode.ENHANCE_YOUR_CALM, 'too many streams reset');
     }
     this.resetTokens -= 1;
@@ -92,30 +109,53 @@ export class ServerConnection extends H2Connection {
     super.receive(chunk);
   }
 
-  protected onNewHeaders(streamId: number, headers: string[], endStream: boolean, tooLarge: boolean): void {
+  protected onNewHeaders(streamId: number, headers: string[], endStream: boolean, reject: number): void {
     if (streamId % 2 === 0) throw new H2Error(ErrorCode.PROTOCOL_ERROR, 'client opened an even-numbered stream');
-    if (streamId <= this.lastStreamId) return; // a stream already closed (reset by this side): late frames are dropped
-    if (this.goawaySent) return; // above the last-stream-id of the GOAWAY: never processed
+    if (streamId <= this.highestStreamId) {
+      // Not open: a stream that closed, or an ID below one the client already used (RFC 9113, section
+      // 5.1.1). One that closed too long ago to be remembered is let go, as if this side had reset it.
+      if (!this.closedStreams!.has(streamId)) {
+        if (streamId <= this.forgottenUpTo) return;
+        throw new H2Error(ErrorCode.PROTOCOL_ERROR, 'HEADERS on a stream ID lower than one already used');
+      }
+      this.onClosedStreamFrame(streamId);
+      return;
+    }
+    this.highestStreamId = streamId;
+    if (this.goawaySent) {
+      // Above the last-stream-id of the GOAWAY: never processed, and the client retries it elsewhere.
+      this.rememberClosed(streamId, Closed.LOCAL_RESET);
+      return;
+    }
     this.lastStreamId = streamId;
     const stream = this.newStream(streamId, true);
-    if (tooLarge) {
-      stream.reset(ErrorCode.ENHANCE_YOUR_CALM);
+    if (reject !== 0) {
+      stream.reset(reject);
       return;
     }
     if (this.streams.size > (this.local.maxConcurrentStreams ?? Infinity)) {
       stream.reset(ErrorCode.REFUSED_STREAM);
       return;
     }
-    if (!hasRequestPseudoHeaders(headers)) {
+    const length = requestContentLength(headers);
+    if (length === MALFORMED || (endStream && length > 0)) {
       stream.reset(ErrorCode.PROTOCOL_ERROR);
       return;
     }
     if (endStream) stream.remoteEnded = true;
+    else stream.expectedLength = length;
     this.onStream(stream, headers, endStream);
   }
 
+  /** Request trailers must end the stream, carry no pseudo-header, and complete the content-length. */
+  protected override trailersError(stream: H2Stream, headers: readonly string[], endStream: boolean): number {
+    if (!endStream || stream.expectedLength > 0) return ErrorCode.PROTOCOL_ERROR;
+    for (let i = 0; i < headers.length; i += 2) if (headers[i]!.charCodeAt(0) === 58) return ErrorCode.PROTOCOL_ERROR;
+    return 0;
+  }
+
   protected isIdle(streamId: number): boolean {
-    return streamId > this.lastStreamId;
+    return streamId > this.highestStreamId;
   }
 
   protected isLocallyInitiated(streamId: number): boolean {
@@ -127,15 +167,76 @@ export class ServerConnection extends H2Connection {
   }
 }
 
-/** A request needs :method and :path (RFC 9113, section 8.3.1). */
-function hasRequestPseudoHeaders(headers: readonly string[]): boolean {
+const MALFORMED = -2;
+
+/**
+ * Checks a request's header list (RFC 9113, sections 8.2.2 and 8.3.1): exactly one :method,
+ * :scheme and non-empty :path, at most one :authority, no other pseudo-header and none after a
+ * regular field, no connection-specific field, te only as "trailers", one content-length value.
+ * Returns the content-length (-1 when absent) or MALFORMED. One pass; regular names are told
+ * apart by length first, so an ordinary gRPC request costs a few comparisons.
+ */
+export function requestContentLength(headers: readonly string[]): number {
   let method = false;
+  let scheme = false;
   let path = false;
+  let authority = false;
+  let regular = false;
+  let length = -1;
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i]!;
-    if (name.charCodeAt(0) !== 58) break;
-    if (name === ':method') method = true;
-    else if (name === ':path') path = headers[i + 1] !== '';
+    const value = headers[i + 1]!;
+    if (name.charCodeAt(0) === 58) {
+      if (regular) return MALFORMED;
+      switch (name) {
+        case ':method':
+          if (method) return MALFORMED;
+          method = true;
+          break;
+        case ':scheme':
+          if (scheme) return MALFORMED;
+          scheme = true;
+          break;
+        case ':path':
+          if (path || value === '') return MALFORMED;
+          path = true;
+          break;
+        case ':authority':
+          if (authority) return MALFORMED;
+          authority = true;
+          break;
+        default:
+          return MALFORMED; // unknown, or a response pseudo-header such as :status
+      }
+      continue;
+    }
+    regular = true;
+    switch (name.length) {
+      case 2:
+        if (name === 'te' && value !== 'trailers') return MALFORMED;
+        break;
+      case 7:
+        if (name === 'upgrade') return MALFORMED;
+        break;
+      case 10:
+        if (name === 'connection' || name === 'keep-alive') return MALFORMED;
+        break;
+      case 14:
+        if (name === 'content-length') {
+          const n = /^[0-9]{1,15}$/.test(value) ? Number(value) : MALFORMED;
+          if (n === MALFORMED || (length >= 0 && n !== length)) return MALFORMED;
+          length = n;
+        }
+        break;
+      case 16:
+        if (name === 'proxy-connection') return MALFORMED;
+        break;
+      case 17:
+        if (name === 'transfer-encoding') return MALFORMED;
+        break;
+      default:
+        break;
+    }
   }
-  return method && path;
+  return method && scheme && path ? length : MALFORMED;
 }

@@ -60,6 +60,15 @@ export class H2Stream {
   isClosed = false;
   /** Response headers received (client side). */
   headersReceived = false;
+  /** This side sent RST_STREAM. */
+  resetSent = false;
+  /** The peer sent RST_STREAM. */
+  resetReceived = false;
+  /**
+   * Request body bytes still expected from the peer's content-length header (server side), or -1
+   * when it sent none; DATA beyond it, or END_STREAM short of it, is malformed (RFC 9113, section 8.1.1).
+   */
+  expectedLength = -1;
   private readonly owner: StreamOwner;
   // Whether the local side resets the stream with NO_ERROR once it has ended its side while the peer has
   // not (what a server does once its response is complete, RFC 9113 section 8.1).
@@ -117,6 +126,7 @@ export class H2Stream {
   /** Sends RST_STREAM and forgets the stream; queued data is dropped. */
   reset(code: number = ErrorCode.CANCEL): void {
     if (this.isClosed) return;
+    this.resetSent = true;
     this.owner.writeRst(this.id, code);
     this.close();
   }

@@ -45,8 +45,17 @@ export function configArgs(topology: EtcdTopology): string[] {
     `--quota-backend-bytes=${quantityToNumber(members.quotaBackendBytes)}`,
     `--auto-compaction-mode=${members.autoCompaction.mode}`,
     `--auto-compaction-retention=${retention}`,
+    // While a member defragments, its gRPC health service reports NOT_SERVING, so health-aware
+    // clients and the proxies route around it instead of stalling on it (etcd 3.6 and later).
+    ...(stopsGrpcOnDefrag(topology.spec.version) ? ['--feature-gates=StopGRPCServiceOnDefrag=true'] : []),
     ...memberTlsArgs(topology),
   ];
+}
+
+/** Whether the etcd version knows the StopGRPCServiceOnDefrag feature gate (3.6.0 and later). */
+export function stopsGrpcOnDefrag(version: string): boolean {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return major > 3 || (major === 3 && minor >= 6);
 }
 
 /**

@@ -94,6 +94,7 @@ describe('member StatefulSet', () => {
       '--quota-backend-bytes=2147483648',
       '--auto-compaction-mode=revision',
       '--auto-compaction-retention=5000',
+      '--feature-gates=StopGRPCServiceOnDefrag=true',
       '--cert-file=/etc/etcd/tls/server/tls.crt',
       '--key-file=/etc/etcd/tls/server/tls.key',
       '--trusted-ca-file=/etc/etcd/tls/server/ca.crt',
@@ -123,6 +124,15 @@ describe('member StatefulSet', () => {
     expect(args.filter((a) => /https|tls|cert|trusted/.test(a))).toEqual([]);
     expect(arg(args, 'listen-peer-urls')).toBe('http://$(POD_IP):2380');
     expect(arg(args, 'initial-cluster')?.split(',')[0]).toBe('main-member-0=http://main-member-0.main-peer.etcd.svc:2380');
+  });
+
+  it.each([
+    ['3.6.16', 'StopGRPCServiceOnDefrag=true'],
+    ['3.6.0', 'StopGRPCServiceOnDefrag=true'],
+    ['3.7.1', 'StopGRPCServiceOnDefrag=true'],
+    ['3.5.21', undefined],
+  ])('etcd %s: members stop serving gRPC health while they defragment (--feature-gates %s)', (version, gates) => {
+    expect(arg(etcd({ version }).args, 'feature-gates')).toBe(gates);
   });
 
   it.each([

@@ -4,7 +4,7 @@ import { desiredHash } from '../../apply.ts';
 import type { Component, ComponentContext } from '../meta.ts';
 import { labels, objectMeta, resourceRequirements, restrictedContainerSecurity, selectorLabels } from '../meta.ts';
 import { CLIENT_PORT, memberScheme, METRICS_PORT, namesOf, PEER_PORT } from '../names.ts';
-import { destinationWiring } from '../snapshot-job/snapshot-job.ts';
+import { destinationWiring, SNAPSHOT_NODE_OPTIONS } from '../snapshot-job/snapshot-job.ts';
 import { clusterMembership, configArgs, DATA_DIR, DATA_MOUNT, membershipArgs, restoreClusterToken } from './args.ts';
 import { memberTlsVolumes } from '../tls/tls-volumes.ts';
 
@@ -115,7 +115,7 @@ function restoreContainer(t: EtcdTopology, context: ComponentContext, initialClu
         `--initial-advertise-peer-urls=${memberScheme(t)}://${host}:${PEER_PORT}`,
         `--data-dir=${DATA_DIR}`,
       ],
-      env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }, ...wiring.env],
+      env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }, { name: 'NODE_OPTIONS', value: SNAPSHOT_NODE_OPTIONS }, ...wiring.env],
       volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT }, ...wiring.mounts],
       terminationMessagePolicy: 'FallbackToLogsOnError',
       securityContext: restrictedContainerSecurity,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { EtcdTopologySpecInput } from '../../../api/etcd-topology.ts';
 import { context, topology } from '../testing.ts';
-import { proxyArgs, proxyDaemonSet, proxyNodeTerms } from './proxy-daemonset.ts';
+import { defaultProxyResources, PROXY_NODE_OPTIONS, proxyArgs, proxyDaemonSet, proxyNodeTerms } from './proxy-daemonset.ts';
 
 const render = (spec: EtcdTopologySpecInput = {}) => proxyDaemonSet.desired(topology(spec), context)!;
 
@@ -22,7 +22,10 @@ describe('proxy DaemonSet', () => {
       '--cert=/etc/etcd-topology/tls/tls.crt',
       '--key=/etc/etcd-topology/tls/tls.key',
     ]);
-    expect(c.env).toEqual([{ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }]);
+    expect(c.env).toEqual([
+      { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+      { name: 'NODE_OPTIONS', value: '--max-semi-space-size=2 --max-old-space-size=256' },
+    ]);
     expect(c.volumeMounts).toEqual([{ name: 'tls-client', mountPath: '/etc/etcd-topology/tls', readOnly: true }]);
     expect(ds.spec!.template.spec!.volumes).toEqual([{ name: 'tls-client', secret: { secretName: 'main-proxy-tls', defaultMode: 0o440 } }]);
     // The Secret's files are group-readable; the pod's group must be the one that reads them.
@@ -59,6 +62,20 @@ describe('proxy DaemonSet', () => {
     expect(c.args?.filter((a) => /https|cacert|cert|key/.test(a))).toEqual([]);
     expect(c.volumeMounts).toBeUndefined();
     expect(plain.spec!.template.spec!.volumes).toBeUndefined();
+  });
+
+  it('rolls with a surge on the pod network (a node keeps a ready proxy), one node at a time on the host network', () => {
+    expect(render().spec!.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
+    expect(render({ proxy: { hostNetwork: true } }).spec!.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
+  });
+
+  it('gives the proxy default requests and a memory limit above its V8 heap cap, unless spec.proxy.resources is set', () => {
+    const c = (spec: EtcdTopologySpecInput = {}) => render(spec).spec!.template.spec!.containers[0]!;
+    expect(c().resources).toEqual({ requests: { cpu: '50m', memory: '128Mi' }, limits: { memory: '512Mi' } });
+    expect(defaultProxyResources.limits.memory).toBe('512Mi');
+    // The limit must leave room above the old-space cap for code and buffers outside the heap.
+    expect(Number(/--max-old-space-size=(\d+)/.exec(PROXY_NODE_OPTIONS)![1]) + 100).toBeLessThanOrEqual(512);
+    expect(c({ proxy: { resources: { limits: { memory: '1Gi' } } } }).resources).toEqual({ limits: { memory: '1Gi' } });
   });
 
   it.each<{ name: string; spec: EtcdTopologySpecInput; listen: string; hostNetwork: boolean; dns: string }>([

@@ -25,6 +25,7 @@ describe('snapshot Job', () => {
 
   it('takes the credentials from the Secret itself: the operator never reads them', () => {
     expect(c.env).toEqual([
+      { name: 'NODE_OPTIONS', value: '--max-semi-space-size=2 --max-old-space-size=96' },
       { name: 'AWS_ACCESS_KEY_ID', valueFrom: { secretKeyRef: { name: 'creds', key: 'AWS_ACCESS_KEY_ID' } } },
       { name: 'AWS_SECRET_ACCESS_KEY', valueFrom: { secretKeyRef: { name: 'creds', key: 'AWS_SECRET_ACCESS_KEY' } } },
     ]);

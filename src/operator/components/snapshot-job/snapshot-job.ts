@@ -3,6 +3,13 @@ import type { Destination } from '../../../api/backup.ts';
 import type { EtcdTopology } from '../../../api/etcd-topology.ts';
 import { labels, nameOf, namespaceOf, objectMeta, restrictedContainerSecurity } from '../meta.ts';
 
+/**
+ * Node's heap flags for `snapshot take` and `snapshot restore`: the stream's garbage is collected as it
+ * goes instead of piling up to V8's default limits. Measured by `npm run bench:backup`: peak RSS of take
+ * 161-185 MiB for databases of 64-512 MiB with them, 257-347 MiB without.
+ */
+export const SNAPSHOT_NODE_OPTIONS = '--max-semi-space-size=2 --max-old-space-size=96';
+
 /** Where a backup volume is mounted in a Job or a restore init container. */
 export const BACKUP_VOLUME_MOUNT = '/var/lib/etcd-topology/backup';
 const S3_CA_MOUNT = '/etc/etcd-topology/s3-ca';
@@ -63,7 +70,7 @@ export function snapshotJob(t: EtcdTopology, input: SnapshotJobInput): V1Job {
     name: 'snapshot',
     image: input.image,
     args: ['snapshot', input.verb, `--topology=${namespaceOf(t)}/${nameOf(t)}`, ...wiring.args, ...input.args, ...(input.extra?.args ?? [])],
-    env: wiring.env,
+    env: [{ name: 'NODE_OPTIONS', value: SNAPSHOT_NODE_OPTIONS }, ...wiring.env],
     volumeMounts: [...wiring.mounts, ...(input.extra?.mounts ?? [])],
     resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
     terminationMessagePolicy: 'FallbackToLogsOnError',

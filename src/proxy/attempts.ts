@@ -1,0 +1,94 @@
+import type { UpstreamSet } from './upstreams.ts';
+
+/** How an attempt on a member ended without an answer. */
+export interface AttemptLoss {
+  /**
+   * The member provably did not process the request: its connection never opened, or it refused
+   * the stream (above its GOAWAY's last-stream-id, or REFUSED_STREAM; RFC 9113, section 8.7).
+   */
+  neverSent: boolean;
+  /** The member itself failed (its connection broke or would not open), so it is held off. */
+  memberFailed: boolean;
+}
+
+/** Why a call was sent again: the first member never processed it, or it is a read that got no answer. */
+export type ReplayReason = 'never_sent' | 'unanswered_read';
+
+/** What the attempts report to metrics. */
+export interface AttemptCounters {
+  /** A request or stream forwarded to member. */
+  sent(member: string): void;
+  /** The call is sent again to another member. */
+  replayed(reason: ReplayReason): void;
+}
+
+/**
+ * One call's attempts on members, the one place (for gRPC and HTTP alike) that picks the member,
+ * tells the member health owner (the UpstreamSet) what happened, and decides whether the call may
+ * go to another member: only when that member could not have applied it (never sent), or when the
+ * call is a read that can be asked twice (a unary read, or a plain HTTP endpoint) and this was its
+ * first attempt. Anything else that may have reached a member is never sent twice. The caller says
+ * whether it still holds the whole request to send again (replayable).
+ */
+export class CallAttempts {
+  private readonly upstreams: UpstreamSet;
+  private readonly counters: AttemptCounters;
+  private readonly idempotent: boolean;
+  private readonly toLeader: boolean;
+  private readonly tried = new Set<string>();
+  private current: string | undefined;
+
+  /** idempotent: a read that may be asked twice; toLeader: a write that goes to the leader when it is known. */
+  constructor(upstreams: UpstreamSet, counters: AttemptCounters, idempotent: boolean, toLeader = false) {
+    this.upstreams = upstreams;
+    this.counters = counters;
+    this.idempotent = idempotent;
+    this.toLeader = toLeader;
+  }
+
+  /** The member of the current attempt ('' before the first). */
+  get member(): string {
+    return this.current ?? '';
+  }
+
+  /** How many members were tried so far. */
+  get count(): number {
+    return this.tried.size;
+  }
+
+  /**
+   * Picks a member not tried yet for the next attempt and counts it: the leader first for a write
+   * (a follower would forward it, one hop and one failure point more), else the rotation; undefined
+   * when none is available.
+   */
+  next(): string | undefined {
+    const member = (this.toLeader ? this.upstreams.pickLeader(this.tried) : undefined) ?? this.upstreams.pick(this.tried);
+    if (member === undefined) return undefined;
+    this.tried.add(member);
+    this.current = member;
+    this.counters.sent(member);
+    return member;
+  }
+
+  /** The member answered (response headers arrived): it is healthy, and the call is past any replay. */
+  answered(): void {
+    if (this.current !== undefined) this.upstreams.markAnswered(this.current);
+  }
+
+  /**
+   * The current attempt was lost before an answer. Holds a failed member off, and returns whether
+   * the call may be sent to another member now (the caller then calls next()).
+   */
+  lost(loss: AttemptLoss, replayable: boolean): boolean {
+    if (loss.memberFailed && this.current !== undefined) this.upstreams.markFailed(this.current);
+    const reason: ReplayReason | undefined = loss.neverSent ? 'never_sent' : this.idempotent && this.tried.size < 2 ? 'unanswered_read' : undefined;
+    if (!replayable || reason === undefined || !this.upstreams.hasAvailable(this.tried)) return false;
+    this.counters.replayed(reason);
+    return true;
+  }
+
+  /** Words for the client when no member took the call. */
+  unavailable(): string {
+    return this.current === undefined ? 'no etcd member is available' : `etcd member ${this.current} failed and no other member is available`;
+  }
+}
