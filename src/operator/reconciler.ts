@@ -184,6 +184,7 @@ export class Reconciler {
     const extra = [tls.condition, this.deps.backup?.readiness(topology, backup.status), ...restoreConditions(status.restore)].filter((c): c is ConditionUpdate => c !== undefined);
     if (extra.length > 0) status.conditions = setConditions(status.conditions, extra, topology.metadata.generation ?? 0, this.deps.clock);
     this.deps.metrics?.observe(sampleOf(topology, observation, status));
+    this.deps.metrics?.certificates(namespace, name, tls.expiries ?? []);
     await this.writeStatus(topology, status, target, log);
     const settled = status.conditions?.filter((c) => CORE_CONDITIONS.has(c.type)).every((c) => (c.type === 'Available' ? c.status === 'True' : c.status === 'False')) ?? false;
     // After a membership change or a pod deletion, look again soon; otherwise at the resync period (or the next certificate renewal).

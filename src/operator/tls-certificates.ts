@@ -29,6 +29,8 @@ export interface TlsState {
   requeueAfterMs?: number;
   /** Do not create the member StatefulSet yet: its pods would mount certificates that are about to go. */
   holdMembers?: boolean;
+  /** When each usable certificate expires, by Secret (for etcd_topology_certificate_expiry_timestamp_seconds). */
+  expiries?: { secret: string; notAfter: Date }[];
 }
 
 export interface TlsDeps {
@@ -97,7 +99,8 @@ export class TlsCertificates {
     const soonest = results.flatMap((r) => (isProblem(r.result) ? [] : [r.result.renewal.renewAt.getTime()]));
     const requeueAfterMs = soonest.length > 0 ? Math.max(1_000, Math.min(...soonest) - now.getTime() + 500) : undefined;
     const client = this.lastClient.get(key);
-    const base = { enabled: true, ...(client ? { operatorClient: client } : {}), ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
+    const expiries = results.flatMap((r) => (isProblem(r.result) ? [] : [{ secret: r.secret, notAfter: new Date(r.result.leaf.validTo) }]));
+    const base = { enabled: true, expiries, ...(client ? { operatorClient: client } : {}), ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
     if (problems.length > 0) {
       return { ...base, condition: { type: 'TLSReady', status: 'False', reason: problems[0]!.result.reason, message: problems.map((p) => p.result.message).join('; ') } };
     }
