@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { TopologyError } from '../errors.ts';
 
 /** The condition types of an EtcdTopology. */
-export const CONDITION_TYPES = ['Available', 'Progressing', 'Degraded', 'BackupReady'] as const;
+export const CONDITION_TYPES = ['Available', 'Progressing', 'Degraded', 'BackupReady', 'TLSReady'] as const;
 export type ConditionType = (typeof CONDITION_TYPES)[number];
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
 

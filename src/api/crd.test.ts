@@ -7,6 +7,7 @@ import { buildCrd, CRD_PATH, renderCrdYaml } from './crd.ts';
 import { REFERENCE_PATH, renderApiReference } from './reference.ts';
 import { DURATION_PATTERN, maxUnavailableRule, memberCountRule, nameRule, retentionRule, storageClassImmutableRule, storageSizeImmutableRule } from './rules.ts';
 import type { SchemaNode } from './structural.ts';
+import { certificateLifetimeRule, proxyTlsRule, tlsNotEnabledLaterRule, tlsSecretsTogetherRule, tlsStaysOnRule } from './tls.ts';
 
 const root = path.join(import.meta.dirname, '..', '..');
 
@@ -70,6 +71,11 @@ describe('CRD', () => {
     ['.spec.members.storage', storageClassImmutableRule.rule],
     ['.spec.members.storage', storageSizeImmutableRule.rule],
     ['', nameRule.rule],
+    ['.spec.tls', tlsStaysOnRule.rule],
+    ['.spec', proxyTlsRule.rule],
+    ['.spec.tls', tlsNotEnabledLaterRule.rule],
+    ['.spec.tls.secrets', tlsSecretsTogetherRule.rule],
+    ['.spec.tls.certificateLifetime', certificateLifetimeRule.rule],
   ])('carries the CEL rule at %s', (p, rule) => {
     expect((at(p)['x-kubernetes-validations'] as { rule: string }[]).map((v) => v.rule)).toContain(rule);
   });
@@ -82,6 +88,8 @@ describe('CRD', () => {
     ['.spec.members.quotaBackendBytes', '8Gi'],
     ['.spec.proxy.refreshInterval', '30s'],
     ['.spec.proxy.port', 2379],
+    ['.spec.tls.enabled', true],
+    ['.spec.tls.certificateLifetime', '2160h'],
     ['.spec.members', {}],
     ['.spec', {}],
   ])('defaults %s to %j', (p, value) => {
@@ -143,6 +151,12 @@ describe('the TypeScript twins of the CEL rules', () => {
     ['revision', '1000', true], ['revision', '1h', false], ['revision', undefined, true],
   ] as const)('retention %s %s allowed: %s', (mode, retention, ok) => {
     expect(retentionRule.holds({ mode, retention })).toBe(ok);
+  });
+
+  it.each([
+    [true, true, true], [true, false, false], [false, false, true], [false, true, false],
+  ])('tls.enabled %s -> %s allowed: %s', (before, after, ok) => {
+    expect(tlsStaysOnRule.holds({ enabled: after }, { enabled: before }) && tlsNotEnabledLaterRule.holds({ enabled: after }, { enabled: before })).toBe(ok);
   });
 
   it.each(['500ms', '30s', '1m', '1h30m', '1.5h', '30', '1d', '', 'h'])('DURATION_PATTERN agrees with parseDuration on %j', (s) => {

@@ -19,9 +19,10 @@ describe('EtcdTopology spec defaults', () => {
         quotaBackendBytes: '8Gi',
         autoCompaction: { mode: 'periodic', retention: '1h' },
       },
-      proxy: { enabled: true, mode: 'readwrite', hostNetwork: false, port: 2379, refreshInterval: '30s' },
+      proxy: { enabled: true, mode: 'readwrite', hostNetwork: false, port: 2379, refreshInterval: '30s', tls: { enabled: false, requireClientCertificate: false } },
       disruption: {},
       maintenance: { defragmentation: { enabled: true, quotaUsageAbove: 0.8, minReclaimBytes: '64Mi' }, noSpaceRecovery: true },
+      tls: { enabled: true, certificateLifetime: '2160h' },
     });
     expect(DEFAULT_ETCD_VERSION).toBe('3.6.16');
   });
@@ -69,6 +70,19 @@ describe('EtcdTopology spec validation', () => {
     { name: 'proxy port 0', spec: { proxy: { port: 0 } }, errors: ['proxy.port: Too small: expected number to be >=1'] },
     { name: 'refresh interval not a duration', spec: { proxy: { refreshInterval: '30' } }, errors: ['proxy.refreshInterval: expected a duration such as 500ms, 30s, 1m or 1h30m'] },
     { name: 'version not semver', spec: { version: 'latest' }, errors: ['version: expected an etcd version such as 3.6.16'] },
+    { name: 'tls with the three Secrets', spec: { tls: { secrets: { server: 'a', peer: 'b', client: 'c' } } }, errors: [] },
+    { name: 'tls with a server Secret only', spec: { tls: { secrets: { server: 'a' } } }, errors: ['tls.secrets: tls.secrets needs server, peer and client together'] },
+    { name: 'tls lifetime 1m', spec: { tls: { certificateLifetime: '1m' } }, errors: [] },
+    { name: 'tls lifetime 59s', spec: { tls: { certificateLifetime: '59s' } }, errors: ['tls.certificateLifetime: tls.certificateLifetime must be at least 1m'] },
+    { name: 'tls lifetime not a duration', spec: { tls: { certificateLifetime: '90d' } }, errors: ['tls.certificateLifetime: expected a duration such as 2160h'] },
+    { name: 'proxy tls with the built-in CA', spec: { proxy: { tls: { enabled: true } } }, errors: [] },
+    { name: 'proxy tls without tls', spec: { tls: { enabled: false }, proxy: { tls: { enabled: true } } }, errors: ['proxy.tls: proxy.tls.enabled needs tls.enabled'] },
+    {
+      name: 'proxy tls with user Secrets but none for the proxy',
+      spec: { tls: { secrets: { server: 'a', peer: 'b', client: 'c' } }, proxy: { tls: { enabled: true } } },
+      errors: ['proxy.tls: proxy.tls.enabled needs tls.enabled'],
+    },
+    { name: 'proxy tls with user Secrets and its own', spec: { tls: { secrets: { server: 'a', peer: 'b', client: 'c' } }, proxy: { tls: { enabled: true, secret: 'd' } } }, errors: [] },
     { name: 'toleration effect unknown', spec: { members: { tolerations: [{ effect: 'Never' }] } }, errors: ['members.tolerations.0.effect: Invalid option: expected one of "NoSchedule"|"PreferNoSchedule"|"NoExecute"'] },
   ];
 

@@ -3,6 +3,7 @@ import { maintenanceSchema } from './maintenance.ts';
 import { quantity } from './quantity.ts';
 import { backupSpecSchema, bootstrapSchema } from './backup.ts';
 import { bootstrapImmutableRule, DURATION_PATTERN, maxUnavailableRule, memberCountRule, nameRule, refineWith, retentionRule, storageClassImmutableRule, storageSizeImmutableRule, toValidation } from './rules.ts';
+import { proxyTls, proxyTlsRule, tls } from './tls.ts';
 import { statusSchema } from './status.ts';
 
 export const GROUP = 'etcdtopology.io';
@@ -89,6 +90,7 @@ const proxy = z.object({
   port: z.int().min(1).max(65535).default(2379).meta({ description: 'Client port of the proxy.' }),
   refreshInterval: duration.default('30s').meta({ description: 'How often the proxy re-reads the member list.' }),
   resources: resources.optional().meta({ description: 'Compute requests and limits of the proxy container.' }),
+  tls: proxyTls.prefault({}).meta({ description: 'TLS on the proxy\'s own client port (plaintext by default; the proxy always uses mutual TLS to the members when tls.enabled).' }),
 });
 
 const disruption = z.object({
@@ -114,9 +116,11 @@ export const specSchema = z
     backup: backupSpecSchema.optional().meta({ description: 'Scheduled and on-demand backups (etcd snapshots) to an S3-compatible bucket or a volume; also taken before rolling updates and scale-in.' }),
     bootstrap: bootstrapSchema.optional().meta({ description: 'How the members start when the topology is created; immutable.' }),
     maintenance: maintenanceSchema.prefault({}).meta({ description: 'Defragmentation by rule and NOSPACE recovery.' }),
+    tls: tls.prefault({}).meta({ description: 'TLS on every etcd connection: clients, peers, the operator and the proxies (see docs/tls.md).' }),
   })
   .superRefine(refineWith(maxUnavailableRule))
-  .meta({ 'x-kubernetes-validations': [toValidation(maxUnavailableRule), toValidation(bootstrapImmutableRule)] });
+  .superRefine(refineWith(proxyTlsRule))
+  .meta({ 'x-kubernetes-validations': [toValidation(maxUnavailableRule), toValidation(bootstrapImmutableRule), toValidation(proxyTlsRule)] });
 
 const metadata = z.looseObject({
   name: z.string().optional(),
@@ -145,3 +149,4 @@ export type EtcdTopology = z.infer<typeof etcdTopologySchema>;
 export type EtcdTopologyInput = z.input<typeof etcdTopologySchema>;
 export type Toleration = z.infer<typeof toleration>;
 export type Resources = z.infer<typeof resources>;
+export type TlsSpec = z.infer<typeof tls>;

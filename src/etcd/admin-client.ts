@@ -27,6 +27,15 @@ export interface AdminClientOptions {
   dispatcher?: Dispatcher;
 }
 
+/** Mutual TLS towards one member endpoint: the CA bundle, our client certificate, and the name to verify (and send as SNI). */
+export interface EndpointTls {
+  ca: string;
+  cert: string;
+  key: string;
+  /** The member's DNS name: endpoints are pod IPs, which the certificates do not name. */
+  servername: string;
+}
+
 interface CallOptions {
   timeoutMs?: number;
 }
@@ -41,6 +50,8 @@ export class EtcdAdminClient {
   private readonly ownsDispatcher: boolean;
   private readonly timeoutMs: number;
   private readonly defragmentTimeoutMs: number;
+  /** Per endpoint origin: its own agent with that member's TLS material, replaced when the material changes. */
+  private readonly endpointTls = new Map<string, { material: EndpointTls; agent: Agent }>();
 
   constructor(options: AdminClientOptions = {}) {
     this.timeoutMs = options.timeoutMs ?? 5_000;
@@ -125,8 +136,29 @@ export class EtcdAdminClient {
     throw last;
   }
 
+  /**
+   * Sets (or with undefined, clears) the TLS material for calls to an https endpoint. New material
+   * (a renewed certificate) gets a new agent; the old one finishes its calls and closes.
+   */
+  setEndpointTls(endpoint: string, material: EndpointTls | undefined): void {
+    const origin = new URL(endpoint).origin;
+    const current = this.endpointTls.get(origin);
+    const same = (a: EndpointTls, b: EndpointTls): boolean => a.ca === b.ca && a.cert === b.cert && a.key === b.key && a.servername === b.servername;
+    if (current && material && same(current.material, material)) return;
+    if (current) {
+      this.endpointTls.delete(origin);
+      void current.agent.close().catch(() => undefined);
+    }
+    if (material) {
+      const agent = new Agent({ keepAliveTimeout: 30_000, connections: 4, connect: { ca: material.ca, cert: material.cert, key: material.key, servername: material.servername } });
+      this.endpointTls.set(origin, { material, agent });
+    }
+  }
+
   /** Closes the client's own connections. */
   async close(): Promise<void> {
+    for (const { agent } of this.endpointTls.values()) await agent.close();
+    this.endpointTls.clear();
     if (this.ownsDispatcher) await this.dispatcher.close();
   }
 
@@ -139,9 +171,10 @@ export class EtcdAdminClient {
   private async send(endpoint: string, operation: string, method: 'GET' | 'POST', path: string, payload: string | undefined, options?: CallOptions): Promise<{ status: number; body: string }> {
     const timeoutMs = options?.timeoutMs ?? this.timeoutMs;
     try {
-      const res = await request(new URL(path, endpoint), {
+      const url = new URL(path, endpoint);
+      const res = await request(url, {
         method,
-        dispatcher: this.dispatcher,
+        dispatcher: this.endpointTls.get(url.origin)?.agent ?? this.dispatcher,
         headers: payload === undefined ? {} : { 'content-type': 'application/json' },
         body: payload,
         signal: AbortSignal.timeout(timeoutMs),

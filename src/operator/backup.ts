@@ -11,7 +11,9 @@ import type { MemberHealth } from '../quorum/members.ts';
 import type { Step } from '../quorum/plan.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { nameOf, namespaceOf } from './components/meta.ts';
+import { memberClientURL } from './components/names.ts';
 import { snapshotDeadlineSeconds, snapshotJob } from './components/snapshot-job/snapshot-job.ts';
+import { snapshotJobTls } from './components/tls/tls-volumes.ts';
 import type { EventRecorder, EventTarget } from './events.ts';
 import type { Informers } from './informers.ts';
 import type { KubeWriter } from './kube.ts';
@@ -201,12 +203,15 @@ export class BackupSteps {
       log.info({ reason: due.reason }, `Backup due but not started: ${'none' in source ? source.none : 'the source member has no pod address'}`);
       return { status, requeueAfterMs: 5_000 };
     }
+    // With TLS the Job dials the member's DNS name (which its certificate names) with <name>-client-tls.
+    const endpoint = topology.spec.tls.enabled ? memberClientURL(topology, source.name) : url;
     const job = snapshotJob(topology, {
       name: `${nameOf(topology)}-backup-${Math.floor(now.getTime() / 1000).toString(36)}`,
       image: this.deps.image,
       verb: 'take',
       destination: spec,
-      args: [`--endpoint=${url}`, `--member=${source.name}`, `--keep=${spec.retention.count}`],
+      args: [`--endpoint=${endpoint}`, `--member=${source.name}`, `--keep=${spec.retention.count}`],
+      extra: snapshotJobTls(topology),
       reason: due.reason,
       deadlineSeconds: snapshotDeadlineSeconds(source.dbSize),
     });

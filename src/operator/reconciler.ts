@@ -14,10 +14,11 @@ import type { Informers } from './informers.ts';
 import type { KubeWriter } from './kube.ts';
 import { MEMBER_HEALTHY_GATE } from './components/member-statefulset/member-statefulset.ts';
 import { selectorLabels } from './components/meta.ts';
-import { memberPeerURL, namesOf } from './components/names.ts';
+import { memberPeerURL, memberScheme, namesOf } from './components/names.ts';
 import { observeEtcd } from './observe-etcd.ts';
 import { claimOf, leaderOffCordonedNode, planInput } from './plan-input.ts';
 import { computeStatus, type Observation } from './status.ts';
+import { runsPlaintext, TlsCertificates, useMemberTls, withTlsEnabled } from './tls-certificates.ts';
 import { sampleOf, type TopologyMetrics } from './topology-metrics.ts';
 import type { Upkeep } from './upkeep.ts';
 
@@ -115,9 +116,11 @@ export class Reconciler {
   private readonly deps: ReconcilerDeps;
   /** The last member set etcd reported per topology, so that an etcd outage never renders a "new cluster". */
   private readonly lastMembers = new Map<string, MemberHealth[]>();
+  private readonly tls: TlsCertificates;
 
   constructor(deps: ReconcilerDeps) {
     this.deps = deps;
+    this.tls = new TlsCertificates(deps);
   }
 
   /** Reconciles the topology with key "namespace/name". */
@@ -139,16 +142,19 @@ export class Reconciler {
       this.deps.events.record(this.target(raw), 'Warning', 'InvalidSpec', `${issue?.path.join('.') ?? 'spec'}: ${issue?.message ?? 'invalid'}`);
       return {};
     }
-    const topology = parsed.data;
     const target = this.target(raw);
+    const tls = await this.tls.reconcile(parsed.data, runsPlaintext(this.deps.informers, parsed.data), target, log);
+    // A cluster already running in plaintext stays so (TLSReady says why): everything below sees the TLS actually in effect.
+    const topology = withTlsEnabled(parsed.data, tls.enabled);
 
     const memberPods = this.memberPods(topology);
-    const endpoints = memberPods.filter((p) => p.status?.podIP && !p.metadata?.deletionTimestamp).map((p) => ({ name: p.metadata!.name!, url: `http://${p.status!.podIP}:2379` }));
+    const endpoints = memberPods.filter((p) => p.status?.podIP && !p.metadata?.deletionTimestamp).map((p) => ({ name: p.metadata!.name!, url: `${memberScheme(topology)}://${p.status!.podIP}:2379` }));
+    useMemberTls(this.deps.admin, topology, endpoints, tls);
     const etcd = await observeEtcd(this.deps.admin, endpoints);
     if ('members' in etcd) this.lastMembers.set(key, etcd.members);
     const statefulSetExists = this.deps.informers.get<KubernetesObject>('StatefulSet', namesOf(topology).memberStatefulSet, namespace) !== undefined;
     const restore = (await this.deps.backup?.restore(topology, statefulSetExists, 'members' in etcd && etcd.members.length > 0, target, log)) ?? { status: topology.status?.restore, hold: false };
-    await this.applyOwned(topology, { members: this.lastMembers.get(key), restore: restore.backup }, 'error' in etcd, restore.hold, target, log);
+    await this.applyOwned(topology, { members: this.lastMembers.get(key), restore: restore.backup }, 'error' in etcd, restore.hold || tls.holdMembers === true, target, log);
     let step: Step | undefined;
     let acted = false;
     const urls = new Map(endpoints.map((e) => [e.name, e.url]));
@@ -175,14 +181,15 @@ export class Reconciler {
     const status = computeStatus(topology, observation, this.deps.clock);
     if (backup.status !== undefined) status.backup = backup.status;
     if (restore.status !== undefined) status.restore = restoreFailureOf(restore.status, memberPods);
-    const extra = [this.deps.backup?.readiness(topology, backup.status), ...restoreConditions(status.restore)].filter((c): c is ConditionUpdate => c !== undefined);
+    const extra = [tls.condition, this.deps.backup?.readiness(topology, backup.status), ...restoreConditions(status.restore)].filter((c): c is ConditionUpdate => c !== undefined);
     if (extra.length > 0) status.conditions = setConditions(status.conditions, extra, topology.metadata.generation ?? 0, this.deps.clock);
     this.deps.metrics?.observe(sampleOf(topology, observation, status));
+    this.deps.metrics?.certificates(namespace, name, tls.expiries ?? []);
     await this.writeStatus(topology, status, target, log);
     const settled = status.conditions?.filter((c) => CORE_CONDITIONS.has(c.type)).every((c) => (c.type === 'Available' ? c.status === 'True' : c.status === 'False')) ?? false;
-    // After a membership change or a pod deletion, look again soon; otherwise at the resync period.
+    // After a membership change or a pod deletion, look again soon; otherwise at the resync period (or the next certificate renewal).
     const base = acted ? 1_000 : settled ? (this.deps.resyncMs ?? 30_000) : 5_000;
-    return { requeueAfterMs: Math.min(base, backup.requeueAfterMs ?? Infinity, restore.requeueAfterMs ?? Infinity) };
+    return { requeueAfterMs: Math.min(base, backup.requeueAfterMs ?? Infinity, restore.requeueAfterMs ?? Infinity, tls.requeueAfterMs ?? Infinity) };
   }
 
   private target(raw: KubernetesObject): EventTarget {

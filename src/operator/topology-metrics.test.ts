@@ -23,6 +23,25 @@ async function lines(registry: Registry, name: string): Promise<string[]> {
 }
 
 describe('TopologyMetrics', () => {
+  it('exports each TLS Secret\'s certificate expiry, and drops Secrets no longer reported or of a deleted topology', async () => {
+    const registry = new Registry();
+    const m = new TopologyMetrics(registry);
+    m.certificates('etcd', 'main', [
+      { secret: 'main-server-tls', notAfter: new Date('2026-03-01T00:00:00Z') },
+      { secret: 'main-proxy-serving-tls', notAfter: new Date('2026-03-02T00:00:00Z') },
+    ]);
+    expect(await lines(registry, 'etcd_topology_certificate_expiry_timestamp_seconds')).toEqual([
+      'etcd_topology_certificate_expiry_timestamp_seconds{namespace="etcd",name="main",secret="main-server-tls"} 1772323200',
+      'etcd_topology_certificate_expiry_timestamp_seconds{namespace="etcd",name="main",secret="main-proxy-serving-tls"} 1772409600',
+    ]);
+    m.certificates('etcd', 'main', [{ secret: 'main-server-tls', notAfter: new Date('2026-03-03T00:00:00Z') }]);
+    expect(await lines(registry, 'etcd_topology_certificate_expiry_timestamp_seconds')).toEqual([
+      'etcd_topology_certificate_expiry_timestamp_seconds{namespace="etcd",name="main",secret="main-server-tls"} 1772496000',
+    ]);
+    m.forget('etcd', 'main');
+    expect(await lines(registry, 'etcd_topology_certificate_expiry_timestamp_seconds')).toEqual([]);
+  });
+
   it('exports quorum, members, sizes, alarms and the planner step per topology', async () => {
     const registry = new Registry();
     const m = new TopologyMetrics(registry);

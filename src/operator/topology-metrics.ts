@@ -45,6 +45,9 @@ export class TopologyMetrics {
   private readonly defrags: Counter<MemberLabels | 'result'>;
   private readonly defragSeconds: Histogram<TopologyLabels>;
   private readonly freed: Counter<TopologyLabels>;
+  private readonly certificateExpiry: Gauge<TopologyLabels | 'secret'>;
+  /** Per topology key: the Secrets whose certificate expiry was last exported. */
+  private readonly certificateSecrets = new Map<string, string[]>();
   /** Per topology key: the member names and the step labels last exported, to remove what went away. */
   private readonly exported = new Map<string, { members: string[]; step?: { action: string; reason: string } }>();
 
@@ -73,6 +76,16 @@ export class TopologyMetrics {
       registers,
     });
     this.freed = new Counter({ name: 'etcd_topology_defragmentation_freed_bytes_total', help: 'Bytes of database file freed by defragmentations.', labelNames: t, registers });
+    this.certificateExpiry = gauge('etcd_topology_certificate_expiry_timestamp_seconds', 'When the certificate in the Secret expires (Unix time), for every TLS Secret of the topology.', [...t, 'secret']);
+  }
+
+  /** Sets the certificate expiry gauges of one topology, removing Secrets no longer reported. */
+  certificates(namespace: string, name: string, expiries: readonly { secret: string; notAfter: Date }[]): void {
+    const key = `${namespace}/${name}`;
+    const now = expiries.map((e) => e.secret);
+    for (const gone of (this.certificateSecrets.get(key) ?? []).filter((s) => !now.includes(s))) this.certificateExpiry.remove({ namespace, name, secret: gone });
+    for (const e of expiries) this.certificateExpiry.set({ namespace, name, secret: e.secret }, Math.floor(e.notAfter.getTime() / 1000));
+    this.certificateSecrets.set(key, now);
   }
 
   /** Sets every gauge of one topology from what its reconcile saw. */
@@ -119,6 +132,8 @@ export class TopologyMetrics {
     for (const n of before?.members ?? []) this.removeMember(t, n);
     if (before?.step) this.step.remove({ ...t, ...before.step });
     this.exported.delete(key);
+    this.certificates(namespace, name, []);
+    this.certificateSecrets.delete(key);
   }
 
   private removeMember(t: { namespace: string; name: string }, member: string): void {

@@ -2,7 +2,7 @@ import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from '../telemetry/logger.ts';
-import type { TlsFiles } from './config.ts';
+import type { TlsSource } from './tls-reload.ts';
 import type { LocalSettings } from './h2/connection.ts';
 import { defaultServerLimits, ServerConnection, type CutOffReason, type ServerLimits } from './h2/server-connection.ts';
 import type { H2Stream } from './h2/stream.ts';
@@ -41,7 +41,8 @@ const SNIFF_TIMEOUT_MS = 10_000;
 const h2Settings: LocalSettings = { streamWindow: 1024 * 1024, connectionWindow: 16 * 1024 * 1024, maxConcurrentStreams: 100_000, maxHeaderListSize: 64 * 1024 };
 
 /** Starts listening on every client URL; resolves once all are bound. */
-export async function startClientListeners(urls: readonly string[], tlsFiles: TlsFiles, handlers: ListenerHandlers, log: Logger): Promise<ClientListeners> {
+export async function startClientListeners(urls: readonly string[], tlsSource: TlsSource, handlers: ListenerHandlers, log: Logger): Promise<ClientListeners> {
+  const tlsFiles = tlsSource.current();
   let nextConn = 0;
   const limits: ServerLimits = { ...defaultServerLimits, onCutOff: (reason) => handlers.cutOff?.(reason) };
   const connections = new Set<ServerConnection>();
@@ -107,6 +108,7 @@ export async function startClientListeners(urls: readonly string[], tlsFiles: Tl
   };
 
   const servers: net.Server[] = [];
+  const tlsServers: tls.Server[] = [];
   const bound: BoundAddress[] = [];
   for (const u of urls) {
     const url = new URL(u);
@@ -141,15 +143,31 @@ export async function startClientListeners(urls: readonly string[], tlsFiles: Tl
         resolve();
       });
     });
+    if (server instanceof tls.Server) tlsServers.push(server);
     const addr = server.address() as net.AddressInfo;
     bound.push({ host: addr.address, port: addr.port });
     servers.push(server);
     log.info({ url: u }, 'Started listening for etcd clients');
   }
 
+  // A renewed serving certificate (a Secret volume swapped in place) is served from the next handshake on.
+  let generation = tlsSource.generation;
+  const reload = setInterval(() => {
+    const files = tlsSource.current();
+    if (tlsSource.generation === generation) return;
+    generation = tlsSource.generation;
+    for (const s of tlsServers) s.setSecureContext({ cert: files.cert, key: files.key, ca: files.ca });
+    log.info('Serving the renewed listener certificate');
+  }, 1000);
+  reload.unref();
+  if (tlsServers.length === 0) clearInterval(reload);
+
   return {
     addresses: () => bound,
-    stopAccepting: () => Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => undefined),
+    stopAccepting: () => {
+      clearInterval(reload);
+      return Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => undefined);
+    },
     goAway: () => {
       for (const c of connections) c.goAway();
       h1.closeIdleConnections();

@@ -4,6 +4,7 @@ import { startTelemetryServer } from '../telemetry/http-server.ts';
 import { createRegistry } from '../telemetry/metrics.ts';
 import { ActiveCalls } from './active-calls.ts';
 import { loadConfig, proxyUsage, type ProxyConfig } from './config.ts';
+import { ReloadingTls } from './tls-reload.ts';
 import { Discovery } from './discovery.ts';
 import type { ForwardDeps } from './forward-deps.ts';
 import { forwardGrpc } from './grpc-bridge.ts';
@@ -30,8 +31,16 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
   const seeds = config.endpoints.map((u) => u.replace(/\/+$/, ''));
   const upstreams = new UpstreamSet(seeds, { failureWaitMs: config.failureWait });
   const metrics = new ProxyMetrics(registry, () => upstreams.list().map((m) => [m.url, m.answered && m.serving && upstreams.isAvailable(m.url)]));
-  const http = new HttpUpstreams(config.upstreamTls);
-  const members = new MemberConnections(config.upstreamTls, log.child({ component: 'upstream' }), {
+  const tlsLog = log.child({ component: 'tls' });
+  const upstreamTls = new ReloadingTls({ ca: config.cacert, cert: config.cert, key: config.key }, config.upstreamTls, (err) => {
+    if (err) tlsLog.warn({ err: err.message }, 'Kept the previous TLS files: the new ones could not be read');
+    else tlsLog.info('Reloaded the TLS files towards the members');
+  });
+  const listenerTls = new ReloadingTls({ ca: config.listenCacert, cert: config.listenCert, key: config.listenKey }, config.listenerTls, (err) => {
+    if (err) tlsLog.warn({ err: err.message }, 'Kept the previous listener certificate: the new files could not be used');
+  });
+  const http = new HttpUpstreams(upstreamTls);
+  const members = new MemberConnections(upstreamTls, log.child({ component: 'upstream' }), {
     onFailure: (url) => upstreams.markFailed(url),
     onKeepaliveTimeout: (url) => metrics.keepaliveFailures.labels(url).inc(),
   });
@@ -42,7 +51,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
 
   const listeners = await startClientListeners(
     config.listenClientUrls,
-    config.listenerTls,
+    listenerTls,
     {
       stream: (stream, headers, endStream, connLog) => {
         if (isGrpc(headers)) forwardGrpc(deps, stream, headers, endStream, connLog);

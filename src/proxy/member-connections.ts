@@ -1,7 +1,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from '../telemetry/logger.ts';
-import type { TlsFiles } from './config.ts';
+import type { TlsSource } from './tls-reload.ts';
 import { ClientConnection, type Keepalive } from './h2/client-connection.ts';
 import type { LocalSettings } from './h2/connection.ts';
 
@@ -42,12 +42,12 @@ export interface MemberConnectionEvents {
  */
 export class MemberConnections {
   private readonly pools = new Map<string, MemberConnection[]>();
-  private readonly tls: TlsFiles;
+  private readonly tls: TlsSource;
   private readonly log: Logger;
   private readonly events: MemberConnectionEvents;
   private readonly closedByProxy = new WeakSet<ClientConnection>();
 
-  constructor(tlsFiles: TlsFiles, log: Logger, events: MemberConnectionEvents) {
+  constructor(tlsFiles: TlsSource, log: Logger, events: MemberConnectionEvents) {
     this.tls = tlsFiles;
     this.log = log;
     this.events = events;
@@ -90,14 +90,17 @@ export class MemberConnections {
     const secure = u.protocol === 'https:';
     const host = u.hostname.replace(/^\[|\]$/g, '');
     const port = Number(u.port || (secure ? 443 : 80));
+    // The newest certificate files for every new connection: a renewed client certificate is used
+    // without a restart, while connections made before keep theirs.
+    const material = secure ? this.tls.current() : {};
     const socket = secure
       ? tls.connect({
           host,
           port,
           servername: net.isIP(host) === 0 ? host : undefined,
-          ca: this.tls.ca,
-          cert: this.tls.cert,
-          key: this.tls.key,
+          ca: material.ca,
+          cert: material.cert,
+          key: material.key,
           ALPNProtocols: ['h2'],
         })
       : net.connect({ host, port });

@@ -7,6 +7,7 @@ import { defaultNodes, type LocalCluster } from '../harness/cluster/local-cluste
 import type { Pod } from '../harness/cluster/types.ts';
 import { waitFor } from '../harness/ports.ts';
 import { AckedWriter, QuorumSampler } from '../quorum/upgrade-load.ts';
+import { MemberTls } from '../tls/tls-client.ts';
 import { componentPods, getTopology, isReady, startOperatorCluster, topologyManifest, type OperatorCluster } from './setup.ts';
 
 // Upkeep on the local cluster with real etcd members and a 16 MiB quota: fragmentation by churn is
@@ -18,7 +19,11 @@ const NAME = 'upk';
 const MiB = 2 ** 20;
 const QUOTA = 16 * MiB;
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
+/** A proxy's plaintext client URL. */
 const urlOf = (p: Pod): string => `http://${p.status!.podIP}:2379`;
+/** A member's client URL: TLS, with the topology's client certificate (TLS is on by default). */
+const memberUrlOf = (p: Pod): string => `https://${p.status!.podIP}:2379`;
+const memberHostOf = (p: Pod): string => `${p.metadata.name}.${NAME}-peer.${NS}.svc`;
 
 interface MemberStatus {
   name: string;
@@ -47,6 +52,12 @@ describe('upkeep on the local cluster', () => {
   let cluster: LocalCluster;
   const agent = new Agent({ connections: 4 });
   const admin = new EtcdAdminClient({ timeoutMs: 2000 });
+  let memberTls: MemberTls;
+  /** The admin client, with the client certificate for this member's URL. */
+  const adminFor = async (p: Pod): Promise<EtcdAdminClient> => {
+    admin.setEndpointTls(memberUrlOf(p), { ...(await memberTls.pem()), servername: memberHostOf(p) });
+    return admin;
+  };
 
   const status = async (): Promise<Status> => ((await getTopology(cluster, NAME, NS)) as unknown as { status?: Status }).status ?? {};
   const members = async (): Promise<Pod[]> => (await componentPods(cluster, NAME, NS, 'member')).filter((p) => !p.metadata.deletionTimestamp && p.status?.podIP);
@@ -55,7 +66,8 @@ describe('upkeep on the local cluster', () => {
 
   /** One JSON gateway call; resolves the HTTP status and parsed body. */
   async function gateway(url: string, route: string, body: unknown, timeoutMs = 10_000): Promise<{ status: number; body: { message?: string; header?: { revision?: string } } }> {
-    const res = await request(`${url}${route}`, { method: 'POST', dispatcher: agent, body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+    const dispatcher = url.startsWith('https:') ? await memberTls.dispatcher() : agent;
+    const res = await request(`${url}${route}`, { method: 'POST', dispatcher, body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
     const text = await res.body.text();
     return { status: res.statusCode, body: JSON.parse(text) as { message?: string } };
   }
@@ -109,7 +121,7 @@ describe('upkeep on the local cluster', () => {
    * the space free, and returns each member's sizes then.
    */
   async function churn(pods: Pod[]): Promise<{ name: string; dbSize: number; dbSizeInUse: number }[]> {
-    const url = urlOf(pods[0]!);
+    const url = memberUrlOf(pods[0]!);
     const value = 'x'.repeat(128 * 1024);
     let revision = '0';
     for (let i = 0; i < 80; i++) {
@@ -126,7 +138,7 @@ describe('upkeep on the local cluster', () => {
       await put(url, 'churn/tick', String(Date.now()));
       const now: string[] = [];
       for (const p of pods) {
-        const st = await admin.status(urlOf(p)).catch((err: unknown) => err as Error);
+        const st = await (await adminFor(p)).status(memberUrlOf(p)).catch((err: unknown) => err as Error);
         now.push(`${p.metadata.name}: ${st instanceof Error ? st.message : `${st.dbSize} in use ${st.dbSizeInUse}`}`);
         if (!(st instanceof Error) && st.dbSize - st.dbSizeInUse > 6 * MiB && !seen.has(p.metadata.name)) seen.set(p.metadata.name, st);
       }
@@ -142,6 +154,7 @@ describe('upkeep on the local cluster', () => {
     // Three central nodes and one worker for a proxy; the operator resyncs every 3 s.
     env = await startOperatorCluster({ nodes: defaultNodes(3, 1) });
     cluster = env.cluster;
+    memberTls = new MemberTls(cluster, NS, NAME);
     // Defragment at half the quota, so that churn well below NOSPACE qualifies; off until the churn is
     // written and compacted (while the churn is written, bbolt's own free pages may already pass the rule).
     const spec = { members: { count: 3, quotaBackendBytes: QUOTA }, maintenance: { defragmentation: { quotaUsageAbove: 0.5, enabled: false } } };
@@ -151,6 +164,7 @@ describe('upkeep on the local cluster', () => {
   afterAll(async () => {
     await env?.stop();
     await admin.close();
+    await memberTls?.close();
     await agent.close();
   });
 
@@ -170,7 +184,8 @@ describe('upkeep on the local cluster', () => {
     const leaderAtStart = before.leader!;
     const proxy = await waitFor('a ready proxy', async () => (await componentPods(cluster, NAME, NS, 'proxy')).find(isReady), { timeoutMs: 60_000 });
     const writer = new AckedWriter(urlOf(proxy));
-    const sampler = new QuorumSampler(async () => (await members()).map((p) => ({ name: p.metadata.name, url: urlOf(p) })));
+    const pem = await memberTls.pem();
+    const sampler = new QuorumSampler(async () => (await members()).map((p) => ({ name: p.metadata.name, url: memberUrlOf(p), tls: { ...pem, servername: memberHostOf(p) } })));
     const statusHealthy: number[] = [];
     let sampling = true;
     const startedAt = Date.now();
@@ -280,7 +295,7 @@ describe('upkeep on the local cluster', () => {
 
   it('recovers from NOSPACE: compacts, defragments each member, disarms; writes succeed again and every key is there', async () => {
     const { pods } = await settled();
-    const url = urlOf(pods[0]!);
+    const url = memberUrlOf(pods[0]!);
     for (let i = 0; i < 50; i++) expect((await put(url, `keep/${String(i).padStart(2, '0')}`, `kept-${i}`)).status).toBe(200);
     // Fill with history: overwrite four keys with 512 KiB values until etcd refuses.
     const value = (i: number): string => `${i}:`.padEnd(512 * 1024, 'y');
@@ -318,7 +333,7 @@ describe('upkeep on the local cluster', () => {
       return cond(s, 'Degraded') === 'False' && (s.alarms ?? []).length === 0 ? s : false;
     }, 60_000);
     expect(s.members?.every((m) => (m.dbSize ?? Infinity) < 0.8 * QUOTA)).toBe(true);
-    const alarms = await admin.alarms(url);
+    const alarms = await (await adminFor(pods[0]!)).alarms(url);
     expect(alarms.alarms).toEqual([]);
 
     // Every key that was not deleted is there, with its last acknowledged value.

@@ -158,7 +158,7 @@ describe('Helm chart deploy/etcd-topology', () => {
     });
   });
 
-  it('grants least privilege: no wildcards, no secrets, evictions rather than deletes of nodes, leases only in its namespace', async () => {
+  it('grants least privilege: no wildcards, Secrets only by name, evictions rather than deletes of nodes, leases only in its namespace', async () => {
     const objects = await template();
     const clusterRole = only<K8sObject & { rules: PolicyRule[] }>(objects, 'ClusterRole');
     const role = only<K8sObject & { rules: PolicyRule[] }>(objects, 'Role');
@@ -172,7 +172,7 @@ describe('Helm chart deploy/etcd-topology', () => {
     }
     const verbs = (rules: PolicyRule[], group: string, resource: string): string[] =>
       rules.filter((r) => r.apiGroups.includes(group) && r.resources.includes(resource)).flatMap((r) => r.verbs).sort();
-    expect(verbs(clusterRole.rules, '', 'secrets')).toEqual([]);
+    expect(verbs(clusterRole.rules, '', 'secrets')).toEqual(['create', 'get', 'patch', 'update']);
     expect(verbs(clusterRole.rules, '', 'nodes')).toEqual(['get', 'list', 'watch']);
     expect(verbs(clusterRole.rules, '', 'pods/eviction')).toEqual(['create']);
     expect(verbs(clusterRole.rules, '', 'pods/status')).toEqual(['patch']);

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CENTRAL_LABEL, CENTRAL_TAINT, type LocalCluster } from '../harness/cluster/local-cluster.ts';
 import type { Pod } from '../harness/cluster/types.ts';
 import { waitFor } from '../harness/ports.ts';
+import { MemberTls } from '../tls/tls-client.ts';
 import { componentPods, conditionOf, getTopology, isReady, startOperatorCluster, topologyManifest, type OperatorCluster } from '../operator/setup.ts';
 import { AckedWriter, QuorumSampler } from './upgrade-load.ts';
 
@@ -79,8 +80,13 @@ describe('node-pool upgrade under load', () => {
     }, { timeoutMs: 240_000, intervalMs: 1000 });
     const proxy = (await componentPods(cluster, NAME, NS, 'proxy')).find((p) => p.spec?.nodeName === 'worker-0')!;
     writer = new AckedWriter(`http://${proxy.status!.podIP}:2379`);
+    // TLS is on by default: the sampler presents the topology's client certificate, as the operator does.
+    const memberTls = new MemberTls(cluster, NS, NAME);
+    const pem = await memberTls.pem();
     sampler = new QuorumSampler(async () =>
-      (await members()).filter((p) => p.status?.podIP && !p.metadata.deletionTimestamp).map((p) => ({ name: p.metadata.name, url: `http://${p.status!.podIP}:2379` })),
+      (await members())
+        .filter((p) => p.status?.podIP && !p.metadata.deletionTimestamp)
+        .map((p) => ({ name: p.metadata.name, url: `https://${p.status!.podIP}:2379`, tls: { ...pem, servername: `${p.metadata.name}.${NAME}-peer.${NS}.svc` } })),
     );
     writer.start();
     sampler.start(2);

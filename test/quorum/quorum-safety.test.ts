@@ -9,6 +9,8 @@ import { KubeError } from '../harness/cluster/kube-rest.ts';
 import { CENTRAL_LABEL, CENTRAL_TAINT, defaultNodes, type LocalCluster } from '../harness/cluster/local-cluster.ts';
 import type { Pod } from '../harness/cluster/types.ts';
 import { waitFor } from '../harness/ports.ts';
+import { MemberTls } from '../tls/tls-client.ts';
+import { request } from 'undici';
 import { startOperatorCluster, topologyManifest, type OperatorCluster, type TopologyStatus } from '../operator/setup.ts';
 
 // Quorum safety on the local cluster: a real API server, controller manager (disruption controller,
@@ -41,7 +43,9 @@ interface Pdb {
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 const unb64 = (s: string): string => Buffer.from(s, 'base64').toString();
-const urlOf = (p: Pod): string => `http://${p.status!.podIP}:2379`;
+const urlOf = (p: Pod): string => `https://${p.status!.podIP}:2379`;
+/** Mutual TLS to the members (TLS is on by default), set once the cluster runs. */
+let memberTls: MemberTls | undefined;
 const conditionOf = (p: Pod | undefined, type: string): string | undefined => p?.status?.conditions?.find((c) => c.type === type)?.status;
 const podReady = (p: Pod | undefined): boolean => conditionOf(p, 'Ready') === 'True';
 const live = (p: Pod): boolean => !p.metadata.deletionTimestamp && p.status?.podIP !== undefined;
@@ -55,9 +59,15 @@ function etcdName(m: EtcdMember): string {
 
 /** One call to a member's JSON gateway. */
 async function gateway<T>(url: string, route: string, body: unknown, timeoutMs = 3000): Promise<T> {
-  const res = await fetch(`${url}${route}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs) });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${url}${route}: ${res.status} ${text}`);
+  const res = await request(`${url}${route}`, {
+    method: 'POST',
+    dispatcher: await memberTls!.dispatcher(),
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const text = await res.body.text();
+  if (res.statusCode < 200 || res.statusCode > 299) throw new Error(`${url}${route}: ${res.statusCode} ${text}`);
   return JSON.parse(text) as T;
 }
 
@@ -234,11 +244,13 @@ describe('quorum safety on the local cluster', () => {
     // Proxies are off: these cases are about members, and the machine has two cores.
     env = await startOperatorCluster({ nodes: defaultNodes(7, 2) });
     cluster = env.cluster;
+    memberTls = new MemberTls(cluster, NS, NAME);
     // The members start one etcd release behind, for the version rolling update to have somewhere to go.
     await cluster.kubectl(['apply', '-f', '-'], topologyManifest(NAME, NS, { version: PREVIOUS_ETCD_VERSION, members: { count: 3 }, proxy: { enabled: false } }));
     await waitSettled(3, 240_000);
   });
   afterAll(async () => {
+    await memberTls?.close();
     await env?.stop();
   });
 

@@ -1,5 +1,5 @@
 import { Agent, request } from 'undici';
-import { EtcdAdminClient } from '../../src/etcd/admin-client.ts';
+import { EtcdAdminClient, type EndpointTls } from '../../src/etcd/admin-client.ts';
 import { memberName, toMemberHealth } from '../../src/etcd/member-health.ts';
 import type { StatusResponse } from '../../src/etcd/responses.ts';
 import { healthyVotersOf, votersOf } from '../../src/quorum/members.ts';
@@ -94,9 +94,9 @@ export class QuorumSampler {
   private readonly admin = new EtcdAdminClient({ timeoutMs: 1500 });
   private running = false;
   private loop: Promise<void> | undefined;
-  private readonly endpoints: () => Promise<{ name: string; url: string }[]>;
+  private readonly endpoints: () => Promise<{ name: string; url: string; tls?: EndpointTls }[]>;
 
-  constructor(endpoints: () => Promise<{ name: string; url: string }[]>) {
+  constructor(endpoints: () => Promise<{ name: string; url: string; tls?: EndpointTls }[]>) {
     this.endpoints = endpoints;
   }
 
@@ -110,6 +110,7 @@ export class QuorumSampler {
           await new Promise((r) => setTimeout(r, 500));
           continue;
         }
+        for (const e of eps) this.admin.setEndpointTls(e.url, e.tls);
         try {
           const list = await this.admin.onFirstAvailable(eps.map((e) => e.url), (u) => this.admin.memberList(u));
           const statuses = new Map<string, StatusResponse | Error>();

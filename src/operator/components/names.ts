@@ -46,14 +46,19 @@ export function memberHost(topology: EtcdTopology, member: string): string {
   return `${member}.${namesOf(topology).peerService}.${namespaceOf(topology)}.svc`;
 }
 
+/** http or https: the scheme of every member client and peer URL (the metrics listener stays http). */
+export function memberScheme(topology: EtcdTopology): 'http' | 'https' {
+  return topology.spec.tls.enabled ? 'https' : 'http';
+}
+
 /** The peer URL a member advertises, and the one to pass to member add. */
 export function memberPeerURL(topology: EtcdTopology, member: string): string {
-  return `http://${memberHost(topology, member)}:${PEER_PORT}`;
+  return `${memberScheme(topology)}://${memberHost(topology, member)}:${PEER_PORT}`;
 }
 
 /** The client URL a member advertises. */
 export function memberClientURL(topology: EtcdTopology, member: string): string {
-  return `http://${memberHost(topology, member)}:${CLIENT_PORT}`;
+  return `${memberScheme(topology)}://${memberHost(topology, member)}:${CLIENT_PORT}`;
 }
 
 /** Whether a name is one of this topology's member names (and not a foreign member's). */

@@ -481,7 +481,8 @@ export class PodRunner {
     if (!Number.isFinite(next)) return;
     this.refreshTimer = setTimeout(
       () => {
-        void Promise.all([...this.volumes.values()].map((v) => (v.refresh ? v.refresh() : Promise.resolve())))
+        // Only the volumes that are due: a Secret volume syncs every few seconds, a token at 80% of its life.
+        void Promise.all([...this.volumes.values()].filter((v) => (v.refreshAt ?? Infinity) <= Date.now() + 50).map((v) => (v.refresh ? v.refresh() : Promise.resolve())))
           .catch(() => undefined)
           .then(() => this.scheduleRefresh());
       },

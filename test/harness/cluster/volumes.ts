@@ -1,5 +1,5 @@
 import type { V1KeyToPath, V1Volume } from '@kubernetes/client-node';
-import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { KubeRest } from './kube-rest.ts';
 import { fieldValue, PodConfigError } from './pod-env.ts';
@@ -14,6 +14,9 @@ export interface PreparedVolume {
   /** When the content should next be refreshed (ms since epoch). */
   refreshAt?: number;
 }
+
+/** How often a Secret or ConfigMap volume is compared with its object (the kubelet's sync is about a minute; tests want seconds). */
+export const OBJECT_VOLUME_SYNC_MS = 2_000;
 
 interface Context {
   api: KubeRest;
@@ -33,6 +36,30 @@ async function writeFiles(dir: string, files: Record<string, { data: string | Bu
     await chmod(tmp, mode ?? 0o644);
     await rename(tmp, file);
   }
+}
+
+/**
+ * Writes files the way the kubelet's atomic writer does: into a new timestamped directory, then
+ * swaps the `..data` symlink to it with one rename, so a reader sees either every old file or
+ * every new one (tls.crt and tls.key always match). Each visible name is a symlink through `..data`.
+ */
+export async function writeAtomically(dir: string, files: Record<string, { data: string | Buffer; mode?: number }>): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const stamp = `..${new Date().toISOString().replace(/[:.]/g, '_')}.${process.hrtime.bigint()}`;
+  const previous = await readlink(path.join(dir, '..data')).catch(() => undefined);
+  await writeFiles(path.join(dir, stamp), files);
+  const tmpLink = path.join(dir, '..data_tmp');
+  await rm(tmpLink, { force: true });
+  await symlink(stamp, tmpLink);
+  await rename(tmpLink, path.join(dir, '..data'));
+  for (const rel of Object.keys(files)) {
+    const top = rel.split('/')[0]!;
+    const link = path.join(dir, top);
+    if ((await readlink(link).catch(() => undefined)) === `..data/${top}`) continue;
+    await symlink(`..data/${top}`, `${link}.tmp`);
+    await rename(`${link}.tmp`, link);
+  }
+  if (previous !== undefined && previous !== stamp) await rm(path.join(dir, previous), { recursive: true, force: true });
 }
 
 function pick(data: Record<string, Buffer>, items: V1KeyToPath[] | undefined, defaultMode: number | undefined, what: string): Record<string, { data: Buffer; mode?: number }> {
@@ -61,6 +88,11 @@ async function objectData(api: KubeRest, kind: 'configmaps' | 'secrets', ns: str
   for (const [k, v] of Object.entries(obj.data ?? {})) out[k] = kind === 'secrets' ? Buffer.from(v, 'base64') : Buffer.from(v);
   for (const [k, v] of Object.entries(obj.binaryData ?? {})) out[k] = Buffer.from(v, 'base64');
   return out;
+}
+
+function decode(rendered: string): Record<string, { data: Buffer; mode?: number }> {
+  const entries = JSON.parse(rendered) as [string, string, number | undefined][];
+  return Object.fromEntries(entries.map(([k, b64, mode]) => [k, { data: Buffer.from(b64, 'base64'), mode }]));
 }
 
 /** Prepares one pod volume on the host and returns the directory container mounts bind. */
@@ -92,9 +124,24 @@ export async function prepareVolume(ctx: Context, volume: V1Volume): Promise<Pre
     const isCm = volume.configMap !== undefined;
     const src = (volume.configMap ?? volume.secret)!;
     const name = (volume.configMap?.name ?? volume.secret?.secretName)!;
-    const data = await objectData(api, isCm ? 'configmaps' : 'secrets', ns, name, src.optional);
-    await writeFiles(dir, pick(data ?? {}, src.items, src.defaultMode, `${isCm ? 'configmap' : 'secret'} "${name}"`));
-    return { name: volume.name, dir };
+    const what = `${isCm ? 'configmap' : 'secret'} "${name}"`;
+    const render = async (): Promise<string> => {
+      const data = await objectData(api, isCm ? 'configmaps' : 'secrets', ns, name, src.optional);
+      const files = pick(data ?? {}, src.items, src.defaultMode, what);
+      return JSON.stringify(Object.entries(files).map(([k, v]) => [k, v.data.toString('base64'), v.mode]));
+    };
+    let written = await render();
+    await writeAtomically(dir, decode(written));
+    // Like the kubelet: a changed object reaches the running pod's volume in place, atomically.
+    const prepared: PreparedVolume = { name: volume.name, dir, refreshAt: Date.now() + OBJECT_VOLUME_SYNC_MS };
+    prepared.refresh = async () => {
+      prepared.refreshAt = Date.now() + OBJECT_VOLUME_SYNC_MS;
+      const next = await render();
+      if (next === written) return;
+      await writeAtomically(dir, decode(next));
+      written = next;
+    };
+    return prepared;
   }
   if (volume.downwardAPI) {
     const files: Record<string, { data: string; mode?: number }> = {};

@@ -3,7 +3,8 @@ import { quantityToNumber } from '../../../api/quantity.ts';
 import { memberReplicas } from '../../../quorum/plan.ts';
 import type { ComponentContext } from '../meta.ts';
 import { namespaceOf, nameOf } from '../meta.ts';
-import { CLIENT_PORT, desiredMemberNames, isMemberName, memberPeerURL, METRICS_PORT, namesOf, PEER_PORT } from '../names.ts';
+import { CLIENT_PORT, desiredMemberNames, isMemberName, memberPeerURL, memberScheme, METRICS_PORT, namesOf, PEER_PORT } from '../names.ts';
+import { memberTlsArgs } from '../tls/tls-volumes.ts';
 
 export const DATA_MOUNT = '/var/lib/etcd';
 /** A directory below the mount, so that a volume's lost+found never looks like etcd data. */
@@ -28,15 +29,17 @@ export function configArgs(topology: EtcdTopology): string[] {
   const { members } = topology.spec;
   const host = `$(POD_NAME).${namesOf(topology).peerService}.${namespaceOf(topology)}.svc`;
   const retention = members.autoCompaction.retention ?? (members.autoCompaction.mode === 'periodic' ? '1h' : '1000');
+  const scheme = memberScheme(topology);
   return [
     '--name=$(POD_NAME)',
     `--data-dir=${DATA_DIR}`,
     // The pod's own address only: probes, peers and clients all reach the pod IP, and a wildcard or
     // loopback listener would collide wherever pods share a network namespace (host network, the local cluster).
-    `--listen-client-urls=http://$(POD_IP):${CLIENT_PORT}`,
-    `--advertise-client-urls=http://${host}:${CLIENT_PORT}`,
-    `--listen-peer-urls=http://$(POD_IP):${PEER_PORT}`,
-    `--initial-advertise-peer-urls=http://${host}:${PEER_PORT}`,
+    `--listen-client-urls=${scheme}://$(POD_IP):${CLIENT_PORT}`,
+    `--advertise-client-urls=${scheme}://${host}:${CLIENT_PORT}`,
+    `--listen-peer-urls=${scheme}://$(POD_IP):${PEER_PORT}`,
+    `--initial-advertise-peer-urls=${scheme}://${host}:${PEER_PORT}`,
+    // Plain HTTP even with TLS: probes and Prometheus read it, and it serves no data.
     `--listen-metrics-urls=http://$(POD_IP):${METRICS_PORT}`,
     `--initial-cluster-token=${namespaceOf(topology)}-${nameOf(topology)}`,
     `--quota-backend-bytes=${quantityToNumber(members.quotaBackendBytes)}`,
@@ -45,6 +48,7 @@ export function configArgs(topology: EtcdTopology): string[] {
     // While a member defragments, its gRPC health service reports NOT_SERVING, so health-aware
     // clients and the proxies route around it instead of stalling on it (etcd 3.6 and later).
     ...(stopsGrpcOnDefrag(topology.spec.version) ? ['--feature-gates=StopGRPCServiceOnDefrag=true'] : []),
+    ...memberTlsArgs(topology),
   ];
 }
 

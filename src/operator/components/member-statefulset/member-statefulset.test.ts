@@ -7,7 +7,7 @@ const render = (spec: EtcdTopologySpecInput = {}, members?: { name: string; isLe
 const etcd = (spec: EtcdTopologySpecInput = {}, members?: { name: string }[]) => render(spec, members).spec!.template.spec!.containers[0]!;
 const arg = (args: string[] | undefined, flag: string): string | undefined => args?.find((a) => a.startsWith(`--${flag}=`))?.slice(flag.length + 3);
 
-const peer = (i: number) => `main-member-${i}=http://main-member-${i}.main-peer.etcd.svc:2380`;
+const peer = (i: number) => `main-member-${i}=https://main-member-${i}.main-peer.etcd.svc:2380`;
 
 describe('member StatefulSet', () => {
   it('is updated only by the operator (OnDelete), managed in parallel, through the peer Service', () => {
@@ -79,24 +79,51 @@ describe('member StatefulSet', () => {
     expect(arg(args, 'initial-cluster')?.split(',')).toEqual(cluster);
   });
 
-  it('runs etcd with the flags of the spec, listening on the pod IP and advertising stable names', () => {
+  it('runs etcd with the flags of the spec, listening on the pod IP and advertising stable names, with TLS by default', () => {
     const c = etcd({ members: { quotaBackendBytes: '2Gi', autoCompaction: { mode: 'revision', retention: '5000' } } });
     expect(c.command).toEqual(['etcd']);
     expect(c.args?.filter((a) => !a.startsWith('--initial-cluster=') && !a.startsWith('--initial-cluster-state'))).toEqual([
       '--name=$(POD_NAME)',
       '--data-dir=/var/lib/etcd/data',
-      '--listen-client-urls=http://$(POD_IP):2379',
-      '--advertise-client-urls=http://$(POD_NAME).main-peer.etcd.svc:2379',
-      '--listen-peer-urls=http://$(POD_IP):2380',
-      '--initial-advertise-peer-urls=http://$(POD_NAME).main-peer.etcd.svc:2380',
+      '--listen-client-urls=https://$(POD_IP):2379',
+      '--advertise-client-urls=https://$(POD_NAME).main-peer.etcd.svc:2379',
+      '--listen-peer-urls=https://$(POD_IP):2380',
+      '--initial-advertise-peer-urls=https://$(POD_NAME).main-peer.etcd.svc:2380',
       '--listen-metrics-urls=http://$(POD_IP):2381',
       '--initial-cluster-token=etcd-main',
       '--quota-backend-bytes=2147483648',
       '--auto-compaction-mode=revision',
       '--auto-compaction-retention=5000',
       '--feature-gates=StopGRPCServiceOnDefrag=true',
+      '--cert-file=/etc/etcd/tls/server/tls.crt',
+      '--key-file=/etc/etcd/tls/server/tls.key',
+      '--trusted-ca-file=/etc/etcd/tls/server/ca.crt',
+      '--client-cert-auth',
+      '--peer-cert-file=/etc/etcd/tls/peer/tls.crt',
+      '--peer-key-file=/etc/etcd/tls/peer/tls.key',
+      '--peer-trusted-ca-file=/etc/etcd/tls/peer/ca.crt',
+      '--peer-client-cert-auth',
+      '--peer-skip-client-san-verification',
+      '--peer-cert-allowed-cn=main-peer',
+      '--tls-min-version=TLS1.2',
     ]);
     expect(c.env?.map((e) => `${e.name}=${e.valueFrom?.fieldRef?.fieldPath}`)).toEqual(['POD_NAME=metadata.name', 'POD_NAMESPACE=metadata.namespace', 'POD_IP=status.podIP']);
+  });
+
+  it('mounts the built-in server and peer Secrets, or the user\'s, and no Secret in plaintext', () => {
+    const volumes = (spec: Record<string, unknown>) => render(spec).spec!.template.spec!.volumes?.map((v) => `${v.name}=${v.secret?.secretName}`);
+    expect(volumes({})).toEqual(['tls-server=main-server-tls', 'tls-peer=main-peer-tls']);
+    expect(volumes({ tls: { secrets: { server: 's', peer: 'p', client: 'c' } } })).toEqual(['tls-server=s', 'tls-peer=p']);
+    expect(volumes({ tls: { enabled: false } })).toBeUndefined();
+    // A user CA names its peers as it likes: no allowed common name then.
+    expect(etcd({ tls: { secrets: { server: 's', peer: 'p', client: 'c' } } }).args?.filter((a) => a.startsWith('--peer-cert-allowed-cn'))).toEqual([]);
+  });
+
+  it('without TLS serves clients and peers in plaintext, with no TLS flag', () => {
+    const args = etcd({ tls: { enabled: false } }).args ?? [];
+    expect(args.filter((a) => /https|tls|cert|trusted/.test(a))).toEqual([]);
+    expect(arg(args, 'listen-peer-urls')).toBe('http://$(POD_IP):2380');
+    expect(arg(args, 'initial-cluster')?.split(',')[0]).toBe('main-member-0=http://main-member-0.main-peer.etcd.svc:2380');
   });
 
   it.each([
@@ -174,7 +201,11 @@ describe('member StatefulSet', () => {
     expect(templates).toHaveLength(1);
     expect(templates[0]!.metadata?.name).toBe('data');
     expect(templates[0]!.spec).toEqual(claim);
-    expect(etcd(spec).volumeMounts).toEqual([{ name: 'data', mountPath: '/var/lib/etcd' }]);
+    expect(etcd(spec).volumeMounts).toEqual([
+      { name: 'data', mountPath: '/var/lib/etcd' },
+      { name: 'tls-server', mountPath: '/etc/etcd/tls/server', readOnly: true },
+      { name: 'tls-peer', mountPath: '/etc/etcd/tls/peer', readOnly: true },
+    ]);
   });
 
   it('passes resources through as strings', () => {

@@ -3,9 +3,10 @@ import { GROUP, type EtcdTopology } from '../../../api/etcd-topology.ts';
 import { desiredHash } from '../../apply.ts';
 import type { Component, ComponentContext } from '../meta.ts';
 import { labels, objectMeta, resourceRequirements, restrictedContainerSecurity, selectorLabels } from '../meta.ts';
-import { CLIENT_PORT, METRICS_PORT, namesOf, PEER_PORT } from '../names.ts';
+import { CLIENT_PORT, memberScheme, METRICS_PORT, namesOf, PEER_PORT } from '../names.ts';
 import { destinationWiring, SNAPSHOT_NODE_OPTIONS } from '../snapshot-job/snapshot-job.ts';
 import { clusterMembership, configArgs, DATA_DIR, DATA_MOUNT, membershipArgs, restoreClusterToken } from './args.ts';
+import { memberTlsVolumes } from '../tls/tls-volumes.ts';
 
 /** The readiness gate the operator sets from etcd's own view of each member. */
 export const MEMBER_HEALTHY_GATE = `${GROUP}/member-healthy`;
@@ -43,7 +44,7 @@ function container(topology: EtcdTopology, args: string[]): V1Container {
     startupProbe: { ...probe('/livez', 30), periodSeconds: 5 },
     livenessProbe: probe('/livez', 6),
     readinessProbe: probe('/readyz', 3),
-    volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT }],
+    volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT }, ...memberTlsVolumes(topology).mounts],
     // etcd writes no termination message file: the log tail of a failed run becomes the message, which
     // is how the operator tells a crash loop on a corrupt data directory from any other.
     terminationMessagePolicy: 'FallbackToLogsOnError',
@@ -78,6 +79,7 @@ function podTemplate(topology: EtcdTopology, args: string[], configHash: string)
       securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } },
       terminationGracePeriodSeconds: 60,
       containers: [container(topology, args)],
+      ...(topology.spec.tls.enabled ? { volumes: memberTlsVolumes(topology).volumes } : {}),
     },
   };
 }
@@ -110,7 +112,7 @@ function restoreContainer(t: EtcdTopology, context: ComponentContext, initialClu
         '--name=$(POD_NAME)',
         ...initialCluster.filter((a) => a.startsWith('--initial-cluster=')),
         `--initial-cluster-token=${restoreClusterToken(t)}`,
-        `--initial-advertise-peer-urls=http://${host}:${PEER_PORT}`,
+        `--initial-advertise-peer-urls=${memberScheme(t)}://${host}:${PEER_PORT}`,
         `--data-dir=${DATA_DIR}`,
       ],
       env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }, { name: 'NODE_OPTIONS', value: SNAPSHOT_NODE_OPTIONS }, ...wiring.env],
@@ -142,7 +144,7 @@ export const memberStatefulSet: Component<V1StatefulSet> = {
     if (t.spec.bootstrap?.fromBackup && context.restore && membership.state === 'new') {
       const { container: init, volumes } = restoreContainer(t, context, membershipFlags);
       template.spec!.initContainers = [init];
-      if (volumes.length > 0) template.spec!.volumes = volumes;
+      if (volumes.length > 0) template.spec!.volumes = [...(template.spec!.volumes ?? []), ...volumes];
     }
     return {
       apiVersion: 'apps/v1',

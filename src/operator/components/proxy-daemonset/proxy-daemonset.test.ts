@@ -6,23 +6,62 @@ import { defaultProxyResources, PROXY_NODE_OPTIONS, proxyArgs, proxyDaemonSet, p
 const render = (spec: EtcdTopologySpecInput = {}) => proxyDaemonSet.desired(topology(spec), context)!;
 
 describe('proxy DaemonSet', () => {
-  it('runs the operator image as `etcd-topology proxy` seeded with every member', () => {
+  it('runs the operator image as `etcd-topology proxy` seeded with every member, with mutual TLS to them by default', () => {
     const ds = render();
     expect(ds.metadata?.name).toBe('main-proxy');
     const c = ds.spec!.template.spec!.containers[0]!;
     expect(c.image).toBe('registry.example/etcd-topology:1.2.3');
     expect(c.args).toEqual([
       'proxy',
-      '--endpoints=http://main-member-0.main-peer.etcd.svc:2379,http://main-member-1.main-peer.etcd.svc:2379,http://main-member-2.main-peer.etcd.svc:2379',
+      '--endpoints=https://main-member-0.main-peer.etcd.svc:2379,https://main-member-1.main-peer.etcd.svc:2379,https://main-member-2.main-peer.etcd.svc:2379',
       '--listen-client-urls=http://$(POD_IP):2379',
       '--mode=readwrite',
       '--refresh-interval=30s',
       '--metrics-addr=$(POD_IP):9091',
+      '--cacert=/etc/etcd-topology/tls/ca.crt',
+      '--cert=/etc/etcd-topology/tls/tls.crt',
+      '--key=/etc/etcd-topology/tls/tls.key',
     ]);
     expect(c.env).toEqual([
       { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
       { name: 'NODE_OPTIONS', value: '--max-semi-space-size=2 --max-old-space-size=256' },
     ]);
+    expect(c.volumeMounts).toEqual([{ name: 'tls-client', mountPath: '/etc/etcd-topology/tls', readOnly: true }]);
+    expect(ds.spec!.template.spec!.volumes).toEqual([{ name: 'tls-client', secret: { secretName: 'main-proxy-tls', defaultMode: 0o440 } }]);
+    // The Secret's files are group-readable; the pod's group must be the one that reads them.
+    expect(ds.spec!.template.spec!.securityContext?.fsGroup).toBe(65532);
+  });
+
+  it.each<{ name: string; spec: EtcdTopologySpecInput; listen: string; volumes: string[]; flags: string[] }>([
+    {
+      name: 'built-in serving certificate',
+      spec: { proxy: { tls: { enabled: true } } },
+      listen: 'https://$(POD_IP):2379',
+      volumes: ['tls-client=main-proxy-tls', 'tls-serving=main-proxy-serving-tls'],
+      flags: ['--listen-cert=/etc/etcd-topology/serving/tls.crt', '--listen-key=/etc/etcd-topology/serving/tls.key'],
+    },
+    {
+      name: 'own serving Secret, client certificates required, host network',
+      spec: { proxy: { hostNetwork: true, tls: { enabled: true, secret: 'mine', requireClientCertificate: true } } },
+      listen: 'https://127.0.0.1:2379',
+      volumes: ['tls-client=main-proxy-tls', 'tls-serving=mine'],
+      flags: ['--listen-cert=/etc/etcd-topology/serving/tls.crt', '--listen-key=/etc/etcd-topology/serving/tls.key', '--listen-cacert=/etc/etcd-topology/serving/ca.crt'],
+    },
+  ])('serves TLS on its own port with spec.proxy.tls: $name', ({ spec, listen, volumes, flags }) => {
+    const ds = render(spec);
+    const c = ds.spec!.template.spec!.containers[0]!;
+    expect(c.args?.find((a) => a.startsWith('--listen-client-urls='))).toBe(`--listen-client-urls=${listen}`);
+    expect(c.args?.filter((a) => /^--listen-(cert|key|cacert)=/.test(a))).toEqual(flags);
+    expect(ds.spec!.template.spec!.volumes?.map((v) => `${v.name}=${v.secret?.secretName}`)).toEqual(volumes);
+  });
+
+  it('mounts the user\'s client Secret, and in plaintext none and no TLS flag', () => {
+    expect(render({ tls: { secrets: { server: 's', peer: 'p', client: 'c' } } }).spec!.template.spec!.volumes?.[0]?.secret?.secretName).toBe('c');
+    const plain = render({ tls: { enabled: false } });
+    const c = plain.spec!.template.spec!.containers[0]!;
+    expect(c.args?.filter((a) => /https|cacert|cert|key/.test(a))).toEqual([]);
+    expect(c.volumeMounts).toBeUndefined();
+    expect(plain.spec!.template.spec!.volumes).toBeUndefined();
   });
 
   it('rolls with a surge on the pod network (a node keeps a ready proxy), one node at a time on the host network', () => {

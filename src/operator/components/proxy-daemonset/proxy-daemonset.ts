@@ -3,6 +3,7 @@ import type { EtcdTopology } from '../../../api/etcd-topology.ts';
 import type { Component, ComponentContext } from '../meta.ts';
 import { labels, objectMeta, resourceRequirements, restrictedContainerSecurity, selectorLabels } from '../meta.ts';
 import { desiredMemberNames, memberClientURL, namesOf, PROXY_METRICS_PORT } from '../names.ts';
+import { proxyTls } from '../tls/tls-volumes.ts';
 
 /**
  * Where proxies run: spec.proxy.nodeSelector when given, else every node that is not central. "Not
@@ -23,7 +24,8 @@ export function proxyArgs(topology: EtcdTopology): string[] {
   const { proxy } = topology.spec;
   // In the host network the proxy serves the node's own loopback only, as the source documents do;
   // otherwise it serves its pod IP, which the node-local Service routes to.
-  const listen = proxy.hostNetwork ? `http://127.0.0.1:${proxy.port}` : `http://$(POD_IP):${proxy.port}`;
+  const scheme = topology.spec.tls.enabled && proxy.tls.enabled ? 'https' : 'http';
+  const listen = proxy.hostNetwork ? `${scheme}://127.0.0.1:${proxy.port}` : `${scheme}://$(POD_IP):${proxy.port}`;
   return [
     'proxy',
     `--endpoints=${desiredMemberNames(topology).map((m) => memberClientURL(topology, m)).join(',')}`,
@@ -31,6 +33,7 @@ export function proxyArgs(topology: EtcdTopology): string[] {
     `--mode=${proxy.mode}`,
     `--refresh-interval=${proxy.refreshInterval}`,
     `--metrics-addr=$(POD_IP):${PROXY_METRICS_PORT}`,
+    ...proxyTls(topology).args,
   ];
 }
 
@@ -60,6 +63,7 @@ export const proxyDaemonSet: Component<V1DaemonSet> = {
     const { proxy } = t.spec;
     if (!proxy.enabled) return undefined;
     const terms = proxyNodeTerms(t);
+    const tls = proxyTls(t);
     return {
       apiVersion: 'apps/v1',
       kind: 'DaemonSet',
@@ -81,7 +85,7 @@ export const proxyDaemonSet: Component<V1DaemonSet> = {
             dnsPolicy: proxy.hostNetwork ? 'ClusterFirstWithHostNet' : 'ClusterFirst',
             ...(terms ? { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: terms } } } } : {}),
             ...(proxy.tolerations ? { tolerations: proxy.tolerations } : {}),
-            securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } },
+            securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, ...(t.spec.tls.enabled ? { fsGroup: 65532 } : {}), seccompProfile: { type: 'RuntimeDefault' } },
             terminationGracePeriodSeconds: 30,
             containers: [
               {
@@ -101,8 +105,10 @@ export const proxyDaemonSet: Component<V1DaemonSet> = {
                 livenessProbe: { tcpSocket: { port: PROXY_METRICS_PORT }, periodSeconds: 10, failureThreshold: 6 },
                 ...resourceRequirements(proxy.resources ?? defaultProxyResources),
                 securityContext: restrictedContainerSecurity,
+                ...(tls.mounts.length > 0 ? { volumeMounts: tls.mounts } : {}),
               },
             ],
+            ...(tls.volumes.length > 0 ? { volumes: tls.volumes } : {}),
           },
         },
       },

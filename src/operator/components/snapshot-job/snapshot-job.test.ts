@@ -56,6 +56,12 @@ describe('restore init container of the member StatefulSet', () => {
   const t = topology({ bootstrap: { fromBackup: { s3, key: 'latest' } } });
   const restore = { key: 'p/etcd/main/20261201T000000Z-r9.db', sha256: 'a'.repeat(64) };
 
+  it('keeps the TLS Secret volumes beside the backup volume it restores from', () => {
+    const fromVolume = topology({ bootstrap: { fromBackup: { volume: { claimName: 'etcd-backups' }, key: 'latest' } } });
+    const sts = memberStatefulSet.desired(fromVolume, { ...context, restore })!;
+    expect(sts.spec!.template.spec!.volumes?.map((v) => v.name)).toEqual(['tls-server', 'tls-peer', 'backup']);
+  });
+
   it('restores every member of a new cluster from the one resolved backup, with its own name and a new token', () => {
     const sts = memberStatefulSet.desired(t, { ...context, restore })!;
     const init = sts.spec!.template.spec!.initContainers!;
@@ -63,8 +69,8 @@ describe('restore init container of the member StatefulSet', () => {
     expect(init[0]!.image).toBe(context.proxyImage);
     expect(init[0]!.args).toEqual(expect.arrayContaining([
       'snapshot', 'restore', '--key=p/etcd/main/20261201T000000Z-r9.db', `--sha256=${'a'.repeat(64)}`, '--name=$(POD_NAME)',
-      '--initial-cluster=main-member-0=http://main-member-0.main-peer.etcd.svc:2380,main-member-1=http://main-member-1.main-peer.etcd.svc:2380,main-member-2=http://main-member-2.main-peer.etcd.svc:2380',
-      '--initial-cluster-token=etcd-main-restored-uid-1', '--initial-advertise-peer-urls=http://$(POD_NAME).main-peer.etcd.svc:2380', '--data-dir=/var/lib/etcd/data',
+      '--initial-cluster=main-member-0=https://main-member-0.main-peer.etcd.svc:2380,main-member-1=https://main-member-1.main-peer.etcd.svc:2380,main-member-2=https://main-member-2.main-peer.etcd.svc:2380',
+      '--initial-cluster-token=etcd-main-restored-uid-1', '--initial-advertise-peer-urls=https://$(POD_NAME).main-peer.etcd.svc:2380', '--data-dir=/var/lib/etcd/data',
     ]));
     expect(init[0]!.volumeMounts).toEqual(expect.arrayContaining([{ name: 'data', mountPath: '/var/lib/etcd' }]));
   });
