@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -17,7 +17,11 @@ describe('version', () => {
   it("refuses a package.json that is not this project's", () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'etcd-topology-version-'));
     writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'other', version: '9.9.9' }));
-    expect(() => version(path.join(dir, 'package.json'))).toThrow(/not etcd-topology's/);
+    try {
+      expect(() => version(path.join(dir, 'package.json'))).toThrow(/not etcd-topology's/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("agrees with the chart's appVersion", () => {
