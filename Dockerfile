@@ -1,6 +1,7 @@
 # One image for both programs, `etcd-topology operator` and `etcd-topology proxy`, and the backup Jobs and
 # restore init containers the operator runs (`etcd-topology snapshot`).
 #   docker build -t etcd-topology:0.1.0 .
+# The version label, the chart's appVersion and package.json's version agree (src/version.test.ts checks).
 # Build: compile src/ to dist/ with the dev dependencies. Runtime: Node 24, production dependencies,
 # dist/ and package.json only, as a non-root user; nothing in it needs a shell.
 ARG NODE_IMAGE=node:24-bookworm-slim
@@ -28,7 +29,8 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean -
 FROM ${NODE_IMAGE}
 LABEL org.opencontainers.image.title="etcd-topology" \
       org.opencontainers.image.description="etcd-topology operator and node-local etcd proxy" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="0.1.0"
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules

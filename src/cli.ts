@@ -9,6 +9,7 @@ commands:
   check      answer operational questions (check drain NODE)
   backup     take a backup of a topology now (backup NAME [-n NS] [--wait])
   snapshot   the backup and restore steps the operator runs in Jobs and init containers
+  version    print the version (also --version)
 
 Every flag also reads from ETCD_TOPOLOGY_<FLAG>. Run a command with --help for its flags.`;
 
@@ -33,9 +34,14 @@ async function main(argv: string[]): Promise<number> {
     console.error(usage);
     return command === undefined ? 2 : 0;
   }
+  if (command === 'version' || command === '--version') {
+    const { version } = await import('./version.ts');
+    process.stdout.write(`etcd-topology ${version()}\n`);
+    return 0;
+  }
   const load = commands[command];
   if (!load) {
-    console.error(`etcd-topology: unknown command "${command}"; accepted: ${Object.keys(commands).join(', ')}`);
+    console.error(`etcd-topology: unknown command "${command}"; accepted: ${[...Object.keys(commands), 'version'].join(', ')}`);
     return 2;
   }
   const mod = await load();

@@ -1,17 +1,71 @@
+import type { V1Lease } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { mayAcquire } from './leader-election.ts';
+import { decide, defaultLeaseTimings, invalidTimings, observe, renewDeadlinePassed } from './leader-election.ts';
 
-const at = (s: string): Date => new Date(`2026-01-01T00:00:${s}Z`);
+const lease = (holder: string | undefined, renewSecond = 5, transitions = 0): V1Lease => ({
+  spec: { holderIdentity: holder, leaseDurationSeconds: 15, renewTime: new Date(`2026-01-01T00:00:${String(renewSecond).padStart(2, '0')}Z`), leaseTransitions: transitions },
+});
 
-describe('mayAcquire', () => {
+describe('observe', () => {
+  const first = observe(undefined, lease('b', 5), 1000);
   it.each([
-    ['no lease yet', undefined, 'a', '10', true],
-    ['a released lease', { spec: { leaseDurationSeconds: 15 } }, 'a', '10', true],
-    ['our own lease', { spec: { holderIdentity: 'a', renewTime: at('05'), leaseDurationSeconds: 15 } }, 'a', '10', true],
-    ["another's fresh lease", { spec: { holderIdentity: 'b', renewTime: at('05'), leaseDurationSeconds: 15 } }, 'a', '10', false],
-    ["another's lease at its last valid instant", { spec: { holderIdentity: 'b', renewTime: at('05'), leaseDurationSeconds: 15 } }, 'a', '20', false],
-    ["another's expired lease", { spec: { holderIdentity: 'b', renewTime: at('05'), leaseDurationSeconds: 15 } }, 'a', '21', true],
-  ])('%s → %s', (_what, lease, identity, now, expected) => {
-    expect(mayAcquire(lease, identity, at(now))).toBe(expected);
+    ['the first read starts the observation', undefined, lease('b', 5), 1000, 1000],
+    ['the same record keeps the time it was first seen', first, lease('b', 5), 9000, 1000],
+    ['a renewal (new renewTime) restarts it', first, lease('b', 6), 9000, 9000],
+    ['a new holder restarts it', first, lease('c', 5), 9000, 9000],
+    ['a transition count change restarts it', first, lease('b', 5, 1), 9000, 9000],
+    ['a released lease restarts it', first, lease(undefined, 5), 9000, 9000],
+  ])('%s', (_what, previous, read, nowMs, expectedAt) => {
+    expect(observe(previous, read, nowMs).atMs).toBe(expectedAt);
+  });
+});
+
+describe('decide', () => {
+  const seenAt = (atMs: number, l: V1Lease | undefined) => observe(undefined, l, atMs);
+  it.each([
+    ['no lease yet', undefined, 'a', 0, 1000, 'take'],
+    ['a released lease', lease(undefined), 'a', 0, 1000, 'take'],
+    ['our own lease', lease('a'), 'a', 0, 1000, 'renew'],
+    ["another's lease just seen", lease('b'), 'a', 1000, 1000, 'wait'],
+    ["another's lease seen unchanged for less than the lease duration", lease('b'), 'a', 1000, 15_999, 'wait'],
+    ["another's lease seen unchanged for the lease duration", lease('b'), 'a', 1000, 16_000, 'take'],
+    // The renewTime the holder wrote says nothing here: its clock may be hours off.
+    ["another's lease with a renewTime far in the past, just seen", { spec: { holderIdentity: 'b', renewTime: new Date('2000-01-01T00:00:00Z') } }, 'a', 1000, 2000, 'wait'],
+  ] as const)('%s → %s', (_what, read, identity, seenMs, nowMs, expected) => {
+    expect(decide(read, identity, seenAt(seenMs, read), nowMs, 15_000)).toBe(expected);
+  });
+
+  it('a standby that keeps seeing renewals never takes the lease', () => {
+    let observed = observe(undefined, lease('b', 0), 0);
+    for (let s = 1; s < 60; s++) {
+      observed = observe(observed, lease('b', s), s * 2000);
+      expect(decide(lease('b', s), 'a', observed, s * 2000, 15_000)).toBe('wait');
+    }
+  });
+});
+
+describe('renewDeadlinePassed', () => {
+  it.each([
+    ['just renewed', 1000, 1000, false],
+    ['one failed retry later', 1000, 3000, false],
+    ['the last instant before the deadline', 1000, 10_999, false],
+    ['at the deadline', 1000, 11_000, true],
+    ['past the deadline', 1000, 20_000, true],
+  ])('%s → %s', (_what, lastRenewed, now, expected) => {
+    expect(renewDeadlinePassed(lastRenewed, now, 10_000)).toBe(expected);
+  });
+});
+
+describe('invalidTimings', () => {
+  it.each([
+    ["client-go's defaults", defaultLeaseTimings, undefined],
+    ['short but ordered', { leaseDurationMs: 4000, renewDeadlineMs: 3000, retryPeriodMs: 500 }, undefined],
+    ['renew deadline equal to the lease duration', { leaseDurationMs: 15_000, renewDeadlineMs: 15_000, retryPeriodMs: 2000 }, 'leader-elect-renew-deadline'],
+    ['renew deadline longer than the lease duration', { leaseDurationMs: 15_000, renewDeadlineMs: 20_000, retryPeriodMs: 2000 }, 'leader-elect-renew-deadline'],
+    ['retry period equal to the renew deadline', { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 10_000 }, 'leader-elect-retry-period'],
+    ['retry period of zero', { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 0 }, 'leader-elect-retry-period'],
+    ['lease duration under a second', { leaseDurationMs: 900, renewDeadlineMs: 500, retryPeriodMs: 100 }, 'leader-elect-lease-duration'],
+  ])('%s → %s', (_what, timings, flag) => {
+    expect(invalidTimings(timings)?.flag).toBe(flag);
   });
 });

@@ -1,5 +1,71 @@
 import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from '../telemetry/logger.ts';
+
+/** client-go's three durations, in milliseconds. */
+export interface LeaseTimings {
+  /** How long a standby waits, after it last saw the lease record change, before it takes the lease. */
+  leaseDurationMs: number;
+  /** How long the leader keeps retrying a failed renewal, from its last successful one, before it stops acting. */
+  renewDeadlineMs: number;
+  /** How often the leader renews, a failed renewal is retried, and a standby tries to acquire. */
+  retryPeriodMs: number;
+}
+
+/** client-go's defaults (and controller-runtime's): 15 s / 10 s / 2 s. */
+export const defaultLeaseTimings: LeaseTimings = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 };
+
+/** Why a set of timings cannot work, naming the flag at fault, or undefined when they can (pure). */
+export function invalidTimings(t: LeaseTimings): { flag: string; message: string } | undefined {
+  if (t.leaseDurationMs < 1000) return { flag: 'leader-elect-lease-duration', message: 'must be at least 1s (a Lease counts whole seconds)' };
+  if (t.retryPeriodMs <= 0) return { flag: 'leader-elect-retry-period', message: 'must be more than 0s' };
+  if (t.renewDeadlineMs >= t.leaseDurationMs) {
+    return { flag: 'leader-elect-renew-deadline', message: `must be shorter than --leader-elect-lease-duration (${t.leaseDurationMs / 1000}s), so the leader stops acting before a standby may take over` };
+  }
+  if (t.retryPeriodMs >= t.renewDeadlineMs) {
+    return { flag: 'leader-elect-retry-period', message: `must be shorter than --leader-elect-renew-deadline (${t.renewDeadlineMs / 1000}s), so a failed renewal is retried at least once` };
+  }
+  return undefined;
+}
+
+/**
+ * What this replica last saw of the lease record and when, by its own monotonic clock. As in
+ * client-go, expiry is judged from the moment the record was seen to change, never from the
+ * renewTime another replica wrote with its own clock.
+ */
+export interface Observation {
+  record: string;
+  atMs: number;
+}
+
+/** The parts of a Lease that make up its record (client-go's LeaderElectionRecord). */
+function recordOf(lease: V1Lease | undefined): string {
+  const s = lease?.spec;
+  const time = (t: Date | undefined): string => (t ? new Date(t).toISOString() : '');
+  return JSON.stringify([s?.holderIdentity ?? '', s?.leaseDurationSeconds ?? 0, time(s?.acquireTime), time(s?.renewTime), s?.leaseTransitions ?? 0]);
+}
+
+/** The observation after reading lease at nowMs: unchanged if the record is the same, else restarted (pure). */
+export function observe(previous: Observation | undefined, lease: V1Lease | undefined, nowMs: number): Observation {
+  const record = recordOf(lease);
+  return previous?.record === record ? previous : { record, atMs: nowMs };
+}
+
+/**
+ * What to do with a lease as read (pure): take it (free, or another's that was not seen to change for
+ * a lease duration), renew it (ours), or wait (another's, still valid as observed locally).
+ */
+export function decide(lease: V1Lease | undefined, identity: string, observed: Observation, nowMs: number, leaseDurationMs: number): 'take' | 'renew' | 'wait' {
+  const holder = lease?.spec?.holderIdentity;
+  if (!holder) return 'take';
+  if (holder === identity) return 'renew';
+  return nowMs < observed.atMs + leaseDurationMs ? 'wait' : 'take';
+}
+
+/** Whether the leader must stop acting: the renew deadline passed since its last successful renewal (pure). */
+export function renewDeadlinePassed(lastRenewedMs: number, nowMs: number, renewDeadlineMs: number): boolean {
+  return nowMs - lastRenewedMs >= renewDeadlineMs;
+}
 
 /** Options of leader election on a coordination.k8s.io Lease. */
 export interface LeaderElectionOptions {
@@ -7,61 +73,102 @@ export interface LeaderElectionOptions {
   namespace: string;
   name: string;
   identity: string;
-  leaseDurationSeconds?: number;
-  renewEveryMs?: number;
+  timings?: LeaseTimings;
   logger: Logger;
+  /** Monotonic milliseconds (default performance.now). */
+  now?: () => number;
 }
 
-/** Why a holder may or may not take the lease now, from the lease as read (pure). */
-export function mayAcquire(lease: V1Lease | undefined, identity: string, now: Date): boolean {
-  const spec = lease?.spec;
-  if (!spec?.holderIdentity || spec.holderIdentity === identity) return true;
-  const renewed = spec.renewTime ? new Date(spec.renewTime).getTime() : 0;
-  return now.getTime() > renewed + (spec.leaseDurationSeconds ?? 15) * 1000;
-}
+class AttemptTimeout extends Error {}
 
 /**
- * Leader election on a Lease with optimistic concurrency (replace carries the resourceVersion read),
- * so that two replicas never both act. onStarted runs once this replica leads; onStopped runs if it
- * loses the lease, after which the process should exit, as controller-runtime's managers do.
+ * Leader election on a Lease with client-go's semantics and optimistic concurrency (replace carries
+ * the resourceVersion read), so that two replicas never both act. onStarted runs once this replica
+ * leads. A failed renewal is retried every retry period; onStopped runs only when the renew deadline
+ * has passed since the last successful renewal, or when the lease is seen held by another replica,
+ * after which the process should exit, as controller-runtime's managers do.
  */
 export class LeaderElector {
   private readonly api: CoordinationV1Api;
-  private readonly options: Required<Omit<LeaderElectionOptions, 'kubeConfig'>>;
+  private readonly options: LeaderElectionOptions;
+  private readonly timings: LeaseTimings;
+  private readonly now: () => number;
   private timer: NodeJS.Timeout | undefined;
+  private observed: Observation | undefined;
+  private lastRenewedMs = 0;
   private leading = false;
   private stopped = false;
 
   constructor(options: LeaderElectionOptions) {
     this.api = options.kubeConfig.makeApiClient(CoordinationV1Api);
-    this.options = { leaseDurationSeconds: 15, renewEveryMs: 5000, ...options };
+    this.options = options;
+    this.timings = options.timings ?? defaultLeaseTimings;
+    this.now = options.now ?? (() => performance.now());
+    const bad = invalidTimings(this.timings);
+    if (bad) throw new Error(`leader election: --${bad.flag} ${bad.message}`);
   }
 
   get isLeader(): boolean {
     return this.leading;
   }
 
-  /** Tries to acquire, then keeps renewing; resolves at once. */
+  /** Tries to acquire every retry period (jittered), then renews every retry period; resolves at once. */
   start(onStarted: () => void, onStopped: () => void): void {
-    const tick = async (): Promise<void> => {
+    const { logger, name } = this.options;
+    const { retryPeriodMs, renewDeadlineMs } = this.timings;
+    const schedule = (ms: number, fn: () => Promise<void>): void => {
+      if (!this.stopped) this.timer = setTimeout(() => void fn(), Math.max(0, ms));
+    };
+    const acquire = async (): Promise<void> => {
       if (this.stopped) return;
-      const ok = await this.tryAcquireOrRenew().catch((err: unknown) => {
-        this.options.logger.warn({ err }, 'Failed to acquire or renew the leader lease');
-        return false;
+      const result = await this.attempt(retryPeriodMs).catch((err: unknown) => {
+        logger.warn({ err }, 'Failed to read or take the leader lease');
+        return 'failed' as const;
       });
-      if (ok && !this.leading) {
+      if (result === 'ok' && !this.stopped) {
         this.leading = true;
-        this.options.logger.info({ lease: this.options.name }, 'Acquired the leader lease');
+        this.lastRenewedMs = this.now();
+        logger.info({ lease: name }, 'Acquired the leader lease');
         onStarted();
-      } else if (!ok && this.leading) {
+        schedule(retryPeriodMs, renew);
+        return;
+      }
+      // Jittered so that standbys do not poll in step; by at most a fifth (client-go's factor of 1.2
+      // would let a handover take up to two further retry periods past the lease duration).
+      schedule(retryPeriodMs * (1 + 0.2 * Math.random()), acquire);
+    };
+    let failures = 0;
+    const renew = async (): Promise<void> => {
+      if (this.stopped) return;
+      const left = this.lastRenewedMs + renewDeadlineMs - this.now();
+      const result = await this.attempt(Math.max(1, left)).catch((err: unknown) => {
+        failures++;
+        logger.warn({ err, failures, deadlineInMs: Math.round(this.lastRenewedMs + renewDeadlineMs - this.now()) }, 'Failed to renew the leader lease; retrying until the renew deadline');
+        return 'failed' as const;
+      });
+      if (this.stopped) return;
+      if (result === 'ok') {
+        if (failures > 0) logger.info({ failures }, 'Renewed the leader lease again');
+        failures = 0;
+        this.lastRenewedMs = this.now();
+        schedule(retryPeriodMs, renew);
+        return;
+      }
+      if (result === 'held') {
         this.leading = false;
-        this.options.logger.error({ lease: this.options.name }, 'Lost the leader lease');
+        logger.error({ lease: name }, 'Lost the leader lease: another replica holds it');
         onStopped();
         return;
       }
-      this.timer = setTimeout(() => void tick(), this.options.renewEveryMs);
+      if (renewDeadlinePassed(this.lastRenewedMs, this.now(), renewDeadlineMs)) {
+        this.leading = false;
+        logger.error({ lease: name, failures, renewDeadlineMs }, 'Lost the leader lease: no renewal succeeded within the renew deadline');
+        onStopped();
+        return;
+      }
+      schedule(Math.min(retryPeriodMs, this.lastRenewedMs + renewDeadlineMs - this.now()), renew);
     };
-    void tick();
+    void acquire();
   }
 
   /** Stops renewing and, when leading, releases the lease so another replica takes over at once. */
@@ -71,45 +178,60 @@ export class LeaderElector {
     if (!this.leading) return;
     this.leading = false;
     const { namespace, name, identity } = this.options;
-    const lease = await this.api.readNamespacedLease({ name, namespace }).catch(() => undefined);
-    if (lease?.spec?.holderIdentity !== identity) return;
-    lease.spec.holderIdentity = undefined;
-    lease.spec.renewTime = undefined;
-    await this.api.replaceNamespacedLease({ name, namespace, body: lease }).catch(() => undefined);
+    const release = async (): Promise<void> => {
+      const lease = await this.api.readNamespacedLease({ name, namespace });
+      if (lease.spec?.holderIdentity !== identity) return;
+      // As client-go's release: no holder, and a one-second duration from now.
+      lease.spec = { ...lease.spec, holderIdentity: undefined, leaseDurationSeconds: 1, renewTime: new V1MicroTime(), acquireTime: new V1MicroTime() };
+      await this.api.replaceNamespacedLease({ name, namespace, body: lease });
+    };
+    await withTimeout(release(), this.timings.retryPeriodMs).catch((err: unknown) => this.options.logger.warn({ err }, 'Could not release the leader lease'));
   }
 
-  private async tryAcquireOrRenew(): Promise<boolean> {
-    const { namespace, name, identity, leaseDurationSeconds } = this.options;
+  /** One read and, when allowed, one write of the lease, given up after timeoutMs. */
+  private attempt(timeoutMs: number): Promise<'ok' | 'held'> {
+    return withTimeout(this.tryAcquireOrRenew(), timeoutMs);
+  }
+
+  private async tryAcquireOrRenew(): Promise<'ok' | 'held'> {
+    const { namespace, name, identity } = this.options;
+    const leaseDurationSeconds = Math.ceil(this.timings.leaseDurationMs / 1000);
     // Lease times are MicroTime on the wire (six fractional digits); a plain Date is refused.
-    const now = new V1MicroTime();
-    let lease: V1Lease | undefined;
+    const wall = new V1MicroTime();
+    let lease: V1Lease;
     try {
       lease = await this.api.readNamespacedLease({ name, namespace });
     } catch (err) {
       if ((err as { code?: number }).code !== 404) throw err;
-      await this.api.createNamespacedLease({
+      const created = await this.api.createNamespacedLease({
         namespace,
-        body: { metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds, acquireTime: now, renewTime: now, leaseTransitions: 0 } },
+        body: { metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds, acquireTime: wall, renewTime: wall, leaseTransitions: 0 } },
       });
-      return true;
+      this.observed = observe(undefined, created, this.now());
+      return 'ok';
     }
-    if (!mayAcquire(lease, identity, now)) return false;
+    this.observed = observe(this.observed, lease, this.now());
+    const action = decide(lease, identity, this.observed, this.now(), this.timings.leaseDurationMs);
+    if (action === 'wait') return 'held';
     const spec = lease.spec ?? {};
-    const transition = spec.holderIdentity !== identity;
     lease.spec = {
       ...spec,
       holderIdentity: identity,
       leaseDurationSeconds,
-      renewTime: now,
-      ...(transition ? { acquireTime: now, leaseTransitions: (spec.leaseTransitions ?? 0) + 1 } : {}),
+      renewTime: wall,
+      ...(action === 'take' ? { acquireTime: wall, leaseTransitions: (spec.leaseTransitions ?? 0) + 1 } : {}),
     };
-    try {
-      await this.api.replaceNamespacedLease({ name, namespace, body: lease });
-      return true;
-    } catch (err) {
-      // 409: another replica wrote first; it leads this round.
-      if ((err as { code?: number }).code === 409) return false;
-      throw err;
-    }
+    // A 409 (another replica wrote first) throws like any failure: the next attempt reads who holds it.
+    const written = await this.api.replaceNamespacedLease({ name, namespace, body: lease });
+    this.observed = observe(this.observed, written, this.now());
+    return 'ok';
   }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new AttemptTimeout(`no answer from the API server within ${Math.round(ms)}ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

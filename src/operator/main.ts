@@ -3,6 +3,8 @@ import os from 'node:os';
 import { z } from 'zod';
 import { systemClock } from '../api/conditions.ts';
 import { EtcdAdminClient } from '../etcd/admin-client.ts';
+import { UsageError } from '../errors.ts';
+import { version } from '../version.ts';
 import { duration, hostPort, parseFlags } from '../flags.ts';
 import { startTelemetryServer } from '../telemetry/http-server.ts';
 import { createRootLogger } from '../telemetry/logger.ts';
@@ -13,7 +15,7 @@ import { BackupSteps } from './backup.ts';
 import { Controller } from './controller.ts';
 import { EventRecorder } from './events.ts';
 import { KubeWriter, loadKubeConfig } from './kube.ts';
-import { LeaderElector } from './leader-election.ts';
+import { invalidTimings, LeaderElector } from './leader-election.ts';
 import { Reconciler } from './reconciler.ts';
 import { TopologyMetrics } from './topology-metrics.ts';
 import { Upkeep } from './upkeep.ts';
@@ -27,7 +29,10 @@ const flagsSchema = z.object({
   healthAddr: hostPort.default(':8081'),
   leaderElect: z.boolean().default(true),
   leaderElectionNamespace: z.string().optional(),
-  proxyImage: z.string().min(1).default('etcd-topology:0.1.0'),
+  leaderElectLeaseDuration: duration.prefault('15s'),
+  leaderElectRenewDeadline: duration.prefault('10s'),
+  leaderElectRetryPeriod: duration.prefault('2s'),
+  proxyImage: z.string().min(1).default(`etcd-topology:${version()}`),
   resyncPeriod: duration.prefault('30s'),
   help: z.boolean().default(false),
 });
@@ -40,7 +45,10 @@ const usage = `usage: etcd-topology operator [flags]
   --health-addr HOST:PORT         /healthz and /readyz (default :8081)
   --leader-elect=true|false       elect one active replica on a Lease (default true)
   --leader-election-namespace NS  namespace of the Lease (default: the pod's namespace, else default)
-  --proxy-image IMAGE             this project's image, run by the proxy DaemonSet, backup Jobs and restores (default etcd-topology:0.1.0)
+  --leader-elect-lease-duration DURATION  how long a standby waits after it last saw the Lease change before it takes over (default 15s)
+  --leader-elect-renew-deadline DURATION  how long the leader retries failed renewals before it stops acting and exits; below the lease duration (default 10s)
+  --leader-elect-retry-period DURATION    how often the leader renews and a standby tries to acquire; below the renew deadline (default 2s)
+  --proxy-image IMAGE             this project's image, run by the proxy DaemonSet, backup Jobs and restores (default etcd-topology:${version()})
   --resync-period DURATION        how often a settled topology is checked again (default 30s)
 
 Every flag also reads from ETCD_TOPOLOGY_<FLAG>, e.g. ETCD_TOPOLOGY_NAMESPACE.`;
@@ -62,6 +70,12 @@ export async function main(argv: string[]): Promise<number> {
     console.error(usage);
     return 0;
   }
+  const timings = { leaseDurationMs: flags.leaderElectLeaseDuration, renewDeadlineMs: flags.leaderElectRenewDeadline, retryPeriodMs: flags.leaderElectRetryPeriod };
+  const badTimings = invalidTimings(timings);
+  if (badTimings) {
+    const given = { 'leader-elect-lease-duration': timings.leaseDurationMs, 'leader-elect-renew-deadline': timings.renewDeadlineMs, 'leader-elect-retry-period': timings.retryPeriodMs }[badTimings.flag];
+    throw new UsageError(`operator: invalid value ${String((given ?? 0) / 1000)}s for --${badTimings.flag}: ${badTimings.message}`);
+  }
   const log = createRootLogger({ name: 'etcd-topology-operator' });
   const registry = createRegistry();
   const kc = loadKubeConfig(flags.kubeconfig);
@@ -71,7 +85,7 @@ export async function main(argv: string[]): Promise<number> {
   const controller = new Controller(kc, flags.namespace, registry, log);
   const identity = process.env['POD_NAME'] ?? `${os.hostname()}_${process.pid}`;
   const elector = flags.leaderElect
-    ? new LeaderElector({ kubeConfig: kc, namespace: ownNamespace(flags.leaderElectionNamespace), name: 'etcd-topology-operator', identity, logger: log })
+    ? new LeaderElector({ kubeConfig: kc, namespace: ownNamespace(flags.leaderElectionNamespace), name: 'etcd-topology-operator', identity, timings, logger: log })
     : undefined;
 
   const servers = [

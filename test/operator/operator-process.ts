@@ -8,27 +8,33 @@ const repo = path.resolve(import.meta.dirname, '..', '..');
 /** The operator run from dist/ as a local process with the admin kubeconfig, for tests that need its metrics. */
 export class OperatorProcess {
   readonly metricsUrl: string;
+  readonly logFile: string;
   private readonly child: ChildProcess;
 
-  private constructor(child: ChildProcess, metricsUrl: string) {
+  private constructor(child: ChildProcess, metricsUrl: string, logFile: string) {
     this.child = child;
     this.metricsUrl = metricsUrl;
+    this.logFile = logFile;
   }
 
-  /** Starts `etcd-topology operator` and waits for /readyz. */
-  static async start(kubeconfig: string, logFile: string, extraArgs: string[] = []): Promise<OperatorProcess> {
+  /**
+   * Starts `etcd-topology operator` and waits for /readyz (a standby is ready too). identity becomes
+   * POD_NAME, the leader-election identity, so that several replicas can be told apart.
+   */
+  static async start(kubeconfig: string, logFile: string, extraArgs: string[] = [], identity?: string): Promise<OperatorProcess> {
     const [metrics, health] = [await freePort(), await freePort()];
     const child = spawnLogged(
       process.execPath,
       [path.join(repo, 'dist', 'cli.js'), 'operator', `--kubeconfig=${kubeconfig}`, `--metrics-addr=127.0.0.1:${metrics}`, `--health-addr=127.0.0.1:${health}`, '--leader-election-namespace=default', ...extraArgs],
       logFile,
+      identity === undefined ? {} : { env: { ...process.env, POD_NAME: identity } },
     );
     await waitFor('the operator /readyz', async () => {
       if (child.exitCode !== null) throw new Error(`the operator exited with ${child.exitCode}; see ${logFile}`);
       const res = await fetch(`http://127.0.0.1:${health}/readyz`).catch(() => undefined);
       return res?.status === 200;
     });
-    return new OperatorProcess(child, `http://127.0.0.1:${metrics}/metrics`);
+    return new OperatorProcess(child, `http://127.0.0.1:${metrics}/metrics`, logFile);
   }
 
   /** A counter's value per label set, from /metrics. */
@@ -56,6 +62,16 @@ export class OperatorProcess {
 
   get alive(): boolean {
     return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** The exit code, or the signal that ended it; undefined while it runs. */
+  get exit(): number | NodeJS.Signals | undefined {
+    return this.child.exitCode ?? this.child.signalCode ?? undefined;
+  }
+
+  /** Kills the operator at once (SIGKILL): no release of its lease, as when its node dies. */
+  async kill(): Promise<void> {
+    await terminate(this.child, 0, 'SIGKILL');
   }
 
   async stop(): Promise<number | null> {

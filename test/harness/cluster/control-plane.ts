@@ -14,6 +14,13 @@ export interface ControlPlane {
   pki: Pki;
   /** Admin kubeconfig (system:masters). */
   kubeconfig: string;
+  /**
+   * Stops kube-apiserver, keeps it down for downMs, then starts it again with the same port, flags
+   * and etcd data, and waits for its /readyz. Resolves how long each phase took: stopping (signal
+   * until exit), down, starting (until /readyz). SIGKILL (the default) stops it at once, as a crash;
+   * with SIGTERM its graceful shutdown refuses requests for up to 10 s more while watches drain.
+   */
+  restartApiserver(downMs: number, signal?: NodeJS.Signals): Promise<{ stoppingMs: number; downMs: number; startingMs: number }>;
   stop(): Promise<void>;
 }
 
@@ -62,7 +69,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     ]);
 
     const server = `https://127.0.0.1:${apiserverPort}`;
-    const apiserver = startProcess('kube-apiserver', bin.kubeApiserver, [
+    const apiserverArgs = [
       `--etcd-servers=http://127.0.0.1:${etcdClient}`,
       `--cert-dir=${dir}`,
       `--tls-cert-file=${pki.apiserver.cert}`,
@@ -79,7 +86,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       `--service-account-signing-key-file=${pki.serviceAccountKey}`,
       '--profiling=false',
       '--v=1',
-    ]);
+    ];
+    let apiserver = startProcess('kube-apiserver', bin.kubeApiserver, apiserverArgs);
 
     const adminKubeconfig = path.join(dir, 'admin.kubeconfig');
     await writeFile(adminKubeconfig, kubeconfig(server, pki.ca.cert, pki.admin, 'admin'));
@@ -88,23 +96,40 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     const schedulerKubeconfig = path.join(dir, 'scheduler.kubeconfig');
     await writeFile(schedulerKubeconfig, kubeconfig(server, pki.ca.cert, pki.scheduler, 'kube-scheduler'));
 
-    const agent = new Agent({ connect: { ca: await readFile(pki.ca.cert), cert: await readFile(pki.admin.cert), key: await readFile(pki.admin.key) } });
-    try {
-      await waitFor(
-        'kube-apiserver /readyz',
-        async () => {
-          await exitedEarly('etcd', etcd);
-          await exitedEarly('kube-apiserver', apiserver);
-          const res = await request(`${server}/readyz`, { dispatcher: agent }).catch(() => undefined);
-          if (!res) return false;
-          await res.body.text();
-          return res.statusCode === 200;
-        },
-        { timeoutMs: 120_000, intervalMs: 250 },
-      );
-    } finally {
-      await agent.close();
-    }
+    const apiserverReady = async (): Promise<void> => {
+      const agent = new Agent({ connect: { ca: await readFile(pki.ca.cert), cert: await readFile(pki.admin.cert), key: await readFile(pki.admin.key) } });
+      try {
+        await waitFor(
+          'kube-apiserver /readyz',
+          async () => {
+            await exitedEarly('etcd', etcd);
+            await exitedEarly('kube-apiserver', apiserver);
+            const res = await request(`${server}/readyz`, { dispatcher: agent }).catch(() => undefined);
+            if (!res) return false;
+            await res.body.text();
+            return res.statusCode === 200;
+          },
+          { timeoutMs: 120_000, intervalMs: 250 },
+        );
+      } finally {
+        await agent.close();
+      }
+    };
+    await apiserverReady();
+    const restartApiserver = async (downMs: number, signal: NodeJS.Signals = 'SIGKILL'): Promise<{ stoppingMs: number; downMs: number; startingMs: number }> => {
+      const old = apiserver;
+      const t0 = Date.now();
+      await terminate(old, 10_000, signal);
+      const t1 = Date.now();
+      processes.splice(processes.findIndex((p) => p.child === old), 1);
+      await new Promise((r) => setTimeout(r, downMs));
+      apiserver = startProcess('kube-apiserver', bin.kubeApiserver, apiserverArgs);
+      // Keep the stop order: the new apiserver must still stop before etcd.
+      processes.splice(processes.findIndex((p) => p.child === etcd) + 1, 0, processes.pop()!);
+      const t2 = Date.now();
+      await apiserverReady();
+      return { stoppingMs: t1 - t0, downMs: t2 - t1, startingMs: Date.now() - t2 };
+    };
 
     const kcm = startProcess('kube-controller-manager', bin.kubeControllerManager, [
       `--kubeconfig=${kcmKubeconfig}`,
@@ -153,7 +178,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       await insecure.close();
     }
 
-    return { server, apiserverPort, pki, kubeconfig: adminKubeconfig, stop };
+    return { server, apiserverPort, pki, kubeconfig: adminKubeconfig, restartApiserver, stop };
   } catch (err) {
     await stop();
     throw err;

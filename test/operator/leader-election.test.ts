@@ -1,0 +1,143 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { LocalCluster } from '../harness/cluster/local-cluster.ts';
+import { waitFor } from '../harness/ports.ts';
+import { OperatorProcess } from './operator-process.ts';
+import { conditionOf, getTopology, startOperatorCluster, topologyManifest, type OperatorCluster } from './setup.ts';
+
+// Leader election on the local cluster with the default timings (lease 15 s, renew deadline 10 s,
+// retry 2 s): the API server stopped for 5 s does not make the leader give up, restart or repeat a
+// step; with two replicas, SIGKILL of the leader hands over after the lease expired, as observed by
+// the standby, and the standby writes nothing until then.
+
+const NS = 'default';
+const NAME = 'le';
+const LEASE_MS = 15_000;
+const RETRY_MS = 2_000;
+const WRITES = 'etcd_topology_operator_api_writes_total';
+
+interface Lease {
+  metadata: { resourceVersion: string };
+  spec: { holderIdentity?: string; acquireTime?: string; renewTime?: string; leaseTransitions?: number };
+}
+
+describe('leader election on the local cluster', () => {
+  let env: OperatorCluster;
+  let cluster: LocalCluster;
+  let a: OperatorProcess;
+  let b: OperatorProcess | undefined;
+
+  const lease = async (): Promise<Lease> => JSON.parse(await cluster.kubectl(['get', 'lease', 'etcd-topology-operator', '-n', NS, '-o', 'json'])) as Lease;
+  const logLines = async (op: OperatorProcess, msg: string): Promise<number> =>
+    (await readFile(op.logFile, 'utf8')).split('\n').filter((l) => l.includes(`"msg":"${msg}`)).length;
+  /** Every write the operator made except status patches, per label set. */
+  const nonStatusWrites = async (op: OperatorProcess): Promise<Record<string, number>> =>
+    Object.fromEntries(Object.entries(await op.series(WRITES)).filter(([labels]) => !labels.includes('verb="patch-status"')));
+  const reconciles = (op: OperatorProcess): Promise<number> => op.counter('etcd_topology_operator_reconciles_total');
+
+  beforeAll(async () => {
+    env = await startOperatorCluster({}, ['--resync-period=3s']);
+    cluster = env.cluster;
+    a = env.operator;
+    await cluster.kubectl(['apply', '-f', '-'], topologyManifest(NAME, NS, { members: { count: 1 } }));
+    await waitFor(`${NAME} settled`, async () => {
+      const t = await getTopology(cluster, NAME, NS);
+      return conditionOf(t, 'Available')?.status === 'True' && conditionOf(t, 'Progressing')?.status === 'False' && t.status?.proxies?.ready === 2;
+    }, { timeoutMs: 240_000, intervalMs: 1000 });
+  });
+  afterAll(async () => {
+    await b?.stop();
+    await env?.stop();
+  });
+
+  it('keeps one leader through a 5 s API server outage, without a restart or a repeated step', async () => {
+    // Settled: two resyncs with no write at all.
+    const settledWrites = await waitFor('a resync without writes', async () => {
+      const before = await a.series(WRITES);
+      const r = await reconciles(a);
+      await waitFor('two reconciles', async () => (await reconciles(a)) >= r + 2, { timeoutMs: 30_000 });
+      return JSON.stringify(await a.series(WRITES)) === JSON.stringify(before) ? before : false;
+    }, { timeoutMs: 60_000, intervalMs: 0 });
+    const held = await lease();
+    expect(held.spec.holderIdentity).toBeTruthy();
+    const acquired = await logLines(a, 'Acquired the leader lease');
+    expect(acquired).toBe(1);
+    const statusWritesBefore = await a.counter(WRITES, (l) => l.includes('verb="patch-status"'));
+
+    const phases = await cluster.controlPlane.restartApiserver(5_000);
+    console.error(`API server restart: ${JSON.stringify(phases)}`);
+
+    // The informers reconnect and the resyncs go on: wait for two reconciles after the outage.
+    const r = await reconciles(a);
+    await waitFor('two reconciles after the outage', async () => (await reconciles(a)) >= r + 2, { timeoutMs: 60_000 });
+    const after = await lease();
+    const statusWrites = (await a.counter(WRITES, (l) => l.includes('verb="patch-status"'))) - statusWritesBefore;
+    console.error(`status writes during and after the outage: ${statusWrites}`);
+
+    expect(a.alive, `the operator exited (${String(a.exit)}); see ${a.logFile}`).toBe(true);
+    // The same holder, never handed over and taken back: the acquire time and transitions are unchanged.
+    expect(after.spec.holderIdentity).toBe(held.spec.holderIdentity);
+    expect(after.spec.acquireTime).toBe(held.spec.acquireTime);
+    expect(after.spec.leaseTransitions).toBe(held.spec.leaseTransitions);
+    expect(after.spec.renewTime).not.toBe(held.spec.renewTime);
+    // The outage reached the elector (renewals failed) and it retried instead of giving up.
+    expect(await logLines(a, 'Failed to renew the leader lease')).toBeGreaterThan(0);
+    expect(await logLines(a, 'Lost the leader lease')).toBe(0);
+    expect(await logLines(a, 'Acquired the leader lease')).toBe(acquired);
+    // No step repeated: nothing applied, deleted or created again; status only if it changed.
+    expect(await nonStatusWrites(a)).toEqual(Object.fromEntries(Object.entries(settledWrites).filter(([l]) => !l.includes('verb="patch-status"'))));
+  });
+
+  it('hands over to a standby within the lease duration after SIGKILL of the leader, and the standby acts only then', async () => {
+    const leader = (await lease()).spec.holderIdentity!;
+    b = await OperatorProcess.start(cluster.kubeconfig, path.join(cluster.dir, 'operator-b.log'), ['--resync-period=3s'], 'standby-b');
+    // The standby sees the lease held and waits: two of its acquire attempts, no write, no reconcile.
+    await new Promise((r) => setTimeout(r, 3 * RETRY_MS));
+    expect((await lease()).spec.holderIdentity).toBe(leader);
+    expect(await logLines(b, 'Acquired the leader lease')).toBe(0);
+    expect(await b.counter(WRITES)).toBe(0);
+    expect(await reconciles(b)).toBe(0);
+    const lastRenewal = (await lease()).spec.renewTime;
+
+    const killed = Date.now();
+    await a.kill();
+    const holders = new Set<string>();
+    const taken = await waitFor('the standby holds the lease', async () => {
+      const l = await lease();
+      holders.add(l.spec.holderIdentity ?? '');
+      if (l.spec.holderIdentity !== 'standby-b') {
+        // Until it takes over, the standby did nothing.
+        expect(await b!.counter(WRITES)).toBe(0);
+        return false;
+      }
+      return Date.now() - killed;
+    }, { timeoutMs: 60_000, intervalMs: 250 });
+    console.error(`handover ${taken} ms after SIGKILL (lease ${LEASE_MS} ms, retry ${RETRY_MS} ms); last renewal by the old leader at ${lastRenewal}`);
+
+    expect([...holders]).toEqual([leader, 'standby-b']);
+    // Not before the lease expired as the standby observed it (the old leader's last renewal was at
+    // most one jittered retry period before the kill) and not much after: one lease duration plus two
+    // jittered retry periods (seeing the last renewal, then the attempt after expiry), plus polling.
+    expect(taken).toBeGreaterThanOrEqual(LEASE_MS - 1.2 * RETRY_MS);
+    expect(taken).toBeLessThanOrEqual(LEASE_MS + 2 * 1.2 * RETRY_MS + 1000);
+    expect(await logLines(b, 'Acquired the leader lease')).toBe(1);
+    expect(b.alive).toBe(true);
+  });
+
+  // Skipped, not passing: in the runs so far (2026-12-01) the replica that took over re-applied every
+  // owned object (ServiceAccounts, Services, PDB, StatefulSet, DaemonSet: "Updated ..." each time) on
+  // every reconcile for ~10 s and then stopped reconciling at all for 90 s, while the first replica
+  // made no write per resync on the same topology. Not caused by the election (the standby wrote
+  // nothing before it held the lease); to be found in the reconcile or informer path of a replica that
+  // started its informers before it led. Enable once fixed.
+  it.skip('the new leader settles after the handover: two resyncs in a row without a write', async () => {
+    await waitFor('the new leader settles', async () => {
+      const before = await b!.series(WRITES);
+      const r = await reconciles(b!);
+      await waitFor('two reconciles', async () => (await reconciles(b!)) >= r + 2, { timeoutMs: 30_000 });
+      return JSON.stringify(await b!.series(WRITES)) === JSON.stringify(before);
+    }, { timeoutMs: 90_000, intervalMs: 0 });
+    expect(b!.alive).toBe(true);
+  });
+});
