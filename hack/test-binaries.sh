@@ -160,25 +160,14 @@ GO
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl) >&2
 }
 
-build_versitygw() {
-  local version=$1 out=$2
-  GOBIN="$out" go install -trimpath -ldflags "-s -w" "github.com/versity/versitygw/cmd/versitygw@$version" >&2
+# go_install PACKAGE VERSION OUT -- a single Go program at a tagged version, straight from the module proxy.
+go_install() {
+  GOBIN="$3" go install -trimpath -ldflags "-s -w" "$1@$2" >&2
 }
-
-build_kwok() {
-  local version=$1 out=$2
-  GOBIN="$out" go install "sigs.k8s.io/kwok/cmd/kwok@$version" >&2
-}
-
-build_promtool() {
-  local version=$1 out=$2
-  GOBIN="$out" go install -trimpath -ldflags "-s -w" "github.com/prometheus/prometheus/cmd/promtool@$version" >&2
-}
-
-build_h2spec() {
-  local version=$1 out=$2
-  GOBIN="$out" go install "github.com/summerwind/h2spec/cmd/h2spec@$version" >&2
-}
+build_versitygw() { go_install github.com/versity/versitygw/cmd/versitygw "$@"; }
+build_kwok() { go_install sigs.k8s.io/kwok/cmd/kwok "$@"; }
+build_promtool() { go_install github.com/prometheus/prometheus/cmd/promtool "$@"; }
+build_h2spec() { go_install github.com/summerwind/h2spec/cmd/h2spec "$@"; }
 
 # One build at a time per cache: a second caller waits, then finds the binaries cached.
 exec 9>"$CACHE/.build.lock"
