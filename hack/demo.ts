@@ -65,6 +65,11 @@ try {
     await k('wait', '-n', NS, '--for=condition=Ready', 'pod', '-l', 'app.kubernetes.io/component=proxy', '--timeout=120s').catch((err: Error) => {
       console.error(`proxies not ready: ${err.message}`);
     });
+    // Available needs the members only; the status counts the proxies once the operator has seen the
+    // DaemonSet's ready count, which Progressing=False (ReconcileComplete) says.
+    await k('wait', '-n', NS, '--for=condition=Progressing=False', 'etop/example', '--timeout=120s').catch((err: Error) => {
+      console.error(`topology not settled: ${err.message}`);
+    });
   }
   console.log(await k('get', 'etop', '-n', NS));
   console.log(await k('get', 'pods', '-n', NS, '-o', 'wide'));

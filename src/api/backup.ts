@@ -96,7 +96,7 @@ export const restoreStatusSchema = z.object({
   phase: z.enum(['Resolving', 'Restoring', 'Restored', 'Failed']),
   message: z.string().optional(),
   job: z.string().optional(),
-  time: z.string().meta({ format: 'date-time' }).optional().meta({ description: 'When the last attempt to find the backup failed.' }),
+  time: z.string().meta({ format: 'date-time' }).optional().meta({ description: 'When the backup was last looked for (the resolve Job started, or failed).' }),
 });
 
 export type BackupSpec = z.infer<typeof backupSpecSchema>;

@@ -33,6 +33,10 @@ describe('jobOutcome', () => {
       state: 'failed', message: 'its Job failed: DeadlineExceeded Job was active longer than specified deadline',
     });
     expect(jobOutcome(undefined, [], now)).toEqual({ state: 'failed', message: 'its Job was deleted before it finished' });
+    expect(jobOutcome(undefined, [], now, new Date('2026-12-01T09:59:00Z'))).toEqual({ state: 'failed', message: 'its Job was deleted before it finished' });
+  });
+  it('is running while a Job just created is not in the cache yet', () => {
+    expect(jobOutcome(undefined, [], now, new Date('2026-12-01T09:59:50Z'))).toEqual({ state: 'running' });
   });
   it('is running while the container runs', () => {
     expect(jobOutcome(job(), [pod({ containerStatuses: [{ name: 'snapshot', image: 'i', imageID: '', ready: true, restartCount: 0, state: { running: {} } }] })], now)).toEqual({ state: 'running' });

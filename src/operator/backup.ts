@@ -35,9 +35,18 @@ function parseMessage(message: string | undefined): Record<string, unknown> | un
   }
 }
 
-/** Reads a snapshot Job's outcome from the Job and its pod; a pod stuck on configuration is a failure now, not at the deadline. */
-export function jobOutcome(job: V1Job | undefined, pods: readonly V1Pod[], now: Date): JobOutcome {
-  if (!job) return { state: 'failed', message: 'its Job was deleted before it finished' };
+/** How long a Job the operator created may be missing from its cache before it counts as deleted. */
+const JOB_CACHE_GRACE_MS = 30_000;
+
+/**
+ * Reads a snapshot Job's outcome from the Job and its pod; a pod stuck on configuration is a failure now,
+ * not at the deadline. A Job created at `createdAt` that the informer has not delivered yet is running.
+ */
+export function jobOutcome(job: V1Job | undefined, pods: readonly V1Pod[], now: Date, createdAt?: Date): JobOutcome {
+  if (!job) {
+    if (createdAt !== undefined && now.getTime() - createdAt.getTime() < JOB_CACHE_GRACE_MS) return { state: 'running' };
+    return { state: 'failed', message: 'its Job was deleted before it finished' };
+  }
   const pod = [...pods].sort((a, b) => String(b.metadata?.creationTimestamp ?? '').localeCompare(String(a.metadata?.creationTimestamp ?? '')))[0];
   const status = pod?.status?.containerStatuses?.[0];
   const terminated = status?.state?.terminated;
@@ -165,7 +174,7 @@ export class BackupSteps {
 
     if (status.active) {
       const job = this.deps.informers.get<V1Job>('Job', status.active.job, ns);
-      const outcome = jobOutcome(job, this.podsOf(ns, status.active.job), now);
+      const outcome = jobOutcome(job, this.podsOf(ns, status.active.job), now, time(status.active.startTime));
       if (outcome.state === 'running') return { status, requeueAfterMs: 3_000 };
       status = this.recordOutcome(topology, status, outcome, target, log);
       if (outcome.state === 'failed' && job && !job.metadata?.deletionTimestamp) {
@@ -311,7 +320,7 @@ export class BackupSteps {
     const now = this.deps.clock.now();
     if (status?.job) {
       const job = this.deps.informers.get<V1Job>('Job', status.job, ns);
-      const outcome = jobOutcome(job, this.podsOf(ns, status.job), now);
+      const outcome = jobOutcome(job, this.podsOf(ns, status.job), now, time(status.time));
       if (outcome.state === 'running') return { status, hold: true, requeueAfterMs: 2_000 };
       if (job && !job.metadata?.deletionTimestamp && outcome.state === 'failed') await this.deps.writer.delete('batch/v1', 'Job', ns, status.job);
       if (outcome.state === 'failed') {
@@ -349,7 +358,7 @@ export class BackupSteps {
     });
     await this.deps.writer.apply(job);
     log.info({ job: job.metadata!.name }, `Started Job ${job.metadata!.name} to find backup ${from.key}`);
-    return { status: { ...(status ?? {}), phase: 'Resolving', job: job.metadata!.name!, message: `finding backup ${from.key}` }, hold: true, requeueAfterMs: 2_000 };
+    return { status: { ...(status ?? {}), phase: 'Resolving', job: job.metadata!.name!, message: `finding backup ${from.key}`, time: rfc3339(now) }, hold: true, requeueAfterMs: 2_000 };
   }
 }
 
