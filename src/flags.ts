@@ -64,7 +64,8 @@ export function parseFlags<S extends z.ZodObject>(
   return { flags: result.data, positionals };
 }
 
-function toKebab(s: string): string {
+/** camelCase flag key to its --kebab-case name. */
+export function toKebab(s: string): string {
   return s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
 

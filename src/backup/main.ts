@@ -3,7 +3,7 @@ import { Agent } from 'undici';
 import { z } from 'zod';
 import { EtcdAdminClient } from '../etcd/admin-client.ts';
 import { TopologyError, UsageError } from '../errors.ts';
-import { parseFlags } from '../flags.ts';
+import { parseFlags, toKebab } from '../flags.ts';
 import { topologyPrefix } from './keys.ts';
 import { resolveBackup, restoreMember } from './restore.ts';
 import { S3Store } from './s3-store.ts';
@@ -60,7 +60,7 @@ type Flags = z.infer<typeof flagsSchema>;
 
 function need<K extends keyof Flags>(flags: Flags, verb: string, ...names: K[]): void {
   const missing = names.filter((n) => flags[n] === undefined);
-  if (missing.length > 0) throw new UsageError(`snapshot ${verb}: missing ${missing.map((n) => `--${n.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}`);
+  if (missing.length > 0) throw new UsageError(`snapshot ${verb}: missing ${missing.map((n) => `--${toKebab(n)}`).join(', ')}`);
 }
 
 /** The destination the flags name; exactly one of S3 and volume. */

@@ -48,10 +48,10 @@ export class VolumeStore implements BackupStore {
   }
 
   async list(prefix: string): Promise<string[]> {
-    const dir = this.file(prefix.endsWith('/') ? prefix : path.posix.dirname(prefix) + '/');
+    const folder = prefix.endsWith('/') ? prefix : path.posix.dirname(prefix) + '/';
+    const dir = this.file(folder);
     try {
       const entries = await readdir(dir, { withFileTypes: true });
-      const folder = prefix.endsWith('/') ? prefix : path.posix.dirname(prefix) + '/';
       return entries.filter((e) => e.isFile() && !e.name.includes('.partial-')).map((e) => `${folder}${e.name}`).filter((k) => k.startsWith(prefix));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
