@@ -41,16 +41,19 @@ export class AckedWriter {
     this.loop = (async () => {
       let last = Date.now();
       let pick = 0;
+      let targets: WriteTarget[] = [];
       for (let n = 0; this.running; n++) {
         const key = `${this.prefix}${String(n).padStart(6, '0')}`;
         const value = `v${n}`;
         const sent = Date.now();
-        const targets = await this.targets().catch(() => []);
+        // The targets are looked up again only after a failure, as a client re-resolves its endpoints.
+        if (targets.length === 0) targets = await this.targets().catch(() => []);
         const target = targets[pick % Math.max(1, targets.length)];
         const failed = (error: string): void => {
           this.failures++;
           this.failed.push({ sent, failed: Date.now(), target: target?.url ?? 'none', error });
           pick++;
+          targets = [];
         };
         if (target === undefined) failed('no target');
         else {
