@@ -11,19 +11,6 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/**/*.test.ts'],
-          // The node-pool upgrade scenario runs alone (npm run test:upgrade): its replacement phase
-          // still times out in some runs (see issue 5), so it is kept out of npm test until fixed.
-          exclude: ['test/quorum/node-pool-upgrade.test.ts'],
-          environment: 'node',
-          fileParallelism: false,
-          testTimeout: 120_000,
-          hookTimeout: 300_000,
-        },
-      },
-      {
-        test: {
-          name: 'upgrade',
-          include: ['test/quorum/node-pool-upgrade.test.ts'],
           environment: 'node',
           fileParallelism: false,
           testTimeout: 120_000,

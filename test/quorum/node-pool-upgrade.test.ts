@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CENTRAL_LABEL, CENTRAL_TAINT, type LocalCluster } from '../harness/cluster/local-cluster.ts';
 import type { Pod } from '../harness/cluster/types.ts';
 import { waitFor } from '../harness/ports.ts';
+import type { EndpointTls } from '../../src/etcd/admin-client.ts';
 import { MemberTls } from '../tls/tls-client.ts';
 import { componentPods, conditionOf, getTopology, isReady, startOperatorCluster, topologyManifest, type OperatorCluster } from '../operator/setup.ts';
 import { AckedWriter, QuorumSampler } from './upgrade-load.ts';
@@ -18,6 +19,7 @@ describe('node-pool upgrade under load', () => {
   let env: OperatorCluster;
   let cluster: LocalCluster;
   let writer: AckedWriter;
+  let direct: AckedWriter;
   let sampler: QuorumSampler;
   const refusedDrains: string[] = [];
 
@@ -79,23 +81,29 @@ describe('node-pool upgrade under load', () => {
       return (await healthyAndAvailable()) && proxies.length === 2 && proxies.every(isReady);
     }, { timeoutMs: 240_000, intervalMs: 1000 });
     const proxy = (await componentPods(cluster, NAME, NS, 'proxy')).find((p) => p.spec?.nodeName === 'worker-0')!;
-    writer = new AckedWriter(`http://${proxy.status!.podIP}:2379`);
-    // TLS is on by default: the sampler presents the topology's client certificate, as the operator does.
+    writer = new AckedWriter(`http://${proxy.status!.podIP}:2379`, 'upgrade/proxy/');
+    // TLS is on by default: the sampler and the direct client present the topology's client
+    // certificate, as the operator does, and verify each member's DNS name.
     const memberTls = new MemberTls(cluster, NS, NAME);
     const pem = await memberTls.pem();
-    sampler = new QuorumSampler(async () =>
+    const memberTargets = async (): Promise<{ name: string; url: string; tls: EndpointTls }[]> =>
       (await members())
         .filter((p) => p.status?.podIP && !p.metadata.deletionTimestamp)
-        .map((p) => ({ name: p.metadata.name, url: `https://${p.status!.podIP}:2379`, tls: { ...pem, servername: `${p.metadata.name}.${NAME}-peer.${NS}.svc` } })),
-    );
+        .map((p) => ({ name: p.metadata.name, url: `https://${p.status!.podIP}:2379`, tls: { ...pem, servername: `${p.metadata.name}.${NAME}-peer.${NS}.svc` } }));
+    // The same load straight to the members, for the proxy's figures to be read against.
+    direct = new AckedWriter(memberTargets, 'upgrade/direct/');
+    sampler = new QuorumSampler(memberTargets);
     writer.start();
+    direct.start();
     sampler.start(2);
   });
   afterAll(async () => {
     try {
       await writer?.stop();
+      await direct?.stop();
       await sampler?.stop();
       await writer?.close();
+      await direct?.close();
     } finally {
       await env?.stop();
     }
@@ -135,18 +143,21 @@ describe('node-pool upgrade under load', () => {
   });
 
   it('kept quorum at every sample and lost no acknowledged write', async () => {
-    await writer.stop();
+    await Promise.all([writer.stop(), direct.stop()]);
     await sampler.stop();
-    const missing = await writer.missing();
+    const [missing, missingDirect] = [await writer.missing(), await direct.missing()];
+    const report = (label: string, w: AckedWriter): string =>
+      `${label}: ${w.acked.size} writes acknowledged, ${w.failures} failed attempts, longest write stall ${w.longestStallMs} ms` +
+      (w.failed.length > 0 ? ` (failures: ${w.failed.slice(0, 5).map((f) => `${new Date(f.sent).toISOString()} ${f.target}: ${f.error}`).join('; ')})` : '');
     console.log(
-      `node-pool upgrade: ${writer.acked.size} writes acknowledged, ${writer.failures} failed attempts, ` +
-        `longest write stall ${writer.longestStallMs} ms; ${sampler.samples} quorum samples, fewest healthy voters ${sampler.minHealthy}; ` +
-        `refused drains: ${refusedDrains.join('; ')}`,
+      `node-pool upgrade: ${report('through the proxy', writer)}; ${report('straight to the members', direct)}; ` +
+        `${sampler.samples} quorum samples, fewest healthy voters ${sampler.minHealthy}; refused drains: ${refusedDrains.join('; ')}`,
     );
     expect(sampler.samples).toBeGreaterThan(50);
     expect(sampler.lowSamples).toEqual([]);
     expect(sampler.minHealthy).toBeGreaterThanOrEqual(2);
     expect(writer.acked.size).toBeGreaterThan(100);
     expect(missing).toEqual([]);
+    expect(missingDirect).toEqual([]);
   });
 });

@@ -6,55 +6,76 @@ import { healthyVotersOf, votersOf } from '../../src/quorum/members.ts';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
+/** Where an AckedWriter sends its writes: a URL and, for https, the client certificate and the name to verify. */
+export interface WriteTarget {
+  url: string;
+  tls?: EndpointTls;
+}
+
 /**
- * A client that writes continuously through one proxy (etcd's JSON gateway over HTTP/1.1) and
- * records every write etcd acknowledged, and the longest time between two acknowledgements.
+ * A client that writes continuously (etcd's JSON gateway over HTTP/1.1) and records every write etcd
+ * acknowledged, and the longest time between two acknowledgements. With one target it is a pod's
+ * client of the node's proxy; with the members as targets it is a client that balances over the
+ * members itself, moving to the next one after a failure, as etcd's clients do.
  */
 export class AckedWriter {
   readonly acked = new Map<string, string>();
   failures = 0;
   longestStallMs = 0;
   /** When each failed write was sent and when it failed (epoch ms), to tell what it overlapped. */
-  readonly failed: { sent: number; failed: number }[] = [];
-  private readonly agent = new Agent({ keepAliveTimeout: 10_000, connections: 2 });
+  readonly failed: { sent: number; failed: number; target: string; error: string }[] = [];
+  private readonly agents = new Map<string, { key: string; agent: Agent }>();
   private running = false;
   private loop: Promise<void> | undefined;
-  private readonly url: string;
+  private readonly prefix: string;
+  private readonly targets: () => Promise<WriteTarget[]>;
 
-  constructor(proxyUrl: string) {
-    this.url = proxyUrl;
+  /** target: a proxy's URL, or the members to balance over; every key written starts with prefix. */
+  constructor(target: string | (() => Promise<WriteTarget[]>), prefix = 'upgrade/') {
+    this.prefix = prefix;
+    this.targets = typeof target === 'string' ? () => Promise.resolve([{ url: target }]) : target;
   }
 
   start(): void {
     this.running = true;
     this.loop = (async () => {
       let last = Date.now();
+      let pick = 0;
+      let targets: WriteTarget[] = [];
       for (let n = 0; this.running; n++) {
-        const key = `upgrade/${String(n).padStart(6, '0')}`;
+        const key = `${this.prefix}${String(n).padStart(6, '0')}`;
         const value = `v${n}`;
         const sent = Date.now();
-        const failed = (): void => {
+        // The targets are looked up again only after a failure, as a client re-resolves its endpoints.
+        if (targets.length === 0) targets = await this.targets().catch(() => []);
+        const target = targets[pick % Math.max(1, targets.length)];
+        const failed = (error: string): void => {
           this.failures++;
-          this.failed.push({ sent, failed: Date.now() });
+          this.failed.push({ sent, failed: Date.now(), target: target?.url ?? 'none', error });
+          pick++;
+          targets = [];
         };
-        try {
-          const res = await request(`${this.url}/v3/kv/put`, {
-            method: 'POST',
-            dispatcher: this.agent,
-            body: JSON.stringify({ key: b64(key), value: b64(value) }),
-            headers: { 'content-type': 'application/json' },
-            headersTimeout: 5000,
-            bodyTimeout: 5000,
-          });
-          await res.body.text();
-          if (res.statusCode === 200) {
-            this.acked.set(key, value);
-            const now = Date.now();
-            this.longestStallMs = Math.max(this.longestStallMs, now - last);
-            last = now;
-          } else failed();
-        } catch {
-          failed();
+        if (target === undefined) failed('no target');
+        else {
+          try {
+            const res = await request(`${target.url}/v3/kv/put`, {
+              method: 'POST',
+              dispatcher: this.agentFor(target),
+              body: JSON.stringify({ key: b64(key), value: b64(value) }),
+              headers: { 'content-type': 'application/json' },
+              headersTimeout: 5000,
+              bodyTimeout: 5000,
+            });
+            const text = await res.body.text();
+            if (res.statusCode === 200) {
+              this.acked.set(key, value);
+              const now = Date.now();
+              this.longestStallMs = Math.max(this.longestStallMs, now - last);
+              last = now;
+            } else failed(`HTTP ${res.statusCode}: ${text.slice(0, 120)}`);
+          } catch (err) {
+            failed((err as Error).message);
+          }
         }
         this.longestStallMs = Math.max(this.longestStallMs, Date.now() - last);
         await new Promise((r) => setTimeout(r, 20));
@@ -67,13 +88,13 @@ export class AckedWriter {
     await this.loop;
   }
 
-  /** Reads every key under upgrade/ through the proxy and returns the ones missing or wrong. */
+  /** Reads every key this writer wrote through its first target and returns the ones missing or wrong. */
   async missing(): Promise<string[]> {
-    const prefix = 'upgrade/';
-    const res = await request(`${this.url}/v3/kv/range`, {
+    const target = (await this.targets())[0]!;
+    const res = await request(`${target.url}/v3/kv/range`, {
       method: 'POST',
-      dispatcher: this.agent,
-      body: JSON.stringify({ key: b64(prefix), range_end: b64('upgrade0') }),
+      dispatcher: this.agentFor(target),
+      body: JSON.stringify({ key: b64(this.prefix), range_end: b64(prefixEnd(this.prefix)) }),
       headers: { 'content-type': 'application/json' },
     });
     const body = (await res.body.json()) as { kvs?: { key: string; value: string }[] };
@@ -82,8 +103,26 @@ export class AckedWriter {
   }
 
   async close(): Promise<void> {
-    if (!this.agent.closed) await this.agent.close();
+    for (const { agent } of this.agents.values()) await agent.close();
+    this.agents.clear();
   }
+
+  /** One keep-alive agent per target and TLS material (a renewed certificate gets a new agent). */
+  private agentFor(target: WriteTarget): Agent {
+    const key = target.tls ? `${target.tls.cert}|${target.tls.servername ?? ''}` : '';
+    const current = this.agents.get(target.url);
+    if (current?.key === key) return current.agent;
+    if (current) void current.agent.close().catch(() => undefined);
+    const tls = target.tls;
+    const agent = new Agent({ keepAliveTimeout: 10_000, connections: 2, ...(tls ? { connect: { ca: tls.ca, cert: tls.cert, key: tls.key, servername: tls.servername } } : {}) });
+    this.agents.set(target.url, { key, agent });
+    return agent;
+  }
+}
+
+/** The end of etcd's range for every key that starts with prefix (the prefix with its last byte plus one). */
+function prefixEnd(prefix: string): string {
+  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
 }
 
 /** Samples, as etcd itself reports it, how many voters are healthy; keeps the minimum seen. */

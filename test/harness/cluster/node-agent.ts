@@ -1,6 +1,7 @@
 import { rmdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { hostsFor } from './dns.ts';
 import type { ImageMapping } from './images.ts';
 import type { KubeRest } from './kube-rest.ts';
 import { PodRunner } from './pod-runner.ts';
@@ -136,6 +137,21 @@ export class NodeAgent {
   /** The node's address (InternalIP), which hostNetwork pods on it use as their pod IP. */
   nodeIP(name: string): string {
     return this.node(name).ip;
+  }
+
+  /**
+   * The address a pod on the node, in the namespace, gets for host right now: the hosts file it would
+   * be given (cluster DNS plus Service routing, as this cluster has them), for clients the tests run
+   * as if they were such a pod.
+   */
+  resolve(nodeName: string, namespace: string, host: string): string | undefined {
+    const asPod: Pod = { metadata: { name: 'test-client', namespace }, spec: { nodeName, containers: [] } };
+    const hosts = hostsFor(asPod, nodeName, { services: [...this.services.values()], pods: [...this.pods.values()] });
+    for (const line of hosts.split('\n')) {
+      const [ip, ...names] = line.split(/\s+/);
+      if (ip && names.includes(host)) return ip;
+    }
+    return undefined;
   }
 
   private node(name: string): NodeState {
