@@ -148,9 +148,19 @@ class HttpCall implements ActiveCall {
 
   private async send(body: Buffer | undefined): Promise<void> {
     const { deps, req } = this;
-    const attempts = new CallAttempts(deps.upstreams, this.m.attempts, this.route.kind === 'plain' || this.route.retry, this.route.kind === 'gateway' && this.route.leader);
+    const toLeader = deps.leaderRouting && this.route.kind === 'gateway' && this.route.leader;
+    const attempts = new CallAttempts(deps.upstreams, this.m.attempts, this.route.kind === 'plain' || this.route.retry, toLeader);
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !hopByHop.has(k) && !k.startsWith(':')) headers[k] = v;
+    try {
+      await this.attempt(attempts, headers, body);
+    } finally {
+      attempts.finish();
+    }
+  }
+
+  private async attempt(attempts: CallAttempts, headers: Record<string, string | string[]>, body: Buffer | undefined): Promise<void> {
+    const { deps, req } = this;
     for (;;) {
       const member = attempts.next();
       if (member === undefined) {
