@@ -60,11 +60,11 @@ export class UpstreamSet {
   }
 
   /**
-   * A member for a new call, other than those in exclude and not held off: of two picked at random,
-   * the one with fewer calls outstanding (power of two choices), so a slow or stuck member, whose
-   * calls pile up, gets fewer new ones; on a tie the one picked longer ago, so idle members take
-   * turns. One that reports NOT_SERVING only when no other is left (a lone member that defragments
-   * is slow, not gone); undefined when there is none.
+   * A member for a new call, other than those in exclude and not held off: of two choices, the
+   * member picked longest ago and another at random, the one with fewer calls outstanding (power of
+   * two choices), so a slow or stuck member, whose calls pile up, gets fewer new ones, while idle
+   * members take turns as in a rotation. One that reports NOT_SERVING only when no other is left (a
+   * lone member that defragments is slow, not gone); undefined when there is none.
    */
   pick(exclude?: ReadonlySet<string>): string | undefined {
     return this.choose(exclude, true) ?? this.choose(exclude, false);
@@ -141,11 +141,14 @@ export class UpstreamSet {
     const now = this.now();
     const candidates = this.members.filter((m) => m.heldUntil <= now && !exclude?.has(m.url) && (!servingOnly || m.serving));
     if (candidates.length === 0) return undefined;
-    const first = Math.floor(this.random() * candidates.length);
+    // The first choice is the one picked longest ago (idle members thus take turns exactly, and a
+    // stuck member stays first choice, to lose each comparison); the second is any other at random.
+    let first = 0;
+    for (let i = 1; i < candidates.length; i++) if (candidates[i]!.lastPicked < candidates[first]!.lastPicked) first = i;
     let m = candidates[first]!;
     if (candidates.length > 1) {
       const other = candidates[(first + 1 + Math.floor(this.random() * (candidates.length - 1))) % candidates.length]!;
-      if (other.outstanding < m.outstanding || (other.outstanding === m.outstanding && other.lastPicked < m.lastPicked)) m = other;
+      if (other.outstanding < m.outstanding) m = other;
     }
     m.lastPicked = ++this.picks;
     return m.url;

@@ -28,13 +28,9 @@ describe('proxy failover and discovery', () => {
     expect(delta.get(leader)).toBe(20);
     for (const m of others) expect(delta.get(m), m.name).toBe(0);
     const reads = await Promise.all(f.cluster.members.map((m) => handled(m, 'Range')));
-    for (let i = 0; i < 30; i++) await serializableGet(f.c);
+    for (let i = 0; i < 9; i++) await serializableGet(f.c);
     const readsAfter = await Promise.all(f.cluster.members.map((m) => handled(m, 'Range')));
-    // Idle members take turns (two random choices, the one picked longer ago wins a tie): fewer
-    // than 5 of 30 on one member happens about once in 200,000 runs.
-    const spread = readsAfter.map((n, i) => n - reads[i]!);
-    expect(spread.reduce((x, y) => x + y)).toBe(30);
-    for (const n of spread) expect(n).toBeGreaterThanOrEqual(5);
+    expect(readsAfter.map((n, i) => n - reads[i]!)).toEqual([3, 3, 3]);
   });
 
   it('after a member is killed, calls succeed on the others within 1s, and its streams end UNAVAILABLE', async () => {
