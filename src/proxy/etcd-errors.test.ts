@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifyEtcdError, responseRaftTerm } from './etcd-errors.ts';
+import { classifyEtcdError, gatewayError, gatewayRaftTerm, responseRaftTerm } from './etcd-errors.ts';
 import { decodeGrpcMessage } from './grpc-status.ts';
 import { varint } from './protobuf-encode.testing.ts';
 
@@ -59,5 +59,26 @@ describe('responseRaftTerm: the raft term in a response header', () => {
     ['too short', Buffer.from([0, 0, 0]), undefined],
   ])('%s → %s', (_name, body, term) => {
     expect(responseRaftTerm(body)).toBe(term);
+  });
+});
+
+describe('the JSON gateway: error statuses and the raft term', () => {
+  it.each<[body: string, status: { code: number; message: string } | undefined]>([
+    ['{"code":2,"message":"raft proposal dropped","details":[]}', { code: 2, message: 'raft proposal dropped' }],
+    ['{"error":"etcdserver: no leader","code":14}', { code: 14, message: 'etcdserver: no leader' }],
+    ['{"code":"14"}', undefined],
+    ['not json', undefined],
+    ['{"header":{}}', undefined],
+  ])('%s', (body, status) => {
+    expect(gatewayError(body)).toEqual(status);
+  });
+
+  it.each<[body: string, term: number | undefined]>([
+    ['{"header":{"cluster_id":"1","member_id":"2","revision":"3","raft_term":"7"}}', 7],
+    ['{"header":{"raftTerm":"12"}}', 12],
+    ['{"header":{"revision":"3"}}', undefined],
+    ['{"header":{"raft_term":"0"}}', undefined],
+  ])('%s → %s', (body, term) => {
+    expect(gatewayRaftTerm(Buffer.from(body))).toBe(term);
   });
 });

@@ -1,3 +1,5 @@
+import { z } from 'zod';
+
 /**
  * What an etcd error answer means for the proxy: whether etcd provably did not apply the call (so
  * it may be sent once more), and whether it says the proxy's idea of the leader is stale.
@@ -120,4 +122,29 @@ function varint(b: Uint8Array, p: number): { value: number; next: number } | und
     if (byte < 0x80) return { value, next: p };
   }
   return undefined;
+}
+
+const gatewayErrorBody = z.object({ code: z.number().int(), message: z.string().optional(), error: z.string().optional() });
+
+/**
+ * The gRPC status in a JSON gateway error answer ({"code":2,"message":"raft proposal dropped"}, as
+ * grpc-gateway writes a status), or undefined for a body that is not one.
+ */
+export function gatewayError(body: string): { code: number; message: string } | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+  const d = gatewayErrorBody.safeParse(parsed).data;
+  return d === undefined ? undefined : { code: d.code, message: d.message ?? d.error ?? '' };
+}
+
+/** The raft term in the first bytes of a JSON gateway answer ("header":{..."raft_term":"7"}), or undefined. */
+export function gatewayRaftTerm(chunk: Uint8Array): number | undefined {
+  const head = Buffer.from(chunk.buffer, chunk.byteOffset, Math.min(chunk.length, 512)).toString('latin1');
+  const m = /"raft_?[tT]erm":"?(\d{1,15})/.exec(head);
+  const term = m === null ? 0 : Number(m[1]);
+  return term > 0 ? term : undefined;
 }

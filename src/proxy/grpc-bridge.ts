@@ -20,9 +20,6 @@ const DEFER_LIMIT = 512 * 1024;
 const REPLAY_LIMIT = 1024 * 1024;
 // A Txn or Alarm inspected in readonly mode is buffered whole; etcd's own limit is 1.5 MiB by default.
 const CLASSIFY_LIMIT = 16 * 1024 * 1024;
-// How long a call that etcd did not apply waits for the leader to be learned again before it is
-// sent once more (a leader transfer ends within an election timeout, 1 s by default).
-const NOT_APPLIED_WAIT_MS = 2000;
 
 // Services etcd serves; other gRPC services are answered UNIMPLEMENTED by the proxy itself.
 const etcdServices = /^\/(etcdserverpb|v3lockpb|v3electionpb|grpc\.health\.v1)\.[A-Za-z]+\/[A-Za-z]+$/;
@@ -335,7 +332,7 @@ class GrpcCall implements ActiveCall, StreamHandler {
    * A trailers-only answer (how etcd answers every unary error): learns the leader again when it
    * says leadership moved, and when it proves etcd did not apply a unary call that is still held
    * whole, sends that call once more instead of passing the error on: to the leader once it is
-   * learned again (or after NOT_APPLIED_WAIT_MS), or at once to another member for a call that
+   * learned again (LeaderTracker.beforeReplay), or at once to another member for a call that
    * does not go to the leader. Returns whether the call was kept for that.
    */
   private notApplied(headers: readonly string[]): boolean {
@@ -349,7 +346,7 @@ class GrpcCall implements ActiveCall, StreamHandler {
       this.connect(true);
       return true;
     }
-    void this.deps.leaders.changedSince(this.sentToLeader, this.sentTerm, NOT_APPLIED_WAIT_MS).then(() => {
+    void this.deps.leaders.beforeReplay(this.sentToLeader, this.sentTerm).then(() => {
       if (!this.finished && !this.down.isClosed) this.connect(true);
     });
     return true;

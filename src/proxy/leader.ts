@@ -54,6 +54,10 @@ export interface LeaderTrackerOptions {
   askTimeoutMs?: number;
 }
 
+// How long a call that etcd did not apply waits for the leader to be learned again before it is
+// sent once more (a leader transfer ends within an election timeout, 1 s by default).
+const NOT_APPLIED_WAIT_MS = 2000;
+
 // Probes are coalesced: while one runs, more requests for one make a single probe after it, at
 // most one per this interval, so a burst of errors from many calls costs one round of Status calls.
 const MIN_PROBE_INTERVAL_MS = 50;
@@ -119,6 +123,15 @@ export class LeaderTracker {
       await new Promise((r) => setTimeout(r, Math.min(MIN_PROBE_INTERVAL_MS, left)));
     }
     return false;
+  }
+
+  /**
+   * Waits, before a call etcd did not apply is sent once more, until the leader is learned again:
+   * until it differs from sentTo (the leader the call went to, undefined when it went elsewhere) or
+   * the term passed the one known when it was sent, at most NOT_APPLIED_WAIT_MS.
+   */
+  async beforeReplay(sentTo: string | undefined, term: number | undefined): Promise<void> {
+    await this.changedSince(sentTo, term, NOT_APPLIED_WAIT_MS);
   }
 
   /** Stops probing. */

@@ -1,3 +1,4 @@
+import { Agent, request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import type { EtcdMember } from '../harness/etcd-cluster.ts';
 import { waitFor } from '../harness/ports.ts';
@@ -55,8 +56,25 @@ describe('proxy leader-aware routing', () => {
     expect(await f.proxy.metric('etcd_topology_proxy_leader_changes_seen_total')).toBeGreaterThan(seen);
   });
 
-  it('loses no write to MoveLeader under a continuous write load', async () => {
+  it.each(['gRPC', 'JSON gateway'] as const)('loses no %s write to MoveLeader under a continuous write load', async (protocol) => {
     const load = etcdClients(f.proxy.target);
+    const agent = new Agent({ connections: 50 });
+    const write =
+      protocol === 'gRPC'
+        ? (key: string): Promise<unknown> => put(load, key)
+        : async (key: string): Promise<unknown> => {
+            const res = await request(`http://${f.proxy.target}/v3/kv/put`, {
+              method: 'POST',
+              dispatcher: agent,
+              body: JSON.stringify({ key: Buffer.from(key).toString('base64'), value: Buffer.from('v').toString('base64') }),
+              headersTimeout: 10_000,
+            });
+            const text = await res.body.text();
+            if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}: ${text}`);
+            return text;
+          };
+    const method = protocol === 'gRPC' ? 'Put' : 'put';
+    const replayedBefore = await f.proxy.metric('etcd_topology_proxy_retries_total', { method, reason: 'not_applied' });
     let stop = false;
     let ok = 0;
     const failures: string[] = [];
@@ -64,7 +82,7 @@ describe('proxy leader-aware routing', () => {
     const writers = Array.from({ length: 50 }, async (_, w) => {
       for (let i = 0; !stop; i++) {
         try {
-          await put(load, `/load/${w}/${i}`);
+          await write(`/load/${protocol}/${w}/${i}`);
           ok++;
         } catch (err) {
           failures.push((err as Error).message);
@@ -84,9 +102,10 @@ describe('proxy leader-aware routing', () => {
       stop = true;
       await Promise.all(writers);
       load.close();
+      await agent.close();
     }
-    const replayed = await f.proxy.metric('etcd_topology_proxy_retries_total', { method: 'Put', reason: 'not_applied' });
-    console.log(`MoveLeader x6 under load: ${ok} writes, ${failures.length} failed, ${replayed} sent once more after "not applied"`);
+    const replayed = (await f.proxy.metric('etcd_topology_proxy_retries_total', { method, reason: 'not_applied' })) - replayedBefore;
+    console.log(`MoveLeader x6 under ${protocol} load: ${ok} writes, ${failures.length} failed, ${replayed} sent once more after "not applied"`);
     expect(failures).toEqual([]);
   });
 
