@@ -73,8 +73,8 @@ describe('proxy leader-aware routing', () => {
             if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}: ${text}`);
             return text;
           };
-    const method = protocol === 'gRPC' ? 'Put' : 'put';
-    const replayedBefore = await f.proxy.metric('etcd_topology_proxy_retries_total', { method, reason: 'not_applied' });
+    const labels = { protocol: protocol === 'gRPC' ? 'grpc' : 'http', method: 'Put', reason: 'not_applied' };
+    const replayedBefore = await f.proxy.metric('etcd_topology_proxy_retries_total', labels);
     let stop = false;
     let ok = 0;
     const failures: string[] = [];
@@ -104,7 +104,7 @@ describe('proxy leader-aware routing', () => {
       load.close();
       await agent.close();
     }
-    const replayed = (await f.proxy.metric('etcd_topology_proxy_retries_total', { method, reason: 'not_applied' })) - replayedBefore;
+    const replayed = (await f.proxy.metric('etcd_topology_proxy_retries_total', labels)) - replayedBefore;
     console.log(`MoveLeader x6 under ${protocol} load: ${ok} writes, ${failures.length} failed, ${replayed} sent once more after "not applied"`);
     expect(failures).toEqual([]);
   });
