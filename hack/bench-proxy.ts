@@ -7,6 +7,9 @@
 //   npm run bench:proxy [-- --rounds=3] [-- --baseline=DIR]
 // --baseline=DIR adds a fourth target: the proxy as built from DIR/src/cli.ts (for example an older
 // commit exported with `git archive`), to compare two builds side by side in one run.
+// Then, on a 3-member cluster, puts at 100 clients through the proxy with leader routing on and off
+// (--leader-routing=false), next to the benchmark's own client spread over the members.
+// --only=leader-routing runs that part alone and replaces only its section of the report.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import http2 from 'node:http2';
@@ -23,6 +26,8 @@ const root = path.join(import.meta.dirname, '..');
 const arg = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=').slice(1).join('=');
 const rounds = Number(arg('rounds') ?? 3);
 const baselineDir = arg('baseline');
+const only = arg('only');
+if (only !== undefined && only !== 'leader-routing') throw new Error(`--only=${only}: expected --only=leader-routing`);
 const WATCH_STREAMS = 10_000;
 // One benchmark run never takes this long on a working target; past it the run is redone.
 const RUN_TIMEOUT_MS = 180_000;
@@ -191,7 +196,111 @@ function runBenchmark(file: string, args: string[], target: Target): Promise<str
   });
 }
 
+const LEADER_SECTION = '## Writes at 100 clients on 3 members: leader routing on and off';
+const LEADER_PUTS = 20_000;
+
+/** Runs one measurement on target, redoing it (after a restart if the target died) up to 3 times. */
+async function measure(bin: ReturnType<typeof binaries>, t: Target, args: string[], summary: 'first' | 'last', what: string): Promise<Result> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const pid = t.pid();
+      const cpuBefore = pid === undefined ? NaN : await cpuMicros(pid);
+      const r = parse(await runBenchmark(bin.benchmark, [`--endpoints=${t.addr}`, ...args], t), summary);
+      const requests = requestsIn(args);
+      if (pid !== undefined && requests !== undefined) r.cpu = ((await cpuMicros(pid)) - cpuBefore) / requests;
+      return r;
+    } catch (err) {
+      if (attempt >= 3) throw err;
+      // A target that died (or hung) is restarted and the measurement redone; the report says so.
+      const why = (err as Error).message.split('\n')[0]!;
+      t.restarts.push(`${what}: ${why}`);
+      console.error(`${t.name}: ${why}; restarting it and redoing the run`);
+      if (!t.alive() || why.includes('still running')) {
+        t.stop();
+        await new Promise((res) => setTimeout(res, 500));
+        t.start();
+      }
+      await t.ready(bin.etcdctl);
+    }
+  }
+}
+
+/**
+ * Puts at 100 clients over 10 connections on a 3-member cluster: the benchmark's own client spread
+ * over the members (followers forward to the leader), and the proxy with leader routing on and off,
+ * interleaved round after round. Returns the report section.
+ */
+async function leaderRoutingSection(bin: ReturnType<typeof binaries>): Promise<{ lines: string[]; restarts: string[] }> {
+  const cluster = await EtcdCluster.start({ size: 3 });
+  const endpoints = cluster.members.map((m) => m.clientUrl).join(',');
+  const proxy = async (name: string, extra: string[]): Promise<Target> => {
+    const port = await freePort();
+    const metricsPort = await freePort();
+    return new Target(name, `127.0.0.1:${port}`, {
+      file: process.execPath,
+      args: [path.join(root, 'src', 'cli.ts'), 'proxy', `--endpoints=${endpoints}`, `--listen-client-urls=http://127.0.0.1:${port}`, `--metrics-addr=127.0.0.1:${metricsPort}`, ...extra],
+      env: { ...process.env, LOG_LEVEL: 'warn', NODE_OPTIONS: PROXY_NODE_OPTIONS },
+      log: path.join(cluster.dir, `${name}.log`),
+    });
+  };
+  const targets = [
+    new Target('direct (client over the 3 members)', cluster.members.map((m) => m.clientUrl.replace('http://', '')).join(',')),
+    await proxy('etcd-topology, leader routing on', []),
+    await proxy('etcd-topology, --leader-routing=false', ['--leader-routing=false']),
+  ];
+  const args = ['--conns=10', '--clients=100', 'put', '--key-size=8', '--val-size=256', `--total=${LEADER_PUTS}`];
+  const results = new Map<string, Result[]>();
+  try {
+    for (const t of targets) t.start();
+    for (const t of targets) await t.ready(bin.etcdctl);
+    for (let round = 1; round <= rounds; round++) {
+      for (const t of targets) {
+        const r = await measure(bin, t, args, 'first', `leader routing, round ${round}`);
+        results.set(t.name, [...(results.get(t.name) ?? []), r]);
+        console.log(`round ${round} put on 3 members, 100 clients, ${t.name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99.toFixed(2)} ms${r.cpu === undefined ? '' : `, CPU ${r.cpu.toFixed(0)} µs/request`}`);
+      }
+    }
+  } finally {
+    for (const t of targets) t.stop();
+    await cluster.stop();
+  }
+  const fmt = (n: number, d = 0): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
+  const m = (t: Target, f: (r: Result) => number): number => median((results.get(t.name) ?? []).map(f));
+  const [, on, off] = targets as [Target, Target, Target];
+  const lines = [LEADER_SECTION, ''];
+  lines.push(`Three members (\`--unsafe-no-fsync\`), \`benchmark --conns=10 --clients=100 put --key-size=8 --val-size=256 --total=${LEADER_PUTS}\`,`);
+  lines.push(`${rounds} rounds, the three targets interleaved in each; medians. With leader routing off the proxy spreads writes like`);
+  lines.push('reads (least outstanding requests), so two in three reach a follower, which forwards them to the leader; the');
+  lines.push('benchmark\'s own client spreads over the members the same way. CPU is the proxy process alone.', '');
+  lines.push('| target | put req/s | p99 ms | proxy CPU µs/request |', '| --- | ---: | ---: | ---: |');
+  for (const t of targets) lines.push(`| ${t.name} | ${fmt(m(t, (r) => r.rps))} | ${fmt(m(t, (r) => r.p99), 2)} | ${t.child === undefined ? 'n/a' : fmt(m(t, (r) => r.cpu ?? NaN))} |`);
+  const perRound = (results.get(on.name) ?? []).map((r, i) => fmt(r.rps / (results.get(off.name)?.[i]?.rps ?? NaN), 2));
+  lines.push('', `Leader routing on / off: ${fmt(m(on, (r) => r.rps) / m(off, (r) => r.rps), 2)} x the writes per second (round by round: ${perRound.join(', ')}), ${fmt(m(on, (r) => r.p99) / m(off, (r) => r.p99), 2)} x the p99.`);
+  lines.push(`Load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} at the end of this part.`, '');
+  return { lines, restarts: targets.flatMap((t) => t.restarts.map((r) => `- ${t.name}: ${r}`)) };
+}
+
+/** Replaces the leader-routing section of the existing report (or adds it before the restarts), leaving the rest as it was. */
+async function spliceLeaderSection(section: string[]): Promise<string> {
+  const file = path.join(root, 'docs', 'bench', 'proxy.md');
+  const doc = await readFile(file, 'utf8');
+  const start = doc.indexOf(LEADER_SECTION);
+  const before = start === -1 ? doc.indexOf('## Target restarts') : start;
+  const next = start === -1 ? before : doc.indexOf('\n## ', start + LEADER_SECTION.length) + 1;
+  if (before === -1 || next === 0) throw new Error(`${file} has no "## Target restarts" section to put the leader routing section before`);
+  const out = doc.slice(0, before) + section.join('\n') + '\n' + doc.slice(next);
+  await writeFile(file, out);
+  return out;
+}
+
 async function main(): Promise<void> {
+  if (only === 'leader-routing') {
+    const { lines, restarts } = await leaderRoutingSection(binaries());
+    if (restarts.length > 0) lines.push('Runs redone after a target restart:', '', ...restarts, '');
+    console.log(lines.join('\n'));
+    await spliceLeaderSection(lines);
+    return;
+  }
   const started = Date.now();
   const bin = binaries();
   const cluster = await EtcdCluster.start({ size: 1 });
@@ -233,28 +342,7 @@ async function main(): Promise<void> {
       for (const w of workloads) {
         for (const c of concs) {
           for (const t of targets) {
-            let r: Result | undefined;
-            for (let attempt = 1; r === undefined; attempt++) {
-              try {
-                const pid = t.pid();
-                const cpuBefore = pid === undefined ? NaN : await cpuMicros(pid);
-                r = parse(await runBenchmark(bin.benchmark, [`--endpoints=${t.addr}`, ...c.flags, ...w.args(c)], t), w.summary);
-                const requests = requestsIn(w.args(c));
-                if (pid !== undefined && requests !== undefined) r.cpu = ((await cpuMicros(pid)) - cpuBefore) / requests;
-              } catch (err) {
-                if (attempt >= 3) throw err;
-                // A target that died (or hung) is restarted and the measurement redone; the report says so.
-                const why = (err as Error).message.split('\n')[0]!;
-                t.restarts.push(`round ${round}, ${w.name}, ${c.name}: ${why}`);
-                console.error(`${t.name}: ${why}; restarting it and redoing the run`);
-                if (!t.alive() || why.includes('still running')) {
-                  t.stop();
-                  await new Promise((res) => setTimeout(res, 500));
-                  t.start();
-                }
-                await t.ready(bin.etcdctl);
-              }
-            }
+            const r = await measure(bin, t, [...c.flags, ...w.args(c)], w.summary, `round ${round}, ${w.name}, ${c.name}`);
             const k = `${w.name}|${c.name}|${t.name}`;
             results.set(k, [...(results.get(k) ?? []), r]);
             console.log(`round ${round} ${w.name}, ${c.name}, ${t.name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99.toFixed(2)} ms${r.cpu === undefined ? '' : `, CPU ${r.cpu.toFixed(0)} µs/request`}`);
@@ -262,6 +350,7 @@ async function main(): Promise<void> {
         }
       }
     }
+    const leader = await leaderRoutingSection(bin);
     const benchMinutes = (Date.now() - started) / 60_000;
 
     const rssTargets = targets.filter((t) => t.child !== undefined);
@@ -324,8 +413,9 @@ async function main(): Promise<void> {
     for (const t of rssTargets) {
       lines.push(`| ${t.name} | ${fmt((rssStart.get(t.name) ?? NaN) / 1024)} MiB | ${fmt(rssIdle.get(t.name)! / 1024)} MiB | ${fmt(rssWatch.get(t.name)! / 1024)} MiB |`);
     }
-    lines.push('', '## Target restarts', '');
-    const restarts = targets.flatMap((t) => t.restarts.map((r) => `- ${t.name}: ${r}`));
+    lines.push('', ...leader.lines);
+    lines.push('## Target restarts', '');
+    const restarts = [...targets.flatMap((t) => t.restarts.map((r) => `- ${t.name}: ${r}`)), ...leader.restarts];
     lines.push(...(restarts.length > 0 ? ['Each of these runs was redone after the target was restarted:', '', ...restarts] : ['None: every target stayed up for the whole run.']));
     lines.push('', `Targets (issue 3): throughput at least 0.9 x direct and 1.0 x grpc-proxy; added p99 at 1 client at most 0.5 ms.`);
     lines.push('The numbers above are what this run measured; nothing in the benchmark is tuned to them.');

@@ -7,7 +7,10 @@ const b = 'http://10.0.0.2:2379';
 const c = 'http://10.0.0.3:2379';
 
 function setup(members: string[], idempotent: boolean): { attempts: CallAttempts; set: UpstreamSet; sent: string[]; replays: ReplayReason[] } {
-  const set = new UpstreamSet(members, { failureWaitMs: 5000, now: () => 0, random: () => 0.99 });
+  // A fixed cycle of random numbers: every pair of choices comes up, and the tests stay repeatable.
+  const seq = [0.99, 0.1, 0.5, 0.7, 0.3, 0.9, 0.05, 0.6];
+  let i = 0;
+  const set = new UpstreamSet(members, { failureWaitMs: 5000, now: () => 0, random: () => seq[i++ % seq.length]! });
   const sent: string[] = [];
   const replays: ReplayReason[] = [];
   const attempts = new CallAttempts(set, { sent: (m) => sent.push(m), replayed: (r) => replays.push(r) }, idempotent);
@@ -71,10 +74,10 @@ describe('CallAttempts: one attempt policy for gRPC and HTTP', () => {
     expect(none.attempts.unavailable()).toBe('no etcd member is available');
   });
 
-  it('sends a write to the known leader first, and to the rotation when the leader is unknown, held off or tried', () => {
+  it('sends a write to the known leader first, and spreads it like a read when the leader is unknown, held off or tried', () => {
     const { set } = setup([a, b, c], false);
     const write = (): CallAttempts => new CallAttempts(set, { sent: () => undefined, replayed: () => undefined }, false, true);
-    expect(new Set(Array.from({ length: 3 }, () => write().next()))).toEqual(new Set([a, b, c])); // unknown: rotation
+    expect(new Set(Array.from({ length: 12 }, () => write().next()))).toEqual(new Set([a, b, c])); // unknown: spread
     set.setLeader(b);
     expect(Array.from({ length: 4 }, () => write().next())).toEqual([b, b, b, b]);
     const refused = write();
@@ -88,6 +91,40 @@ describe('CallAttempts: one attempt policy for gRPC and HTTP', () => {
     expect(write().next()).not.toBe(b);
     set.setLeader('http://not-a-member:2379');
     expect(write().next()).toBeDefined();
+  });
+
+  it('counts each attempt as outstanding on its member until it is lost or finished', () => {
+    const { attempts, set } = setup([a, b], true);
+    const load = (): number[] => set.list().map((m) => m.outstanding);
+    const first = attempts.next()!;
+    expect(set.list().find((m) => m.url === first)!.outstanding).toBe(1);
+    attempts.lost(connectionLost, true);
+    expect(load()).toEqual([0, 0]);
+    attempts.next();
+    expect(load().reduce((x, y) => x + y)).toBe(1);
+    attempts.finish();
+    attempts.finish();
+    expect(load()).toEqual([0, 0]);
+  });
+
+  it('sends a call etcd did not apply once more, to the leader as learned again even when it was tried', () => {
+    const { set, replays } = setup([a, b, c], false);
+    const write = new CallAttempts(set, { sent: () => undefined, replayed: (r) => replays.push(r) }, false, true);
+    set.setLeader(a);
+    expect(write.next()).toBe(a);
+    expect(write.notApplied(true)).toBe(true);
+    set.setLeader(b);
+    expect(write.nextAfterNotApplied()).toBe(b);
+    expect(write.notApplied(true)).toBe(false); // once per call
+    const again = new CallAttempts(set, { sent: () => undefined, replayed: (r) => replays.push(r) }, false, true);
+    expect(again.next()).toBe(b);
+    expect(again.notApplied(true)).toBe(true);
+    expect(again.nextAfterNotApplied()).toBe(b); // leadership came back to the same member
+    const held = new CallAttempts(set, { sent: () => undefined, replayed: (r) => replays.push(r) }, false, true);
+    held.next();
+    expect(held.notApplied(false)).toBe(false); // the request is no longer held whole
+    expect(replays).toEqual(['not_applied', 'not_applied']);
+    expect(set.list().every((m) => m.outstanding === 0 || m.url === b)).toBe(true);
   });
 
   it('does not replay when every other member is held off', () => {

@@ -11,8 +11,11 @@ export interface AttemptLoss {
   memberFailed: boolean;
 }
 
-/** Why a call was sent again: the first member never processed it, or it is a read that got no answer. */
-export type ReplayReason = 'never_sent' | 'unanswered_read';
+/**
+ * Why a call was sent again: the first member never processed it, it is a read that got no answer,
+ * or etcd answered with an error that proves it did not apply it (etcd-errors.ts).
+ */
+export type ReplayReason = 'never_sent' | 'unanswered_read' | 'not_applied';
 
 /** What the attempts report to metrics. */
 export interface AttemptCounters {
@@ -24,19 +27,24 @@ export interface AttemptCounters {
 
 /**
  * One call's attempts on members, the one place (for gRPC and HTTP alike) that picks the member,
- * tells the member health owner (the UpstreamSet) what happened, and decides whether the call may
- * go to another member: only when that member could not have applied it (never sent), or when the
- * call is a read that can be asked twice (a unary read, or a plain HTTP endpoint) and this was its
- * first attempt. Anything else that may have reached a member is never sent twice. The caller says
- * whether it still holds the whole request to send again (replayable).
+ * tells the member health owner (the UpstreamSet) what happened and how many calls each member has
+ * open, and decides whether the call may go to another member: only when that member could not
+ * have applied it (never sent, or etcd answered that it did not), or when the call is a read that
+ * can be asked twice (a unary read, or a plain HTTP endpoint) and this was its first attempt.
+ * Anything else that may have reached a member is never sent twice. The caller says whether it
+ * still holds the whole request to send again (replayable).
  */
 export class CallAttempts {
   private readonly upstreams: UpstreamSet;
   private readonly counters: AttemptCounters;
   private readonly idempotent: boolean;
-  private readonly toLeader: boolean;
+  /** A write that goes to the leader when it is known (a read-only Txn is found out only once its body is in). */
+  toLeader: boolean;
   private readonly tried = new Set<string>();
   private current: string | undefined;
+  // Whether the current attempt still counts as outstanding on its member.
+  private open = false;
+  private notAppliedReplays = 0;
 
   /** idempotent: a read that may be asked twice; toLeader: a write that goes to the leader when it is known. */
   constructor(upstreams: UpstreamSet, counters: AttemptCounters, idempotent: boolean, toLeader = false) {
@@ -62,12 +70,33 @@ export class CallAttempts {
    * when none is available.
    */
   next(): string | undefined {
-    const member = (this.toLeader ? this.upstreams.pickLeader(this.tried) : undefined) ?? this.upstreams.pick(this.tried);
+    return this.send((this.toLeader ? this.upstreams.pickLeader(this.tried) : undefined) ?? this.upstreams.pick(this.tried));
+  }
+
+  /**
+   * Picks the member for the replay of a call etcd did not apply (after notApplied): the leader as
+   * learned again, even one tried before (leadership may have come back to it), else another member.
+   */
+  nextAfterNotApplied(): string | undefined {
+    return this.send((this.toLeader ? this.upstreams.pickLeader() : undefined) ?? this.upstreams.pick(this.tried) ?? this.upstreams.pick());
+  }
+
+  private send(member: string | undefined): string | undefined {
+    this.finish();
     if (member === undefined) return undefined;
     this.tried.add(member);
     this.current = member;
+    this.open = true;
+    this.upstreams.begin(member);
     this.counters.sent(member);
     return member;
+  }
+
+  /** The current attempt is over (the answer ended, or the call was cancelled): its member has one call less open. */
+  finish(): void {
+    if (!this.open) return;
+    this.open = false;
+    this.upstreams.done(this.current!);
   }
 
   /** The member answered (response headers arrived): it is healthy, and the call is past any replay. */
@@ -80,10 +109,25 @@ export class CallAttempts {
    * the call may be sent to another member now (the caller then calls next()).
    */
   lost(loss: AttemptLoss, replayable: boolean): boolean {
+    this.finish();
     if (loss.memberFailed && this.current !== undefined) this.upstreams.markFailed(this.current);
     const reason: ReplayReason | undefined = loss.neverSent ? 'never_sent' : this.idempotent && this.tried.size < 2 ? 'unanswered_read' : undefined;
     if (!replayable || reason === undefined || !this.upstreams.hasAvailable(this.tried)) return false;
     this.counters.replayed(reason);
+    return true;
+  }
+
+  /**
+   * The member answered with an error that proves etcd did not apply the call (etcd-errors.ts).
+   * Returns whether the call may be sent once more (then the caller waits for the leader to be
+   * learned again and calls nextAfterNotApplied): once per call, and only while the whole request
+   * is still held.
+   */
+  notApplied(replayable: boolean): boolean {
+    this.finish();
+    if (!replayable || this.notAppliedReplays > 0) return false;
+    this.notAppliedReplays++;
+    this.counters.replayed('not_applied');
     return true;
   }
 

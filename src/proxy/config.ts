@@ -20,6 +20,7 @@ export const proxyFlags = z.object({
   listenKey: file.optional(),
   listenCacert: file.optional(),
   drainTimeout: duration.prefault('10s'),
+  leaderRouting: z.boolean({ error: 'expected true or false' }).default(true),
 });
 
 export type ProxyFlags = z.infer<typeof proxyFlags>;
@@ -36,6 +37,8 @@ export const proxyUsage = `usage: etcd-topology proxy --endpoints URL[,URL...] -
   --listen-cert F --listen-key F  certificate and key served on https:// listen URLs
   --listen-cacert F          when set, https:// clients must present a certificate signed by this CA
   --drain-timeout D          on SIGTERM, how long in-flight unary calls may take to finish (default 10s)
+  --leader-routing=false     send writes like reads, by least outstanding requests, instead of to the leader
+                             (default true: writes and lease keep-alives go to the leader the proxy learns)
 
 Every flag also reads from ETCD_TOPOLOGY_<FLAG>, for example ETCD_TOPOLOGY_LISTEN_CLIENT_URLS.`;
 

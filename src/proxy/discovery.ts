@@ -4,6 +4,7 @@ import os from 'node:os';
 import { z } from 'zod';
 import type { Logger } from '../telemetry/logger.ts';
 import type { HttpUpstreams } from './http1-upstreams.ts';
+import type { LeaderTracker } from './leader.ts';
 import { pointsAtListener, urlPort, type BoundAddress } from './loop.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import type { UpstreamSet } from './upstreams.ts';
@@ -14,31 +15,6 @@ const memberListResponse = z.object({
     .array(z.object({ ID: z.string().optional(), name: z.string().optional(), clientURLs: z.array(z.string()).optional(), isLearner: z.boolean().optional() }))
     .optional(),
 });
-
-/** The first client URL of the voting member with this ID in a MemberList answer, or undefined. */
-export function memberUrlById(body: unknown, id: string): string | undefined {
-  const parsed = memberListResponse.safeParse(body);
-  if (!parsed.success) return undefined;
-  const m = parsed.data.members?.find((x) => x.ID === id && x.isLearner !== true);
-  const url = m?.clientURLs?.find((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol));
-  return url?.replace(/\/+$/, '');
-}
-
-const statusResponse = z.object({
-  leader: z.string().optional(),
-  raft_term: z.string().optional(),
-  raftTerm: z.string().optional(),
-  header: z.object({ raft_term: z.string().optional(), raftTerm: z.string().optional() }).optional(),
-});
-
-/** The raft term in a JSON gateway Status answer (proto or JSON field names), or undefined. */
-export function statusRaftTerm(body: unknown): number | undefined {
-  const parsed = statusResponse.safeParse(body);
-  if (!parsed.success) return undefined;
-  const d = parsed.data;
-  const term = Number(d.raft_term ?? d.raftTerm ?? d.header?.raft_term ?? d.header?.raftTerm);
-  return Number.isSafeInteger(term) && term > 0 ? term : undefined;
-}
 
 /**
  * The client URLs to forward to, from a JSON gateway MemberList answer: every voting member's
@@ -63,6 +39,8 @@ export interface DiscoveryOptions {
   upstreams: UpstreamSet;
   members: MemberConnections;
   http: HttpUpstreams;
+  /** Learns the leader after every refresh that read the member list. */
+  leaders: LeaderTracker;
   metrics: ProxyMetrics;
   log: Logger;
   /** Hears the member set after every refresh that read it (unchanged or not). */
@@ -82,8 +60,6 @@ export class Discovery {
   private readonly o: DiscoveryOptions;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
-  // The highest raft term seen: each increase is an election (etcd counts its own the same way).
-  private raftTerm: number | undefined;
 
   constructor(options: DiscoveryOptions) {
     this.o = options;
@@ -115,12 +91,9 @@ export class Discovery {
     const known = upstreams.list().map((m) => m.url);
     const askOrder = [...new Set([...known.filter((u) => upstreams.isAvailable(u)), ...known, ...this.o.seeds])];
     let urls: string[] | undefined;
-    let list: unknown;
-    let answeredBy = '';
     for (const member of askOrder) {
-      list = await this.ask(member, '/v3/cluster/member/list', 'member list');
+      const list = await this.ask(member, '/v3/cluster/member/list', 'member list');
       urls = list === undefined ? undefined : memberClientUrls(list);
-      answeredBy = member;
       if (urls !== undefined) {
         upstreams.markAnswered(member);
         break;
@@ -133,7 +106,6 @@ export class Discovery {
       return false;
     }
     metrics.refreshes.labels('success').inc();
-    const leaderId = await this.observeStatus(answeredBy);
     const usable = await this.dropLoops(urls);
     if (usable.length === 0) {
       log.error({ advertised: urls }, 'Kept the current members: the cluster advertised no usable client URL');
@@ -142,11 +114,7 @@ export class Discovery {
       for (const url of removed) this.o.members.close(url);
       if (added.length > 0 || removed.length > 0) log.info({ added, removed, members: usable }, 'Updated the etcd members');
     }
-    const leader = leaderId === undefined ? undefined : memberUrlById(list, leaderId);
-    const leading = leader !== undefined && usable.includes(leader) ? leader : undefined;
-    if (leading !== upstreams.knownLeader) log.info({ leader: leading ?? null }, leading ? 'Learned the etcd leader; writes go to it' : 'The etcd leader is not known; writes rotate over the members');
-    upstreams.setLeader(leading);
-    await this.probe();
+    await Promise.all([this.o.leaders.relearn(), this.probe()]);
     this.o.onRefreshed?.(upstreams.list().map((m) => m.url));
     return true;
   }
@@ -167,20 +135,6 @@ export class Discovery {
       this.o.log.debug({ member, err: (err as Error).message }, `Failed to read the ${what}`);
       return undefined;
     }
-  }
-
-  /** Reads the member's status: counts the elections since the last raft term seen, and returns the leader's ID. */
-  private async observeStatus(member: string): Promise<string | undefined> {
-    const body = await this.ask(member, '/v3/maintenance/status', 'member status');
-    const leader = statusResponse.safeParse(body).data?.leader;
-    const term = body === undefined ? undefined : statusRaftTerm(body);
-    if (term === undefined) return leader;
-    if (this.raftTerm !== undefined && term > this.raftTerm) {
-      this.o.metrics.leaderChanges.inc(term - this.raftTerm);
-      this.o.log.info({ member, term, previous: this.raftTerm }, 'Saw a leader election in the etcd cluster');
-    }
-    if (this.raftTerm === undefined || term > this.raftTerm) this.raftTerm = term;
-    return leader === '0' ? undefined : leader;
   }
 
   /** Drops advertised URLs that point at one of the proxy's own listeners, logging and counting each. */

@@ -1,8 +1,9 @@
 import type { Logger } from '../telemetry/logger.ts';
 import type { ActiveCall } from './active-calls.ts';
 import { CallAttempts } from './attempts.ts';
+import { classifyEtcdError, responseRaftTerm, type EtcdErrorVerdict } from './etcd-errors.ts';
 import type { ForwardDeps } from './forward-deps.ts';
-import { encodeGrpcMessage, forwardedHeaders, Status, statusName } from './grpc-status.ts';
+import { decodeGrpcMessage, encodeGrpcMessage, forwardedHeaders, Status, statusName } from './grpc-status.ts';
 import { ErrorCode } from './h2/frames.ts';
 import type { H2Stream, ResetCause, StreamHandler } from './h2/stream.ts';
 import type { MemberConnection } from './member-connections.ts';
@@ -62,6 +63,11 @@ class GrpcCall implements ActiveCall, StreamHandler {
   private answered = false;
   private finished = false;
   private sentAt = 0;
+  // The leader and raft term as known when the current attempt was sent to the leader: a call etcd
+  // did not apply waits until what is known has moved on from them.
+  private sentToLeader: string | undefined;
+  private sentTerm: number | undefined;
+  private termRead = false;
 
   constructor(deps: ForwardDeps, down: H2Stream, headers: string[], path: string, info: MethodInfo | undefined, log: Logger) {
     this.deps = deps;
@@ -76,7 +82,7 @@ class GrpcCall implements ActiveCall, StreamHandler {
       const slash = path.lastIndexOf('/');
       this.m = deps.metrics.method('grpc', path.slice(1, Math.max(slash, 1)) || 'unknown', 'other');
     }
-    this.attempts = new CallAttempts(deps.upstreams, this.m.attempts, info?.retry === true, info?.leader === true);
+    this.attempts = new CallAttempts(deps.upstreams, this.m.attempts, info?.retry === true, info?.leader === true && deps.leaderRouting);
   }
 
   start(downEnded: boolean): void {
@@ -128,7 +134,8 @@ class GrpcCall implements ActiveCall, StreamHandler {
       this.onResponse(headers, endStream);
       return;
     }
-    // Trailers: the status, ending the response.
+    // Trailers: the status, ending the response (too late to send the call again, not to learn from it).
+    this.learnFrom(headers);
     const code = statusName(header(headers, 'grpc-status'));
     this.down.sendTrailers(forwardedHeaders(headers, []));
     this.complete(code);
@@ -223,9 +230,13 @@ class GrpcCall implements ActiveCall, StreamHandler {
     this.complete('CANCELLED');
   }
 
-  private connect(): void {
+  /** Sends the call to a member: the next one, or (afterNotApplied) the leader as learned again. */
+  private connect(afterNotApplied = false): void {
     const { deps } = this;
-    const member = this.attempts.next();
+    if (this.attempts.toLeader && this.attempts.count === 0 && this.isReadOnlyTxn()) this.attempts.toLeader = false;
+    const member = afterNotApplied ? this.attempts.nextAfterNotApplied() : this.attempts.next();
+    this.sentToLeader = member === deps.upstreams.knownLeader ? member : undefined;
+    this.sentTerm = deps.leaders.knownTerm;
     if (member === undefined) {
       this.fail(Status.UNAVAILABLE, this.attempts.unavailable());
       return;
@@ -250,9 +261,17 @@ class GrpcCall implements ActiveCall, StreamHandler {
     }
   }
 
+  /** A Txn whose request is here whole and has no put, delete or nested txn: a read, spread like one. */
+  private isReadOnlyTxn(): boolean {
+    if (this.info?.access !== 'txn' || !this.downEnded || this.pending === undefined) return false;
+    const body = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
+    return classifyGrpc(this.path, body, header(this.headers, 'grpc-encoding')).allow;
+  }
+
   // --- member to client ------------------------------------------------------------------------
 
   private onResponse(headers: string[], endStream: boolean): void {
+    if (endStream && this.notApplied(headers)) return;
     this.answered = true;
     this.pending = undefined;
     this.m.latency.observe((performance.now() - this.sentAt) / 1000);
@@ -270,6 +289,13 @@ class GrpcCall implements ActiveCall, StreamHandler {
 
   private onUpData(data: Buffer, endStream: boolean): void {
     if (this.finished || !this.up!.headersReceived) return;
+    if (!this.termRead && !this.streaming) {
+      // The first bytes of a unary answer hold its ResponseHeader: a higher raft term than known
+      // means an election happened, and the leader is learned again now.
+      this.termRead = true;
+      const term = responseRaftTerm(data);
+      if (term !== undefined) this.deps.leaders.observeTerm(term);
+    }
     if (data.length > 0) this.up!.credit(this.down.sendData(data));
     if (endStream) this.fail(Status.INTERNAL, 'etcd member sent no status');
   }
@@ -302,6 +328,39 @@ class GrpcCall implements ActiveCall, StreamHandler {
     this.fail(Status.UNAVAILABLE, cause === 'peer' ? `etcd member ${member} reset the stream (HTTP/2 error ${code})` : `connection to etcd member ${member} was lost`);
   }
 
+  /**
+   * A trailers-only answer (how etcd answers every unary error): learns the leader again when it
+   * says leadership moved, and when it proves etcd did not apply a unary call that is still held
+   * whole, sends that call once more instead of passing the error on: to the leader once it is
+   * learned again (LeaderTracker.beforeReplay), or at once to another member for a call that
+   * does not go to the leader. Returns whether the call was kept for that.
+   */
+  private notApplied(headers: readonly string[]): boolean {
+    const verdict = this.learnFrom(headers);
+    if (verdict === undefined || !verdict.notApplied || this.streaming) return false;
+    if (!this.attempts.notApplied(this.pending !== undefined && !this.down.isClosed)) return false;
+    const member = this.attempts.member;
+    this.up = undefined;
+    this.log.debug({ path: this.path, member, reason: verdict.reason }, 'Sending a call etcd did not apply once more');
+    if (!this.attempts.toLeader) {
+      this.connect(true);
+      return true;
+    }
+    void this.deps.leaders.beforeReplay(this.sentToLeader, this.sentTerm).then(() => {
+      if (!this.finished && !this.down.isClosed) this.connect(true);
+    });
+    return true;
+  }
+
+  /** Classifies an error status from the member, and asks for the leader to be learned again when it says leadership moved. */
+  private learnFrom(headers: readonly string[]): EtcdErrorVerdict | undefined {
+    const status = header(headers, 'grpc-status');
+    if (status === undefined || status === '0') return undefined;
+    const verdict = classifyEtcdError(Number(status), decodeGrpcMessage(header(headers, 'grpc-message')));
+    if (verdict.relearn) void this.deps.leaders.relearn();
+    return verdict;
+  }
+
   /** Ends the call with a status of the proxy's own, as trailers or a trailers-only response. */
   private fail(code: number, message: string): void {
     if (this.finished) return;
@@ -330,6 +389,7 @@ class GrpcCall implements ActiveCall, StreamHandler {
   private complete(code: string): void {
     if (this.finished) return;
     this.finished = true;
+    this.attempts.finish();
     this.pending = undefined;
     this.m.done(code);
     this.m.inFlight.dec();

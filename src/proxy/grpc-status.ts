@@ -20,6 +20,16 @@ export function encodeGrpcMessage(message: string): string {
     .join('');
 }
 
+/** Decodes a grpc-message value (percent-encoded UTF-8), leaving a malformed one as it is. */
+export function decodeGrpcMessage(value: string | undefined): string {
+  if (value === undefined || !value.includes('%')) return value ?? '';
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}
+
 // Connection-specific headers must not cross from one HTTP/2 connection to another.
 const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
 

@@ -3,6 +3,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { Logger } from '../telemetry/logger.ts';
 import type { ActiveCall } from './active-calls.ts';
 import { CallAttempts } from './attempts.ts';
+import { classifyEtcdError, gatewayError, gatewayRaftTerm } from './etcd-errors.ts';
 import type { ForwardDeps } from './forward-deps.ts';
 import type { MethodMetrics } from './metrics.ts';
 import { gatewayMethod } from './methods.ts';
@@ -148,11 +149,25 @@ class HttpCall implements ActiveCall {
 
   private async send(body: Buffer | undefined): Promise<void> {
     const { deps, req } = this;
-    const attempts = new CallAttempts(deps.upstreams, this.m.attempts, this.route.kind === 'plain' || this.route.retry, this.route.kind === 'gateway' && this.route.leader);
+    const toLeader = deps.leaderRouting && this.route.kind === 'gateway' && this.route.leader;
+    const attempts = new CallAttempts(deps.upstreams, this.m.attempts, this.route.kind === 'plain' || this.route.retry, toLeader);
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !hopByHop.has(k) && !k.startsWith(':')) headers[k] = v;
+    try {
+      await this.attempt(attempts, headers, body);
+    } finally {
+      attempts.finish();
+    }
+  }
+
+  private async attempt(attempts: CallAttempts, headers: Record<string, string | string[]>, body: Buffer | undefined): Promise<void> {
+    const { deps, req } = this;
+    const unaryGateway = this.route.kind === 'gateway' && !this.streaming;
+    let afterNotApplied = false;
     for (;;) {
-      const member = attempts.next();
+      const sentTerm = deps.leaders.knownTerm;
+      const member = afterNotApplied ? attempts.nextAfterNotApplied() : attempts.next();
+      const sentToLeader = member !== undefined && member === deps.upstreams.knownLeader ? member : undefined;
       if (member === undefined) {
         const none = attempts.count === 0;
         answer(this.reply, none ? 503 : 502, `etcd-topology proxy: ${attempts.unavailable()}\n`);
@@ -186,19 +201,49 @@ class HttpCall implements ActiveCall {
       }
       const out: Record<string, string | string[]> = {};
       for (const [k, v] of Object.entries(res.headers)) if (v !== undefined && !hopByHop.has(k)) out[k] = v;
+      if (unaryGateway && res.statusCode >= 400) {
+        // An error answer (small: a gRPC status as JSON) is read whole, to decide whether etcd
+        // provably did not apply the call, as for gRPC (etcd-errors.ts).
+        const error = Buffer.from(await res.body.arrayBuffer());
+        if (this.finished) return;
+        const status = gatewayError(error.toString('utf8'));
+        const verdict = status === undefined ? undefined : classifyEtcdError(status.code, status.message);
+        if (verdict?.relearn) void deps.leaders.relearn();
+        if (verdict?.notApplied && attempts.notApplied(body !== undefined && !this.reply.body.destroyed)) {
+          this.log.debug({ path: req.path, member, reason: verdict.reason }, 'Sending a call etcd did not apply once more');
+          if (attempts.toLeader) await deps.leaders.beforeReplay(sentToLeader, sentTerm);
+          if (this.finished) return;
+          afterNotApplied = true;
+          continue;
+        }
+        this.reply.head(res.statusCode, out);
+        this.reply.body.end(error);
+        this.complete(String(res.statusCode));
+        return;
+      }
       this.reply.head(res.statusCode, out);
-      await this.pipe(res.body);
+      await this.pipe(res.body, unaryGateway);
       this.complete(String(res.statusCode));
       return;
     }
   }
 
-  /** Copies the member's response body to the client, pausing whenever the client is slow. */
-  private async pipe(src: Readable): Promise<void> {
+  /**
+   * Copies the member's response body to the client, pausing whenever the client is slow. For a
+   * unary gateway answer (readTerm), the raft term in its header tells the leader tracker about
+   * elections, as the header of a gRPC answer does.
+   */
+  private async pipe(src: Readable, readTerm: boolean): Promise<void> {
     const dst = this.reply.body;
+    let first = readTerm;
     try {
       for await (const chunk of src) {
         if (this.finished || dst.destroyed) break;
+        if (first) {
+          first = false;
+          const term = gatewayRaftTerm(chunk as Buffer);
+          if (term !== undefined) this.deps.leaders.observeTerm(term);
+        }
         if (!dst.write(chunk)) await new Promise<void>((resolve) => {
           const done = (): void => {
             dst.off('drain', done);

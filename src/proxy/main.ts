@@ -11,6 +11,7 @@ import { forwardGrpc } from './grpc-bridge.ts';
 import { h2Exchange } from './h2-http-exchange.ts';
 import { forwardHttp } from './http1-forward.ts';
 import { HttpUpstreams } from './http1-upstreams.ts';
+import { LeaderTracker } from './leader.ts';
 import { startClientListeners, type ClientListeners } from './listener.ts';
 import { MemberConnections } from './member-connections.ts';
 import { MemberHealth } from './member-health.ts';
@@ -40,13 +41,18 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     if (err) tlsLog.warn({ err: err.message }, 'Kept the previous listener certificate: the new files could not be used');
   });
   const http = new HttpUpstreams(upstreamTls);
+  const leaders = new LeaderTracker({ upstreams, http, metrics, log: log.child({ component: 'leader' }) });
   const members = new MemberConnections(upstreamTls, log.child({ component: 'upstream' }), {
-    onFailure: (url) => upstreams.markFailed(url),
+    onFailure: (url) => {
+      upstreams.markFailed(url);
+      // Writes wait for a new leader, not for the next refresh.
+      if (url === upstreams.knownLeader) void leaders.relearn();
+    },
     onKeepaliveTimeout: (url) => metrics.keepaliveFailures.labels(url).inc(),
   });
   const health = new MemberHealth({ upstreams, members, retryMs: config.failureWait, log: log.child({ component: 'member-health' }) });
   const calls = new ActiveCalls();
-  const deps: ForwardDeps = { upstreams, members, http, metrics, readonly: config.mode === 'readonly', calls, log };
+  const deps: ForwardDeps = { upstreams, members, http, metrics, readonly: config.mode === 'readonly', leaders, leaderRouting: config.leaderRouting, calls, log };
   let draining = false;
 
   const listeners = await startClientListeners(
@@ -86,6 +92,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     upstreams,
     members,
     http,
+    leaders,
     metrics,
     log: log.child({ component: 'discovery' }),
     onRefreshed: (urls) => health.sync(urls),
@@ -110,6 +117,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
       if (draining) return;
       draining = true;
       discovery.stop();
+      leaders.stop();
       health.stop();
       const before = calls.counts();
       log.info(before, 'Draining: stopped accepting connections');

@@ -93,7 +93,7 @@ export class ProxyMetrics {
     });
     this.retries = new Counter({
       name: 'etcd_topology_proxy_retries_total',
-      help: 'Calls sent again to another member, by reason: never_sent (the first member provably did not process it: no connection, GOAWAY, REFUSED_STREAM) or unanswered_read (a read that got no answer).',
+      help: 'Calls sent again to another member, by reason: never_sent (the first member provably did not process it: no connection, GOAWAY, REFUSED_STREAM), unanswered_read (a read that got no answer), or not_applied (etcd answered with an error proving it did not apply the call, such as "raft proposal dropped" during a leader transfer; sent once more to the leader as learned again).',
       labelNames: ['protocol', 'service', 'method', 'reason'],
       registers,
     });
@@ -111,7 +111,7 @@ export class ProxyMetrics {
     });
     this.leaderChanges = new Counter({
       name: 'etcd_topology_proxy_leader_changes_seen_total',
-      help: 'Leader elections the proxy saw: increases of the raft term the members report, read at every member-list refresh.',
+      help: 'Leader elections the proxy saw: increases of the raft term, read from members\' Status (at every refresh and when a call reports that leadership moved) and from the header of every gRPC unary answer.',
       registers,
     });
   }
@@ -132,7 +132,11 @@ export class ProxyMetrics {
       const counts: MethodCounts = { labels, inFlight: 0, codes: new Map() };
       this.counts.push(counts);
       const refusals = this.readonlyRefusals.labels(labels);
-      const replays = { never_sent: this.retries.labels({ ...labels, reason: 'never_sent' }), unanswered_read: this.retries.labels({ ...labels, reason: 'unanswered_read' }) };
+      const replays = {
+        never_sent: this.retries.labels({ ...labels, reason: 'never_sent' }),
+        unanswered_read: this.retries.labels({ ...labels, reason: 'unanswered_read' }),
+        not_applied: this.retries.labels({ ...labels, reason: 'not_applied' }),
+      };
       m = {
         inFlight: {
           inc: () => void counts.inFlight++,

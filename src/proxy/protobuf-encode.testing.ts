@@ -1,10 +1,11 @@
-/** A protobuf varint, for tests that build requests by hand. */
-export function varint(n: number): number[] {
+/** A protobuf varint, for tests that build requests by hand (a bigint for 64-bit values such as member IDs). */
+export function varint(n: number | bigint): number[] {
+  let v = BigInt(n);
   const out: number[] = [];
-  while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
-    n >>>= 7;
+  while (v > 0x7fn) {
+    out.push(Number(v & 0x7fn) | 0x80);
+    v >>= 7n;
   }
-  out.push(n);
+  out.push(Number(v));
   return out;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { memberClientUrls, memberUrlById, statusRaftTerm } from './discovery.ts';
+import { memberClientUrls } from './discovery.ts';
 import { pointsAtListener } from './loop.ts';
 import { sniffProtocol } from './sniff.ts';
 import { UpstreamSet } from './upstreams.ts';
@@ -9,11 +9,43 @@ describe('UpstreamSet', () => {
   const b = 'http://10.0.0.2:2379';
   const c = 'http://10.0.0.3:2379';
 
-  it('rotates new picks across every member', () => {
+  it('rotates idle picks across every member', () => {
     const set = new UpstreamSet([a, b, c], { failureWaitMs: 5000, now: () => 0 });
     const picks = Array.from({ length: 6 }, () => set.pick());
     expect(new Set(picks.slice(0, 3))).toEqual(new Set([a, b, c]));
     expect(picks.slice(3)).toEqual(picks.slice(0, 3));
+  });
+
+  it('sends new calls away from a member whose calls are outstanding (power of two choices)', () => {
+    const set = new UpstreamSet([a, b, c], { failureWaitMs: 5000, now: () => 0 });
+    // a is stuck: every call sent to it stays open; calls on b and c end at once.
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 300; i++) {
+      const m = set.pick()!;
+      counts.set(m, (counts.get(m) ?? 0) + 1);
+      set.begin(m);
+      if (m !== a) set.done(m);
+    }
+    // Once a call is stuck on a, a is the first choice of every pick (picked longest ago) and loses
+    // each comparison with the other choice.
+    expect(counts.get(a)).toBe(1);
+    expect(set.list().find((m) => m.url === a)!.outstanding).toBe(1);
+    expect((counts.get(b) ?? 0) + (counts.get(c) ?? 0)).toBe(299);
+  });
+
+  it('takes the second choice only when it has fewer calls outstanding', () => {
+    const set = new UpstreamSet([a, b, c], { failureWaitMs: 5000, now: () => 0, random: () => 0 });
+    const [x, y, z] = set.list().map((m) => m.url) as [string, string, string];
+    expect([set.pick(), set.pick(), set.pick()]).toEqual([x, y, z]); // idle: a tie, so the one picked longest ago
+    set.begin(x);
+    set.begin(y);
+    // x is first choice (picked longest ago) and y the second (random 0): equal load keeps x.
+    expect(set.pick()).toBe(x);
+    set.begin(x);
+    // y is first choice now, z the second with nothing outstanding.
+    expect(set.pick()).toBe(z);
+    for (let i = 0; i < 4; i++) set.done(x); // more done() than begin() never goes below zero
+    expect(set.list().find((m) => m.url === x)!.outstanding).toBe(0);
   });
 
   it('holds a failed member off for the failure wait, then uses it again', () => {
@@ -100,31 +132,6 @@ describe('member list parsing', () => {
     expect(memberClientUrls(body)).toEqual(['http://127.0.0.1:1', 'https://10.0.0.1:2379']);
     expect(memberClientUrls({ members: 'x' })).toBeUndefined();
     expect(memberClientUrls({})).toEqual([]);
-  });
-});
-
-describe('memberUrlById', () => {
-  const list = { members: [{ ID: '11', clientURLs: ['http://a:2379/'] }, { ID: '22', clientURLs: ['unix://x', 'https://b:2379'] }, { ID: '33', isLearner: true, clientURLs: ['http://c:2379'] }] };
-  it.each([
-    ['11', 'http://a:2379'],
-    ['22', 'https://b:2379'],
-    ['33', undefined], // a learner never leads
-    ['44', undefined],
-  ])('%s → %s', (id, url) => {
-    expect(memberUrlById(list, id)).toBe(url);
-  });
-});
-
-describe('statusRaftTerm', () => {
-  it.each([
-    [{ header: { raft_term: '2' }, leader: '1', raftTerm: '7' }, 7],
-    [{ raft_term: '3' }, 3],
-    [{ header: { raft_term: '4' } }, 4],
-    [{ raftTerm: 'x' }, undefined],
-    [{}, undefined],
-    ['nope', undefined],
-  ])('%j → %s', (body, term) => {
-    expect(statusRaftTerm(body)).toBe(term);
   });
 });
 

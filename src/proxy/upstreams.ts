@@ -10,6 +10,10 @@ export interface Upstream {
    * defragments, with --feature-gates=StopGRPCServiceOnDefrag=true): new calls go elsewhere.
    */
   serving: boolean;
+  /** Calls and streams the proxy has open on the member now: the load that picks compare. */
+  outstanding: number;
+  /** When the member was last picked (a sequence number): ties go to the one picked longest ago. */
+  lastPicked: number;
 }
 
 export interface UpstreamSetOptions {
@@ -20,12 +24,13 @@ export interface UpstreamSetOptions {
 
 /**
  * The members the proxy forwards to: replaced on every discovery, shuffled so that proxies spread
- * over members, rotated per new stream, with a failed member held off for the failure wait. Pure
- * state with an injected clock; sessions and probes live in the shells that use it.
+ * over members, each new call or stream sent by least outstanding requests over two random choices,
+ * with a failed member held off for the failure wait. Pure state with an injected clock and random
+ * source; sessions and probes live in the shells that use it.
  */
 export class UpstreamSet {
   private members: Upstream[] = [];
-  private cursor = 0;
+  private picks = 0;
   private leader: string | undefined;
   private readonly failureWaitMs: number;
   private readonly now: () => number;
@@ -42,13 +47,12 @@ export class UpstreamSet {
   replace(urls: readonly string[]): { added: string[]; removed: string[] } {
     const before = new Map(this.members.map((m) => [m.url, m]));
     const unique = [...new Set(urls)];
-    const next = unique.map((url) => before.get(url) ?? { url, heldUntil: 0, answered: false, serving: true });
+    const next = unique.map((url) => before.get(url) ?? { url, heldUntil: 0, answered: false, serving: true, outstanding: 0, lastPicked: 0 });
     for (let i = next.length - 1; i > 0; i--) {
       const j = Math.floor(this.random() * (i + 1));
       [next[i], next[j]] = [next[j]!, next[i]!];
     }
     this.members = next;
-    this.cursor = 0;
     return {
       added: unique.filter((u) => !before.has(u)),
       removed: [...before.keys()].filter((u) => !unique.includes(u)),
@@ -56,12 +60,14 @@ export class UpstreamSet {
   }
 
   /**
-   * The next member in rotation that is not held off, other than those in exclude; one that reports
-   * NOT_SERVING only when no other is left (a lone member that defragments is slow, not gone);
-   * undefined when there is none.
+   * A member for a new call, other than those in exclude and not held off: of two choices, the
+   * member picked longest ago and another at random, the one with fewer calls outstanding (power of
+   * two choices), so a slow or stuck member, whose calls pile up, gets fewer new ones, while idle
+   * members take turns as in a rotation. One that reports NOT_SERVING only when no other is left (a
+   * lone member that defragments is slow, not gone); undefined when there is none.
    */
   pick(exclude?: ReadonlySet<string>): string | undefined {
-    return this.next(exclude, true) ?? this.next(exclude, false);
+    return this.choose(exclude, true) ?? this.choose(exclude, false);
   }
 
   /** The leader when it is known, in the set, not held off and serving, and not in exclude; else undefined. */
@@ -119,16 +125,33 @@ export class UpstreamSet {
     return this.members.some((m) => m.answered && m.heldUntil <= now);
   }
 
-  private next(exclude: ReadonlySet<string> | undefined, servingOnly: boolean): string | undefined {
+  /** The call just sent to url is in flight until done(url). */
+  begin(url: string): void {
+    const m = this.members.find((x) => x.url === url);
+    if (m) m.outstanding++;
+  }
+
+  /** A call begun on url ended (answered in full, failed or cancelled). */
+  done(url: string): void {
+    const m = this.members.find((x) => x.url === url);
+    if (m && m.outstanding > 0) m.outstanding--;
+  }
+
+  private choose(exclude: ReadonlySet<string> | undefined, servingOnly: boolean): string | undefined {
     const now = this.now();
-    const n = this.members.length;
-    for (let i = 0; i < n; i++) {
-      const m = this.members[(this.cursor + i) % n]!;
-      if (m.heldUntil > now || exclude?.has(m.url) || (servingOnly && !m.serving)) continue;
-      this.cursor = (this.cursor + i + 1) % n;
-      return m.url;
+    const candidates = this.members.filter((m) => m.heldUntil <= now && !exclude?.has(m.url) && (!servingOnly || m.serving));
+    if (candidates.length === 0) return undefined;
+    // The first choice is the one picked longest ago (idle members thus take turns exactly, and a
+    // stuck member stays first choice, to lose each comparison); the second is any other at random.
+    let first = 0;
+    for (let i = 1; i < candidates.length; i++) if (candidates[i]!.lastPicked < candidates[first]!.lastPicked) first = i;
+    let m = candidates[first]!;
+    if (candidates.length > 1) {
+      const other = candidates[(first + 1 + Math.floor(this.random() * (candidates.length - 1))) % candidates.length]!;
+      if (other.outstanding < m.outstanding) m = other;
     }
-    return undefined;
+    m.lastPicked = ++this.picks;
+    return m.url;
   }
 
   /** The members in their current order, for discovery, probes and metrics. */

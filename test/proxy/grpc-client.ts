@@ -14,7 +14,7 @@ export interface EtcdClients {
   cluster: grpc.Client;
   maintenance: grpc.Client;
   /** Calls a unary method and resolves its response. */
-  unary<T = Record<string, unknown>>(client: grpc.Client, method: string, request: object, metadata?: grpc.Metadata): Promise<T>;
+  unary<T = Record<string, unknown>>(client: grpc.Client, method: string, request: object, metadata?: grpc.Metadata, options?: grpc.CallOptions): Promise<T>;
   close(): void;
 }
 
@@ -32,10 +32,11 @@ export function etcdClients(target: string): EtcdClients {
   };
   return {
     ...clients,
-    unary<T>(client: grpc.Client, method: string, request: object, metadata = new grpc.Metadata()): Promise<T> {
+    unary<T>(client: grpc.Client, method: string, request: object, metadata = new grpc.Metadata(), options: grpc.CallOptions = {}): Promise<T> {
       return new Promise((resolve, reject) => {
-        const fn = (client as unknown as Record<string, (r: object, m: grpc.Metadata, cb: (e: grpc.ServiceError | null, v: T) => void) => void>)[method]!;
-        fn.call(client, request, metadata, (err, value) => (err ? reject(err) : resolve(value)));
+        type Call = (r: object, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, v: T) => void) => void;
+        const fn = (client as unknown as Record<string, Call>)[method]!;
+        fn.call(client, request, metadata, options, (err, value) => (err ? reject(err) : resolve(value)));
       });
     },
     close: () => kv.close(),
