@@ -10,6 +10,7 @@ describe('classifyEtcdError: which etcd answers prove a call was not applied', (
     [14, 'etcdserver: no leader', true, true],
     [9, 'etcdserver: not leader', true, true],
     [14, 'etcdserver: leader changed', true, true],
+    [9, 'etcdserver: rpc not supported for learner', true, true],
     // Refused for load: not applied, but the client's to back off from.
     [8, 'etcdserver: too many requests', false, false],
     // Ambiguous: proposed, and may still apply. Never sent twice.

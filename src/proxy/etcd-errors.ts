@@ -52,6 +52,14 @@ const table: { code: number; message: string; verdict: EtcdErrorVerdict }[] = [
     verdict: { notApplied: true, relearn: true, reason: 'the leader changed while the member waited for a read index; nothing was written' },
   },
   {
+    // ErrGRPCNotSupportedForLearner: the unary interceptor refuses every call but serializable reads
+    // and Status on a learner before the handler runs. The proxy meets one when a member was replaced
+    // under the same name (and URL) and the next discovery has not yet said it is a learner.
+    code: 9,
+    message: 'etcdserver: rpc not supported for learner',
+    verdict: { notApplied: true, relearn: true, reason: 'the member is a learner and refused the call before handling it' },
+  },
+  {
     // ErrTooManyRequests: refused before proposing, but because the member is behind on applying,
     // not because of leadership: sending it again only adds load, so the client gets it.
     code: 8,

@@ -60,12 +60,16 @@ describe('UpstreamSet', () => {
     expect(new Set([set.pick(), set.pick()])).toEqual(new Set([a, b]));
   });
 
-  it('finds nothing when every member is held off or excluded', () => {
-    const set = new UpstreamSet([a, b], { failureWaitMs: 5000, now: () => 0 });
+  it('when every member left is held off, asks the one whose hold ends first; nothing only when all are excluded', () => {
+    let now = 0;
+    const set = new UpstreamSet([a, b], { failureWaitMs: 5000, now: () => now });
     set.markFailed(a);
-    expect(set.pick(new Set([b]))).toBeUndefined();
+    now = 1000;
     set.markFailed(b);
-    expect(set.pick()).toBeUndefined();
+    expect(set.pick(new Set([b]))).toBe(a);
+    expect(set.pick()).toBe(a);
+    expect(set.hasAvailable()).toBe(false);
+    expect(set.pick(new Set([a, b]))).toBeUndefined();
   });
 
   it('shuffles on replace and keeps what it knew about members it had', () => {

@@ -64,10 +64,21 @@ export class UpstreamSet {
    * member picked longest ago and another at random, the one with fewer calls outstanding (power of
    * two choices), so a slow or stuck member, whose calls pile up, gets fewer new ones, while idle
    * members take turns as in a rotation. One that reports NOT_SERVING only when no other is left (a
-   * lone member that defragments is slow, not gone); undefined when there is none.
+   * lone member that defragments is slow, not gone). When every member left is held off, the one
+   * whose hold ends first: a hold is a guess that a member is down (a starved proxy can miss its
+   * keepalives to all of them at once), and asking the likeliest to be back beats refusing every
+   * call until a hold ends. Undefined only when exclude leaves none.
    */
   pick(exclude?: ReadonlySet<string>): string | undefined {
-    return this.choose(exclude, true) ?? this.choose(exclude, false);
+    return this.choose(exclude, true) ?? this.choose(exclude, false) ?? this.soonestReleased(exclude);
+  }
+
+  private soonestReleased(exclude: ReadonlySet<string> | undefined): string | undefined {
+    let best: Upstream | undefined;
+    for (const m of this.members) if (!exclude?.has(m.url) && (best === undefined || m.heldUntil < best.heldUntil)) best = m;
+    if (best === undefined) return undefined;
+    best.lastPicked = ++this.picks;
+    return best.url;
   }
 
   /** The leader when it is known, in the set, not held off and serving, and not in exclude; else undefined. */
