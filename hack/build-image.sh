@@ -71,7 +71,7 @@ start_engine() {
   mkdir -p "$CACHE/docker"
   log "starting dockerd (data root $CACHE/docker, log $CACHE/dockerd.log)"
   # Host networking only: no docker0 bridge and no iptables rules on a machine shared with other tests.
-  setsid nohup dockerd --data-root "$CACHE/docker" --bridge=none --iptables=false >"$CACHE/dockerd.log" 2>&1 </dev/null &
+  setsid nohup dockerd --data-root "$CACHE/docker" --bridge=none --iptables=false >>"$CACHE/dockerd.log" 2>&1 </dev/null &
   local i
   for i in $(seq 60); do
     docker info >/dev/null 2>&1 && return 0
@@ -206,13 +206,14 @@ image() {
   log "image $IMAGE: $(docker image inspect -f '{{.Id}}' "$IMAGE"), $(( $(docker image inspect -f '{{.Size}}' "$IMAGE") / 1024 / 1024 )) MiB"
 }
 
-eval "$(bash hack/node.sh --export)"
 mkdir -p "$CACHE"
 # One build at a time per cache: a second caller waits, then finds everything cached.
 exec 9>"$CACHE/.image.lock"
 flock 9
 
 stage engine engine
+# npm and node for the look-ups and downloads (Node >= 22 as everywhere in this repo).
+eval "$(bash hack/node.sh --export)"
 mkdir -p "$WORK"
 stage base base
 stage etcd etcd
