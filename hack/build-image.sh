@@ -71,7 +71,8 @@ start_engine() {
   mkdir -p "$CACHE/docker"
   log "starting dockerd (data root $CACHE/docker, log $CACHE/dockerd.log)"
   # Host networking only: no docker0 bridge and no iptables rules on a machine shared with other tests.
-  setsid nohup dockerd --data-root "$CACHE/docker" --bridge=none --iptables=false >>"$CACHE/dockerd.log" 2>&1 </dev/null &
+  # Not holding fd 9, the build lock, which would outlive this script in the daemon.
+  setsid nohup dockerd --data-root "$CACHE/docker" --bridge=none --iptables=false >>"$CACHE/dockerd.log" 2>&1 </dev/null 9>&- &
   local i
   for i in $(seq 60); do
     docker info >/dev/null 2>&1 && return 0
