@@ -8,10 +8,11 @@
 #               only; the Dockerfile itself stays as it is for node:24-bookworm-slim.
 #   ETCD_IMAGE  etcd, etcdctl and etcdutl in /usr/local/bin, as the upstream etcd image has them, from the
 #               Go-built binaries of hack/test-binaries.sh.
-# Installs docker.io and debootstrap from Debian's packages when missing and starts dockerd when no engine
-# answers (data root $CACHE/docker; no bridge network and no iptables rules: containers run with
-# --network host). The base is cached by a content key (Debian suite, architecture, Node and npm versions,
-# CA bundle, registry) as a tarball in $CACHE/image/ and as a tag, so a second run takes seconds.
+# Installs docker.io (and, to assemble a base, debootstrap) from Debian's packages when missing and
+# starts dockerd when no engine answers (data root $CACHE/docker; no bridge network and no iptables
+# rules: containers run with --network host). The base is cached by a content key (Debian suite,
+# architecture, Node and npm versions, CA bundle, registry) as a tarball in $CACHE/image/ and as a
+# tag, so a second run takes seconds.
 # Prints each stage's duration on stderr and IMAGE=etcd-topology:<version> on stdout.
 #   hack/build-image.sh
 # Exit status 3: no Docker engine can be installed or started here (the reason is on stderr); any
@@ -50,18 +51,19 @@ trap report EXIT
 
 # --- engine -------------------------------------------------------------------------------------------
 
+# apt_install FAIL PACKAGE -- installs a Debian package; FAIL (no_engine or die) reports why it cannot.
+apt_install() {
+  local fail=$1 package=$2
+  [ "$(id -u)" = 0 ] || "$fail" "$package is not installed, and installing Debian packages needs root"
+  command -v apt-get >/dev/null || "$fail" "$package is not installed, and there is no apt-get to install it with"
+  log "installing $package from Debian's packages"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null; } \
+    || "$fail" "apt-get install $package failed"
+}
+
 install_packages() {
-  local missing=()
-  if ! docker info >/dev/null 2>&1; then
-    { command -v docker && command -v dockerd; } >/dev/null || missing+=(docker.io)
-  fi
-  command -v debootstrap >/dev/null || missing+=(debootstrap)
-  [ ${#missing[@]} -gt 0 ] || return 0
-  [ "$(id -u)" = 0 ] || no_engine "${missing[*]} not installed, and installing Debian packages needs root"
-  command -v apt-get >/dev/null || no_engine "${missing[*]} not installed, and there is no apt-get to install them with"
-  log "installing ${missing[*]} from Debian's packages"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; } \
-    || no_engine "apt-get install ${missing[*]} failed"
+  docker info >/dev/null 2>&1 && return 0
+  { command -v docker && command -v dockerd; } >/dev/null || apt_install no_engine docker.io
 }
 
 start_engine() {
@@ -119,6 +121,7 @@ assemble_rootfs() {
   local dir=$1 node_version=$2 npm_version=$3 ca=$4 arch mirror
   arch=$(node_arch)
   mirror=$(debian_mirror)
+  command -v debootstrap >/dev/null || apt_install die debootstrap
   log "debootstrap --variant=minbase $SUITE ${mirror:-with the default mirror}"
   debootstrap --variant=minbase "$SUITE" "$dir" ${mirror:+"$mirror"} >"$WORK/debootstrap.log" 2>&1 \
     || die "debootstrap $SUITE failed; see $WORK/debootstrap.log"
