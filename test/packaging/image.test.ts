@@ -125,10 +125,11 @@ describe.skipIf(!build.ok)('the image on the local cluster', () => {
 
   it('brings a 3-member topology to Available from the image: StatefulSet, members on central nodes, status', async () => {
     await cluster.kubectl(['apply', '-f', '-'], topologyManifest(NAME, NS, { members: { count: 3 } }));
-    const t = await waitFor(`${NAME} Available`, async () => {
-      if (operator.exitCode !== undefined) throw new Error(`the operator container exited ${operator.exitCode}: ${await operator.log()}`);
+    // Available needs only a quorum (2 of 3 healthy is Available too), so wait for all three as well.
+    const t = await waitFor(`${NAME} Available with 3 healthy members`, async () => {
+      if (operator.exitCode !== undefined) throw new StopWaiting(new Error(`the operator container exited ${operator.exitCode}: ${await operator.log()}`));
       const t = await getTopology(cluster, NAME, NS);
-      return conditionOf(t, 'Available')?.status === 'True' ? t : false;
+      return conditionOf(t, 'Available')?.status === 'True' && t.status?.quorum?.healthy === 3 ? t : false;
     }, { timeoutMs: 240_000, intervalMs: 1000 });
     expect(t.status?.quorum).toEqual({ size: 2, healthy: 3, faultTolerance: 1, disruptionsAllowed: 1 });
     expect(t.status?.members?.filter((m) => m.role === 'leader')).toHaveLength(1);
