@@ -1,6 +1,8 @@
 # One image for both programs, `etcd-topology operator` and `etcd-topology proxy`, and the backup Jobs and
 # restore init containers the operator runs (`etcd-topology snapshot`).
 #   docker build -t etcd-topology:0.1.0 .
+# Where no image can be pulled, hack/build-image.sh assembles NODE_IMAGE and ETCD_IMAGE locally (from
+# Debian's packages, the npm registry and the Go-built etcd) and builds this with them.
 # The version label, the chart's appVersion and package.json's version agree (src/version.test.ts checks).
 # Build: compile src/ to dist/ with the dev dependencies. Runtime: Node 24, production dependencies,
 # dist/ and package.json only, as a non-root user; nothing in it needs a shell.
