@@ -153,17 +153,27 @@ export class QuorumSampler {
         try {
           const list = await this.admin.onFirstAvailable(eps.map((e) => e.url), (u) => this.admin.memberList(u));
           const statuses = new Map<string, StatusResponse | Error>();
+          // Status is answered by each member alone: a call that times out is asked once more with a
+          // longer deadline, since a slow answer on a loaded machine is not a member without a leader.
+          const statusOf = (url: string): Promise<StatusResponse | Error> =>
+            this.admin.status(url).catch(() => this.admin.status(url, { timeoutMs: 4000 }).catch((e: unknown) => e as Error));
           await Promise.all(
             list.members.map(async (m) => {
               const url = eps.find((e) => e.name === memberName(m))?.url;
-              statuses.set(m.ID, url ? await this.admin.status(url).catch((e: unknown) => e as Error) : new Error('no pod'));
+              statuses.set(m.ID, url ? await statusOf(url) : new Error('no pod'));
             }),
           );
           const members = toMemberHealth(list.members, statuses);
           const healthy = healthyVotersOf(members).length;
           this.samples++;
           this.minHealthy = Math.min(this.minHealthy, healthy);
-          if (healthy < quorum) this.lowSamples.push(`${new Date().toISOString()}: ${healthy} of ${votersOf(members).length} voters healthy`);
+          if (healthy < quorum) {
+            const why = list.members.map((m) => {
+              const s = statuses.get(m.ID);
+              return `${memberName(m)}${m.isLearner ? ' (learner)' : ''}: ${s instanceof Error ? s.message : s === undefined ? 'not asked' : s.leader === '0' ? 'no leader' : 'healthy'}`;
+            });
+            this.lowSamples.push(`${new Date().toISOString()}: ${healthy} of ${votersOf(members).length} voters healthy (${why.join('; ')})`);
+          }
         } catch (err) {
           // No member answered at all: that is a sample with zero healthy voters.
           this.samples++;
