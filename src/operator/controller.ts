@@ -54,7 +54,7 @@ export class Controller {
     const queue = this.queue;
     new Gauge({ name: 'etcd_topology_operator_queue_depth', help: 'Topologies waiting in the work queue (not in flight, not scheduled).', registers: [registry], collect() { this.set(queue.length); } });
     this.retries = new Counter({ name: 'etcd_topology_operator_queue_retries_total', help: 'Reconciles that failed and were queued again with back-off.', registers: [registry] });
-    this.informers = new Informers(kc, WATCHED_KINDS, namespaces, (kind, obj) => this.enqueueFor(kind, obj), log);
+    this.informers = new Informers(kc, WATCHED_KINDS, namespaces, (kind, obj) => this.enqueueFor(kind, obj), log, registry);
   }
 
   /** Starts the informers (every replica keeps its caches warm, leader or not). */

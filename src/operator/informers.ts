@@ -1,4 +1,5 @@
 import { KubernetesObjectApi, makeInformer, type Informer, type KubeConfig, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
+import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../telemetry/logger.ts';
 
 /** A kind the operator watches: where to list it and whether only its own objects. */
@@ -42,13 +43,17 @@ export class Informers {
   private count = 0;
   private stopped = false;
 
-  /** namespaces: the namespaces of namespaced kinds to watch; undefined watches every namespace. */
+  /**
+   * namespaces: the namespaces of namespaced kinds to watch; undefined watches every namespace. With a
+   * registry, etcd_topology_operator_cached_objects{kind} says how many objects each cache holds.
+   */
   constructor(
     kc: KubeConfig,
     kinds: readonly WatchedKind[],
     namespaces: readonly string[] | undefined,
     onChange: (kind: string, obj: KubernetesObject) => void,
     log: Logger,
+    registry?: Registry,
   ) {
     const objects = KubernetesObjectApi.makeApiClient(kc);
     for (const k of kinds) {
@@ -59,6 +64,7 @@ export class Informers {
       }
       this.informers.set(k.kind, scopes);
     }
+    if (registry) this.registerGauge(registry);
   }
 
   /** Starts every informer; resolves once each has listed once. */
@@ -115,6 +121,19 @@ export class Informers {
       setTimeout(() => void informer.start().catch(() => undefined), 2000).unref();
     });
     return informer;
+  }
+
+  private registerGauge(registry: Registry): void {
+    const informers = this.informers;
+    new Gauge({
+      name: 'etcd_topology_operator_cached_objects',
+      help: 'Objects in the informer caches, by kind.',
+      labelNames: ['kind'],
+      registers: [registry],
+      collect() {
+        for (const [kind, scopes] of informers) this.set({ kind }, [...scopes.values()].reduce((n, i) => n + i.list().length, 0));
+      },
+    });
   }
 
   private scopes(kind: string): Map<Scope, CachedInformer> {

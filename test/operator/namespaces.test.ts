@@ -23,6 +23,8 @@ const WATCHED = ['ns-a', 'ns-b'];
 const OTHER = 'ns-c';
 const RBAC_KINDS = new Set(['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding']);
 const SPEC = { members: { count: 1 }, proxy: { enabled: false } };
+// ns-a runs its proxies (one per worker node): pods the operator's Pod cache must not hold.
+const specOf = (ns: string) => (ns === 'ns-a' ? { members: { count: 1 } } : SPEC);
 
 describe('namespaces on the local cluster, with the chart\'s RBAC', () => {
   let cluster: LocalCluster;
@@ -39,6 +41,9 @@ describe('namespaces on the local cluster, with the chart\'s RBAC', () => {
   };
   const startOperator = (log: string, args: string[]): Promise<OperatorProcess> =>
     OperatorProcess.start(kubeconfig, path.join(cluster.dir, log), ['--resync-period=3s', `--leader-election-namespace=${SYSTEM}`, ...args], `${log}-replica`);
+  /** What the operator's informer caches hold, per kind. */
+  const cached = async (op: OperatorProcess, kind: string): Promise<number> => op.counter('etcd_topology_operator_cached_objects', (l) => l === `{kind="${kind}"}`);
+  const podsIn = async (selector: string): Promise<number> => (JSON.parse(await cluster.kubectl(['get', 'pods', '-A', '-l', selector, '-o', 'json'])) as { items: unknown[] }).items.length;
   const available = async (ns: string): Promise<boolean> => conditionOf(await getTopology(cluster, NAME, ns), 'Available')?.status === 'True';
   /** Whether the ServiceAccount may do this, asked as the ServiceAccount itself. */
   const canI = async (verb: string, resource: string, ns: string): Promise<string> =>
@@ -50,7 +55,7 @@ describe('namespaces on the local cluster, with the chart\'s RBAC', () => {
     for (const ns of [SYSTEM, ...WATCHED, OTHER]) await cluster.kubectl(['create', 'namespace', ns]);
     await applyChartRbac(`watchNamespaces={${WATCHED.join(',')}}`);
     kubeconfig = await serviceAccountKubeconfig(cluster, SYSTEM, SERVICE_ACCOUNT);
-    for (const ns of [...WATCHED, OTHER]) await cluster.kubectl(['apply', '-f', '-'], topologyManifest(NAME, ns, SPEC));
+    for (const ns of [...WATCHED, OTHER]) await cluster.kubectl(['apply', '-f', '-'], topologyManifest(NAME, ns, specOf(ns)));
   }, 300_000);
   afterAll(async () => {
     await operator?.stop();
@@ -74,6 +79,11 @@ describe('namespaces on the local cluster, with the chart\'s RBAC', () => {
     expect(other.status).toBeUndefined();
     expect(await cluster.kubectl(['get', 'statefulsets,services,secrets,poddisruptionbudgets,serviceaccounts', '-n', OTHER, '-l', 'app.kubernetes.io/managed-by=etcd-topology', '-o', 'name'])).toBe('');
     expect(await cluster.kubectl(['get', 'events', '-n', OTHER, '--field-selector', `involvedObject.name=${NAME}`, '-o', 'name'])).toBe('');
+    // The Pod cache holds the two members, not ns-a's proxies; the claim cache the members' claims.
+    await waitFor('the proxies of ns-a', async () => (await podsIn('app.kubernetes.io/component=proxy')) === 2, { timeoutMs: 60_000 });
+    expect(await cached(operator, 'Pod')).toBe(2);
+    expect(await cached(operator, 'PersistentVolumeClaim')).toBe(2);
+    expect(await cached(operator, 'EtcdTopology')).toBe(2);
     const log = await readFile(operator.logFile, 'utf8');
     expect(log).not.toContain(OTHER);
     // Every list and watch stayed inside what the Roles allow: a cluster-wide list would be refused.
@@ -90,6 +100,8 @@ describe('namespaces on the local cluster, with the chart\'s RBAC', () => {
     for (const ns of WATCHED) expect(await available(ns), ns).toBe(true);
     const members = JSON.parse(await cluster.kubectl(['get', 'pods', '-A', '-l', 'app.kubernetes.io/component=member', '-o', 'json'])) as { items: { metadata: { namespace: string } }[] };
     expect(members.items.map((p) => p.metadata.namespace).sort()).toEqual([...WATCHED, OTHER].sort());
+    expect(await cached(operator, 'Pod')).toBe(3);
+    expect(await cached(operator, 'EtcdTopology')).toBe(3);
     expect(await readFile(operator.logFile, 'utf8')).not.toMatch(/forbidden/i);
   }, 420_000);
 });
