@@ -2,7 +2,7 @@ import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { API_VERSION, KIND, PLURAL } from '../api/etcd-topology.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import { CLAIM_SELECTOR, Informers, MANAGED_SELECTOR, POD_SELECTOR, type WatchedKind } from './informers.ts';
+import { CLAIM_SELECTOR, Informers, MANAGED_SELECTOR, nodeChanges, POD_SELECTOR, type WatchedKind } from './informers.ts';
 import type { Reconciler } from './reconciler.ts';
 import { WorkQueue } from './work-queue.ts';
 
@@ -17,7 +17,7 @@ export const WATCHED_KINDS: WatchedKind[] = [
   { apiVersion: 'v1', kind: 'Pod', plural: 'pods', namespaced: true, labelSelector: POD_SELECTOR },
   { apiVersion: 'v1', kind: 'PersistentVolumeClaim', plural: 'persistentvolumeclaims', namespaced: true, labelSelector: CLAIM_SELECTOR },
   { apiVersion: 'batch/v1', kind: 'Job', plural: 'jobs', namespaced: true, labelSelector: MANAGED_SELECTOR },
-  { apiVersion: 'v1', kind: 'Node', plural: 'nodes', namespaced: false },
+  { apiVersion: 'v1', kind: 'Node', plural: 'nodes', namespaced: false, changes: nodeChanges },
 ];
 
 /** The key of the EtcdTopology an object belongs to, from its own identity or its instance label. */

@@ -1,4 +1,4 @@
-import { KubernetesObjectApi, makeInformer, type Informer, type KubeConfig, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
+import { KubernetesObjectApi, ListWatch, Watch, type Informer, type KubeConfig, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
 import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../telemetry/logger.ts';
 
@@ -10,6 +10,31 @@ export interface WatchedKind {
   namespaced: boolean;
   /** Only objects carrying this label selector (the operator's own). */
   labelSelector?: string;
+  /**
+   * What the controller reacts to in an object of this kind; an update that leaves it the same is
+   * cached but not passed on (a kubelet's or kwok's heartbeat on a Node).
+   */
+  changes?: (obj: KubernetesObject) => string;
+}
+
+/** A Node as the reconciler reads it: labels, taints, cordon, readiness; not heartbeats or images. */
+export function nodeChanges(obj: KubernetesObject): string {
+  const node = obj as KubernetesObject & { spec?: { unschedulable?: boolean; taints?: unknown[] }; status?: { conditions?: { type: string; status: string }[] } };
+  const ready = node.status?.conditions?.find((c) => c.type === 'Ready')?.status;
+  return JSON.stringify([node.metadata?.labels ?? {}, node.spec?.unschedulable ?? false, node.spec?.taints ?? [], ready ?? '']);
+}
+
+/** Drops what the operator never reads and the API server repeats in every object: managedFields. */
+function trim<T extends KubernetesObject>(obj: T): T {
+  if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
+  return obj;
+}
+
+/** A Watch that trims each object before the cache stores it. */
+class TrimmingWatch extends Watch {
+  override watch(path: string, queryParams: Record<string, string | number | boolean | undefined>, callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void, done: (err: unknown) => void): Promise<AbortController> {
+    return super.watch(path, queryParams, (phase: string, obj: unknown, w: unknown) => callback(phase, obj !== null && typeof obj === 'object' ? trim(obj as KubernetesObject) : obj, w), done);
+  }
 }
 
 /** The label every object the operator creates carries. */
@@ -107,12 +132,35 @@ export class Informers {
     const ns = scope === EVERY_NAMESPACE ? undefined : scope;
     const group = k.apiVersion.includes('/') ? `/apis/${k.apiVersion}` : `/api/${k.apiVersion}`;
     const path = `${group}${ns ? `/namespaces/${ns}` : ''}/${k.plural}`;
-    const list = () => objects.list<KubernetesObject>(k.apiVersion, k.kind, ns, undefined, undefined, undefined, undefined, k.labelSelector);
-    const informer = makeInformer<KubernetesObject>(kc, path, list, k.labelSelector);
+    const list = async () => {
+      const result = await objects.list<KubernetesObject>(k.apiVersion, k.kind, ns, undefined, undefined, undefined, undefined, k.labelSelector);
+      result.items.forEach(trim);
+      return result;
+    };
+    const informer: CachedInformer = new ListWatch<KubernetesObject>(path, new TrimmingWatch(kc), list, false, k.labelSelector);
     const notify = (obj: KubernetesObject): void => onChange(k.kind, obj);
-    informer.on('add', notify);
-    informer.on('update', notify);
-    informer.on('delete', notify);
+    const { changes } = k;
+    if (changes) {
+      // The last digest passed on, per object: an update that keeps it is not news.
+      const seen = new Map<string, string>();
+      const keyOf = (obj: KubernetesObject): string => `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
+      const notifyChanged = (obj: KubernetesObject): void => {
+        const digest = changes(obj);
+        if (seen.get(keyOf(obj)) === digest) return;
+        seen.set(keyOf(obj), digest);
+        notify(obj);
+      };
+      informer.on('add', notifyChanged);
+      informer.on('update', notifyChanged);
+      informer.on('delete', (obj) => {
+        seen.delete(keyOf(obj));
+        notify(obj);
+      });
+    } else {
+      informer.on('add', notify);
+      informer.on('update', notify);
+      informer.on('delete', notify);
+    }
     informer.on('connect', () => this.synced.add(informer));
     informer.on('error', (err: unknown) => {
       this.synced.delete(informer);
