@@ -1,40 +1,125 @@
-// npm run bench:operator [-- --rounds 3 --topologies 50]
-// On the local cluster, with the operator (dist/) as a local process: time from apply to every owned
-// object created and to Available (rounds, medians); API write calls per no-change resync; operator
-// RSS with one topology and with N topologies. Writes docs/bench/operator.md.
-import { readFileSync, writeFileSync } from 'node:fs';
+// npm run bench:operator [-- --rounds 3 --nodes 1000 --topologies 100 --changes 100]
+// On the local cluster, with the operator (dist/) as a local process:
+// 1. rounds: time from apply to every owned object created and to Available (medians); API write
+//    calls per no-change resync; RSS with one settled topology, and where it goes (modules, heap by
+//    kind of object, informer caches).
+// 2. scale: kwok simulates --nodes worker nodes beside the cluster's 3 real central nodes; of
+//    --topologies topologies, 3 run real members on the central nodes and proxies on every kwok node,
+//    the rest have members Pending and proxies on 10 kwok nodes each. Measured: operator RSS, cache
+//    sizes, spec change -> applied StatefulSet latency (p50/p99) while the queue is busy, and API
+//    writes per no-change reconcile.
+// Writes docs/bench/operator.md.
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { binaries } from '../test/harness/binaries.ts';
+import { defaultNodes, type LocalCluster } from '../test/harness/cluster/local-cluster.ts';
+import { spawnLogged, terminate } from '../test/harness/cluster/processes.ts';
 import { waitFor } from '../test/harness/ports.ts';
-import { conditionOf, getTopology, startOperatorCluster, topologyManifest } from '../test/operator/setup.ts';
+import { OperatorProcess } from '../test/operator/operator-process.ts';
+import { conditionOf, getTopology, startClusterWithCrd, topologyManifest } from '../test/operator/setup.ts';
+import { summariseHeap, type HeapRow } from './heap-summary.ts';
 
-const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, topologies: { type: 'string', default: '50' } }, strict: true });
-const rounds = Number(values.rounds);
-const many = Number(values.topologies);
-if (!Number.isInteger(rounds) || rounds < 1 || !Number.isInteger(many) || many < 2) {
-  console.error('bench:operator: --rounds must be a whole number >= 1 and --topologies >= 2');
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    nodes: { type: 'string', default: '1000' },
+    topologies: { type: 'string', default: '100' },
+    changes: { type: 'string', default: '100' },
+  },
+  strict: true,
+});
+const [rounds, nodeCount, many, changes] = [values.rounds, values.nodes, values.topologies, values.changes].map(Number) as [number, number, number, number];
+if (![rounds, nodeCount, many, changes].every((n) => Number.isInteger(n) && n >= 1) || many < 4 || nodeCount < 10) {
+  console.error('bench:operator: --rounds and --changes must be whole numbers >= 1, --topologies >= 4, --nodes >= 10');
   process.exit(2);
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-const rssMiB = (pid: number): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 const NS = 'default';
+const REAL = 3; // topologies with members on the real central nodes
+const GROUP = 10; // kwok nodes per proxy group of a Pending topology
+const RESYNC = '5s';
+const KWOK_ANNOTATION = 'kwok.x-k8s.io/node';
 
-const env = await startOperatorCluster({}, ['--resync-period=3s']);
-const { cluster, operator } = env;
+const median = (xs: number[]): number => quantile(xs, 0.5);
+function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!;
+}
+const mib = (bytes: number): string => (bytes / 1048576).toFixed(0);
+const rssMiB = (pid: number): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+
+/** The operator's memory as it reports it, and its caches. */
+async function memory(op: OperatorProcess): Promise<{ rss: number; heapUsed: number; heapTotal: number; external: number; cached: Record<string, number> }> {
+  const one = async (name: string): Promise<number> => op.counter(`etcd_topology_${name}`);
+  const cached = Object.fromEntries(Object.entries(await op.series('etcd_topology_operator_cached_objects')).map(([labels, v]) => [/kind="([^"]+)"/.exec(labels)![1]!, v]));
+  return {
+    rss: rssMiB(op.pid) * 1048576,
+    heapUsed: await one('nodejs_heap_size_used_bytes'),
+    heapTotal: await one('nodejs_heap_size_total_bytes'),
+    external: await one('nodejs_external_memory_bytes'),
+    cached,
+  };
+}
+
+/** Writes a heap snapshot of the operator (SIGUSR2, --heapsnapshot-signal) into dir and summarises it. */
+async function heapSnapshot(op: OperatorProcess, dir: string): Promise<ReturnType<typeof summariseHeap>> {
+  const before = new Set(readdirSync(dir).filter((f) => f.endsWith('.heapsnapshot')));
+  process.kill(op.pid, 'SIGUSR2');
+  const file = await waitFor('the heap snapshot', () => {
+    const fresh = readdirSync(dir).filter((f) => f.endsWith('.heapsnapshot') && !before.has(f));
+    if (fresh.length === 0) return false;
+    // Written once the operator answers again.
+    return fetch(op.metricsUrl).then(() => path.join(dir, fresh[0]!));
+  }, { timeoutMs: 120_000, intervalMs: 1000 });
+  return summariseHeap(file);
+}
+
+/** RSS of a fresh node process that only imports the operator's modules (no cluster, no work). */
+async function moduleRss(nodeArgs: string[] = []): Promise<number> {
+  const { run } = await import('../test/harness/run.ts');
+  const main = path.join(import.meta.dirname, '..', 'dist', 'operator', 'main.js');
+  const out = await run(process.execPath, [...nodeArgs, '--input-type=module', '-e', `await import(${JSON.stringify(main)}); globalThis.gc?.(); console.log(process.memoryUsage().rss)`]);
+  return Number(out.trim());
+}
+
+// A node whose lease is not renewed within the grace period goes NotReady, and the node lifecycle
+// controller marks its pods NotReady, which kwok does not undo: give kwok's 1,000 heartbeats room.
+const cluster: LocalCluster = await startClusterWithCrd({ nodes: defaultNodes(3, 0), nodeMonitorGracePeriod: '120s' });
+let operator: OperatorProcess | undefined;
+let kwok: ReturnType<typeof spawnLogged> | undefined;
 try {
   const k = (args: string[], input?: string): Promise<string> => cluster.kubectl(args, input);
+  // One replica, no leader election: a heap snapshot stops the process for longer than the renew
+  // deadline, and a leader that cannot renew exits (as it should).
+  const startOperator = (log: string): Promise<OperatorProcess> =>
+    OperatorProcess.start(cluster.kubeconfig, path.join(cluster.dir, log), [`--resync-period=${RESYNC}`, '--leader-elect=false'], undefined, [
+      '--heapsnapshot-signal=SIGUSR2',
+      `--diagnostic-dir=${cluster.dir}`,
+    ]);
+  operator = await startOperator('operator.log');
+  let op = operator;
+  const reconcilesNow = (): Promise<number> => op.counter('etcd_topology_operator_reconciles_total');
+  const writesNow = (): Promise<number> => op.counter('etcd_topology_operator_api_writes_total');
+  /** Writes per reconcile while `count` reconciles happen with nothing changing. */
+  const writesPerReconcile = async (count: number): Promise<{ perReconcile: number; reconciles: number; byKind: Record<string, number> }> => {
+    const [w0, r0, series0] = [await writesNow(), await reconcilesNow(), await op.series('etcd_topology_operator_api_writes_total')];
+    await waitFor(`${count} reconciles`, async () => (await reconcilesNow()) >= r0 + count, { timeoutMs: 300_000, intervalMs: 500 });
+    const [w1, r1, series1] = [await writesNow(), await reconcilesNow(), await op.series('etcd_topology_operator_api_writes_total')];
+    const byKind: Record<string, number> = {};
+    for (const [l, v] of Object.entries(series1)) if (v - (series0[l] ?? 0) > 0) byKind[l] = v - (series0[l] ?? 0);
+    return { perReconcile: (w1 - w0) / (r1 - r0), reconciles: r1 - r0, byKind };
+  };
   const owned = async (name: string): Promise<boolean> => {
     const out = await k(['get', 'statefulsets,daemonsets,services,poddisruptionbudgets,serviceaccounts', '-n', NS, '-l', `app.kubernetes.io/instance=${name}`, '-o', 'name']);
     return out.trim().split('\n').filter(Boolean).length >= 8;
   };
+  const available = async (name: string): Promise<boolean> => conditionOf(await getTopology(cluster, name, NS), 'Available')?.status === 'True';
 
+  // 1. Rounds on the bare cluster.
   const created: number[] = [];
-  const available: number[] = [];
+  const availableMs: number[] = [];
   const resyncWrites: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const name = `bench-${r}`;
@@ -42,62 +127,178 @@ try {
     await k(['apply', '-f', '-'], topologyManifest(name, NS, { members: { count: 3 } }));
     await waitFor(`${name} objects`, () => owned(name), { timeoutMs: 60_000, intervalMs: 50 });
     created.push(performance.now() - start);
-    await waitFor(`${name} Available`, async () => conditionOf(await getTopology(cluster, name, NS), 'Available')?.status === 'True', { timeoutMs: 240_000, intervalMs: 100 });
-    available.push(performance.now() - start);
+    await waitFor(`${name} Available`, () => available(name), { timeoutMs: 240_000, intervalMs: 100 });
+    availableMs.push(performance.now() - start);
     await waitFor(`${name} settled`, async () => conditionOf(await getTopology(cluster, name, NS), 'Progressing')?.status === 'False', { timeoutMs: 120_000, intervalMs: 500 });
-    // Writes over three resync periods with nothing changing (Events excluded: none are due).
-    const before = await operator.counter('etcd_topology_operator_api_writes_total');
-    const reconciles = await operator.counter('etcd_topology_operator_reconciles_total');
-    await waitFor('three resyncs', async () => (await operator.counter('etcd_topology_operator_reconciles_total')) >= reconciles + 3, { timeoutMs: 60_000 });
-    const resyncs = (await operator.counter('etcd_topology_operator_reconciles_total')) - reconciles;
-    resyncWrites.push(((await operator.counter('etcd_topology_operator_api_writes_total')) - before) / resyncs);
+    resyncWrites.push((await writesPerReconcile(3)).perReconcile);
     await k(['delete', 'etop', name, '-n', NS, '--wait=true']);
     await waitFor(`${name} pods gone`, async () => (await k(['get', 'pods', '-n', NS, '-l', `app.kubernetes.io/instance=${name}`, '-o', 'name'])).trim() === '', { timeoutMs: 120_000 });
   }
 
-  // RSS: one settled topology, then N. The others select no node (their pods stay Pending and their
-  // proxies are off), so the machine runs 3 etcd members, not 3N; the operator still watches, renders
-  // and reconciles N topologies and caches all their objects.
-  await k(['apply', '-f', '-'], topologyManifest('rss-0', NS, { members: { count: 3 } }));
-  await waitFor('rss-0 Available', async () => conditionOf(await getTopology(cluster, 'rss-0', NS), 'Available')?.status === 'True', { timeoutMs: 240_000 });
-  const pid = operator.pid;
-  const rssOne = rssMiB(pid);
-  for (let i = 1; i < many; i++) {
-    await k(['apply', '-f', '-'], topologyManifest(`rss-${i}`, NS, { members: { count: 3, nodeSelector: { 'bench.etcdtopology.io/none': 'true' } }, proxy: { enabled: false } }));
-  }
-  await waitFor(`${many} topologies with status`, async () => {
-    const list = JSON.parse(await k(['get', 'etop', '-n', NS, '-o', 'json'])) as { items: { status?: { observedGeneration?: number } }[] };
-    return list.items.length === many && list.items.every((t) => t.status?.observedGeneration !== undefined);
-  }, { timeoutMs: 300_000, intervalMs: 1000 });
-  const reconcilesAt = await operator.counter('etcd_topology_operator_reconciles_total');
-  await waitFor('a resync of every topology', async () => (await operator.counter('etcd_topology_operator_reconciles_total')) >= reconcilesAt + many, { timeoutMs: 300_000 });
-  const rssMany = rssMiB(pid);
+  // One settled topology: RSS and where it goes.
+  await k(['apply', '-f', '-'], topologyManifest('real-0', NS, { members: { count: 3 } }));
+  await waitFor('real-0 Available', () => available('real-0'), { timeoutMs: 240_000 });
+  await writesPerReconcile(3);
+  const one = await memory(op);
+  const [bareRss, modulesRss] = [Number(await (await import('../test/harness/run.ts')).run(process.execPath, ['-e', 'console.log(process.memoryUsage().rss)'])), await moduleRss()];
+  const heapOne = await heapSnapshot(op, cluster.dir);
+  // Writing a snapshot leaves native memory behind that the process keeps (RSS above the V8 heap by
+  // far): the scale run starts with a fresh operator, so that its RSS is the operator's own.
+  await op.stop();
+  operator = op = await startOperator('operator-scale.log');
 
+  // 2. Scale: kwok nodes, then the other topologies.
+  const kwokStart = performance.now();
+  const nodeNames = Array.from({ length: nodeCount }, (_, i) => `kwok-${String(i).padStart(4, '0')}`);
+  const createNode = (name: string, i: number) =>
+    cluster.api.call('POST', '/api/v1/nodes', {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: {
+        name,
+        annotations: { [KWOK_ANNOTATION]: 'fake', 'node.alpha.kubernetes.io/ttl': '0' },
+        labels: { 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', type: 'kwok', 'bench.etcdtopology.io/group': `g${Math.floor(i / GROUP)}` },
+      },
+      status: {
+        allocatable: { cpu: '32', memory: '256Gi', pods: '110' },
+        capacity: { cpu: '32', memory: '256Gi', pods: '110' },
+        nodeInfo: { architecture: 'amd64', operatingSystem: 'linux', kubeletVersion: 'fake', kubeProxyVersion: 'fake' },
+        phase: 'Running',
+      },
+    });
+  kwok = spawnLogged(
+    binaries().kwok,
+    [`--kubeconfig=${cluster.kubeconfig}`, `--manage-nodes-with-annotation-selector=${KWOK_ANNOTATION}=fake`, '--cidr=10.64.0.1/12', '--node-ip=127.0.0.1', '--node-lease-duration-seconds=40', '--v=WARN'],
+    path.join(cluster.dir, 'kwok.log'),
+  );
+  for (let i = 0; i < nodeNames.length; i += 25) await Promise.all(nodeNames.slice(i, i + 25).map((n, j) => createNode(n, i + j)));
+  await waitFor(`${nodeCount} kwok nodes Ready`, async () => {
+    const list = JSON.parse(await k(['get', 'nodes', '-l', 'type=kwok', '-o', 'json'])) as { items: { status?: { conditions?: { type: string; status: string }[] } }[] };
+    return list.items.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).length === nodeCount;
+  }, { timeoutMs: 600_000, intervalMs: 2000 });
+  const kwokReadyS = (performance.now() - kwokStart) / 1000;
+
+  const names = Array.from({ length: many }, (_, i) => (i < REAL ? `real-${i}` : `pending-${i}`));
+  const specOf = (i: number): Record<string, unknown> =>
+    i === 0
+      ? { members: { count: 3 } }
+      : i < REAL
+        ? { members: { count: 1 } }
+        : { members: { count: 3, nodeSelector: { 'bench.etcdtopology.io/none': 'true' } }, proxy: { nodeSelector: { 'bench.etcdtopology.io/group': `g${i % Math.max(1, Math.floor(nodeCount / GROUP))}` } } };
+  const applyStart = performance.now();
+  for (let i = 1; i < many; i += 20) {
+    const items = names.slice(i, i + 20).map((n, j) => JSON.parse(topologyManifest(n, NS, specOf(i + j))) as unknown);
+    await k(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items }));
+  }
+  interface Listed { metadata: { name: string }; status?: { observedGeneration?: number; proxies?: { desired: number; ready: number } } }
+  const topologies = async (): Promise<Listed[]> => (JSON.parse(await k(['get', 'etop', '-n', NS, '-o', 'json'])) as { items: Listed[] }).items;
+  await waitFor(`${many} topologies with status`, async () => {
+    const list = await topologies();
+    return list.length === many && list.every((t) => t.status?.observedGeneration !== undefined);
+  }, { timeoutMs: 600_000, intervalMs: 2000 });
+  for (let i = 1; i < REAL; i++) await waitFor(`${names[i]} Available`, () => available(names[i]!), { timeoutMs: 300_000, intervalMs: 1000 });
+  const proxiesWanted = REAL * nodeCount + (many - REAL) * GROUP;
+  await waitFor(`${proxiesWanted} proxies ready`, async () => {
+    const ready = (await topologies()).reduce((n, t) => n + (t.status?.proxies?.ready ?? 0), 0);
+    return ready >= proxiesWanted;
+  }, { timeoutMs: 1_800_000, intervalMs: 5000 });
+  const settleS = (performance.now() - applyStart) / 1000;
+  await writesPerReconcile(2 * many);
+  const scale = await memory(op);
+
+  // Spec change -> applied StatefulSet, one change at a time, while every Pending topology is
+  // reconciled every 5 s and kwok's node heartbeats arrive: the queue is never empty for long.
+  const applied = new Map<string, (cpu: string) => void>();
+  cluster.api.watch<{ metadata: { name: string; namespace?: string; resourceVersion?: string }; spec?: { template?: { spec?: { containers?: { resources?: { requests?: Record<string, string> } }[] } } } }>(
+    `/apis/apps/v1/namespaces/${NS}/statefulsets`,
+    (e) => applied.get(e.object.metadata.name)?.(e.object.spec?.template?.spec?.containers?.[0]?.resources?.requests?.['cpu'] ?? ''),
+    'labelSelector=app.kubernetes.io/component%3Dmember',
+  );
+  const latencies: number[] = [];
+  const depths: number[] = [];
+  for (let c = 0; c < changes; c++) {
+    const name = names[REAL + (c % (many - REAL))]!;
+    const cpu = `${100 + c}m`;
+    const seen = new Promise<number>((resolve) => applied.set(`${name}-member`, (got) => got === cpu && resolve(performance.now())));
+    const t0 = performance.now();
+    await k(['patch', 'etop', name, '-n', NS, '--type=merge', '-p', JSON.stringify({ spec: { members: { resources: { requests: { cpu } } } } })]);
+    depths.push(await op.counter('etcd_topology_operator_queue_depth'));
+    latencies.push((await Promise.race([seen, new Promise<number>((_, reject) => setTimeout(() => reject(new Error(`${name}: StatefulSet not applied within 60 s`)), 60_000))])) - t0);
+    applied.delete(`${name}-member`);
+  }
+  const steady = await writesPerReconcile(2 * many);
+  const heapScale = await heapSnapshot(op, cluster.dir);
+  const modulesTuned = await moduleRss(['--max-semi-space-size=2']);
+
+  const row = (r: HeapRow): string => `| ${r.name} | ${r.count} | ${mib(r.bytes)} |`;
+  const cachedRow = (kind: string): string => `| ${kind} | ${one.cached[kind] ?? 0} | ${scale.cached[kind] ?? 0} |`;
+  const fmt = (ms: number): string => (ms / 1000).toFixed(2);
   const report = `# Operator benchmark
 
-Command: \`npm run bench:operator -- --rounds ${rounds} --topologies ${many}\` (${new Date().toISOString().slice(0, 10)}).
+Command: \`npm run bench:operator -- --rounds ${rounds} --nodes ${nodeCount} --topologies ${many} --changes ${changes}\` (${new Date().toISOString().slice(0, 10)}).
 Machine: ${os.cpus().length} cores, shared; the local cluster (real kube-apiserver, controller manager,
-scheduler, etcd members as processes) runs on the same machine as the operator, so times include
-scheduling and starting three etcd processes.
+scheduler, etcd members as processes; 3 real central nodes) and kwok run on the same machine as the
+operator. Operator flags: \`--resync-period=${RESYNC} --leader-elect=false\`.
+
+## One topology
 
 | measure | median of ${rounds} | all rounds |
 | --- | ---: | --- |
-| apply → every owned object created (8) | ${(median(created) / 1000).toFixed(2)} s | ${created.map((x) => (x / 1000).toFixed(2)).join(', ')} |
-| apply → Available (etcd reports a leader and a healthy quorum) | ${(median(available) / 1000).toFixed(1)} s | ${available.map((x) => (x / 1000).toFixed(1)).join(', ')} |
+| apply → every owned object created (8) | ${fmt(median(created))} s | ${created.map(fmt).join(', ')} |
+| apply → Available (etcd reports a leader and a healthy quorum) | ${(median(availableMs) / 1000).toFixed(1)} s | ${availableMs.map((x) => (x / 1000).toFixed(1)).join(', ')} |
 | API write calls per no-change resync (target 0) | ${median(resyncWrites)} | ${resyncWrites.join(', ')} |
 
-| operator RSS | MiB |
-| --- | ---: |
-| 1 topology, settled | ${rssOne.toFixed(0)} |
-| ${many} topologies (1 running, ${many - 1} with members Pending: their selector matches no node) | ${rssMany.toFixed(0)} |
+## ${nodeCount} kwok nodes, ${many} topologies
 
-The ${many - 1} extra topologies are rendered, applied and reconciled like any other (8 owned objects
-each, status written), but run no etcd: 3 x ${many} etcd processes do not fit this machine. Their
-reconciles find no member to ask, so RSS here covers the caches and the control loop, not ${many}
-live etcd clients.
+${REAL} topologies run members on the real central nodes (one with 3, the others with 1) and a proxy on
+every kwok node; the other ${many - REAL} have members Pending (their selector matches no node) and
+proxies on ${GROUP} kwok nodes each: ${proxiesWanted} proxy pods, all Running and Ready as kwok reports.
+kwok nodes Ready after ${kwokReadyS.toFixed(0)} s; every topology with status and every proxy ready
+${settleS.toFixed(0)} s after the apply.
+
+| measure | value | target |
+| --- | ---: | ---: |
+| operator RSS | ${mib(scale.rss)} MiB | ≤ 150 MiB |
+| spec change → applied StatefulSet, p50 / p99 / max of ${changes} | ${fmt(quantile(latencies, 0.5))} / ${fmt(quantile(latencies, 0.99))} / ${fmt(Math.max(...latencies))} s | p99 ≤ 1 s |
+| queue depth when each change was made, median / max | ${median(depths)} / ${Math.max(...depths)} | |
+| API writes per no-change reconcile (${steady.reconciles} reconciles) | ${steady.perReconcile.toFixed(3)} | 0 |
+
+${Object.keys(steady.byKind).length ? `Writes in that window: ${Object.entries(steady.byKind).map(([l, v]) => `${l} ${v}`).join(', ')}.` : 'No write at all in that window.'}
+
+## Where the memory goes
+
+| | 1 topology | ${many} topologies, ${nodeCount} nodes |
+| --- | ---: | ---: |
+| RSS | ${mib(one.rss)} MiB | ${mib(scale.rss)} MiB |
+| V8 heap used / committed | ${mib(one.heapUsed)} / ${mib(one.heapTotal)} MiB | ${mib(scale.heapUsed)} / ${mib(scale.heapTotal)} MiB |
+| external (Buffers, TLS) | ${mib(one.external)} MiB | ${mib(scale.external)} MiB |
+
+Before any work: a bare \`node\` is ${mib(bareRss)} MiB RSS; importing the operator's modules
+(dist/operator/main.js) brings it to ${mib(modulesRss)} MiB (${mib(modulesTuned)} MiB with
+\`--max-semi-space-size=2\`).
+
+Informer caches (objects):
+
+| kind | 1 topology | ${many} topologies, ${nodeCount} nodes |
+| --- | ---: | ---: |
+${['EtcdTopology', 'Node', 'Pod', 'PersistentVolumeClaim', 'StatefulSet', 'DaemonSet', 'Service', 'ServiceAccount', 'PodDisruptionBudget', 'Job'].map(cachedRow).join('\n')}
+
+Heap snapshot, 1 topology (self sizes, ${mib(heapOne.total)} MiB in all):
+
+| what | count | MiB |
+| --- | ---: | ---: |
+${heapOne.byName.map(row).join('\n')}
+
+Heap snapshot, ${many} topologies and ${nodeCount} nodes (${mib(heapScale.total)} MiB in all):
+
+| what | count | MiB |
+| --- | ---: | ---: |
+${heapScale.byName.map(row).join('\n')}
 `;
   writeFileSync(path.join(import.meta.dirname, '..', 'docs', 'bench', 'operator.md'), report);
   console.log(report);
 } finally {
-  await env.stop();
+  if (kwok) await terminate(kwok, 5000);
+  await operator?.stop();
+  await cluster.stop();
 }

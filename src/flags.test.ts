@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { duration, hostPort, parseDuration, parseFlags, urlList } from './flags.ts';
+import { duration, hostPort, namespaceList, parseDuration, parseFlags, urlList } from './flags.ts';
 
 const schema = z.object({
   endpoints: urlList,
@@ -31,6 +31,27 @@ describe('parseFlags', () => {
     [[], /invalid value \(missing\) for --endpoints/],
   ])('rejects %j with one line naming the flag', (argv, message) => {
     expect(() => parseFlags('proxy', schema, argv, {})).toThrow(message);
+  });
+});
+
+describe('namespaceList', () => {
+  const schema = z.object({ namespaces: namespaceList.optional() });
+
+  it('reads names separated by commas, spaces around them ignored', () => {
+    expect(parseFlags('operator', schema, ['--namespaces', 'team-a, b2']).flags.namespaces).toEqual(['team-a', 'b2']);
+    expect(parseFlags('operator', schema, [], { ETCD_TOPOLOGY_NAMESPACES: 'apps' }).flags.namespaces).toEqual(['apps']);
+    expect(parseFlags('operator', schema, [], {}).flags.namespaces).toBeUndefined();
+  });
+
+  it.each([
+    ['--namespaces=', /invalid value "" for --namespaces: an empty name is not a namespace name; expected names of lowercase letters/],
+    ['--namespaces=a,,b', /--namespaces: an empty name is not a namespace name/],
+    ['--namespaces=a,Team', /--namespaces: "Team" is not a namespace name; expected .* separated by commas, such as team-a,team-b, or no flag for every namespace/],
+    ['--namespaces=a/b', /--namespaces: "a\/b" is not a namespace name/],
+    [`--namespaces=${'x'.repeat(64)}`, /is not a namespace name; expected .*at most 63/],
+    ['--namespaces=a,b,a', /--namespaces: namespace "a" is listed twice; expected each namespace once/],
+  ])('refuses %s with one line naming the flag', (arg, message) => {
+    expect(() => parseFlags('operator', schema, [arg], {})).toThrow(message);
   });
 });
 

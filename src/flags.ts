@@ -111,3 +111,28 @@ export const urlList = z
   .string()
   .transform((s) => s.split(',').map((u) => u.trim()).filter((u) => u !== ''))
   .pipe(z.array(z.url({ protocol: /^https?$/, error: 'expected http:// or https:// URLs separated by commas' })).min(1, 'expected at least one URL'));
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** One namespace name (a DNS-1123 label). */
+export const namespaceName = z.string().max(63, 'expected a namespace name of at most 63 characters').regex(DNS_LABEL, 'expected a namespace name: lowercase letters, digits and \'-\'');
+
+/**
+ * A comma-separated list of namespace names (DNS-1123 labels), each once. An empty list is refused
+ * rather than read as "every namespace": leaving the flag out says that.
+ */
+export const namespaceList = z.string().transform((s, ctx) => {
+  const names = s.split(',').map((n) => n.trim());
+  const bad = names.find((n) => n.length > 63 || !DNS_LABEL.test(n));
+  if (bad !== undefined) {
+    const what = bad === '' ? 'an empty name' : JSON.stringify(bad);
+    ctx.addIssue({ code: 'custom', message: `${what} is not a namespace name; expected names of lowercase letters, digits and '-' (at most 63) separated by commas, such as team-a,team-b, or no flag for every namespace` });
+    return z.NEVER;
+  }
+  const repeated = names.find((n, i) => names.indexOf(n) !== i);
+  if (repeated !== undefined) {
+    ctx.addIssue({ code: 'custom', message: `namespace ${JSON.stringify(repeated)} is listed twice; expected each namespace once` });
+    return z.NEVER;
+  }
+  return names;
+});

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { BACKUP_NOW_ANNOTATION, type BackupStatus } from '../api/backup.ts';
 import { GROUP, PLURAL, VERSION } from '../api/etcd-topology.ts';
 import { UsageError } from '../errors.ts';
-import { duration, parseFlags } from '../flags.ts';
+import { duration, namespaceName, parseFlags } from '../flags.ts';
 import { loadKubeConfig } from '../operator/kube.ts';
 
 const usage = `usage: etcd-topology backup NAME [-n NS] [--wait] [--timeout 10m] [--kubeconfig FILE]
@@ -13,7 +13,7 @@ annotation to a new value). With --wait, waits for it and prints its key and rev
 the failure (exit 1).`;
 
 const flagsSchema = z.object({
-  namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'expected a namespace name').optional(),
+  namespace: namespaceName.optional(),
   kubeconfig: z.string().optional(),
   wait: z.boolean().default(false),
   timeout: duration.prefault('10m'),

@@ -2,7 +2,7 @@ import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { API_VERSION, KIND, PLURAL } from '../api/etcd-topology.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import { Informers, MANAGED_SELECTOR, type WatchedKind } from './informers.ts';
+import { CLAIM_SELECTOR, Informers, MANAGED_SELECTOR, nodeChanges, POD_SELECTOR, type WatchedKind } from './informers.ts';
 import type { Reconciler } from './reconciler.ts';
 import { WorkQueue } from './work-queue.ts';
 
@@ -14,10 +14,10 @@ export const WATCHED_KINDS: WatchedKind[] = [
   { apiVersion: 'v1', kind: 'Service', plural: 'services', namespaced: true, labelSelector: MANAGED_SELECTOR },
   { apiVersion: 'v1', kind: 'ServiceAccount', plural: 'serviceaccounts', namespaced: true, labelSelector: MANAGED_SELECTOR },
   { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', plural: 'poddisruptionbudgets', namespaced: true, labelSelector: MANAGED_SELECTOR },
-  { apiVersion: 'v1', kind: 'Pod', plural: 'pods', namespaced: true, labelSelector: MANAGED_SELECTOR },
-  { apiVersion: 'v1', kind: 'PersistentVolumeClaim', plural: 'persistentvolumeclaims', namespaced: true, labelSelector: MANAGED_SELECTOR },
+  { apiVersion: 'v1', kind: 'Pod', plural: 'pods', namespaced: true, labelSelector: POD_SELECTOR },
+  { apiVersion: 'v1', kind: 'PersistentVolumeClaim', plural: 'persistentvolumeclaims', namespaced: true, labelSelector: CLAIM_SELECTOR },
   { apiVersion: 'batch/v1', kind: 'Job', plural: 'jobs', namespaced: true, labelSelector: MANAGED_SELECTOR },
-  { apiVersion: 'v1', kind: 'Node', plural: 'nodes', namespaced: false },
+  { apiVersion: 'v1', kind: 'Node', plural: 'nodes', namespaced: false, changes: nodeChanges },
 ];
 
 /** The key of the EtcdTopology an object belongs to, from its own identity or its instance label. */
@@ -42,7 +42,7 @@ export class Controller {
   private reconciler: Reconciler | undefined;
   private workers: Promise<void>[] = [];
 
-  constructor(kc: KubeConfig, namespace: string | undefined, registry: Registry, log: Logger) {
+  constructor(kc: KubeConfig, namespaces: readonly string[] | undefined, registry: Registry, log: Logger) {
     this.log = log;
     this.reconciles = new Counter({ name: 'etcd_topology_operator_reconciles_total', help: 'Reconciles by result.', labelNames: ['result'], registers: [registry] });
     this.duration = new Histogram({
@@ -54,7 +54,7 @@ export class Controller {
     const queue = this.queue;
     new Gauge({ name: 'etcd_topology_operator_queue_depth', help: 'Topologies waiting in the work queue (not in flight, not scheduled).', registers: [registry], collect() { this.set(queue.length); } });
     this.retries = new Counter({ name: 'etcd_topology_operator_queue_retries_total', help: 'Reconciles that failed and were queued again with back-off.', registers: [registry] });
-    this.informers = new Informers(kc, WATCHED_KINDS, namespace, (kind, obj) => this.enqueueFor(kind, obj), log);
+    this.informers = new Informers(kc, WATCHED_KINDS, namespaces, (kind, obj) => this.enqueueFor(kind, obj), log, registry);
   }
 
   /** Starts the informers (every replica keeps its caches warm, leader or not). */

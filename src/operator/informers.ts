@@ -1,4 +1,5 @@
-import { KubernetesObjectApi, makeInformer, type Informer, type KubeConfig, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
+import { KubernetesObjectApi, ListWatch, Watch, type Informer, type KubeConfig, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
+import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../telemetry/logger.ts';
 
 /** A kind the operator watches: where to list it and whether only its own objects. */
@@ -9,80 +10,189 @@ export interface WatchedKind {
   namespaced: boolean;
   /** Only objects carrying this label selector (the operator's own). */
   labelSelector?: string;
+  /**
+   * What the controller reacts to in an object of this kind; an update that leaves it the same is
+   * cached but not passed on (a kubelet's or kwok's heartbeat on a Node).
+   */
+  changes?: (obj: KubernetesObject) => string;
+}
+
+/** A Node as the reconciler reads it: labels, taints, cordon, readiness; not heartbeats or images. */
+export function nodeChanges(obj: KubernetesObject): string {
+  const node = obj as KubernetesObject & { spec?: { unschedulable?: boolean; taints?: unknown[] }; status?: { conditions?: { type: string; status: string }[] } };
+  const ready = node.status?.conditions?.find((c) => c.type === 'Ready')?.status;
+  return JSON.stringify([node.metadata?.labels ?? {}, node.spec?.unschedulable ?? false, node.spec?.taints ?? [], ready ?? '']);
+}
+
+/** Drops what the operator never reads and the API server repeats in every object: managedFields. */
+function trim<T extends KubernetesObject>(obj: T): T {
+  if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
+  return obj;
+}
+
+/** A Watch that trims each object before the cache stores it. */
+class TrimmingWatch extends Watch {
+  override watch(path: string, queryParams: Record<string, string | number | boolean | undefined>, callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void, done: (err: unknown) => void): Promise<AbortController> {
+    return super.watch(path, queryParams, (phase: string, obj: unknown, w: unknown) => callback(phase, obj !== null && typeof obj === 'object' ? trim(obj as KubernetesObject) : obj, w), done);
+  }
 }
 
 /** The label every object the operator creates carries. */
 export const MANAGED_SELECTOR = 'app.kubernetes.io/managed-by=etcd-topology';
 
 /**
- * One informer (list + watch + cache) per watched kind. An informer that fails is restarted after a
- * pause, as client-go's reflector does, and every change calls onChange with the object.
+ * The pods the operator reads: its members (readiness gates, replacements) and its backup and restore
+ * Jobs' pods (their outcome). Not the proxies, one per node per topology: with them the cache would
+ * grow with the cluster while nothing reads it (the proxy DaemonSet's status counts them).
+ */
+export const POD_SELECTOR = `${MANAGED_SELECTOR},app.kubernetes.io/component in (member,backup)`;
+
+/** The claims the operator reads: its members' data volumes, not the user's backup volumes. */
+export const CLAIM_SELECTOR = `${MANAGED_SELECTOR},app.kubernetes.io/component=member`;
+
+type CachedInformer = Informer<KubernetesObject> & ObjectCache<KubernetesObject>;
+
+/** Where one informer lists: a namespace, or '' for every namespace (and for cluster-scoped kinds). */
+type Scope = string;
+const EVERY_NAMESPACE: Scope = '';
+
+/**
+ * One informer (list + watch + cache) per watched kind, and per namespace when the operator watches a
+ * list of namespaces (the API has no multi-namespace list; this is what controller-runtime's
+ * multi-namespace cache does too). An informer that fails is restarted after a pause, as client-go's
+ * reflector does, and every change calls onChange with the object.
  */
 export class Informers {
-  private readonly informers = new Map<string, Informer<KubernetesObject> & ObjectCache<KubernetesObject>>();
-  private readonly synced = new Set<string>();
+  private readonly informers = new Map<string, Map<Scope, CachedInformer>>();
+  private readonly synced = new Set<CachedInformer>();
+  private count = 0;
   private stopped = false;
 
+  /**
+   * namespaces: the namespaces of namespaced kinds to watch; undefined watches every namespace. With a
+   * registry, etcd_topology_operator_cached_objects{kind} says how many objects each cache holds.
+   */
   constructor(
     kc: KubeConfig,
     kinds: readonly WatchedKind[],
-    namespace: string | undefined,
+    namespaces: readonly string[] | undefined,
     onChange: (kind: string, obj: KubernetesObject) => void,
     log: Logger,
+    registry?: Registry,
   ) {
     const objects = KubernetesObjectApi.makeApiClient(kc);
     for (const k of kinds) {
-      const ns = k.namespaced ? namespace : undefined;
-      const group = k.apiVersion.includes('/') ? `/apis/${k.apiVersion}` : `/api/${k.apiVersion}`;
-      const path = `${group}${ns ? `/namespaces/${ns}` : ''}/${k.plural}`;
-      const list = () => objects.list<KubernetesObject>(k.apiVersion, k.kind, ns, undefined, undefined, undefined, undefined, k.labelSelector);
-      const informer = makeInformer<KubernetesObject>(kc, path, list, k.labelSelector);
-      const notify = (obj: KubernetesObject): void => onChange(k.kind, obj);
-      informer.on('add', notify);
-      informer.on('update', notify);
-      informer.on('delete', notify);
-      informer.on('connect', () => this.synced.add(k.kind));
-      informer.on('error', (err: unknown) => {
-        this.synced.delete(k.kind);
-        if (this.stopped) return;
-        log.warn({ err, kind: k.kind }, 'Lost the watch; restarting it');
-        setTimeout(() => void informer.start().catch(() => undefined), 2000).unref();
-      });
-      this.informers.set(k.kind, informer);
+      const scopes = new Map<Scope, CachedInformer>();
+      for (const scope of k.namespaced && namespaces ? namespaces : [EVERY_NAMESPACE]) {
+        scopes.set(scope, this.makeInformer(kc, objects, k, scope, onChange, log));
+        this.count++;
+      }
+      this.informers.set(k.kind, scopes);
     }
+    if (registry) this.registerGauge(registry);
   }
 
   /** Starts every informer; resolves once each has listed once. */
   async start(): Promise<void> {
-    await Promise.all([...this.informers.entries()].map(async ([kind, i]) => {
+    await Promise.all([...this.informers.values()].flatMap((scopes) => [...scopes.values()]).map(async (i) => {
       await i.start();
-      this.synced.add(kind);
+      this.synced.add(i);
     }));
   }
 
   /** True once every informer has listed at least once and none is broken. */
   get hasSynced(): boolean {
-    return this.synced.size === this.informers.size;
+    return this.synced.size === this.count;
   }
 
-  /** The cached object of a kind, or undefined. */
+  /** The cached object of a kind, or undefined (also when its namespace is not watched). */
   get<T extends KubernetesObject>(kind: string, name: string, namespace?: string): T | undefined {
-    return this.cache(kind).get(name, namespace) as T | undefined;
+    return this.scope(kind, namespace)?.get(name, namespace) as T | undefined;
   }
 
   /** The cached objects of a kind, optionally in one namespace. */
   list<T extends KubernetesObject>(kind: string, namespace?: string): T[] {
-    return this.cache(kind).list(namespace) as T[];
+    if (namespace !== undefined) return (this.scope(kind, namespace)?.list(namespace) ?? []) as T[];
+    return [...this.scopes(kind).values()].flatMap((i) => i.list()) as T[];
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    await Promise.all([...this.informers.values()].map((i) => i.stop()));
+    await Promise.all([...this.informers.values()].flatMap((scopes) => [...scopes.values()]).map((i) => i.stop()));
   }
 
-  private cache(kind: string): ObjectCache<KubernetesObject> {
-    const i = this.informers.get(kind);
-    if (!i) throw new Error(`no informer for kind ${kind}`);
-    return i;
+  private makeInformer(
+    kc: KubeConfig,
+    objects: KubernetesObjectApi,
+    k: WatchedKind,
+    scope: Scope,
+    onChange: (kind: string, obj: KubernetesObject) => void,
+    log: Logger,
+  ): CachedInformer {
+    const ns = scope === EVERY_NAMESPACE ? undefined : scope;
+    const group = k.apiVersion.includes('/') ? `/apis/${k.apiVersion}` : `/api/${k.apiVersion}`;
+    const path = `${group}${ns ? `/namespaces/${ns}` : ''}/${k.plural}`;
+    const list = async () => {
+      const result = await objects.list<KubernetesObject>(k.apiVersion, k.kind, ns, undefined, undefined, undefined, undefined, k.labelSelector);
+      result.items.forEach(trim);
+      return result;
+    };
+    const informer: CachedInformer = new ListWatch<KubernetesObject>(path, new TrimmingWatch(kc), list, false, k.labelSelector);
+    const notify = (obj: KubernetesObject): void => onChange(k.kind, obj);
+    const { changes } = k;
+    if (changes) {
+      // The last digest passed on, per object: an update that keeps it is not news.
+      const seen = new Map<string, string>();
+      const keyOf = (obj: KubernetesObject): string => `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
+      const notifyChanged = (obj: KubernetesObject): void => {
+        const digest = changes(obj);
+        if (seen.get(keyOf(obj)) === digest) return;
+        seen.set(keyOf(obj), digest);
+        notify(obj);
+      };
+      informer.on('add', notifyChanged);
+      informer.on('update', notifyChanged);
+      informer.on('delete', (obj) => {
+        seen.delete(keyOf(obj));
+        notify(obj);
+      });
+    } else {
+      informer.on('add', notify);
+      informer.on('update', notify);
+      informer.on('delete', notify);
+    }
+    informer.on('connect', () => this.synced.add(informer));
+    informer.on('error', (err: unknown) => {
+      this.synced.delete(informer);
+      if (this.stopped) return;
+      log.warn({ err, kind: k.kind, namespace: ns ?? '(all)' }, 'Lost the watch; restarting it');
+      setTimeout(() => void informer.start().catch(() => undefined), 2000).unref();
+    });
+    return informer;
+  }
+
+  private registerGauge(registry: Registry): void {
+    const informers = this.informers;
+    new Gauge({
+      name: 'etcd_topology_operator_cached_objects',
+      help: 'Objects in the informer caches, by kind.',
+      labelNames: ['kind'],
+      registers: [registry],
+      collect() {
+        for (const [kind, scopes] of informers) this.set({ kind }, [...scopes.values()].reduce((n, i) => n + i.list().length, 0));
+      },
+    });
+  }
+
+  private scopes(kind: string): Map<Scope, CachedInformer> {
+    const scopes = this.informers.get(kind);
+    if (!scopes) throw new Error(`no informer for kind ${kind}`);
+    return scopes;
+  }
+
+  /** The informer holding a kind's objects of one namespace; undefined when that namespace is not watched. */
+  private scope(kind: string, namespace: string | undefined): CachedInformer | undefined {
+    const scopes = this.scopes(kind);
+    return scopes.get(EVERY_NAMESPACE) ?? (namespace === undefined ? undefined : scopes.get(namespace));
   }
 }

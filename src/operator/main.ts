@@ -5,7 +5,7 @@ import { systemClock } from '../api/conditions.ts';
 import { EtcdAdminClient } from '../etcd/admin-client.ts';
 import { UsageError } from '../errors.ts';
 import { version } from '../version.ts';
-import { duration, hostPort, parseFlags } from '../flags.ts';
+import { duration, hostPort, namespaceList, parseFlags } from '../flags.ts';
 import { startTelemetryServer } from '../telemetry/http-server.ts';
 import { createRootLogger } from '../telemetry/logger.ts';
 import { createRegistry } from '../telemetry/metrics.ts';
@@ -24,7 +24,7 @@ const SA_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespa
 
 const flagsSchema = z.object({
   kubeconfig: z.string().optional(),
-  namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'expected a namespace name').optional(),
+  namespaces: namespaceList.optional(),
   metricsAddr: hostPort.default(':8080'),
   healthAddr: hostPort.default(':8081'),
   leaderElect: z.boolean().default(true),
@@ -40,7 +40,7 @@ const flagsSchema = z.object({
 const usage = `usage: etcd-topology operator [flags]
 
   --kubeconfig FILE               kubeconfig (default: in-cluster, then $KUBECONFIG / ~/.kube/config)
-  --namespace NS                  watch one namespace (default: all)
+  --namespaces NS[,NS...]         reconcile EtcdTopology objects in these namespaces only (default: every namespace)
   --metrics-addr HOST:PORT        Prometheus metrics (default :8080)
   --health-addr HOST:PORT         /healthz and /readyz (default :8081)
   --leader-elect=true|false       elect one active replica on a Lease (default true)
@@ -51,7 +51,7 @@ const usage = `usage: etcd-topology operator [flags]
   --proxy-image IMAGE             this project's image, run by the proxy DaemonSet, backup Jobs and restores (default etcd-topology:${version()})
   --resync-period DURATION        how often a settled topology is checked again (default 30s)
 
-Every flag also reads from ETCD_TOPOLOGY_<FLAG>, e.g. ETCD_TOPOLOGY_NAMESPACE.`;
+Every flag also reads from ETCD_TOPOLOGY_<FLAG>, e.g. ETCD_TOPOLOGY_NAMESPACES.`;
 
 function ownNamespace(flag: string | undefined): string {
   if (flag) return flag;
@@ -82,7 +82,7 @@ export async function main(argv: string[]): Promise<number> {
   const writes = new Counter({ name: 'etcd_topology_operator_api_writes_total', help: 'Write calls to the Kubernetes API, by verb and kind.', labelNames: ['verb', 'kind'], registers: [registry] });
   const writer = new KubeWriter(kc, writes);
   const admin = new EtcdAdminClient({ timeoutMs: 3000 });
-  const controller = new Controller(kc, flags.namespace, registry, log);
+  const controller = new Controller(kc, flags.namespaces, registry, log);
   const identity = process.env['POD_NAME'] ?? `${os.hostname()}_${process.pid}`;
   const elector = flags.leaderElect
     ? new LeaderElector({ kubeConfig: kc, namespace: ownNamespace(flags.leaderElectionNamespace), name: 'etcd-topology-operator', identity, timings, logger: log })
@@ -113,7 +113,7 @@ export async function main(argv: string[]): Promise<number> {
   process.once('SIGINT', () => shutdown(0));
 
   await controller.startInformers();
-  log.info({ namespace: flags.namespace ?? '(all)', identity }, 'Started informers');
+  log.info({ namespaces: flags.namespaces ?? '(all)', identity }, 'Started informers');
   const events = new EventRecorder(writer, log);
   const metrics = new TopologyMetrics(registry);
   const reconciler = new Reconciler({

@@ -19,13 +19,14 @@ export class OperatorProcess {
 
   /**
    * Starts `etcd-topology operator` and waits for /readyz (a standby is ready too). identity becomes
-   * POD_NAME, the leader-election identity, so that several replicas can be told apart.
+   * POD_NAME, the leader-election identity, so that several replicas can be told apart; nodeArgs go
+   * to node itself (a benchmark's --heapsnapshot-signal, V8 heap sizes).
    */
-  static async start(kubeconfig: string, logFile: string, extraArgs: string[] = [], identity?: string): Promise<OperatorProcess> {
+  static async start(kubeconfig: string, logFile: string, extraArgs: string[] = [], identity?: string, nodeArgs: string[] = []): Promise<OperatorProcess> {
     const [metrics, health] = [await freePort(), await freePort()];
     const child = spawnLogged(
       process.execPath,
-      [path.join(repo, 'dist', 'cli.js'), 'operator', `--kubeconfig=${kubeconfig}`, `--metrics-addr=127.0.0.1:${metrics}`, `--health-addr=127.0.0.1:${health}`, '--leader-election-namespace=default', ...extraArgs],
+      [...nodeArgs, path.join(repo, 'dist', 'cli.js'), 'operator', `--kubeconfig=${kubeconfig}`, `--metrics-addr=127.0.0.1:${metrics}`, `--health-addr=127.0.0.1:${health}`, '--leader-election-namespace=default', ...extraArgs],
       logFile,
       identity === undefined ? {} : { env: { ...process.env, POD_NAME: identity } },
     );

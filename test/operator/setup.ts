@@ -1,3 +1,4 @@
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Pod } from '../harness/cluster/types.ts';
 import { LocalCluster, type LocalClusterOptions } from '../harness/cluster/local-cluster.ts';
@@ -13,13 +14,24 @@ export interface OperatorCluster {
   stop(): Promise<void>;
 }
 
-/** Builds dist/, starts the local cluster, installs crds/ and starts the operator with a short resync. */
-export async function startOperatorCluster(options: LocalClusterOptions = {}, operatorArgs: string[] = ['--resync-period=3s']): Promise<OperatorCluster> {
+/** Builds dist/, starts the local cluster and installs crds/ (no operator yet). */
+export async function startClusterWithCrd(options: LocalClusterOptions = {}): Promise<LocalCluster> {
   await run(process.execPath, [path.join(repo, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(repo, 'tsconfig.build.json')]);
   const cluster = await LocalCluster.start(options);
   try {
     await cluster.kubectl(['apply', '--server-side', '-f', path.join(repo, 'crds')]);
     await cluster.kubectl(['wait', '--for=condition=Established', 'crd/etcdtopologies.etcdtopology.io', '--timeout=30s']);
+    return cluster;
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
+}
+
+/** Builds dist/, starts the local cluster, installs crds/ and starts the operator with a short resync. */
+export async function startOperatorCluster(options: LocalClusterOptions = {}, operatorArgs: string[] = ['--resync-period=3s']): Promise<OperatorCluster> {
+  const cluster = await startClusterWithCrd(options);
+  try {
     const operator = await OperatorProcess.start(cluster.kubeconfig, path.join(cluster.dir, 'operator.log'), operatorArgs);
     return {
       cluster,
@@ -33,6 +45,25 @@ export async function startOperatorCluster(options: LocalClusterOptions = {}, op
     await cluster.stop();
     throw err;
   }
+}
+
+/**
+ * Writes a kubeconfig that authenticates as a ServiceAccount (a token from the TokenRequest API), so
+ * that a process run with it holds exactly the permissions RBAC grants that account; returns its path.
+ */
+export async function serviceAccountKubeconfig(cluster: LocalCluster, namespace: string, name: string): Promise<string> {
+  const token = (await cluster.kubectl(['create', 'token', name, '-n', namespace, '--duration=2h'])).trim();
+  const file = path.join(cluster.dir, `${namespace}-${name}.kubeconfig`);
+  const config = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'local', cluster: { server: cluster.controlPlane.server, 'certificate-authority': cluster.controlPlane.pki.ca.cert } }],
+    users: [{ name, user: { token } }],
+    contexts: [{ name, context: { cluster: 'local', user: name, namespace } }],
+    'current-context': name,
+  };
+  await writeFile(file, JSON.stringify(config), { mode: 0o600 });
+  return file;
 }
 
 /** An EtcdTopology manifest (JSON) for kubectl apply. */

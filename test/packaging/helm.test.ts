@@ -41,7 +41,57 @@ interface Deployment extends K8sObject {
   };
 }
 
+interface Role extends K8sObject {
+  rules: PolicyRule[];
+}
+interface Binding extends K8sObject {
+  roleRef: { kind: string; name: string };
+  subjects: { kind: string; name: string; namespace: string }[];
+}
+
 let helm = '';
+
+/** The verbs rules grant on one resource, sorted. */
+function verbs(rules: PolicyRule[], group: string, resource: string): string[] {
+  return rules.filter((r) => r.apiGroups.includes(group) && r.resources.includes(resource)).flatMap((r) => r.verbs).sort();
+}
+
+function bindings(objects: K8sObject[]): Binding[] {
+  return objects.filter((o): o is Binding => o.kind === 'ClusterRoleBinding' || o.kind === 'RoleBinding');
+}
+
+/** [kind, namespace, role kind, role name] of every binding. */
+function bindingsOf(objects: K8sObject[]): string[][] {
+  return bindings(objects).map((b) => [b.kind, b.metadata.namespace ?? '', b.roleRef.kind, b.roleRef.name]);
+}
+
+/** No wildcards, and none of the verbs that hand out more power than a rule names. */
+function expectNoPowerTools(rules: PolicyRule[]): void {
+  for (const rule of rules) {
+    for (const field of [rule.apiGroups, rule.resources, rule.verbs]) expect(field.some((v) => v.includes('*')), JSON.stringify(rule)).toBe(false);
+    for (const verb of ['escalate', 'bind', 'impersonate']) expect(rule.verbs, JSON.stringify(rule)).not.toContain(verb);
+  }
+}
+
+/** What the operator may do in a namespace it reconciles: exactly what its code calls, no more. */
+function expectNamespacedRules(rules: PolicyRule[]): void {
+  expect(verbs(rules, 'etcdtopology.io', 'etcdtopologies')).toEqual(['get', 'list', 'watch']);
+  expect(verbs(rules, 'etcdtopology.io', 'etcdtopologies/status')).toEqual(['get', 'patch', 'update']);
+  expect(verbs(rules, '', 'secrets')).toEqual(['create', 'get', 'patch', 'update']);
+  expect(verbs(rules, '', 'pods')).toEqual(['delete', 'get', 'list', 'watch']);
+  expect(verbs(rules, '', 'pods/status')).toEqual(['patch']);
+  expect(verbs(rules, '', 'pods/eviction')).toEqual([]);
+  expect(verbs(rules, '', 'persistentvolumeclaims')).toEqual(['delete', 'get', 'list', 'watch']);
+  expect(verbs(rules, 'batch', 'jobs')).toEqual(['create', 'delete', 'get', 'list', 'patch', 'watch']);
+  expect(verbs(rules, 'rbac.authorization.k8s.io', 'roles')).toEqual([]);
+  expect(verbs(rules, 'rbac.authorization.k8s.io', 'rolebindings')).toEqual([]);
+}
+
+/** The cluster-scoped kinds, in the ClusterRole in both modes. */
+function expectClusterRules(rules: PolicyRule[]): void {
+  expect(verbs(rules, '', 'nodes')).toEqual(['get', 'list', 'watch']);
+  expect(verbs(rules, '', 'persistentvolumes')).toEqual(['get', 'patch']);
+}
 
 beforeAll(async () => {
   helm = (await run('bash', [path.join(root, 'hack/helm.sh')])).trim();
@@ -107,7 +157,6 @@ describe('Helm chart deploy/etcd-topology', () => {
     expect(container!.image).toBe('etcd-topology:0.1.0');
     expect(container!.args).toEqual([
       'operator',
-      `--namespace=${NAMESPACE}`,
       '--metrics-addr=$(POD_IP):8080',
       '--health-addr=$(POD_IP):8081',
       '--leader-elect=true',
@@ -123,12 +172,13 @@ describe('Helm chart deploy/etcd-topology', () => {
     expect(container!.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'health' });
 
     const other = only<Deployment>(
-      await template('--set', 'image.repository=mirror/etcd-topology', '--set-string', 'image.tag=dev', '--set', 'watchNamespace=apps', '--set', 'replicaCount=2'),
+      await template('--set', 'image.repository=mirror/etcd-topology', '--set-string', 'image.tag=dev', '--set', 'watchNamespaces={apps,team-b}', '--set', 'replicaCount=2'),
       'Deployment',
     );
     expect(other.spec.replicas).toBe(2);
     expect(other.spec.template.spec.containers[0]!.image).toBe('mirror/etcd-topology:dev');
-    expect(other.spec.template.spec.containers[0]!.args).toContain('--namespace=apps');
+    expect(other.spec.template.spec.containers[0]!.args).toContain('--namespaces=apps,team-b');
+    expect(container!.args.some((a) => a.startsWith('--namespaces')), 'every namespace by default').toBe(false);
     // The proxy DaemonSet runs the same (overridden) image as the operator.
     expect(other.spec.template.spec.containers[0]!.args).toContain('--proxy-image=mirror/etcd-topology:dev');
   });
@@ -158,42 +208,65 @@ describe('Helm chart deploy/etcd-topology', () => {
     });
   });
 
-  it('grants least privilege: no wildcards, Secrets only by name, evictions rather than deletes of nodes, leases only in its namespace', async () => {
+  it('grants least privilege in every namespace by default: no wildcards, Secrets only by name, pods deleted but never patched or evicted, leases only in its namespace', async () => {
     const objects = await template();
-    const clusterRole = only<K8sObject & { rules: PolicyRule[] }>(objects, 'ClusterRole');
-    const role = only<K8sObject & { rules: PolicyRule[] }>(objects, 'Role');
-    for (const rule of [...clusterRole.rules, ...role.rules]) {
-      for (const field of [rule.apiGroups, rule.resources, rule.verbs]) {
-        expect(field.some((v) => v.includes('*')), JSON.stringify(rule)).toBe(false);
-      }
-      expect(rule.verbs).not.toContain('escalate');
-      expect(rule.verbs).not.toContain('bind');
-      expect(rule.verbs).not.toContain('impersonate');
-    }
-    const verbs = (rules: PolicyRule[], group: string, resource: string): string[] =>
-      rules.filter((r) => r.apiGroups.includes(group) && r.resources.includes(resource)).flatMap((r) => r.verbs).sort();
-    expect(verbs(clusterRole.rules, '', 'secrets')).toEqual(['create', 'get', 'patch', 'update']);
-    expect(verbs(clusterRole.rules, '', 'nodes')).toEqual(['get', 'list', 'watch']);
-    expect(verbs(clusterRole.rules, '', 'pods/eviction')).toEqual(['create']);
-    expect(verbs(clusterRole.rules, '', 'pods/status')).toEqual(['patch']);
-    expect(verbs(clusterRole.rules, '', 'persistentvolumeclaims')).toEqual(['delete', 'get', 'list', 'watch']);
-    expect(verbs(clusterRole.rules, '', 'persistentvolumes')).toEqual(['get', 'patch']);
-    expect(verbs(clusterRole.rules, 'batch', 'jobs')).toEqual(['create', 'delete', 'get', 'list', 'patch', 'watch']);
+    const clusterRole = only<Role>(objects, 'ClusterRole');
+    const role = only<Role>(objects, 'Role');
+    expectNoPowerTools([...clusterRole.rules, ...role.rules]);
+    expectNamespacedRules(clusterRole.rules);
+    expectClusterRules(clusterRole.rules);
     expect(verbs(clusterRole.rules, 'coordination.k8s.io', 'leases')).toEqual([]);
     expect(verbs(role.rules, 'coordination.k8s.io', 'leases')).toEqual(['create', 'get', 'update']);
     expect(role.metadata.namespace).toBe(NAMESPACE);
-
-    const bindings = objects.filter((o) => o.kind === 'ClusterRoleBinding' || o.kind === 'RoleBinding') as (K8sObject & {
-      roleRef: { kind: string; name: string };
-      subjects: { kind: string; name: string; namespace: string }[];
-    })[];
-    expect(bindings.map((b) => [b.kind, b.roleRef.kind, b.roleRef.name])).toEqual(
+    expect(bindingsOf(objects)).toEqual(
       expect.arrayContaining([
-        ['ClusterRoleBinding', 'ClusterRole', clusterRole.metadata.name],
-        ['RoleBinding', 'Role', role.metadata.name],
+        ['ClusterRoleBinding', '', 'ClusterRole', clusterRole.metadata.name],
+        ['RoleBinding', NAMESPACE, 'Role', role.metadata.name],
       ]),
     );
-    for (const b of bindings) expect(b.subjects).toEqual([{ kind: 'ServiceAccount', name: only(objects, 'ServiceAccount').metadata.name, namespace: NAMESPACE }]);
+    expect(bindingsOf(objects)).toHaveLength(2);
+    for (const b of bindings(objects)) expect(b.subjects).toEqual([{ kind: 'ServiceAccount', name: only(objects, 'ServiceAccount').metadata.name, namespace: NAMESPACE }]);
+  });
+
+  it('with watchNamespaces, grants namespaced power by a Role in each of them and keeps only nodes and volumes cluster-wide', async () => {
+    const objects = await template('--set', 'watchNamespaces={team-a,team-b}');
+    const clusterRole = only<Role>(objects, 'ClusterRole');
+    expectClusterRules(clusterRole.rules);
+    // Nodes and PersistentVolumes only: read, and the one patch of a volume's reclaim policy.
+    expect(clusterRole.rules.flatMap((r) => r.resources).sort()).toEqual(['nodes', 'persistentvolumes']);
+    expect(clusterRole.rules.flatMap((r) => r.verbs).filter((v) => !['get', 'list', 'watch', 'patch'].includes(v))).toEqual([]);
+    const roles = objects.filter((o): o is Role => o.kind === 'Role');
+    expect(roles.map((r) => `${r.metadata.namespace}/${r.metadata.name}`).sort()).toEqual([
+      `${NAMESPACE}/${RELEASE}-leader-election`,
+      `team-a/${RELEASE}`,
+      `team-b/${RELEASE}`,
+    ]);
+    for (const r of roles.filter((r) => r.metadata.namespace !== NAMESPACE)) {
+      expectNoPowerTools(r.rules);
+      expectNamespacedRules(r.rules);
+      expect(verbs(r.rules, '', 'nodes')).toEqual([]);
+    }
+    expect(bindingsOf(objects).sort()).toEqual([
+      ['ClusterRoleBinding', '', 'ClusterRole', clusterRole.metadata.name],
+      ['RoleBinding', NAMESPACE, 'Role', `${RELEASE}-leader-election`],
+      ['RoleBinding', 'team-a', 'Role', RELEASE],
+      ['RoleBinding', 'team-b', 'Role', RELEASE],
+    ]);
+    for (const b of bindings(objects)) expect(b.subjects).toEqual([{ kind: 'ServiceAccount', name: only(objects, 'ServiceAccount').metadata.name, namespace: NAMESPACE }]);
+    // The PodMonitor scrapes the same namespaces.
+    const monitor = only<K8sObject & { spec: Record<string, unknown> }>(
+      await template('--set', 'watchNamespaces={team-a,team-b}', '--set', 'podMonitor.enabled=true', '--api-versions', 'monitoring.coreos.com/v1/PodMonitor'),
+      'PodMonitor',
+    );
+    expect(monitor.spec['namespaceSelector']).toEqual({ matchNames: ['team-a', 'team-b'] });
+  });
+
+  it.each([
+    [['--set', 'watchNamespaces={team-a,Team-B}'], /watchNamespaces\/1.*does not match pattern/],
+    [['--set', 'watchNamespaces={a,a}'], /watchNamespaces.*items at 0 and 1 are equal/],
+    [['--set', 'watchNamespaces=team-a'], /watchNamespaces.*(got string, want array|expected array)/],
+  ])('refuses watchNamespaces %j with the value named', async (args, message) => {
+    await expect(template(...args)).rejects.toThrow(message);
   });
 
   it('refuses values that do not match values.schema.json, with helm\'s error', async () => {
