@@ -42,9 +42,10 @@ describe('operator on the local cluster', () => {
 
   it('brings a 3-member topology to Available: members on central nodes, proxies on workers', async () => {
     await cluster.kubectl(['apply', '-f', '-'], topology('main', { members: { count: 3 } }));
-    const t = await waitFor('main Available', async () => {
+    // Available needs a quorum, not every member: wait for the third one to be healthy too.
+    const t = await waitFor('main Available with 3 healthy members', async () => {
       const t = await get('main');
-      return condition(t, 'Available')?.status === 'True' ? t : false;
+      return condition(t, 'Available')?.status === 'True' && t.status?.quorum?.healthy === 3 ? t : false;
     }, { timeoutMs: 240_000, intervalMs: 1000 });
     expect(t.status?.quorum).toEqual({ size: 2, healthy: 3, faultTolerance: 1, disruptionsAllowed: 1 });
     expect(t.status?.members?.filter((m) => m.role === 'leader')).toHaveLength(1);

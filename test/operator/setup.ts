@@ -2,6 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Pod } from '../harness/cluster/types.ts';
 import { LocalCluster, type LocalClusterOptions } from '../harness/cluster/local-cluster.ts';
+import { waitFor } from '../harness/ports.ts';
 import { run } from '../harness/run.ts';
 import { OperatorProcess } from './operator-process.ts';
 
@@ -20,7 +21,11 @@ export async function startClusterWithCrd(options: LocalClusterOptions = {}): Pr
   const cluster = await LocalCluster.start(options);
   try {
     await cluster.kubectl(['apply', '--server-side', '-f', path.join(repo, 'crds')]);
-    await cluster.kubectl(['wait', '--for=condition=Established', 'crd/etcdtopologies.etcdtopology.io', '--timeout=30s']);
+    // Polled rather than `kubectl wait`, which fails at once on a CRD that has no conditions yet.
+    await waitFor('the EtcdTopology CRD Established', async () => {
+      const crd = JSON.parse(await cluster.kubectl(['get', 'crd', 'etcdtopologies.etcdtopology.io', '-o', 'json'])) as { status?: { conditions?: { type: string; status: string }[] } };
+      return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
+    }, { timeoutMs: 30_000, intervalMs: 200 });
     return cluster;
   } catch (err) {
     await cluster.stop();
