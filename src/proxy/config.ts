@@ -20,6 +20,12 @@ export const proxyFlags = z.object({
   listenKey: file.optional(),
   listenCacert: file.optional(),
   drainTimeout: duration.prefault('10s'),
+  watchCoalescing: z.boolean({ error: 'expected true or false' }).default(true),
+  watchClientBuffer: z.coerce
+    .number({ error: 'expected a number of bytes, for example 4194304' })
+    .int('expected a whole number of bytes')
+    .min(65536, 'expected at least 65536 bytes')
+    .default(4 * 1024 * 1024),
 });
 
 export type ProxyFlags = z.infer<typeof proxyFlags>;
@@ -36,6 +42,9 @@ export const proxyUsage = `usage: etcd-topology proxy --endpoints URL[,URL...] -
   --listen-cert F --listen-key F  certificate and key served on https:// listen URLs
   --listen-cacert F          when set, https:// clients must present a certificate signed by this CA
   --drain-timeout D          on SIGTERM, how long in-flight unary calls may take to finish (default 10s)
+  --watch-coalescing=BOOL    identical watches from this proxy's clients share one watch on a member (default true)
+  --watch-client-buffer N    bytes of watch responses a client may leave unread before its watch stream is
+                             ended with RESOURCE_EXHAUSTED (default 4194304; with coalescing only)
 
 Every flag also reads from ETCD_TOPOLOGY_<FLAG>, for example ETCD_TOPOLOGY_LISTEN_CLIENT_URLS.`;
 
