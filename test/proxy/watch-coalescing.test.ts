@@ -251,3 +251,20 @@ describe('a slow watch client through the proxy', () => {
     fast.call.cancel();
   });
 });
+
+describe('watch coalescing turned off (--watch-coalescing=false)', () => {
+  const f = useProxyFixture({ size: 1, proxyArgs: ['--watch-coalescing=false'] });
+
+  it('forwards each client watch stream as it is: one upstream watch per client watch', async () => {
+    const watchersBefore = await memberMetric(f.cluster, 'etcd_debugging_mvcc_watcher_total');
+    const clients = Array.from({ length: 5 }, () => new WatchClient(f.c).create('/off'));
+    await waitFor('created', () => clients.every((w) => w.created.length === 1), { timeoutMs: 10_000 });
+    expect(await memberMetric(f.cluster, 'etcd_debugging_mvcc_watcher_total')).toBe(watchersBefore + 5);
+    const rev = (await put(f.c, '/off', 'v')).header.revision;
+    await waitFor('every client has the event', () => clients.every((w) => w.events().length === 1), { timeoutMs: 10_000 });
+    for (const w of clients) expect(w.events()).toEqual([`/off=v@${rev}`]);
+    const text = await (await fetch(`${f.proxy.metricsUrl}/metrics`)).text();
+    expect(text).not.toContain('etcd_topology_proxy_watch_upstream_watches');
+    await closeAll(clients);
+  });
+});
