@@ -55,7 +55,7 @@ async function memberMetric(cluster: EtcdCluster, name: string, members: EtcdMem
 
 const put = (c: EtcdClients, key: string, value: string): Promise<{ header: { revision: string } }> => c.unary(c.kv, 'Put', { key: Buffer.from(key), value: Buffer.from(value) });
 
-async function closeAll(clients: WatchClient[]): Promise<void> {
+function closeAll(clients: WatchClient[]): void {
   for (const w of clients) w.call.cancel();
 }
 
@@ -102,7 +102,7 @@ describe('watch coalescing through the proxy', () => {
     expect(await f.proxy.metric('etcd_topology_proxy_watch_coalesced_events_total')).toBe(10 * 5 * 99 + 5);
 
     for (const p of etcdctls) p.kill();
-    await closeAll(clients);
+    closeAll(clients);
     await waitFor('upstream watches closed with their last clients', async () => (await upstreamWatches()) === 0, { timeoutMs: 10_000 });
     await waitFor('the members to drop the watches', async () => (await memberMetric(f.cluster, 'etcd_debugging_mvcc_watcher_total')) === watchersBefore, { timeoutMs: 10_000 });
     for (const c of channels) c.close();
@@ -119,7 +119,7 @@ describe('watch coalescing through the proxy', () => {
     await waitFor('the event after the join', () => joiner.events().length === 1 && first.events().length === 2, { timeoutMs: 10_000 });
     expect(joiner.events()).toEqual([`/join=after@${after}`]);
     expect(await upstreamWatches()).toBe(1);
-    await closeAll([first, joiner]);
+    closeAll([first, joiner]);
   });
 
   it('ends only the cancelled client: by a cancel request, or by ending its stream', async () => {
@@ -135,7 +135,7 @@ describe('watch coalescing through the proxy', () => {
     expect(clients[0]!.events()).toEqual([]);
     expect(clients[1]!.events()).toEqual([]);
     expect(await f.proxy.metric('etcd_topology_proxy_watch_client_watches')).toBe(1);
-    await closeAll(clients);
+    closeAll(clients);
   });
 
   it('answers a progress request for that client, with a revision at or above the last write and after its events', async () => {
@@ -153,7 +153,7 @@ describe('watch coalescing through the proxy', () => {
     expect(asker.responses.slice(0, i).flatMap((r) => r.events.map((e) => e.kv.mod_revision))).toEqual([eventRev]);
     await new Promise((r) => setTimeout(r, 300));
     expect(quiet.responses.filter((r) => r.watch_id === '-1')).toEqual([]);
-    await closeAll([quiet, asker]);
+    closeAll([quiet, asker]);
   });
 
   it('sends a compaction below a client’s start revision to that client only', async () => {
@@ -179,7 +179,7 @@ describe('watch coalescing through the proxy', () => {
     const fromThird = new WatchClient(f.c).create('/compact', { start_revision: third });
     await waitFor('the events from the compaction on', () => fromThird.events().length === 2, { timeoutMs: 10_000 });
     expect(fromThird.events()).toEqual([`/compact=3@${third}`, `/compact=4@${rev}`]);
-    await closeAll([live, old, fromThird]);
+    closeAll([live, old, fromThird]);
   });
 
   it('ends every client of a shared watch with UNAVAILABLE when its member dies, and leaves the others', async () => {
@@ -213,7 +213,7 @@ describe('watch coalescing through the proxy', () => {
     // A client of the dead member re-creates its watch and gets one.
     const again = new WatchClient(f.c).create('/kill/0');
     await waitFor('a watch again', () => again.created.length === 1, { timeoutMs: 10_000 });
-    await closeAll([...placed.flatMap((p) => p.clients), again]);
+    closeAll([...placed.flatMap((p) => p.clients), again]);
     await f.cluster.restart(victim.name);
   });
 });
@@ -230,7 +230,9 @@ describe('a slow watch client through the proxy', () => {
     const create = Buffer.concat([Buffer.from([0x0a, key.length + 2, 0x0a, key.length]), key]);
     stream.write(Buffer.concat([Buffer.from([0, 0, 0, 0, create.length]), create]));
     let trailers: http2.IncomingHttpHeaders | undefined;
-    stream.on('trailers', (t) => (trailers = t));
+    stream.on('trailers', (t: http2.IncomingHttpHeaders) => {
+      trailers = t;
+    });
     stream.pause();
     await waitFor('both created', async () => fast.created.length === 1 && (await f.proxy.metric('etcd_topology_proxy_watch_client_watches')) === 2, { timeoutMs: 10_000 });
     await new Promise((r) => setTimeout(r, 500)); // the slow client's created response must go out before the load
@@ -265,6 +267,6 @@ describe('watch coalescing turned off (--watch-coalescing=false)', () => {
     for (const w of clients) expect(w.events()).toEqual([`/off=v@${rev}`]);
     const text = await (await fetch(`${f.proxy.metricsUrl}/metrics`)).text();
     expect(text).not.toContain('etcd_topology_proxy_watch_upstream_watches');
-    await closeAll(clients);
+    closeAll(clients);
   });
 });

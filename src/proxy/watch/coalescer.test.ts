@@ -159,11 +159,8 @@ describe('Coalescer', () => {
     core.request(old.ref, create('k', { startRevision: 5 }));
     core.upstreamResponse(1, progress(12));
     core.upstreamResponse(1, progress(12)); // old arrived while the request for again was in flight
-    expect(ports.opened.map((o) => decodeWatchRequest(o.create))).toEqual([
-      expect.objectContaining({ kind: 'create' }),
-      { kind: 'create', watchId: 0, spec: expect.objectContaining({ startRevision: 11 }) },
-      { kind: 'create', watchId: 0, spec: expect.objectContaining({ startRevision: 5 }) },
-    ]);
+    const starts = ports.opened.map((o) => decodeWatchRequest(o.create)).map((r) => (r.kind === 'create' ? r.spec.startRevision : undefined));
+    expect(starts).toEqual([0, 11, 5]);
     expect(again.c.got).toEqual([]);
   });
 
