@@ -132,21 +132,26 @@ async function openKeyWatchers(target: string): Promise<{ untilDelivered(events:
   const sessions = Array.from({ length: 10 }, () => http2.connect(`http://${target}`, { peerMaxConcurrentStreams: 100_000 }));
   for (const s of sessions) s.on('error', () => undefined);
   const counts = new Int32Array(CO_WATCHERS);
-  for (let i = 0; i < CO_WATCHERS; i++) {
-    const s = sessions[i % sessions.length]!.request({ ':method': 'POST', ':path': '/etcdserverpb.Watch/Watch', 'content-type': 'application/grpc', te: 'trailers' });
-    s.on('error', () => undefined);
-    // Counts whole gRPC messages: 5-byte prefix, then the length it gives.
-    let pending: Buffer = Buffer.alloc(0);
-    s.on('data', (d: Buffer) => {
-      pending = pending.length === 0 ? d : Buffer.concat([pending, d]);
-      while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
-        pending = pending.subarray(5 + pending.readUInt32BE(1));
-        counts[i]!++;
-      }
-    });
-    s.write(watchCreate(`/co/${i % CO_KEYS}`));
+  // One connection's streams at a time, each batch created before the next opens.
+  const perSession = CO_WATCHERS / sessions.length;
+  for (let c = 0; c < sessions.length; c++) {
+    for (let i = c * perSession; i < (c + 1) * perSession; i++) {
+      const s = sessions[c]!.request({ ':method': 'POST', ':path': '/etcdserverpb.Watch/Watch', 'content-type': 'application/grpc', te: 'trailers' });
+      s.on('error', () => undefined);
+      // Counts whole gRPC messages: 5-byte prefix, then the length it gives.
+      let pending: Buffer = Buffer.alloc(0);
+      s.on('data', (d: Buffer) => {
+        pending = pending.length === 0 ? d : Buffer.concat([pending, d]);
+        while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
+          pending = pending.subarray(5 + pending.readUInt32BE(1));
+          counts[i]!++;
+        }
+      });
+      s.write(watchCreate(`/co/${i % CO_KEYS}`));
+    }
+    const batch = counts.subarray(c * perSession, (c + 1) * perSession);
+    await waitFor(`${perSession} watches created on connection ${c + 1} to ${target}`, () => batch.every((n) => n >= 1), { timeoutMs: 60_000, intervalMs: 100 });
   }
-  await waitFor(`${CO_WATCHERS} watches created on ${target}`, () => counts.every((n) => n >= 1), { timeoutMs: 180_000, intervalMs: 200 });
   return {
     untilDelivered: async (events) => void await waitFor(`${events} events at every watcher on ${target}`, () => counts.every((n) => n >= 1 + events), { timeoutMs: 300_000, intervalMs: 200 }),
     close: () => {

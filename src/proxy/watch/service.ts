@@ -45,6 +45,9 @@ export class WatchService implements CoalescerPorts<WatchSession> {
   readonly m: MethodMetrics;
   slowClients = 0;
   private readonly upstream = new Map<number, UpstreamWatch>();
+  // The coalescer hands the same message to every client of a fan-out: it is framed once.
+  private lastMessage: Uint8Array | undefined;
+  private lastFrame: Buffer | undefined;
 
   constructor(deps: ForwardDeps, options: WatchServiceOptions) {
     this.deps = deps;
@@ -79,7 +82,11 @@ export class WatchService implements CoalescerPorts<WatchSession> {
   }
 
   send(session: WatchSession, message: Uint8Array): void {
-    session.send(frameMessage(message));
+    if (message !== this.lastMessage) {
+      this.lastMessage = message;
+      this.lastFrame = frameMessage(message);
+    }
+    session.send(this.lastFrame!);
   }
 
   end(session: WatchSession, code: number, message: string): void {
