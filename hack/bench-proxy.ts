@@ -173,7 +173,8 @@ async function measureCoalescing(cluster: EtcdCluster, startProxy: (coalescing: 
   const proxy = await startProxy(coalescing);
   proxy.start();
   try {
-    await proxy.ready(etcdctl);
+    // A member just restarted on a loaded machine can take a while to serve through a new proxy.
+    await proxy.ready(etcdctl, 120_000);
     const memberPid = member.process!.pid!;
     const proxyPid = proxy.child!.pid!;
     const memberCpu0 = await cpuMicros(memberPid);
@@ -212,10 +213,20 @@ async function measureCoalescing(cluster: EtcdCluster, startProxy: (coalescing: 
 /** Runs the coalescing comparison, modes interleaved round by round, and returns its report section. */
 async function coalescingSection(cluster: EtcdCluster, startProxy: (coalescing: boolean) => Promise<Target>, etcdctl: string): Promise<string[]> {
   const runs = new Map<boolean, CoalescingResult[]>([[true, []], [false, []]]);
+  const redone: string[] = [];
   for (let round = 1; round <= rounds; round++) {
     // Alternate which mode goes first, so neither always runs on a warmer machine.
     for (const coalescing of round % 2 === 1 ? [true, false] : [false, true]) {
-      const r = await measureCoalescing(cluster, startProxy, coalescing, etcdctl);
+      let r: CoalescingResult;
+      try {
+        r = await measureCoalescing(cluster, startProxy, coalescing, etcdctl);
+      } catch (err) {
+        // Redone once, and said so in the report.
+        const why = (err as Error).message.split('\n')[0]!;
+        redone.push(`round ${round}, coalescing ${coalescing ? 'on' : 'off'}: ${why}`);
+        console.error(`${why}; redoing the measurement`);
+        r = await measureCoalescing(cluster, startProxy, coalescing, etcdctl);
+      }
       runs.get(coalescing)!.push(r);
       console.log(`round ${round} coalescing ${coalescing ? 'on' : 'off'}: member CPU ${r.memberCpuMs.toFixed(0)} ms, member RSS ${r.memberRssMiB.toFixed(0)} MiB, proxy RSS ${r.proxyRssMiB.toFixed(0)} MiB, proxy CPU ${r.proxyCpuMs.toFixed(0)} ms, delivered in ${r.deliverSeconds.toFixed(1)} s`);
     }
@@ -239,6 +250,8 @@ async function coalescingSection(cluster: EtcdCluster, startProxy: (coalescing: 
     row(false),
     '',
     `Off / on: member CPU ${ratio((r) => r.memberCpuMs)} x, member RSS ${ratio((r) => r.memberRssMiB)} x, proxy CPU ${ratio((r) => r.proxyCpuMs)} x, proxy RSS ${ratio((r) => r.proxyRssMiB)} x.`,
+    `Load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} at the end of this part.`,
+    ...(redone.length > 0 ? ['', 'Measurements redone after a failure:', '', ...redone.map((r) => `- ${r}`)] : []),
     '',
   ];
 }
@@ -311,8 +324,8 @@ class Target {
     return this.exited;
   }
 
-  async ready(etcdctl: string): Promise<void> {
-    await waitFor(`${this.name} at ${this.addr} to serve`, () => run(etcdctl, [`--endpoints=${this.addr}`, 'put', '/bench/key', 'v']).then(() => true), { timeoutMs: 30_000 });
+  async ready(etcdctl: string, timeoutMs = 30_000): Promise<void> {
+    await waitFor(`${this.name} at ${this.addr} to serve`, () => run(etcdctl, [`--endpoints=${this.addr}`, 'put', '/bench/key', 'v']).then(() => true), { timeoutMs });
   }
 
   stop(): void {

@@ -195,6 +195,23 @@ describe('Coalescer', () => {
     expect(a.c.got.filter((r) => r.watchId === -1)).toHaveLength(1);
   });
 
+  it('takes a progress answer with the watch’s own ID (etcd before 3.6) as the answer, and forwards progress_notify ones', () => {
+    const { core, client } = setup();
+    const a = client();
+    const b = client();
+    core.request(a.ref, create('k'));
+    core.upstreamResponse(1, created(10, 3));
+    core.request(b.ref, create('k'));
+    core.upstreamResponse(1, encodeWatchResponse({ header: header(11), watchId: 3 }));
+    expect(b.c.got.map(brief)).toEqual([{ id: 0, rev: 11, created: true, canceled: false, events: 0, last: 0 }]);
+    expect(a.c.got).toHaveLength(1);
+    const n = client();
+    core.request(n.ref, create('k', { progressNotify: true }));
+    core.upstreamResponse(2, created(11, 4));
+    core.upstreamResponse(2, encodeWatchResponse({ header: header(12), watchId: 4 }));
+    expect(n.c.got.map(brief).at(-1)).toEqual({ id: 0, rev: 12, created: false, canceled: false, events: 0, last: 0 });
+  });
+
   it('answers progress for a stream with watches in two groups with the lower revision, after both', () => {
     const { core, client } = setup();
     const a = client();

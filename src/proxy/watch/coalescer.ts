@@ -169,7 +169,10 @@ export class Coalescer<S> {
     } else if (r.watchId === -1) {
       this.progressed(g, r);
     } else if (r.watchId === g.upstreamId && !r.created) {
-      this.fanOut(g, r); // a progress_notify notification: every receiver asked for those
+      // A progress_notify notification, which every receiver asked for; without progress_notify,
+      // the answer to the proxy's progress request from a member before etcd 3.6 (its own watch ID).
+      if (g.spec.progressNotify) this.fanOut(g, r);
+      else if (g.progressInFlight) this.progressed(g, r);
     }
   }
 
