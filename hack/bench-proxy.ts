@@ -10,6 +10,9 @@
 // Then, on a 3-member cluster, puts at 100 clients through the proxy with leader routing on and off
 // (--leader-routing=false), next to the benchmark's own client spread over the members.
 // --only=leader-routing runs that part alone and replaces only its section of the report.
+// Last, 10,000 watchers on 10 keys go through our proxy with watch coalescing on and off, and the
+// report gives the member's CPU and RSS and the proxy's RSS for each. --only=coalescing runs that
+// part alone and replaces only its section of docs/bench/proxy.md.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import http2 from 'node:http2';
@@ -21,13 +24,15 @@ import { EtcdCluster } from '../test/harness/etcd-cluster.ts';
 import { freePort, waitFor } from '../test/harness/ports.ts';
 import { run } from '../test/harness/run.ts';
 import { PROXY_NODE_OPTIONS } from '../src/operator/components/proxy-daemonset/proxy-daemonset.ts';
+import { frameMessage } from '../src/proxy/grpc-frame.ts';
+import { MessageWriter } from '../src/proxy/protobuf.ts';
 
 const root = path.join(import.meta.dirname, '..');
 const arg = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=').slice(1).join('=');
 const rounds = Number(arg('rounds') ?? 3);
 const baselineDir = arg('baseline');
 const only = arg('only');
-if (only !== undefined && only !== 'leader-routing') throw new Error(`--only=${only}: expected --only=leader-routing`);
+if (only !== undefined && only !== 'leader-routing' && only !== 'coalescing') throw new Error(`--only=${only}: expected --only=leader-routing or --only=coalescing`);
 const WATCH_STREAMS = 10_000;
 // One benchmark run never takes this long on a working target; past it the run is redone.
 const RUN_TIMEOUT_MS = 180_000;
@@ -111,6 +116,172 @@ async function openWatches(target: string, n: number): Promise<() => void> {
   };
 }
 
+// The coalescing comparison: 10,000 watch streams, one watch each, on 10 keys; then 20 puts on each
+// key, so that 200,000 events reach the watchers.
+const CO_WATCHERS = 10_000;
+const CO_KEYS = 10;
+const CO_PUTS_PER_KEY = 20;
+const CO_SECTION = '## 10,000 watchers on 10 keys, watch coalescing on and off';
+
+const watchCreate = (key: string): Buffer => frameMessage(new MessageWriter().bytesField(1, new MessageWriter().bytesField(1, Buffer.from(key)).finish()).finish());
+const putRequest = (key: string, value: string): Buffer => frameMessage(new MessageWriter().bytesField(1, Buffer.from(key)).bytesField(2, Buffer.from(value)).finish());
+
+/**
+ * Opens CO_WATCHERS Watch streams through target over 10 connections, watchers i on key /co/(i mod
+ * CO_KEYS); resolves once all are created, with a function that resolves once each has received
+ * `events` more responses, and a close.
+ */
+async function openKeyWatchers(target: string): Promise<{ untilDelivered(events: number): Promise<void>; close(): void }> {
+  const sessions = Array.from({ length: 10 }, () => http2.connect(`http://${target}`, { peerMaxConcurrentStreams: 100_000 }));
+  for (const s of sessions) s.on('error', () => undefined);
+  const counts = new Int32Array(CO_WATCHERS);
+  // One connection's streams at a time, each batch created before the next opens.
+  const perSession = CO_WATCHERS / sessions.length;
+  for (let c = 0; c < sessions.length; c++) {
+    for (let i = c * perSession; i < (c + 1) * perSession; i++) {
+      const s = sessions[c]!.request({ ':method': 'POST', ':path': '/etcdserverpb.Watch/Watch', 'content-type': 'application/grpc', te: 'trailers' });
+      s.on('error', () => undefined);
+      // Counts whole gRPC messages: 5-byte prefix, then the length it gives.
+      let pending: Buffer = Buffer.alloc(0);
+      s.on('data', (d: Buffer) => {
+        pending = pending.length === 0 ? d : Buffer.concat([pending, d]);
+        while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
+          pending = pending.subarray(5 + pending.readUInt32BE(1));
+          counts[i]!++;
+        }
+      });
+      s.write(watchCreate(`/co/${i % CO_KEYS}`));
+    }
+    const batch = counts.subarray(c * perSession, (c + 1) * perSession);
+    await waitFor(`${perSession} watches created on connection ${c + 1} to ${target}`, () => batch.every((n) => n >= 1), { timeoutMs: 60_000, intervalMs: 100 });
+  }
+  return {
+    untilDelivered: async (events) => void await waitFor(`${events} events at every watcher on ${target}`, () => counts.every((n) => n >= 1 + events), { timeoutMs: 300_000, intervalMs: 200 }),
+    close: () => {
+      for (const s of sessions) s.destroy();
+    },
+  };
+}
+
+interface CoalescingResult { memberWatchers: number; memberCpuMs: number; memberRssMiB: number; proxyRssMiB: number; proxyCpuMs: number; deliverSeconds: number }
+
+/**
+ * One measurement: the member restarted (so that its RSS starts from the same point), a fresh proxy
+ * with coalescing on or off, the watchers opened, the puts made and delivered everywhere.
+ */
+async function measureCoalescing(cluster: EtcdCluster, startProxy: (coalescing: boolean) => Promise<Target>, coalescing: boolean, etcdctl: string): Promise<CoalescingResult> {
+  const member = cluster.members[0]!;
+  await cluster.kill(member.name);
+  await cluster.restart(member.name);
+  const proxy = await startProxy(coalescing);
+  proxy.start();
+  try {
+    // A member just restarted on a loaded machine can take a while to serve through a new proxy.
+    await proxy.ready(etcdctl, 120_000);
+    const memberPid = member.process!.pid!;
+    const proxyPid = proxy.child!.pid!;
+    const memberCpu0 = await cpuMicros(memberPid);
+    const proxyCpu0 = await cpuMicros(proxyPid);
+    const watchers = await openKeyWatchers(proxy.addr);
+    const memberWatchers = await memberGauge(member.clientUrl, 'etcd_debugging_mvcc_watcher_total');
+    const t0 = performance.now();
+    const put = http2.connect(member.clientUrl);
+    put.on('error', () => undefined);
+    for (let round = 0; round < CO_PUTS_PER_KEY; round++) {
+      await Promise.all(Array.from({ length: CO_KEYS }, (_, k) => new Promise<void>((resolve, reject) => {
+        const req = put.request({ ':method': 'POST', ':path': '/etcdserverpb.KV/Put', 'content-type': 'application/grpc', te: 'trailers' });
+        req.on('error', reject);
+        req.on('data', () => undefined);
+        req.on('end', () => resolve());
+        req.end(putRequest(`/co/${k}`, `value ${round}`));
+      })));
+    }
+    await watchers.untilDelivered(CO_PUTS_PER_KEY);
+    const deliverSeconds = (performance.now() - t0) / 1000;
+    const result = {
+      memberWatchers,
+      memberCpuMs: ((await cpuMicros(memberPid)) - memberCpu0) / 1000,
+      proxyCpuMs: ((await cpuMicros(proxyPid)) - proxyCpu0) / 1000,
+      memberRssMiB: (await rssKiB(memberPid)) / 1024,
+      proxyRssMiB: (await rssKiB(proxyPid)) / 1024,
+      deliverSeconds,
+    };
+    put.close();
+    watchers.close();
+    return result;
+  } finally {
+    proxy.stop();
+    await new Promise((res) => setTimeout(res, 1000));
+  }
+}
+
+/** A gauge from the member's own /metrics. */
+async function memberGauge(clientUrl: string, name: string): Promise<number> {
+  const text = await (await fetch(`${clientUrl}/metrics`)).text();
+  return Number(text.split('\n').find((l) => l.startsWith(`${name} `))?.split(' ')[1] ?? NaN);
+}
+
+/** Runs the coalescing comparison, modes interleaved round by round, and returns its report section. */
+async function coalescingSection(cluster: EtcdCluster, startProxy: (coalescing: boolean) => Promise<Target>, etcdctl: string): Promise<string[]> {
+  const runs = new Map<boolean, CoalescingResult[]>([[true, []], [false, []]]);
+  const redone: string[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    // Alternate which mode goes first, so neither always runs on a warmer machine.
+    for (const coalescing of round % 2 === 1 ? [true, false] : [false, true]) {
+      let r: CoalescingResult;
+      try {
+        r = await measureCoalescing(cluster, startProxy, coalescing, etcdctl);
+      } catch (err) {
+        // Redone once, and said so in the report.
+        const why = (err as Error).message.split('\n')[0]!;
+        redone.push(`round ${round}, coalescing ${coalescing ? 'on' : 'off'}: ${why}`);
+        console.error(`${why}; redoing the measurement`);
+        r = await measureCoalescing(cluster, startProxy, coalescing, etcdctl);
+      }
+      runs.get(coalescing)!.push(r);
+      console.log(`round ${round} coalescing ${coalescing ? 'on' : 'off'}: ${r.memberWatchers} watchers on the member, member CPU ${r.memberCpuMs.toFixed(0)} ms, member RSS ${r.memberRssMiB.toFixed(0)} MiB, proxy RSS ${r.proxyRssMiB.toFixed(0)} MiB, proxy CPU ${r.proxyCpuMs.toFixed(0)} ms, delivered in ${r.deliverSeconds.toFixed(1)} s`);
+    }
+  }
+  const m = (on: boolean, f: (r: CoalescingResult) => number): number => median(runs.get(on)!.map(f));
+  const row = (on: boolean): string =>
+    `| ${on ? 'on (default)' : 'off (--watch-coalescing=false)'} | ${m(on, (r) => r.memberWatchers).toFixed(0)} | ${m(on, (r) => r.memberCpuMs).toFixed(0)} | ${m(on, (r) => r.memberRssMiB).toFixed(0)} MiB | ${m(on, (r) => r.proxyCpuMs).toFixed(0)} | ${m(on, (r) => r.proxyRssMiB).toFixed(0)} MiB | ${m(on, (r) => r.deliverSeconds).toFixed(1)} |`;
+  const ratio = (f: (r: CoalescingResult) => number): string => (m(false, f) / m(true, f)).toFixed(1);
+  return [
+    CO_SECTION,
+    '',
+    `Measured ${new Date().toISOString().slice(0, 10)} with \`npm run bench:proxy${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}\`, ${rounds} rounds, the two modes interleaved; medians.`,
+    `${CO_WATCHERS.toLocaleString('en')} Watch streams (one watch each, from now) over 10 HTTP/2 connections to our proxy, watcher i on key /co/(i mod ${CO_KEYS});`,
+    `then ${CO_PUTS_PER_KEY} puts on each key straight to the member, until every watcher has all ${CO_PUTS_PER_KEY} events (${(CO_WATCHERS * CO_PUTS_PER_KEY).toLocaleString('en')} events delivered).`,
+    'The member is restarted before each measurement. CPU is utime + stime from /proc/PID/stat from before the streams open until the',
+    'last event is delivered; RSS is VmRSS with the streams open, after the events.',
+    '',
+    '| watch coalescing | watchers on the member (etcd_debugging_mvcc_watcher_total) | member CPU ms | member RSS | proxy CPU ms | proxy RSS | seconds to deliver |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    row(true),
+    row(false),
+    '',
+    `Off / on: member CPU ${ratio((r) => r.memberCpuMs)} x, member RSS ${ratio((r) => r.memberRssMiB)} x, proxy CPU ${ratio((r) => r.proxyCpuMs)} x, proxy RSS ${ratio((r) => r.proxyRssMiB)} x.`,
+    `Load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} at the end of this part.`,
+    ...(redone.length > 0 ? ['', 'Measurements redone after a failure:', '', ...redone.map((r) => `- ${r}`)] : []),
+    '',
+  ];
+}
+
+/** Replaces the coalescing section of an existing report (or appends it). */
+function spliceSection(report: string, section: string[]): string {
+  const lines = report.split('\n');
+  const start = lines.indexOf(CO_SECTION);
+  if (start === -1) {
+    const at = lines.indexOf('## Target restarts');
+    lines.splice(at === -1 ? lines.length : at, 0, ...section);
+    return lines.join('\n');
+  }
+  let end = start + 1;
+  while (end < lines.length && !lines[end]!.startsWith('## ')) end++;
+  lines.splice(start, end - start, ...section);
+  return lines.join('\n');
+}
+
 /** A process under test that can be restarted when it dies, with its output kept in a log file. */
 class Target {
   readonly name: string;
@@ -164,8 +335,8 @@ class Target {
     return this.exited;
   }
 
-  async ready(etcdctl: string): Promise<void> {
-    await waitFor(`${this.name} at ${this.addr} to serve`, () => run(etcdctl, [`--endpoints=${this.addr}`, 'put', '/bench/key', 'v']).then(() => true), { timeoutMs: 30_000 });
+  async ready(etcdctl: string, timeoutMs = 30_000): Promise<void> {
+    await waitFor(`${this.name} at ${this.addr} to serve`, () => run(etcdctl, [`--endpoints=${this.addr}`, 'put', '/bench/key', 'v']).then(() => true), { timeoutMs });
   }
 
   stop(): void {
@@ -307,12 +478,12 @@ async function main(): Promise<void> {
   const member = cluster.members[0]!;
   const logDir = cluster.dir;
   const grpcProxyPort = await freePort();
-  const proxy = async (name: string, cli: string): Promise<Target> => {
+  const proxy = async (name: string, cli: string, extra: string[] = []): Promise<Target> => {
     const port = await freePort();
     const metricsPort = await freePort();
     return new Target(name, `127.0.0.1:${port}`, {
       file: process.execPath,
-      args: [cli, 'proxy', `--endpoints=${member.clientUrl}`, `--listen-client-urls=http://127.0.0.1:${port}`, `--metrics-addr=127.0.0.1:${metricsPort}`],
+      args: [cli, 'proxy', `--endpoints=${member.clientUrl}`, `--listen-client-urls=http://127.0.0.1:${port}`, `--metrics-addr=127.0.0.1:${metricsPort}`, ...extra],
       // The V8 heap flags the DaemonSet gives the proxy, so that RSS is measured as deployed.
       env: { ...process.env, LOG_LEVEL: 'warn', NODE_OPTIONS: PROXY_NODE_OPTIONS },
       log: path.join(logDir, `${name}.log`),
@@ -331,6 +502,19 @@ async function main(): Promise<void> {
     await proxy('etcd-topology', path.join(root, 'src', 'cli.ts')),
   ];
   if (baselineDir !== undefined) targets.push(await proxy('etcd-topology (baseline)', path.resolve(baselineDir, 'src', 'cli.ts')));
+  const coProxy = (coalescing: boolean): Promise<Target> =>
+    proxy(`etcd-topology coalescing ${coalescing ? 'on' : 'off'}`, path.join(root, 'src', 'cli.ts'), [`--watch-coalescing=${coalescing}`]);
+  const reportPath = path.join(root, 'docs', 'bench', 'proxy.md');
+  if (only === 'coalescing') {
+    try {
+      const section = await coalescingSection(cluster, coProxy, bin.etcdctl);
+      await writeFile(reportPath, spliceSection(await readFile(reportPath, 'utf8'), section));
+      console.log(section.join('\n'));
+    } finally {
+      await cluster.stop();
+    }
+    return;
+  }
   const loadStart = os.loadavg();
   try {
     for (const t of targets) t.start();
@@ -365,6 +549,9 @@ async function main(): Promise<void> {
       // Let the cancelled streams drain before the next proxy is measured.
       await new Promise((res) => setTimeout(res, 2000));
     }
+    // The other targets are stopped first: the comparison restarts the member under them.
+    for (const t of targets) t.stop();
+    const coalescing = await coalescingSection(cluster, coProxy, bin.etcdctl);
     const loadEnd = os.loadavg();
 
     const lines: string[] = [];
@@ -414,6 +601,7 @@ async function main(): Promise<void> {
       lines.push(`| ${t.name} | ${fmt((rssStart.get(t.name) ?? NaN) / 1024)} MiB | ${fmt(rssIdle.get(t.name)! / 1024)} MiB | ${fmt(rssWatch.get(t.name)! / 1024)} MiB |`);
     }
     lines.push('', ...leader.lines);
+    lines.push('', ...coalescing);
     lines.push('## Target restarts', '');
     const restarts = [...targets.flatMap((t) => t.restarts.map((r) => `- ${t.name}: ${r}`)), ...leader.restarts];
     lines.push(...(restarts.length > 0 ? ['Each of these runs was redone after the target was restarted:', '', ...restarts] : ['None: every target stayed up for the whole run.']));
@@ -421,7 +609,7 @@ async function main(): Promise<void> {
     lines.push('The numbers above are what this run measured; nothing in the benchmark is tuned to them.');
     lines.push('Where the proxy\'s time goes, and what was tried: [proxy-analysis.md](proxy-analysis.md).', '');
     await mkdir(path.join(root, 'docs', 'bench'), { recursive: true });
-    await writeFile(path.join(root, 'docs', 'bench', 'proxy.md'), lines.join('\n'));
+    await writeFile(reportPath, lines.join('\n'));
     console.log(lines.join('\n'));
   } finally {
     for (const t of targets) t.stop();

@@ -25,12 +25,21 @@ describe('proxy flags', () => {
     [['--listen-client-urls', 'http://127.0.0.1'], /give a port/],
     [['--cacert', '/no/such/file'], /--cacert \/no\/such\/file: ENOENT/],
     [['--bogus', '1'], /unknown flag --bogus/],
+    [['--watch-coalescing=maybe'], /--watch-coalescing: expected true or false/],
+    [['--watch-client-buffer', 'lots'], /--watch-client-buffer: expected a number of bytes/],
+    [['--watch-client-buffer', '100'], /--watch-client-buffer: expected at least 65536 bytes/],
   ])('rejects %j with one line naming the flag', (extra, message) => {
     const argv = [...base];
     // A later --listen-client-urls replaces the base one.
     if (extra[0] === '--listen-client-urls') argv.splice(2, 2);
     expect(() => loadConfig([...argv, ...extra], {})).toThrow(UsageError);
     expect(() => loadConfig([...argv, ...extra], {})).toThrow(message);
+  });
+
+  it('turns watch coalescing on by default, off with --watch-coalescing=false', () => {
+    expect(loadConfig(base, {})).toMatchObject({ watchCoalescing: true, watchClientBuffer: 4 * 1024 * 1024 });
+    expect(loadConfig([...base, '--watch-coalescing=false', '--watch-client-buffer=262144'], {})).toMatchObject({ watchCoalescing: false, watchClientBuffer: 262_144 });
+    expect(loadConfig(base, { ETCD_TOPOLOGY_WATCH_COALESCING: 'false' }).watchCoalescing).toBe(false);
   });
 
   it('requires --endpoints', () => {

@@ -21,6 +21,12 @@ export const proxyFlags = z.object({
   listenCacert: file.optional(),
   drainTimeout: duration.prefault('10s'),
   leaderRouting: z.boolean({ error: 'expected true or false' }).default(true),
+  watchCoalescing: z.boolean({ error: 'expected true or false' }).default(true),
+  watchClientBuffer: z.coerce
+    .number({ error: 'expected a number of bytes, for example 4194304' })
+    .int('expected a whole number of bytes')
+    .min(65536, 'expected at least 65536 bytes')
+    .default(4 * 1024 * 1024),
 });
 
 export type ProxyFlags = z.infer<typeof proxyFlags>;
@@ -39,6 +45,9 @@ export const proxyUsage = `usage: etcd-topology proxy --endpoints URL[,URL...] -
   --drain-timeout D          on SIGTERM, how long in-flight unary calls may take to finish (default 10s)
   --leader-routing=false     send writes like reads, by least outstanding requests, instead of to the leader
                              (default true: writes and lease keep-alives go to the leader the proxy learns)
+  --watch-coalescing=BOOL    identical watches from this proxy's clients share one watch on a member (default true)
+  --watch-client-buffer N    bytes of watch responses a client may leave unread before its watch stream is
+                             ended with RESOURCE_EXHAUSTED (default 4194304; with coalescing only)
 
 Every flag also reads from ETCD_TOPOLOGY_<FLAG>, for example ETCD_TOPOLOGY_LISTEN_CLIENT_URLS.`;
 

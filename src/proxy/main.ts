@@ -17,6 +17,7 @@ import { MemberConnections } from './member-connections.ts';
 import { MemberHealth } from './member-health.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { UpstreamSet } from './upstreams.ts';
+import { WATCH_PATH, WatchService } from './watch/service.ts';
 
 /** A running proxy, for main and for tests that run it in-process. */
 export interface RunningProxy {
@@ -53,6 +54,15 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
   const health = new MemberHealth({ upstreams, members, retryMs: config.failureWait, log: log.child({ component: 'member-health' }) });
   const calls = new ActiveCalls();
   const deps: ForwardDeps = { upstreams, members, http, metrics, readonly: config.mode === 'readonly', leaders, leaderRouting: config.leaderRouting, calls, log };
+  const watches = config.watchCoalescing ? new WatchService(deps, { clientBufferBytes: config.watchClientBuffer }) : undefined;
+  if (watches !== undefined) {
+    metrics.watchCoalescing(registry, () => ({
+      clientWatches: watches.core.clientWatches,
+      upstreamWatches: watches.core.upstreamWatches,
+      coalescedEvents: watches.core.coalescedEvents,
+      slowClients: watches.slowClients,
+    }));
+  }
   let draining = false;
 
   const listeners = await startClientListeners(
@@ -60,8 +70,10 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     listenerTls,
     {
       stream: (stream, headers, endStream, connLog) => {
-        if (isGrpc(headers)) forwardGrpc(deps, stream, headers, endStream, connLog);
-        else {
+        if (isGrpc(headers)) {
+          if (watches !== undefined && pathOf(headers) === WATCH_PATH) watches.serve(stream, headers, endStream, connLog);
+          else forwardGrpc(deps, stream, headers, endStream, connLog);
+        } else {
           const { req, reply } = h2Exchange(stream, headers, endStream);
           forwardHttp(deps, req, reply, connLog);
         }
@@ -108,7 +120,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     log,
   );
   await discovery.start();
-  log.info({ mode: config.mode, members: upstreams.list().map((m) => m.url) }, 'Started the etcd proxy');
+  log.info({ mode: config.mode, watchCoalescing: config.watchCoalescing, members: upstreams.list().map((m) => m.url) }, 'Started the etcd proxy');
 
   return {
     listeners,
@@ -167,4 +179,9 @@ export async function main(argv: string[]): Promise<number> {
 function isGrpc(headers: readonly string[]): boolean {
   for (let i = 0; i < headers.length; i += 2) if (headers[i] === 'content-type') return headers[i + 1]!.startsWith('application/grpc');
   return false;
+}
+
+function pathOf(headers: readonly string[]): string | undefined {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] === ':path') return headers[i + 1];
+  return undefined;
 }

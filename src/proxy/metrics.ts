@@ -116,6 +116,54 @@ export class ProxyMetrics {
     });
   }
 
+  /** Registers the watch coalescing metrics, read from source at each collection. */
+  watchCoalescing(registry: Registry, source: () => WatchCounts): void {
+    const registers = [registry];
+    new Gauge({
+      name: 'etcd_topology_proxy_watch_client_watches',
+      help: 'Watches clients have open through the proxy (created or being created), with watch coalescing on.',
+      registers,
+      collect() {
+        this.set(source().clientWatches);
+      },
+    });
+    new Gauge({
+      name: 'etcd_topology_proxy_watch_upstream_watches',
+      help: 'Watches the proxy has open on members to serve its clients\' watches; identical client watches share one.',
+      registers,
+      collect() {
+        this.set(source().upstreamWatches);
+      },
+    });
+    const delta = (read: (c: WatchCounts) => number): (() => number) => {
+      let seen = 0;
+      return () => {
+        const now = read(source());
+        const d = now - seen;
+        seen = now;
+        return d;
+      };
+    };
+    const coalesced = delta((c) => c.coalescedEvents);
+    new Counter({
+      name: 'etcd_topology_proxy_watch_coalesced_events_total',
+      help: 'Watch events delivered to client watches that no member had to send for them: for each event a member sent, the client watches it reached, less one.',
+      registers,
+      collect() {
+        this.inc(coalesced());
+      },
+    });
+    const slow = delta((c) => c.slowClients);
+    new Counter({
+      name: 'etcd_topology_proxy_watch_slow_clients_cancelled_total',
+      help: 'Client watch streams ended with RESOURCE_EXHAUSTED because their client left more watch responses unread than --watch-client-buffer allows.',
+      registers,
+      collect() {
+        this.inc(slow());
+      },
+    });
+  }
+
   /** The upstream_requests_total count for one member. */
   memberRequests(member: string): { inc(): void } {
     let c = this.members.get(member);
@@ -173,6 +221,14 @@ export class ProxyMetrics {
       if (delta > 0) this.upstreamRequests.inc({ member }, delta);
     }
   }
+}
+
+/** What the watch coalescing metrics read. */
+export interface WatchCounts {
+  clientWatches: number;
+  upstreamWatches: number;
+  coalescedEvents: number;
+  slowClients: number;
 }
 
 /** A count kept as a plain number; take() returns what was added since the last take. */

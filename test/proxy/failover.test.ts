@@ -34,13 +34,13 @@ describe('proxy failover and discovery', () => {
   });
 
   it('after a member is killed, calls succeed on the others within 1s, and its streams end UNAVAILABLE', async () => {
-    // Three watches land on the three members in rotation.
-    const watches = Array.from({ length: 3 }, () => {
+    // Three watches on three keys (identical watches would share one upstream watch) land on the three members in rotation.
+    const watches = Array.from({ length: 3 }, (_, i) => {
       const w = (f.c.watch as unknown as { Watch(): grpc.ClientDuplexStream<object, { created: boolean }> }).Watch();
       const state = { created: false, error: undefined as grpc.ServiceError | undefined };
       w.on('data', (r: { created: boolean }) => (state.created ||= r.created));
       w.on('error', (e: grpc.ServiceError) => (state.error = e));
-      w.write({ create_request: { key: Buffer.from('/f') } });
+      w.write({ create_request: { key: Buffer.from(`/f/${i}`) } });
       return { w, state };
     });
     await waitFor('three watches created', () => watches.every((x) => x.state.created), { timeoutMs: 5000 });

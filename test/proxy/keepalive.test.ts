@@ -12,9 +12,9 @@ const serializableGet = (c: EtcdClients): Promise<unknown> =>
     new Promise((_, reject) => setTimeout(() => reject(new Error('read still unanswered after 20 s')), 20_000).unref()),
   ]);
 
-/** One watch per member (new streams rotate over the members), with what each has seen. */
+/** One watch per member (new upstream watches rotate over the members; one key each, as identical watches share one), with what each has seen. */
 async function openWatches(c: EtcdClients, n: number): Promise<{ w: Watch; state: { created: boolean; events: number; error: grpc.ServiceError | undefined; endedAt: number } }[]> {
-  const watches = Array.from({ length: n }, () => {
+  const watches = Array.from({ length: n }, (_, i) => {
     const w = (c.watch as unknown as { Watch(): Watch }).Watch();
     const state = { created: false, events: 0, error: undefined as grpc.ServiceError | undefined, endedAt: 0 };
     w.on('data', (r: { created: boolean; events: unknown[] }) => {
@@ -25,7 +25,7 @@ async function openWatches(c: EtcdClients, n: number): Promise<{ w: Watch; state
       state.error = e;
       state.endedAt = Date.now();
     });
-    w.write({ create_request: { key: Buffer.from('/k') } });
+    w.write({ create_request: { key: Buffer.from(`/k/${i}`) } });
     return { w, state };
   });
   await waitFor(`${n} watches created`, () => watches.every((x) => x.state.created), { timeoutMs: 5000 });
@@ -49,7 +49,7 @@ describe('keepalive to members (PING every 10 s of silence, 5 s to answer)', () 
     expect(f.proxy.output()).not.toMatch(/did not answer a keepalive PING|Received GOAWAY/);
     expect(await f.proxy.metric('etcd_topology_proxy_member_keepalive_failures_total')).toBe(0);
     // Still delivering.
-    await f.c.unary(f.c.kv, 'Put', { key: Buffer.from('/k'), value: Buffer.from('v') });
+    for (let i = 0; i < watches.length; i++) await f.c.unary(f.c.kv, 'Put', { key: Buffer.from(`/k/${i}`), value: Buffer.from('v') });
     await waitFor('an event on every watch', () => watches.every((x) => x.state.events > 0), { timeoutMs: 5000 });
     for (const x of watches) x.w.cancel();
   });

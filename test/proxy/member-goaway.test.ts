@@ -9,7 +9,8 @@ describe('a member that shuts down gracefully (HTTP/2 GOAWAY, then the connectio
   const f = useProxyFixture({ size: 3, proxyArgs: ['--refresh-interval=1s', '--failure-wait=5s'] });
 
   it('ends the streams it carried with UNAVAILABLE, keeps the others, and every read succeeds meanwhile', async () => {
-    const watches = Array.from({ length: 3 }, () => {
+    // Three keys, so three upstream watches (identical watches would share one), one per member in rotation.
+    const watches = Array.from({ length: 3 }, (_, i) => {
       const w = (f.c.watch as unknown as { Watch(): Watch }).Watch();
       const state = { created: false, events: 0, error: undefined as grpc.ServiceError | undefined };
       w.on('data', (r: { created: boolean; events: unknown[] }) => {
@@ -17,8 +18,8 @@ describe('a member that shuts down gracefully (HTTP/2 GOAWAY, then the connectio
         state.events += r.events.length;
       });
       w.on('error', (e: grpc.ServiceError) => (state.error = e));
-      w.write({ create_request: { key: Buffer.from('/g') } });
-      return { w, state };
+      w.write({ create_request: { key: Buffer.from(`/g/${i}`) } });
+      return { w, state, key: `/g/${i}` };
     });
     await waitFor('three watches created, one per member', () => watches.every((x) => x.state.created), { timeoutMs: 5000 });
 
@@ -45,8 +46,9 @@ describe('a member that shuts down gracefully (HTTP/2 GOAWAY, then the connectio
     expect(ended[0]!.state.error!.code).toBe(grpc.status.UNAVAILABLE);
     // The two others still deliver events (once the survivors have a leader for the put).
     const before = watches.map((x) => x.state.events);
-    await waitFor('a put after the stop', () => f.c.unary(f.c.kv, 'Put', { key: Buffer.from('/g'), value: Buffer.from('v') }).then(() => true), { timeoutMs: 15_000 });
     const alive = watches.filter((x) => !x.state.error);
+    await waitFor('a put after the stop', () => f.c.unary(f.c.kv, 'Put', { key: Buffer.from(alive[0]!.key), value: Buffer.from('v') }).then(() => true), { timeoutMs: 15_000 });
+    for (const x of alive.slice(1)) await f.c.unary(f.c.kv, 'Put', { key: Buffer.from(x.key), value: Buffer.from('v') });
     await waitFor('events on the surviving watches', () => alive.every((x) => x.state.events > before[watches.indexOf(x)]!), { timeoutMs: 5000 });
     for (const x of watches) x.w.cancel();
   });
