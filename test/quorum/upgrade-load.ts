@@ -15,7 +15,7 @@ export class AckedWriter {
   failures = 0;
   longestStallMs = 0;
   /** When each failed write was sent and when it failed (epoch ms), to tell what it overlapped. */
-  readonly failed: { sent: number; failed: number }[] = [];
+  readonly failed: { sent: number; failed: number; why?: string }[] = [];
   private readonly agent = new Agent({ keepAliveTimeout: 10_000, connections: 2 });
   private running = false;
   private loop: Promise<void> | undefined;
@@ -33,9 +33,9 @@ export class AckedWriter {
         const key = `upgrade/${String(n).padStart(6, '0')}`;
         const value = `v${n}`;
         const sent = Date.now();
-        const failed = (): void => {
+        const failed = (why: string): void => {
           this.failures++;
-          this.failed.push({ sent, failed: Date.now() });
+          this.failed.push({ sent, failed: Date.now(), why });
         };
         try {
           const res = await request(`${this.url}/v3/kv/put`, {
@@ -46,15 +46,15 @@ export class AckedWriter {
             headersTimeout: 5000,
             bodyTimeout: 5000,
           });
-          await res.body.text();
+          const text = await res.body.text();
           if (res.statusCode === 200) {
             this.acked.set(key, value);
             const now = Date.now();
             this.longestStallMs = Math.max(this.longestStallMs, now - last);
             last = now;
-          } else failed();
-        } catch {
-          failed();
+          } else failed(`HTTP ${res.statusCode}: ${text.slice(0, 200)}`);
+        } catch (err) {
+          failed((err as Error).message);
         }
         this.longestStallMs = Math.max(this.longestStallMs, Date.now() - last);
         await new Promise((r) => setTimeout(r, 20));
