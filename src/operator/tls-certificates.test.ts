@@ -180,7 +180,8 @@ describe('CA rotation through the TLS step', () => {
 
     // A member not yet restarted onto the bundle holds the new CA back.
     const held = await step.reconcile(asked, false, target, log);
-    expect(held.status?.caRotation).toMatchObject({ phase: 'Trusting', message: expect.stringContaining('member main-member-0') });
+    expect(held.status?.caRotation?.phase).toBe('Trusting');
+    expect(held.status?.caRotation?.message).toContain('member main-member-0');
     expect(seen.trustHash).toBe(trusting.trustHash);
     expect(leaves.map((l) => serial(store.secrets.get(l)))).toEqual(oldSerials);
 
@@ -198,7 +199,8 @@ describe('CA rotation through the TLS step', () => {
     }
     expect(reissuing.trustHash).toBe(trusting.trustHash);
     const stillServed = await step.reconcile(asked, false, target, log);
-    expect(stillServed.status?.caRotation).toMatchObject({ phase: 'Reissuing', message: expect.stringContaining('main-member-1 peer port') });
+    expect(stillServed.status?.caRotation?.phase).toBe('Reissuing');
+    expect(stillServed.status?.caRotation?.message).toContain('main-member-1 peer port');
     expect(seen.signingCa).toBe(newCa);
 
     // Nothing uses the old CA: it leaves every bundle, and the members restart once more.

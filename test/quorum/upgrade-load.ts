@@ -124,7 +124,14 @@ export class QuorumSampler {
           const healthy = healthyVotersOf(members).length;
           this.samples++;
           this.minHealthy = Math.min(this.minHealthy, healthy);
-          if (healthy < quorum) this.lowSamples.push(`${new Date().toISOString()}: ${healthy} of ${votersOf(members).length} voters healthy`);
+          if (healthy < quorum) {
+            // What each member answered, to tell a real loss (no leader, errors) from a stale endpoint.
+            const said = list.members.map((m) => {
+              const st = statuses.get(m.ID);
+              return `${memberName(m)}: ${st instanceof Error ? st.message : `leader ${st?.leader} index ${st?.raftIndex}`}`;
+            });
+            this.lowSamples.push(`${new Date().toISOString()}: ${healthy} of ${votersOf(members).length} voters healthy (${said.join('; ')})`);
+          }
         } catch (err) {
           // No member answered at all: that is a sample with zero healthy voters.
           this.samples++;
