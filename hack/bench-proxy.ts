@@ -4,7 +4,7 @@
 // the report (docs/bench/proxy.md) gives medians, ratios and each process's CPU time per request
 // (utime + stime from /proc/PID/stat over a run, divided by the requests in it). It then opens 10,000
 // watch streams through each proxy and reports their resident memory.
-//   npm run bench:proxy [-- --rounds=3] [-- --baseline=DIR]
+//   npm run bench:proxy [-- --rounds=3] [-- --baseline=DIR] [-- --tls-only]
 // --baseline=DIR adds a fourth target: the proxy as built from DIR/src/cli.ts (for example an older
 // commit exported with `git archive`), to compare two builds side by side in one run.
 // Then, on a 3-member cluster, puts at 100 clients through the proxy with leader routing on and off
@@ -13,13 +13,18 @@
 // Last, 10,000 watchers on 10 keys go through our proxy with watch coalescing on and off, and the
 // report gives the member's CPU and RSS and the proxy's RSS for each. --only=coalescing runs that
 // part alone and replaces only its section of docs/bench/proxy.md.
+// Every run also measures the proxy against a second member that serves mutual TLS (the proxy
+// presenting its client certificate, as deployed) beside the plaintext one; --tls-only runs just
+// those two targets and replaces only that section of docs/bench/proxy.md.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import http2 from 'node:http2';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { createCa, issueLeaf } from '../src/pki/issuer.ts';
 import { binaries } from '../test/harness/binaries.ts';
+import { spawnLogged, terminate } from '../test/harness/cluster/processes.ts';
 import { EtcdCluster } from '../test/harness/etcd-cluster.ts';
 import { freePort, waitFor } from '../test/harness/ports.ts';
 import { run } from '../test/harness/run.ts';
@@ -33,6 +38,10 @@ const rounds = Number(arg('rounds') ?? 3);
 const baselineDir = arg('baseline');
 const only = arg('only');
 if (only !== undefined && only !== 'leader-routing' && only !== 'coalescing') throw new Error(`--only=${only}: expected --only=leader-routing or --only=coalescing`);
+const tlsOnly = process.argv.includes('--tls-only');
+const PLAIN = 'etcd-topology';
+const MTLS = 'etcd-topology (mTLS to member)';
+const TLS_SECTION = '## Proxy → member over mutual TLS';
 const WATCH_STREAMS = 10_000;
 // One benchmark run never takes this long on a working target; past it the run is redone.
 const RUN_TIMEOUT_MS = 180_000;
@@ -464,6 +473,57 @@ async function spliceLeaderSection(section: string[]): Promise<string> {
   return out;
 }
 
+/**
+ * A second single member that serves its clients TLS only, with --client-cert-auth, from certificates
+ * of the built-in issuer (ECDSA P-256), and the files a proxy presents to it. Its other flags are the
+ * plaintext member's (test/harness/etcd-cluster.ts), so the two differ in TLS alone.
+ */
+async function startTlsMember(dir: string): Promise<{ url: string; proxyFlags: string[]; stop: () => Promise<void> }> {
+  const validity = { notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 24 * 3_600_000) };
+  const ca = await createCa('bench-ca', validity);
+  const server = await issueLeaf(ca, { commonName: 'bench-member', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], usages: ['server', 'client'] }, validity);
+  const client = await issueLeaf(ca, { commonName: 'bench-proxy', dnsNames: [], ipAddresses: [], usages: ['client'] }, validity);
+  await mkdir(dir, { recursive: true });
+  const file = (name: string): string => path.join(dir, name);
+  await Promise.all([
+    writeFile(file('ca.crt'), ca.cert),
+    writeFile(file('server.crt'), server.cert),
+    writeFile(file('server.key'), server.key, { mode: 0o600 }),
+    writeFile(file('client.crt'), client.cert),
+    writeFile(file('client.key'), client.key, { mode: 0o600 }),
+  ]);
+  const [clientPort, peerPort] = [await freePort(), await freePort()];
+  const url = `https://localhost:${clientPort}`;
+  const peer = `http://127.0.0.1:${peerPort}`;
+  const child = spawnLogged(
+    binaries().etcd,
+    [
+      '--name=tls0',
+      `--data-dir=${file('data')}`,
+      `--listen-client-urls=https://127.0.0.1:${clientPort}`,
+      `--advertise-client-urls=${url}`,
+      `--listen-peer-urls=${peer}`,
+      `--initial-advertise-peer-urls=${peer}`,
+      `--initial-cluster=tls0=${peer}`,
+      '--initial-cluster-token=etcd-topology-bench-tls',
+      `--cert-file=${file('server.crt')}`,
+      `--key-file=${file('server.key')}`,
+      `--trusted-ca-file=${file('ca.crt')}`,
+      '--client-cert-auth',
+      '--tls-min-version=TLS1.2',
+      '--heartbeat-interval=50',
+      '--election-timeout=1000',
+      '--unsafe-no-fsync',
+      '--log-level=warn',
+    ],
+    file('etcd.log'),
+  );
+  // etcdctl and the proxy take the same three flags.
+  const flags = [`--cacert=${file('ca.crt')}`, `--cert=${file('client.crt')}`, `--key=${file('client.key')}`];
+  await waitFor('the TLS member to serve', () => run(binaries().etcdctl, [`--endpoints=${url}`, ...flags, 'put', '/bench/key', 'v']).then(() => true), { timeoutMs: 30_000 });
+  return { url, proxyFlags: flags, stop: () => terminate(child) };
+}
+
 async function main(): Promise<void> {
   if (only === 'leader-routing') {
     const { lines, restarts } = await leaderRoutingSection(binaries());
@@ -478,18 +538,21 @@ async function main(): Promise<void> {
   const member = cluster.members[0]!;
   const logDir = cluster.dir;
   const grpcProxyPort = await freePort();
-  const proxy = async (name: string, cli: string, extra: string[] = []): Promise<Target> => {
+  const tlsMember = await startTlsMember(path.join(logDir, 'tls-member'));
+  const proxy = async (name: string, cli: string, extra: string[] = [], upstream: string[] = [`--endpoints=${member.clientUrl}`]): Promise<Target> => {
     const port = await freePort();
     const metricsPort = await freePort();
     return new Target(name, `127.0.0.1:${port}`, {
       file: process.execPath,
-      args: [cli, 'proxy', `--endpoints=${member.clientUrl}`, `--listen-client-urls=http://127.0.0.1:${port}`, `--metrics-addr=127.0.0.1:${metricsPort}`, ...extra],
+      args: [cli, 'proxy', ...upstream, `--listen-client-urls=http://127.0.0.1:${port}`, `--metrics-addr=127.0.0.1:${metricsPort}`, ...extra],
       // The V8 heap flags the DaemonSet gives the proxy, so that RSS is measured as deployed.
       env: { ...process.env, LOG_LEVEL: 'warn', NODE_OPTIONS: PROXY_NODE_OPTIONS },
       log: path.join(logDir, `${name}.log`),
     });
   };
-  const targets: Target[] = [
+  const cli = path.join(root, 'src', 'cli.ts');
+  const mtls = await proxy(MTLS, cli, [], [`--endpoints=${tlsMember.url}`, ...tlsMember.proxyFlags]);
+  const targets: Target[] = tlsOnly ? [await proxy(PLAIN, cli), mtls] : [
     new Target('direct', member.clientUrl.replace('http://', ''), undefined, () => member.process?.pid),
     // --advertise-client-url must be the proxy's own address: grpc-proxy dials it at start for its
     // self health check, with a 5s blocking dial; its default (127.0.0.1:23790) has nobody listening
@@ -499,9 +562,10 @@ async function main(): Promise<void> {
       args: ['grpc-proxy', 'start', `--endpoints=${member.clientUrl}`, `--listen-addr=127.0.0.1:${grpcProxyPort}`, `--advertise-client-url=127.0.0.1:${grpcProxyPort}`],
       log: path.join(logDir, 'grpc-proxy.log'),
     }),
-    await proxy('etcd-topology', path.join(root, 'src', 'cli.ts')),
+    await proxy(PLAIN, cli),
   ];
-  if (baselineDir !== undefined) targets.push(await proxy('etcd-topology (baseline)', path.resolve(baselineDir, 'src', 'cli.ts')));
+  if (!tlsOnly && baselineDir !== undefined) targets.push(await proxy('etcd-topology (baseline)', path.resolve(baselineDir, 'src', 'cli.ts')));
+  if (!tlsOnly) targets.push(mtls);
   const coProxy = (coalescing: boolean): Promise<Target> =>
     proxy(`etcd-topology coalescing ${coalescing ? 'on' : 'off'}`, path.join(root, 'src', 'cli.ts'), [`--watch-coalescing=${coalescing}`]);
   const reportPath = path.join(root, 'docs', 'bench', 'proxy.md');
@@ -511,6 +575,7 @@ async function main(): Promise<void> {
       await writeFile(reportPath, spliceSection(await readFile(reportPath, 'utf8'), section));
       console.log(section.join('\n'));
     } finally {
+      await tlsMember.stop();
       await cluster.stop();
     }
     return;
@@ -533,6 +598,13 @@ async function main(): Promise<void> {
           }
         }
       }
+    }
+    const tlsSection = tlsReport(results, (Date.now() - started) / 60_000, os.loadavg());
+    if (tlsOnly) {
+      const file = path.join(root, 'docs', 'bench', 'proxy.md');
+      await writeFile(file, withSection(await readFile(file, 'utf8'), tlsSection));
+      console.log(tlsSection.join('\n'));
+      return;
     }
     const leader = await leaderRoutingSection(bin);
     const benchMinutes = (Date.now() - started) / 60_000;
@@ -601,6 +673,7 @@ async function main(): Promise<void> {
       lines.push(`| ${t.name} | ${fmt((rssStart.get(t.name) ?? NaN) / 1024)} MiB | ${fmt(rssIdle.get(t.name)! / 1024)} MiB | ${fmt(rssWatch.get(t.name)! / 1024)} MiB |`);
     }
     lines.push('', ...leader.lines);
+    lines.push('', ...tlsSection);
     lines.push('', ...coalescing);
     lines.push('## Target restarts', '');
     const restarts = [...targets.flatMap((t) => t.restarts.map((r) => `- ${t.name}: ${r}`)), ...leader.restarts];
@@ -613,8 +686,49 @@ async function main(): Promise<void> {
     console.log(lines.join('\n'));
   } finally {
     for (const t of targets) t.stop();
+    await tlsMember.stop();
     await cluster.stop();
   }
+}
+
+/** The mTLS-to-member section: the same proxy against the plaintext and the TLS member, with the ratio. */
+function tlsReport(results: Map<string, Result[]>, minutes: number, load: number[]): string[] {
+  const fmt = (n: number, d = 0): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
+  const m = (w: Workload, c: Conc, t: string, f: (r: Result) => number): number => median((results.get(`${w.name}|${c.name}|${t}`) ?? []).map(f));
+  const out = [
+    TLS_SECTION,
+    '',
+    `Measured by \`npm run bench:proxy${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}\` on ${new Date().toISOString().slice(0, 10)} (${rounds} rounds, ${fmt(minutes, 1)} minutes, load average ${load.map((l) => l.toFixed(1)).join(' ')} at the end),`,
+    'interleaved in the same rounds: the same proxy build against two members that differ only in TLS, one plaintext and one serving',
+    'TLS with `--client-cert-auth` (ECDSA P-256 certificates from src/pki, TLS 1.3 negotiated), the proxy presenting its client certificate',
+    '(`--cacert/--cert/--key`) as the DaemonSet does. The benchmark talks plaintext to the proxy in both. CPU is the proxy process\'s.',
+    '',
+    '| workload | clients | plaintext req/s | mTLS req/s | mTLS / plaintext | p99 ms plaintext / mTLS | proxy CPU µs/request plaintext / mTLS |',
+    '| --- | --- | ---: | ---: | ---: | --- | --- |',
+  ];
+  for (const w of workloads) {
+    for (const c of concs) {
+      const [p, t] = [PLAIN, MTLS].map((x) => m(w, c, x, (r) => r.rps)) as [number, number];
+      const p99 = w.summary === 'last' ? 'n/a' : `${fmt(m(w, c, PLAIN, (r) => r.p99), 2)} / ${fmt(m(w, c, MTLS, (r) => r.p99), 2)}`;
+      const cpu = w.summary === 'last' ? 'n/a' : `${fmt(m(w, c, PLAIN, (r) => r.cpu ?? NaN))} / ${fmt(m(w, c, MTLS, (r) => r.cpu ?? NaN))}`;
+      out.push(`| ${w.name} | ${c.name} | ${fmt(p)} | ${fmt(t)} | ${fmt(t / p, 2)} | ${p99} | ${cpu} |`);
+    }
+  }
+  return out;
+}
+
+/** The report with the mTLS section replaced (or added before "Target restarts"), everything else kept. */
+function withSection(doc: string, section: string[]): string {
+  const lines = doc.split('\n');
+  const start = lines.indexOf(TLS_SECTION);
+  if (start >= 0) {
+    const next = lines.findIndex((l, i) => i > start && l.startsWith('## '));
+    lines.splice(start, (next < 0 ? lines.length : next) - start, ...section, '');
+  } else {
+    const at = lines.indexOf('## Target restarts');
+    lines.splice(at < 0 ? lines.length : at, 0, ...section, '');
+  }
+  return lines.join('\n');
 }
 
 await main();

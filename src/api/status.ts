@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { backupStatusSchema, restoreStatusSchema } from './backup.ts';
 import { conditionSchema } from './conditions.ts';
+import { tlsStatusSchema } from './tls.ts';
 
 const memberStatus = z.object({
   name: z.string().meta({ description: 'Member name, the same as its pod\'s.' }),
@@ -62,6 +63,7 @@ export const statusSchema = z.object({
     .meta({ description: 'Active etcd alarms. NOSPACE: the cluster accepts only reads and deletes; CORRUPT: members disagree on their data.' }),
   proxiesReady: z.string().optional().meta({ description: 'Ready / desired proxies, for display ("5/5").' }),
   backup: backupStatusSchema.optional().meta({ description: 'The last backup taken, the last that failed, and the one in flight.' }),
+  tls: tlsStatusSchema.optional().meta({ description: 'The built-in CA: its expiry and its rotation.' }),
   restore: restoreStatusSchema.optional().meta({ description: 'The backup the members were restored from (spec.bootstrap.fromBackup).' }),
 });
 

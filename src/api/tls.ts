@@ -101,3 +101,28 @@ export const proxyTlsRule: Rule<{ tls: { enabled: boolean; secrets?: unknown }; 
   fieldPath: '.proxy.tls',
   holds: (spec) => !spec.proxy.tls.enabled || (spec.tls.enabled && (spec.tls.secrets === undefined || spec.proxy.tls.secret !== undefined)),
 };
+
+/** The annotation that asks for one CA rotation now (built-in CA); any new value starts one. */
+export const ROTATE_CA_ANNOTATION = 'etcdtopology.io/rotate-ca';
+
+/** status.tls: the built-in CA and its rotation, as the operator last saw them. */
+export const tlsStatusSchema = z.object({
+  caNotAfter: z.string().optional().meta({ format: 'date-time', description: 'When the CA that signs the certificates now expires.' }),
+  caRotation: z
+    .object({
+      phase: z.enum(['Trusting', 'Reissuing', 'Retiring']).meta({
+        description:
+          'Trusting: the bundle holds the old and the new CA and every member and proxy is moving onto it; Reissuing: the new CA signs, every leaf is reissued; ' +
+          'Retiring: nothing uses the old CA any more and it leaves the bundle.',
+      }),
+      trigger: z.enum(['OnDemand', 'CAAging']).meta({ description: `OnDemand: the ${ROTATE_CA_ANNOTATION} annotation; CAAging: the CA reached 2/3 of its lifetime.` }),
+      startTime: z.string().meta({ format: 'date-time' }),
+      message: z.string().optional().meta({ description: 'What the rotation waits for now.' }),
+    })
+    .optional()
+    .meta({ description: 'The CA rotation under way; absent when none is.' }),
+  lastCaRotation: z.string().optional().meta({ format: 'date-time', description: 'When the last CA rotation finished.' }),
+  rotateCaAnswered: z.string().optional().meta({ description: `The value of the ${ROTATE_CA_ANNOTATION} annotation the last rotation answered.` }),
+});
+
+export type TlsStatus = z.infer<typeof tlsStatusSchema>;

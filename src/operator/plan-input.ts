@@ -2,7 +2,7 @@ import type { V1ContainerStatus, V1Node, V1PersistentVolumeClaim, V1Pod } from '
 import type { EtcdTopology } from '../api/etcd-topology.ts';
 import { bestTransferee, leaderOf, type MemberHealth } from '../quorum/members.ts';
 import type { MemberPod, PlanInput, Step } from '../quorum/plan.ts';
-import { CONFIG_HASH_ANNOTATION, memberConfigHash } from './components/member-statefulset/member-statefulset.ts';
+import { CONFIG_HASH_ANNOTATION, memberConfigHash, TRUST_HASH_ANNOTATION } from './components/member-statefulset/member-statefulset.ts';
 import { desiredMemberNames } from './components/names.ts';
 
 /** The claim a member pod's data lives on (the StatefulSet's volumeClaimTemplate is named "data"). */
@@ -53,10 +53,11 @@ export function planInput(
   pods: readonly V1Pod[],
   claims: readonly V1PersistentVolumeClaim[],
   nodes: readonly V1Node[],
+  trust: MemberTrust = {},
 ): PlanInput {
   const nodeNames = new Set(nodes.map((n) => n.metadata?.name));
   const claimByName = new Map(claims.map((c) => [c.metadata?.name, c]));
-  const hash = memberConfigHash(topology);
+  const hash = memberConfigHash(topology, trust.hash);
   const memberPods: MemberPod[] = pods.map((p) => {
     const name = p.metadata!.name!;
     // A claim on its way out is as good as gone: the pod cannot start on it, and the claim that
@@ -76,7 +77,7 @@ export function planInput(
       name,
       ready: (p.status?.containerStatuses ?? []).length > 0 && (p.status?.containerStatuses ?? []).every((c) => c.ready),
       terminating: p.metadata?.deletionTimestamp !== undefined,
-      upToDate: p.metadata?.annotations?.[CONFIG_HASH_ANNOTATION] === hash,
+      ...trustState(topology, p, hash, trust),
       nodeGone,
       dataLost: lost !== undefined,
       ...(lost !== undefined ? { dataLostReason: lost } : {}),
@@ -91,6 +92,27 @@ export function planInput(
     pods: memberPods,
     volumes: claims.map((c) => c.metadata?.name ?? '').filter((n) => n.startsWith('data-')).map((n) => n.slice('data-'.length)),
   };
+}
+
+/** The CA bundle members must trust now (TlsState.trustHash), and whether a CA rotation is under way. */
+export interface MemberTrust {
+  hash?: string | undefined;
+  rotating?: boolean;
+}
+
+/**
+ * Whether the pod runs the configuration asked for, and whether only its trust bundle differs. A pod
+ * without a trust hash predates it and trusts the one CA the topology had then: it is up to date
+ * unless a CA rotation is under way.
+ */
+function trustState(topology: EtcdTopology, pod: V1Pod, hash: string, trust: MemberTrust): { upToDate: boolean; trustOnly: boolean } {
+  const annotations = pod.metadata?.annotations ?? {};
+  const podHash = annotations[CONFIG_HASH_ANNOTATION];
+  const podTrust = annotations[TRUST_HASH_ANNOTATION];
+  const sameButTrust = podHash === memberConfigHash(topology, podTrust);
+  const legacy = podTrust === undefined && trust.rotating !== true && sameButTrust;
+  const upToDate = podHash === hash || legacy;
+  return { upToDate, trustOnly: !upToDate && sameButTrust };
 }
 
 /** The status of the pod's etcd container, once the kubelet reports one. */

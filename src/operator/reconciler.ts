@@ -33,6 +33,8 @@ export interface RenderInput {
   members: MemberHealth[] | undefined;
   /** The backup a new cluster's members restore from, once resolved (spec.bootstrap.fromBackup). */
   restore?: { key: string; sha256?: string | undefined } | undefined;
+  /** The hash of the CA bundle the members must trust (TlsState.trustHash). */
+  trustHash?: string | undefined;
 }
 
 /** Renders every object the operator owns for a topology, in apply order, and names those that must not exist. */
@@ -154,7 +156,7 @@ export class Reconciler {
     if ('members' in etcd) this.lastMembers.set(key, etcd.members);
     const statefulSetExists = this.deps.informers.get<KubernetesObject>('StatefulSet', namesOf(topology).memberStatefulSet, namespace) !== undefined;
     const restore = (await this.deps.backup?.restore(topology, statefulSetExists, 'members' in etcd && etcd.members.length > 0, target, log)) ?? { status: topology.status?.restore, hold: false };
-    await this.applyOwned(topology, { members: this.lastMembers.get(key), restore: restore.backup }, 'error' in etcd, restore.hold || tls.holdMembers === true, target, log);
+    await this.applyOwned(topology, { members: this.lastMembers.get(key), restore: restore.backup, trustHash: tls.trustHash }, 'error' in etcd, restore.hold || tls.holdMembers === true, target, log);
     let step: Step | undefined;
     let acted = false;
     const urls = new Map(endpoints.map((e) => [e.name, e.url]));
@@ -163,7 +165,7 @@ export class Reconciler {
       const nodes = this.deps.informers.list<V1Node>('Node');
       const claims = this.deps.informers.list<V1PersistentVolumeClaim>('PersistentVolumeClaim', namespace).filter((c) => matches(c.metadata?.labels, selectorLabels(topology, 'member')));
       const maintenance = this.deps.upkeep?.input(key, topology, etcd.alarms);
-      step = leaderOffCordonedNode(etcd.members, memberPods, nodes) ?? nextStep({ ...planInput(topology, etcd.members, this.memberPods(topology, true), claims, nodes), ...(maintenance ? { maintenance } : {}) });
+      step = leaderOffCordonedNode(etcd.members, memberPods, nodes) ?? nextStep({ ...planInput(topology, etcd.members, this.memberPods(topology, true), claims, nodes, { hash: tls.trustHash, rotating: tls.rotating === true }), ...(maintenance ? { maintenance } : {}) });
       if (this.deps.backup) step = this.deps.backup.gate(step, topology);
       acted = await this.perform(step, topology, etcd.members, urls, target, log);
     }
@@ -180,6 +182,7 @@ export class Reconciler {
     };
     const status = computeStatus(topology, observation, this.deps.clock);
     if (backup.status !== undefined) status.backup = backup.status;
+    if (tls.status !== undefined) status.tls = tls.status;
     if (restore.status !== undefined) status.restore = restoreFailureOf(restore.status, memberPods);
     const extra = [tls.condition, this.deps.backup?.readiness(topology, backup.status), ...restoreConditions(status.restore)].filter((c): c is ConditionUpdate => c !== undefined);
     if (extra.length > 0) status.conditions = setConditions(status.conditions, extra, topology.metadata.generation ?? 0, this.deps.clock);

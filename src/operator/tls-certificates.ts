@@ -1,6 +1,8 @@
 import type { V1Secret, V1StatefulSet } from '@kubernetes/client-node';
 import type { Clock, ConditionUpdate } from '../api/conditions.ts';
 import type { EtcdTopology } from '../api/etcd-topology.ts';
+import { ROTATE_CA_ANNOTATION, type TlsStatus } from '../api/tls.ts';
+import { caRotationStep, type CaRotationDecision, type CaRotationFacts } from '../pki/ca-rotation.ts';
 import { parseDuration } from '../flags.ts';
 import { createCa, issueLeaf, type CertificatePem } from '../pki/issuer.ts';
 import { newValidity } from '../pki/renewal.ts';
@@ -13,8 +15,12 @@ import type { Informers } from './informers.ts';
 import type { KubeWriter } from './kube.ts';
 import { labels, namespaceOf, ownerReference } from './components/meta.ts';
 import { desiredMemberNames, memberHost, namesOf } from './components/names.ts';
+import { TRUST_HASH_ANNOTATION } from './components/member-statefulset/member-statefulset.ts';
+import { bundleOf, caSecretContent, caStateOf, tlsStatusOf, trustHashOf, type CaState } from './ca-secret.ts';
+import { LiveTlsObserver, signedBy, type TlsObserver } from './tls-observe.ts';
+import { X509Certificate } from 'node:crypto';
 
-/** The built-in CA's own lifetime; CA rotation is not automated yet (docs/tls.md). */
+/** The built-in CA's own lifetime; it is rotated at 2/3 of it (src/pki/ca-rotation.ts). */
 const CA_LIFETIME_MS = 10 * 365 * 24 * 3_600_000;
 
 /** What the rest of the reconcile needs from the TLS step. */
@@ -31,13 +37,27 @@ export interface TlsState {
   holdMembers?: boolean;
   /** When each usable certificate expires, by Secret (for etcd_topology_certificate_expiry_timestamp_seconds). */
   expiries?: { secret: string; notAfter: Date }[];
+  /** The hash of the CA bundle members must trust (goes into their pod template: etcd reads it only at start). */
+  trustHash?: string;
+  /** A CA rotation is under way: members without a trust hash are not taken as trusting the bundle. */
+  rotating?: boolean;
+  /** status.tls (the built-in CA). */
+  status?: TlsStatus;
 }
 
 export interface TlsDeps {
   writer: KubeWriter;
   events: EventRecorder;
   clock: Clock;
+  /** The member pods and proxies a CA rotation watches; with informers, the live observer is used. */
+  informers?: Informers;
+  observer?: TlsObserver;
 }
+
+/** How often a CA rotation under way looks again. */
+const ROTATION_POLL_MS = 2_000;
+/** The longest requeue a timer takes (setTimeout's limit); a CA's rotation by age is years away. */
+const MAX_REQUEUE_MS = 2 ** 31 - 1;
 
 type Checked = TlsMaterial | TlsProblem;
 
@@ -51,9 +71,11 @@ export class TlsCertificates {
   private readonly deps: TlsDeps;
   /** The last good operator client material per topology, kept while its Secret is being fixed. */
   private readonly lastClient = new Map<string, { ca: string; cert: string; key: string }>();
+  private readonly observer: TlsObserver | undefined;
 
   constructor(deps: TlsDeps) {
     this.deps = deps;
+    this.observer = deps.observer ?? (deps.informers ? new LiveTlsObserver(deps.informers) : undefined);
   }
 
   /** Runs the TLS step; plaintextCluster says the member StatefulSet already runs without TLS. */
@@ -80,6 +102,7 @@ export class TlsCertificates {
     const now = this.deps.clock.now();
     const hosts = desiredMemberNames(topology).map((m) => memberHost(topology, m));
     let results: { secret: string; result: Checked }[];
+    let rotation: { status: TlsStatus; rotating: boolean; requeueAfterMs: number } | undefined;
     if (topology.spec.tls.secrets !== undefined) {
       results = await this.checkUserSecrets(topology, names, hosts, now);
     } else {
@@ -88,6 +111,7 @@ export class TlsCertificates {
         return { enabled: true, holdMembers: true, requeueAfterMs: 2_000, condition: { type: 'TLSReady', status: 'False', reason: built.problem.reason, message: built.problem.message } };
       }
       results = built.results;
+      rotation = built.rotation;
     }
     const servedByProxy = topology.spec.proxy.tls;
     if (topology.spec.proxy.enabled && servedByProxy.enabled && servedByProxy.secret !== undefined) {
@@ -97,10 +121,19 @@ export class TlsCertificates {
     if (operator && !isProblem(operator)) this.lastClient.set(key, { ca: operator.ca, cert: operator.cert, key: operator.key });
     const problems = results.filter((r): r is { secret: string; result: TlsProblem } => isProblem(r.result));
     const soonest = results.flatMap((r) => (isProblem(r.result) ? [] : [r.result.renewal.renewAt.getTime()]));
-    const requeueAfterMs = soonest.length > 0 ? Math.max(1_000, Math.min(...soonest) - now.getTime() + 500) : undefined;
+    const renewIn = soonest.length > 0 ? Math.max(1_000, Math.min(...soonest) - now.getTime() + 500) : undefined;
+    const requeueAfterMs = Math.min(renewIn ?? Infinity, rotation?.requeueAfterMs ?? Infinity);
     const client = this.lastClient.get(key);
     const expiries = results.flatMap((r) => (isProblem(r.result) ? [] : [{ secret: r.secret, notAfter: new Date(r.result.leaf.validTo) }]));
-    const base = { enabled: true, expiries, ...(client ? { operatorClient: client } : {}), ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
+    const trustHash = this.trustHash(topology, names, results);
+    const base = {
+      enabled: true,
+      expiries,
+      ...(client ? { operatorClient: client } : {}),
+      ...(Number.isFinite(requeueAfterMs) ? { requeueAfterMs } : {}),
+      ...(trustHash !== undefined ? { trustHash } : {}),
+      ...(rotation ? { status: rotation.status, rotating: rotation.rotating } : {}),
+    };
     if (problems.length > 0) {
       return { ...base, condition: { type: 'TLSReady', status: 'False', reason: problems[0]!.result.reason, message: problems.map((p) => p.result.message).join('; ') } };
     }
@@ -116,6 +149,18 @@ export class TlsCertificates {
       ...base,
       condition: { type: 'TLSReady', status: 'True', reason: 'CertificatesValid', message: `Certificates from ${issuer} are valid; the first expires at ${new Date(firstExpiry).toISOString()}` },
     };
+  }
+
+  /**
+   * The hash of the bundles the members trust (the server and peer Secrets' ca.crt). While either
+   * Secret is unusable, the hash the member StatefulSet carries now is kept: a broken Secret restarts nothing.
+   */
+  private trustHash(topology: EtcdTopology, names: TlsSecretNames, results: { secret: string; result: Checked }[]): string | undefined {
+    const server = results.find((r) => r.secret === names.server)?.result;
+    const peer = results.find((r) => r.secret === names.peer)?.result;
+    if (server && peer && !isProblem(server) && !isProblem(peer)) return trustHashOf(server.ca, peer.ca);
+    const sts = this.deps.informers?.get<V1StatefulSet>('StatefulSet', namesOf(topology).memberStatefulSet, namespaceOf(topology));
+    return sts?.spec?.template.metadata?.annotations?.[TRUST_HASH_ANNOTATION];
   }
 
   /** The user's Secrets, checked: server and peer cover the member names, the client is signed by the CA the members trust. */
@@ -139,7 +184,7 @@ export class TlsCertificates {
     now: Date,
     target: EventTarget,
     log: Logger,
-  ): Promise<{ results: { secret: string; result: Checked }[] } | { problem: TlsProblem }> {
+  ): Promise<{ results: { secret: string; result: Checked }[]; rotation: { status: TlsStatus; rotating: boolean; requeueAfterMs: number } } | { problem: TlsProblem }> {
     const ns = namespaceOf(topology);
     const leaves = leafRequests(topology);
     const live = new Map<string, V1Secret | undefined>();
@@ -157,41 +202,154 @@ export class TlsCertificates {
         },
       };
     }
-    const ca = await this.ensureCa(topology, names.ca, live.get(names.ca), now, target, log);
-    if ('problem' in ca) return ca;
+    const existing = await this.ensureCa(topology, names.ca, live.get(names.ca), now, target, log);
+    if ('problem' in existing) return existing;
+    const rotated = await this.rotateCa(topology, existing.state, names, live, now, target, log);
+    const ca = rotated.state;
     const lifetimeMs = parseDuration(topology.spec.tls.certificateLifetime)!;
     const results: { secret: string; result: Checked }[] = [];
     for (const { secret, request } of leaves) {
       const name = names[secret];
       const needsHosts = secret === 'server' || secret === 'peer';
-      const expect = { trustedCa: ca.pem.cert, ...(needsHosts ? { hosts } : {}) };
+      const expect = { trustedCa: ca.signing.cert, ...(needsHosts ? { hosts } : {}) };
       let result = checkTlsSecret(name, live.get(name)?.data, expect, now);
       if (isProblem(result) || result.renewal.renew) {
         const why = isProblem(result) ? result.reason : `renewal due (${result.renewal.state})`;
-        const leaf = await issueLeaf(ca.pem, request, newValidity(lifetimeMs, now));
-        await this.deps.writer.apply(this.secret(topology, name, leaf, ca.pem.cert));
+        const leaf = await issueLeaf(ca.signing, request, newValidity(lifetimeMs, now));
+        await this.deps.writer.apply(this.secret(topology, name, leaf, ca.bundle));
         const message = `Issued a certificate into Secret ${name}: ${why}`;
         log.info({ secret: name, reason: why }, message);
         this.deps.events.record(target, 'Normal', 'CertificateIssued', message);
-        result = checkTlsSecret(name, this.secret(topology, name, leaf, ca.pem.cert).data, expect, now);
+        result = checkTlsSecret(name, this.secret(topology, name, leaf, ca.bundle).data, expect, now);
+      } else if (result.ca !== ca.bundle) {
+        // The trust bundle changed (a CA rotation): the same leaf, with the new ca.crt.
+        const secretObj = this.secret(topology, name, { cert: result.cert, key: result.key }, ca.bundle);
+        await this.deps.writer.apply(secretObj);
+        log.info({ secret: name }, `Updated the CA bundle in Secret ${name}`);
+        result = checkTlsSecret(name, secretObj.data, expect, now);
       }
       results.push({ secret: name, result });
     }
-    return { results };
+    return { results, rotation: { status: tlsStatusOf(ca, rotated.message), rotating: ca.phase !== undefined, requeueAfterMs: rotated.requeueAfterMs } };
+  }
+
+  /**
+   * One step of the CA rotation (src/pki/ca-rotation.ts): decides on what the members, proxies and
+   * Secrets show, writes the CA Secret when the phase changes, and returns the CA state the leaves
+   * are issued from. Records an Event at each phase; what it waits for goes to status.tls.
+   */
+  private async rotateCa(
+    topology: EtcdTopology,
+    ca: CaState,
+    names: TlsSecretNames,
+    live: Map<string, V1Secret | undefined>,
+    now: Date,
+    target: EventTarget,
+    log: Logger,
+  ): Promise<{ state: CaState; message?: string; requeueAfterMs: number }> {
+    const requested = topology.metadata.annotations?.[ROTATE_CA_ANNOTATION];
+    const signingCert = new X509Certificate(ca.signing.cert);
+    const facts: CaRotationFacts = {
+      now,
+      signing: { notBefore: new Date(signingCert.validFrom), notAfter: new Date(signingCert.validTo) },
+      phase: ca.phase,
+      requested,
+      answered: ca.answered,
+      membersNotOnBundle: [],
+      proxiesNotOnBundle: [],
+      notOnSigningCa: [],
+    };
+    if (ca.phase !== undefined) {
+      if (this.observer === undefined) return { state: ca, message: 'the CA rotation cannot observe the members and proxies here', requeueAfterMs: ROTATION_POLL_MS };
+      if (ca.phase === 'Reissuing') {
+        facts.notOnSigningCa = await this.notOnSigningCa(topology, ca, names, live);
+      } else {
+        const trustHash = trustHashOf(ca.bundle, ca.bundle);
+        facts.membersNotOnBundle = this.observer.membersNotOnBundle(topology, trustHash);
+        facts.proxiesNotOnBundle = await this.observer.proxiesNotOnBundle(topology, ca.bundle);
+      }
+    }
+    const decision = caRotationStep(facts);
+    if (decision.action === 'None') return { state: ca, requeueAfterMs: Math.min(MAX_REQUEUE_MS, Math.max(1_000, decision.renewAt.getTime() - now.getTime())) };
+    if (decision.action === 'Wait') return { state: ca, message: decision.message, requeueAfterMs: ROTATION_POLL_MS };
+    const next = await this.nextCaState(topology, ca, decision, requested, now);
+    await this.deps.writer.apply(this.caSecret(topology, names.ca, next));
+    const reason = { Start: 'CARotationStarted', Advance: decision.action === 'Advance' && decision.to === 'Reissuing' ? 'CARotationReissuing' : 'CARotationRetiring', Finish: 'CARotated' }[decision.action];
+    const message = decision.message.replace(/^./, (c) => c.toUpperCase());
+    log.info({ secret: names.ca, phase: next.phase ?? 'done' }, message);
+    this.deps.events.record(target, 'Normal', reason, message);
+    return { state: next, requeueAfterMs: ROTATION_POLL_MS };
+  }
+
+  /** The CA state after a decision that changes it; a new CA is created on Start. */
+  private async nextCaState(topology: EtcdTopology, ca: CaState, decision: Exclude<CaRotationDecision, { action: 'None' | 'Wait' }>, requested: string | undefined, now: Date): Promise<CaState> {
+    switch (decision.action) {
+      case 'Start': {
+        // A subject of its own, so that no verifier mistakes one CA for the other while both are trusted.
+        const stamp = now.toISOString().replace(/[-:]/g, '').slice(0, 15);
+        const fresh = await createCa(`${topology.metadata.name}-ca-${stamp}`, newValidity(CA_LIFETIME_MS, now));
+        return {
+          ...ca,
+          next: fresh,
+          bundle: bundleOf(ca.signing.cert, fresh.cert),
+          phase: 'Trusting',
+          trigger: decision.trigger,
+          startTime: now.toISOString(),
+          answered: decision.trigger === 'OnDemand' ? requested : ca.answered,
+        };
+      }
+      case 'Advance':
+        if (decision.to === 'Reissuing') return { ...ca, signing: ca.next ?? ca.signing, next: undefined, phase: 'Reissuing' };
+        return { ...ca, bundle: bundleOf(ca.signing.cert), phase: 'Retiring' };
+      case 'Finish':
+        return { ...ca, phase: undefined, trigger: undefined, startTime: undefined, lastRotation: now.toISOString() };
+    }
+  }
+
+  /** Where a certificate the signing CA did not sign is still in a leaf Secret, served by a member, or presented by a proxy. */
+  private async notOnSigningCa(topology: EtcdTopology, ca: CaState, names: TlsSecretNames, live: Map<string, V1Secret | undefined>): Promise<string[]> {
+    const signing = new X509Certificate(ca.signing.cert);
+    const leafOf = (name: string): { cert: string; key: string } | undefined => {
+      const data = live.get(name)?.data;
+      if (!data?.[TLS_CRT] || !data[TLS_KEY]) return undefined;
+      return { cert: Buffer.from(data[TLS_CRT], 'base64').toString('utf8'), key: Buffer.from(data[TLS_KEY], 'base64').toString('utf8') };
+    };
+    const secrets = leafRequests(topology).map((l) => names[l.secret]);
+    const stale = secrets.filter((n) => {
+      const leaf = leafOf(n);
+      return leaf === undefined || !signedBy(new X509Certificate(leaf.cert), signing);
+    });
+    if (stale.length > 0) return stale.map((n) => `Secret ${n}`);
+    const client = leafOf(names.operator);
+    const peer = leafOf(names.peer);
+    if (!client || !peer) return [`Secret ${!client ? names.operator : names.peer}`];
+    return this.observer!.notOnSigningCa(topology, ca.signing.cert, { client, peer });
   }
 
   /** The CA Secret, created once; a CA Secret that is there but unusable is reported, never replaced (every leaf and member trusts it). */
-  private async ensureCa(topology: EtcdTopology, name: string, live: V1Secret | undefined, now: Date, target: EventTarget, log: Logger): Promise<{ pem: CertificatePem } | { problem: TlsProblem }> {
+  private async ensureCa(topology: EtcdTopology, name: string, live: V1Secret | undefined, now: Date, target: EventTarget, log: Logger): Promise<{ state: CaState } | { problem: TlsProblem }> {
     if (live === undefined) {
       const pem = await createCa(`${topology.metadata.name}-ca`, newValidity(CA_LIFETIME_MS, now));
-      await this.deps.writer.apply(this.secret(topology, name, pem, pem.cert));
+      const state: CaState = { signing: pem, bundle: bundleOf(pem.cert) };
+      await this.deps.writer.apply(this.caSecret(topology, name, state));
       log.info({ secret: name }, `Created CA Secret ${name}`);
       this.deps.events.record(target, 'Normal', 'CACreated', `Created the topology's CA in Secret ${name}`);
-      return { pem };
+      return { state };
     }
     const checked = checkTlsSecret(name, live.data, {}, now);
     if (isProblem(checked)) return { problem: { reason: checked.reason, message: `${checked.message} (the built-in CA; restore it from a backup or delete it to start a new CA, which restarts every member)` } };
-    return { pem: { cert: checked.cert, key: checked.key } };
+    return { state: caStateOf(live, { cert: checked.cert, key: checked.key }) };
+  }
+
+  private caSecret(topology: EtcdTopology, name: string, state: CaState): V1Secret {
+    const { data, annotations } = caSecretContent(state);
+    return {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: 'kubernetes.io/tls',
+      metadata: { name, namespace: namespaceOf(topology), labels: labels(topology, 'member'), ...(Object.keys(annotations).length > 0 ? { annotations } : {}), ownerReferences: [ownerReference(topology)] },
+      data,
+    };
   }
 
   private secret(topology: EtcdTopology, name: string, pem: CertificatePem, caBundle: string): V1Secret & { data: Record<string, string> } {

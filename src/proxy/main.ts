@@ -4,7 +4,7 @@ import { startTelemetryServer } from '../telemetry/http-server.ts';
 import { createRegistry } from '../telemetry/metrics.ts';
 import { ActiveCalls } from './active-calls.ts';
 import { loadConfig, proxyUsage, type ProxyConfig } from './config.ts';
-import { ReloadingTls } from './tls-reload.ts';
+import { ReloadingTls, TLS_REPORT_PATH, tlsReport } from './tls-reload.ts';
 import { Discovery } from './discovery.ts';
 import type { ForwardDeps } from './forward-deps.ts';
 import { forwardGrpc } from './grpc-bridge.ts';
@@ -118,6 +118,8 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
       readyz: () => (draining ? 'draining' : upstreams.anyAnswering() ? undefined : noMember),
     },
     log,
+    // What the proxy trusts and presents towards the members now: the operator reads it during a CA rotation.
+    { [TLS_REPORT_PATH]: () => tlsReport(upstreamTls.current()) },
   );
   await discovery.start();
   log.info({ mode: config.mode, watchCoalescing: config.watchCoalescing, members: upstreams.list().map((m) => m.url) }, 'Started the etcd proxy');

@@ -1,5 +1,6 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
+import { splitPem } from '../pki/secret-check.ts';
 import type { TlsFiles } from './config.ts';
 
 /** The TLS material towards the members, as the proxy's connections read it: the newest files. */
@@ -72,4 +73,19 @@ export class ReloadingTls implements TlsSource {
       })
       .join('|');
   }
+}
+
+/** Where the proxy's telemetry server reports its TLS material towards the members. */
+export const TLS_REPORT_PATH = '/tls';
+
+/** The certificates (public, PEM) the proxy trusts and presents towards the members now; no key. */
+export interface TlsReport {
+  trusted: string[];
+  certificate?: string;
+}
+
+/** The report of the material a new connection to a member would use. */
+export function tlsReport(files: TlsFiles): TlsReport {
+  const certificate = files.cert === undefined ? undefined : splitPem(files.cert.toString('utf8'))[0];
+  return { trusted: files.ca === undefined ? [] : splitPem(files.ca.toString('utf8')), ...(certificate !== undefined ? { certificate } : {}) };
 }

@@ -69,6 +69,12 @@ describe('gateOnBackup', () => {
     expect(held.reason).toBe('BackupBeforeChangeFailed');
     expect(held.message).toMatch(/the backup taken first failed \(NoSuchBucket\)/);
   });
+  it('never holds a trust rollout (a CA rotation): same data, version and membership, and a held rotation could outlive its CA', () => {
+    const trust: Step = { action: 'DeletePod', pod: 'a-1', releaseVolume: false, reason: 'TrustRollout', message: 'restarting a-1 onto the new CA bundle' };
+    const moveLeader: Step = { action: 'MoveLeader', from: '1', to: '2', toName: 'a-2', reason: 'TrustRollout', message: 'moving leadership' };
+    expect(gateOnBackup(trust, { ...g, backupGeneration: 3, failedSinceSuccess: true, lastFailure: 'NoSuchBucket' })).toBe(trust);
+    expect(gateOnBackup(moveLeader, { ...g, backupGeneration: 3 })).toBe(moveLeader);
+  });
   it('never holds a repair, and does nothing without spec.backup', () => {
     expect(gateOnBackup(replace, g)).toBe(replace);
     expect(gateOnBackup(rolling, { ...g, configured: false })).toBe(rolling);

@@ -67,7 +67,12 @@ export function backupSource(members: readonly MemberHealth[]): MemberHealth | {
   return { none: leader ? 'no healthy, caught-up follower to take the snapshot from (the leader is not loaded with it)' : 'etcd has no leader' };
 }
 
-/** Steps that change what a restore would need: replacing a member's configuration (version) or removing a voter. */
+/**
+ * Steps that change what a restore would need: replacing a member's configuration (version) or removing
+ * a voter. A TrustRollout (restarting members onto a new CA bundle during a CA rotation) is not one: the
+ * data, version and membership stay as they are, and holding it behind a failing backup could let the
+ * CA expire mid-rotation.
+ */
 export function isRiskyStep(step: Step): boolean {
   return (step.action === 'DeletePod' && step.reason === 'RollingUpdate') || (step.action === 'RemoveMember' && step.reason === 'ScaleIn') || (step.action === 'MoveLeader' && (step.reason === 'RollingUpdate' || step.reason === 'ScaleIn'));
 }

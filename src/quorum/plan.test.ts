@@ -138,6 +138,28 @@ const replacement: Case[] = [
 
 const rolling: Case[] = [
   {
+    name: 'a new CA bundle only: a trust rollout, followers first, one at a time like any rolling update',
+    count: 3,
+    members: 'L F F',
+    pods: { [n(1)]: { upToDate: false, trustOnly: true }, [n(2)]: { upToDate: false, trustOnly: true } },
+    expect: { action: 'DeletePod', pod: n(2), releaseVolume: false, reason: 'TrustRollout' },
+    message: 'restarting main-member-2 onto the new CA bundle, which etcd reads only at start (2 left to update)',
+  },
+  {
+    name: 'a new CA bundle on the leader: leadership moves first, as a trust rollout',
+    count: 3,
+    members: 'F@100 L@100 F@100',
+    pods: { [n(1)]: { upToDate: false, trustOnly: true } },
+    expect: { action: 'MoveLeader', from: '1001', reason: 'TrustRollout' },
+  },
+  {
+    name: 'a trust rollout waits for the restarted member like any rolling update',
+    count: 3,
+    members: 'L@9000 F@9000 F@3',
+    pods: { [n(0)]: { upToDate: false, trustOnly: true } },
+    expect: { action: 'Wait', reason: 'WaitingForHealthyMembers' },
+  },
+  {
     name: 'rolling update: followers first, highest ordinal first',
     count: 3,
     members: 'L F F',

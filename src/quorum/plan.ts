@@ -12,6 +12,11 @@ export interface MemberPod {
   terminating: boolean;
   /** The pod carries the member configuration the spec asks for now (its config hash matches). */
   upToDate: boolean;
+  /**
+   * The pod differs from the configuration asked for only in the CA bundle it trusts (a CA rotation):
+   * its restart changes nothing a restore would need, so it is a TrustRollout, not a RollingUpdate.
+   */
+  trustOnly?: boolean;
   /** The node the pod was bound to no longer exists. */
   nodeGone: boolean;
   /**
@@ -250,12 +255,16 @@ function rollingStep(input: PlanInput, leader: MemberHealth, pods: Map<string, M
   // Followers first, highest ordinal first as a StatefulSet would; the leader only when it is the last one left.
   const target = stale.filter((name) => name !== leader.name).sort((a, b) => byOrdinal({ name: b }, { name: a }))[0] ?? leader.name;
   const decision = mayDisrupt(target, { members: input.members, budget: input.budget, maxRaftLag: maxLag });
+  const trust = pods.get(target)?.trustOnly === true;
+  const reason = trust ? 'TrustRollout' : 'RollingUpdate';
   switch (decision.decision) {
-    case 'Allow':
-      return { action: 'DeletePod', pod: target, releaseVolume: false, reason: 'RollingUpdate', message: `replacing ${target} with the new configuration (${stale.length} left to update)` };
+    case 'Allow': {
+      const what = trust ? `restarting ${target} onto the new CA bundle, which etcd reads only at start` : `replacing ${target} with the new configuration`;
+      return { action: 'DeletePod', pod: target, releaseVolume: false, reason, message: `${what} (${stale.length} left to update)` };
+    }
     case 'MoveLeaderFirst': {
       const to = bestTransferee(input.members, { exclude: [target], prefer: (m) => pods.get(m.name)?.upToDate === true, maxLag }) ?? decision.transferee;
-      return { action: 'MoveLeader', from: leader.id, to: to.id, toName: to.name, reason: 'RollingUpdate', message: `moving leadership from ${target} to ${to.name} before replacing ${target}, the last to update` };
+      return { action: 'MoveLeader', from: leader.id, to: to.id, toName: to.name, reason, message: `moving leadership from ${target} to ${to.name} before replacing ${target}, the last to update` };
     }
     case 'Refuse': {
       const hatch = input.budget.count === 1 ? `; to accept the outage, delete pod ${target} yourself and it restarts with the new configuration` : '';

@@ -5,15 +5,24 @@ import type { Logger } from './logger.ts';
 /** A named check: undefined when fine, else the reason it fails (served as the 503 body). */
 export type Check = () => string | undefined;
 
-/** Serves /metrics from the registry and /healthz, /readyz from checks on a HOST:PORT address. */
+/** A read-only JSON document served at a path (public facts only: it is served without authentication). */
+export type JsonRoute = () => unknown;
+
+/** Serves /metrics from the registry, /healthz, /readyz from checks, and any JSON routes, on a HOST:PORT address. */
 export async function startTelemetryServer(
   addr: string,
   registry: Registry,
   checks: { healthz: Check; readyz: Check },
   log: Logger,
+  json: Record<string, JsonRoute> = {},
 ): Promise<http.Server> {
   const server = http.createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const route = Object.hasOwn(json, path) ? json[path] : undefined;
+    if (route !== undefined) {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(route()));
+      return;
+    }
     if (path === '/healthz' || path === '/readyz') {
       const failure = checks[path === '/healthz' ? 'healthz' : 'readyz']();
       res.writeHead(failure === undefined ? 200 : 503, { 'content-type': 'text/plain' }).end(failure === undefined ? 'ok\n' : `${failure}\n`);

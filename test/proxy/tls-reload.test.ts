@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
+import tls from 'node:tls';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCa, issueLeaf, type CertificatePem } from '../../src/pki/issuer.ts';
@@ -9,6 +10,7 @@ import { spawnLogged, terminate } from '../harness/cluster/processes.ts';
 import { writeAtomically } from '../harness/cluster/volumes.ts';
 import { freePort, waitFor } from '../harness/ports.ts';
 import { run } from '../harness/run.ts';
+import type { TlsReport } from '../../src/proxy/tls-reload.ts';
 import { startProxyProcess, type ProxyProcess } from './proxy-process.ts';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
@@ -94,6 +96,40 @@ describe('proxy: renewed client certificate files are used without a restart', (
     await startMember();
     await waitFor('a write through the proxy after the restart of the member', async () => (await put('/reload/after')) === 200, { timeoutMs: 30_000, intervalMs: 500 });
     expect(proxy.output()).toContain('Reloaded the TLS files towards the members');
+    expect(proxy.child.exitCode).toBeNull();
+  });
+
+  it('trusts a CA added to its --cacert file without a restart (the first phase of a CA rotation), and reports it at /tls', async () => {
+    const long = { notBefore: inMs(-60_000), notAfter: inMs(3_600_000) };
+    const next = await createCa('reload-ca-next', long);
+    const client = await issueLeaf(ca, { commonName: 'proxy', dnsNames: [], ipAddresses: [], usages: ['client'] }, long);
+    // The proxy's bundle gains the new CA; then the member, restarted onto the same bundle (etcd's
+    // own gRPC gateway verifies the member's certificate with it), serves a certificate of the new CA.
+    const bundle = `${ca.cert.trim()}\n${next.cert.trim()}\n`;
+    await writeAtomically(tlsDir(), { 'tls.crt': { data: client.cert }, 'tls.key': { data: client.key }, 'ca.crt': { data: bundle } });
+    await waitFor(
+      'the proxy to report both CAs',
+      async () => ((await (await fetch(`${proxy.metricsUrl}/tls`)).json()) as TlsReport).trusted.length === 2,
+      { timeoutMs: 10_000, intervalMs: 300 },
+    );
+    const server = await issueLeaf(next, { commonName: 'member', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], usages: ['server', 'client'] }, long);
+    await writeAtomically(path.join(dir, 'server'), { 'tls.crt': { data: server.cert }, 'tls.key': { data: server.key }, 'ca.crt': { data: bundle } });
+    await terminate(member);
+    await startMember();
+    // The control: a client that trusts only the old CA refuses the member now.
+    const ctl = await new Promise<string>((resolve) => {
+      const u = new URL(url);
+      const s = tls.connect({ host: '127.0.0.1', port: Number(u.port), servername: 'localhost', ca: ca.cert, cert: client.cert, key: client.key });
+      s.once('secureConnect', () => {
+        s.destroy();
+        resolve('verified');
+      });
+      s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    });
+    expect(ctl).toBe('UNABLE_TO_VERIFY_LEAF_SIGNATURE');
+    await waitFor('a write through the proxy to the member with the new CA\'s certificate', async () => (await put('/reload/new-ca')) === 200, { timeoutMs: 30_000, intervalMs: 500 });
+    const report = (await (await fetch(`${proxy.metricsUrl}/tls`)).json()) as TlsReport;
+    expect(report.certificate).toBe(client.cert.trim());
     expect(proxy.child.exitCode).toBeNull();
   });
 });

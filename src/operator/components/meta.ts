@@ -17,6 +17,12 @@ export interface ComponentContext {
    * cluster is new: members added later join empty and get their data from the leader.
    */
   restore?: { key: string; sha256?: string | undefined } | undefined;
+  /**
+   * A hash of the CA bundle the members trust (the server and peer Secrets' ca.crt). etcd reads its
+   * trusted CA files only at start, so a changed bundle is a change of member configuration: it goes
+   * into the pod template and the members restart onto it one at a time (CA rotation).
+   */
+  trustHash?: string | undefined;
 }
 
 /** One owned object kind: the names it owns and its desired state (undefined: it must not exist). */

@@ -12,6 +12,8 @@ import { memberTlsVolumes } from '../tls/tls-volumes.ts';
 export const MEMBER_HEALTHY_GATE = `${GROUP}/member-healthy`;
 /** Pod template annotation: the hash of the member configuration, for "is this pod up to date". */
 export const CONFIG_HASH_ANNOTATION = 'etcdtopology.io/config-hash';
+/** Pod template annotation: the hash of the CA bundle the member trusts (see ComponentContext.trustHash). */
+export const TRUST_HASH_ANNOTATION = 'etcdtopology.io/trust-hash';
 
 /** The member image: spec.image, else the upstream etcd image of spec.version. */
 export function memberImage(topology: EtcdTopology): string {
@@ -53,11 +55,12 @@ function container(topology: EtcdTopology, args: string[]): V1Container {
   };
 }
 
-function podTemplate(topology: EtcdTopology, args: string[], configHash: string): V1PodTemplateSpec {
+function podTemplate(topology: EtcdTopology, args: string[], configHash: string, trustHash: string | undefined): V1PodTemplateSpec {
   const { members } = topology.spec;
   const selector = selectorLabels(topology, 'member');
+  const trust: Record<string, string> = topology.spec.tls.enabled && trustHash !== undefined ? { [TRUST_HASH_ANNOTATION]: trustHash } : {};
   return {
-    metadata: { labels: labels(topology, 'member'), annotations: { [CONFIG_HASH_ANNOTATION]: configHash } },
+    metadata: { labels: labels(topology, 'member'), annotations: { [CONFIG_HASH_ANNOTATION]: configHash, ...trust } },
     spec: {
       serviceAccountName: namesOf(topology).memberServiceAccount,
       automountServiceAccountToken: false,
@@ -84,9 +87,9 @@ function podTemplate(topology: EtcdTopology, args: string[], configHash: string)
   };
 }
 
-/** The hash of everything a rolling update must apply: the pod template without membership flags. */
-export function memberConfigHash(topology: EtcdTopology): string {
-  return desiredHash(podTemplate(topology, configArgs(topology), ''));
+/** The hash of everything a rolling update must apply: the pod template without membership flags, with the trust bundle's hash. */
+export function memberConfigHash(topology: EtcdTopology, trustHash?: string): string {
+  return desiredHash(podTemplate(topology, configArgs(topology), '', trustHash));
 }
 
 /**
@@ -138,7 +141,7 @@ export const memberStatefulSet: Component<V1StatefulSet> = {
     const membership = clusterMembership(t, context);
     const storage = t.spec.members.storage;
     const membershipFlags = membershipArgs(t, membership);
-    const template = podTemplate(t, [...configArgs(t), ...membershipFlags], memberConfigHash(t));
+    const template = podTemplate(t, [...configArgs(t), ...membershipFlags], memberConfigHash(t, context.trustHash), context.trustHash);
     // Like the membership flags, the restore step is read only by members of a new cluster, so it is
     // kept out of the configuration hash: dropping it once the cluster exists restarts nothing.
     if (t.spec.bootstrap?.fromBackup && context.restore && membership.state === 'new') {

@@ -1,0 +1,127 @@
+import type { V1Pod } from '@kubernetes/client-node';
+import { X509Certificate } from 'node:crypto';
+import tls from 'node:tls';
+import { request } from 'undici';
+import type { EtcdTopology } from '../api/etcd-topology.ts';
+import { splitPem } from '../pki/secret-check.ts';
+import type { TlsReport } from '../proxy/tls-reload.ts';
+import { TLS_REPORT_PATH } from '../proxy/tls-reload.ts';
+import { TRUST_HASH_ANNOTATION } from './components/member-statefulset/member-statefulset.ts';
+import { selectorLabels } from './components/meta.ts';
+import { CLIENT_PORT, desiredMemberNames, memberHost, PEER_PORT, PROXY_METRICS_PORT } from './components/names.ts';
+import type { Informers } from './informers.ts';
+
+/** PEM material presented on a probe: a client certificate with its key. */
+export interface ClientPem {
+  cert: string;
+  key: string;
+}
+
+/** What a CA rotation must see of the running members and proxies; the live one reads pods and dials them. */
+export interface TlsObserver {
+  /** Desired members whose pod is missing, not ready, terminating, or started on another trust bundle. */
+  membersNotOnBundle(topology: EtcdTopology, trustHash: string): string[];
+  /** Running proxies that do not report trusting exactly the bundle (or do not answer). */
+  proxiesNotOnBundle(topology: EtcdTopology, bundle: string): Promise<string[]>;
+  /** Member ports and proxies that serve or present a certificate the signing CA did not sign. */
+  notOnSigningCa(topology: EtcdTopology, signingCa: string, material: { client: ClientPem; peer: ClientPem }): Promise<string[]>;
+}
+
+const matches = (labels: Record<string, string> | undefined, want: Record<string, string>): boolean => Object.entries(want).every(([k, v]) => labels?.[k] === v);
+const isReady = (p: V1Pod): boolean => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+const fingerprints = (bundle: string): string[] => splitPem(bundle).map((pem) => new X509Certificate(pem).fingerprint256).sort();
+
+/** Whether a certificate was signed by the CA. */
+export function signedBy(cert: X509Certificate, ca: X509Certificate): boolean {
+  return cert.checkIssued(ca) && cert.verify(ca.publicKey);
+}
+
+/** The certificate a TLS server serves on ip:port for servername (verification is the caller's), or the error. */
+export function servedCertificate(ip: string, port: number, servername: string, material: ClientPem, timeoutMs = 3000): Promise<X509Certificate | Error> {
+  return new Promise((resolve) => {
+    const socket = tls.connect({ host: ip, port, servername, cert: material.cert, key: material.key, rejectUnauthorized: false, ALPNProtocols: ['h2'] });
+    const done = (r: X509Certificate | Error): void => {
+      socket.destroy();
+      resolve(r);
+    };
+    socket.setTimeout(timeoutMs, () => done(new Error('timed out')));
+    socket.once('secureConnect', () => {
+      const peer = socket.getPeerX509Certificate();
+      done(peer ?? new Error('no certificate served'));
+    });
+    socket.once('error', (err: Error) => done(err));
+  });
+}
+
+/** Reads a proxy's report of the TLS material it uses towards the members. */
+async function proxyReport(ip: string, timeoutMs = 3000): Promise<TlsReport | Error> {
+  try {
+    const res = await request(`http://${ip}:${PROXY_METRICS_PORT}${TLS_REPORT_PATH}`, { headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+    if (res.statusCode !== 200) {
+      await res.body.dump();
+      return new Error(`HTTP ${res.statusCode}`);
+    }
+    return (await res.body.json()) as TlsReport;
+  } catch (err) {
+    return err as Error;
+  }
+}
+
+/** The observer over the live cluster: pods from the informers, members and proxies dialled at their pod IPs. */
+export class LiveTlsObserver implements TlsObserver {
+  private readonly informers: Informers;
+
+  constructor(informers: Informers) {
+    this.informers = informers;
+  }
+
+  private pods(topology: EtcdTopology, role: 'member' | 'proxy'): V1Pod[] {
+    const want = selectorLabels(topology, role);
+    return this.informers.list<V1Pod>('Pod', topology.metadata.namespace).filter((p) => matches(p.metadata?.labels, want));
+  }
+
+  /** Running proxy pods with an address (one that is starting reads the current files anyway). */
+  private proxies(topology: EtcdTopology): V1Pod[] {
+    if (!topology.spec.proxy.enabled) return [];
+    return this.pods(topology, 'proxy').filter((p) => !p.metadata?.deletionTimestamp && p.status?.phase === 'Running' && p.status.podIP);
+  }
+
+  membersNotOnBundle(topology: EtcdTopology, trustHash: string): string[] {
+    const pods = new Map(this.pods(topology, 'member').map((p) => [p.metadata!.name!, p]));
+    return desiredMemberNames(topology).filter((name) => {
+      const p = pods.get(name);
+      return p === undefined || p.metadata?.deletionTimestamp !== undefined || !isReady(p) || p.metadata?.annotations?.[TRUST_HASH_ANNOTATION] !== trustHash;
+    });
+  }
+
+  async proxiesNotOnBundle(topology: EtcdTopology, bundle: string): Promise<string[]> {
+    const want = fingerprints(bundle).join(',');
+    const reports = await Promise.all(
+      this.proxies(topology).map(async (p) => {
+        const r = await proxyReport(p.status!.podIP!);
+        const ok = !(r instanceof Error) && fingerprints(r.trusted.join('\n')).join(',') === want;
+        return ok ? [] : [p.metadata!.name!];
+      }),
+    );
+    return reports.flat();
+  }
+
+  async notOnSigningCa(topology: EtcdTopology, signingCa: string, material: { client: ClientPem; peer: ClientPem }): Promise<string[]> {
+    const ca = new X509Certificate(signingCa);
+    const members = this.pods(topology, 'member').filter((p) => !p.metadata?.deletionTimestamp && p.status?.podIP);
+    const probes = members.flatMap((p) => {
+      const name = p.metadata!.name!;
+      const host = memberHost(topology, name);
+      return [
+        { what: `${name} client port`, got: servedCertificate(p.status!.podIP!, CLIENT_PORT, host, material.client) },
+        { what: `${name} peer port`, got: servedCertificate(p.status!.podIP!, PEER_PORT, host, material.peer) },
+      ];
+    });
+    const proxies = this.proxies(topology).map((p) => ({
+      what: `proxy ${p.metadata!.name!}`,
+      got: proxyReport(p.status!.podIP!).then((r) => (r instanceof Error ? r : r.certificate === undefined ? new Error('no client certificate') : new X509Certificate(r.certificate))),
+    }));
+    const results = await Promise.all([...probes, ...proxies].map(async (x) => ({ what: x.what, got: await x.got })));
+    return results.filter((r) => r.got instanceof Error || !signedBy(r.got, ca)).map((r) => r.what);
+  }
+}

@@ -1,0 +1,211 @@
+// @peculiar/x509 needs the Reflect metadata API first; the issuer module sets up its crypto provider.
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
+import { X509Certificate } from 'node:crypto';
+import tls from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import '../../src/pki/issuer.ts';
+import { TLS_REPORT_PATH, type TlsReport } from '../../src/proxy/tls-reload.ts';
+import { waitFor } from '../harness/ports.ts';
+import type { Pod } from '../harness/cluster/types.ts';
+import { componentPods, conditionOf, getTopology, isReady, startOperatorCluster, topologyManifest, type OperatorCluster } from '../operator/setup.ts';
+import { AckedWriter, QuorumSampler } from '../quorum/upgrade-load.ts';
+import { memberGateway, readTlsSecret, type SecretPem } from './tls-client.ts';
+
+// CA rotation on the local cluster: real etcd members, real proxies on the workers, Secret volumes
+// swapped in place as the kubelet does. The rotation is asked for with the annotation and runs under a
+// continuous write load through a proxy.
+
+const NS = 'default';
+const NAME = 'car';
+const PROXY_METRICS_PORT = 9091;
+const host = (member: string): string => `${member}.${NAME}-peer.${NS}.svc`;
+
+interface RotationStatus {
+  status?: { tls?: { caRotation?: { phase: string; message?: string }; lastCaRotation?: string; rotateCaAnswered?: string; caNotAfter?: string } };
+}
+
+/** The certificate a server on ip:port serves for servername, presenting the given client certificate. */
+function served(ip: string, port: number, servername: string, material: SecretPem): Promise<X509Certificate> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: ip, port, servername, cert: material.cert, key: material.key, rejectUnauthorized: false, ALPNProtocols: ['h2'] });
+    socket.setTimeout(5000, () => {
+      socket.destroy();
+      reject(new Error(`timed out on ${ip}:${port}`));
+    });
+    socket.once('secureConnect', () => {
+      const cert = socket.getPeerX509Certificate();
+      socket.destroy();
+      if (cert) resolve(cert);
+      else reject(new Error(`no certificate from ${ip}:${port}`));
+    });
+    socket.once('error', reject);
+  });
+}
+
+const signedBy = (cert: X509Certificate, ca: X509Certificate): boolean => cert.checkIssued(ca) && cert.verify(ca.publicKey);
+/** A certificate's authority key identifier (hex), which must be its CA's subject key identifier. */
+const authorityKeyId = (cert: X509Certificate): string | undefined => new x509.X509Certificate(cert.raw).getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId;
+const subjectKeyId = (cert: X509Certificate): string | undefined => new x509.X509Certificate(cert.raw).getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
+
+/** A JSON gateway call to a member with a client certificate, verifying the member against ca: 'ok' or 'refused'. */
+async function memberListWith(member: Pod, material: SecretPem, ca: string): Promise<'ok' | 'refused'> {
+  const res = await memberGateway(member.status!.podIP!, host(member.metadata.name), { cert: material.cert, key: material.key, ca }, '/v3/cluster/member/list', {});
+  return res.status === 200 ? 'ok' : 'refused';
+}
+
+describe('CA rotation by overlapping trust', () => {
+  let oc: OperatorCluster;
+
+  beforeAll(async () => {
+    oc = await startOperatorCluster();
+    await oc.cluster.kubectl(['apply', '-f', '-'], topologyManifest(NAME, NS, {}));
+    await waitFor(
+      'the TLS topology to become Available with TLSReady and both proxies',
+      async () => {
+        const t = await getTopology(oc.cluster, NAME, NS);
+        return conditionOf(t, 'Available')?.status === 'True' && conditionOf(t, 'TLSReady')?.status === 'True' && t.status?.proxies?.ready === 2;
+      },
+      { timeoutMs: 240_000, intervalMs: 1000 },
+    );
+  });
+  afterAll(async () => {
+    await oc?.stop();
+  });
+
+  it(
+    'rotates the CA on demand under a write load through a proxy: no failed write, quorum at every sample, nothing served or presented by the old CA afterwards',
+    async () => {
+      const oldCa = new X509Certificate((await readTlsSecret(oc.cluster, NS, `${NAME}-ca`)).cert);
+      const client = await readTlsSecret(oc.cluster, NS, `${NAME}-client-tls`);
+      const proxy = (await componentPods(oc.cluster, NAME, NS, 'proxy')).find(isReady)!;
+      const writer = new AckedWriter(`http://${proxy.status!.podIP}:2379`);
+      // The client Secret's certificate and bundle change during the rotation, and member pods are
+      // replaced: both are read again in the background, so that each sample costs only etcd calls.
+      const endpoints = new EndpointsWatch(oc);
+      await endpoints.start();
+      const sampler = new QuorumSampler(() => Promise.resolve(endpoints.current));
+      const phases: string[] = [];
+      const timeline: string[] = [];
+      writer.start();
+      sampler.start(2);
+      try {
+        await oc.cluster.kubectl(['annotate', 'etop', NAME, '-n', NS, 'etcdtopology.io/rotate-ca=first']);
+        await waitFor(
+          'the CA rotation to finish',
+          async () => {
+            const t = JSON.parse(await oc.cluster.kubectl(['get', 'etop', NAME, '-n', NS, '-o', 'json'])) as RotationStatus;
+            const phase = t.status?.tls?.caRotation?.phase;
+            if (phase !== undefined && phases.at(-1) !== phase) {
+              phases.push(phase);
+              timeline.push(`${new Date().toISOString()} ${phase}`);
+            }
+            return t.status?.tls?.rotateCaAnswered === 'first' && phase === undefined && t.status.tls.lastCaRotation !== undefined;
+          },
+          { timeoutMs: 900_000, intervalMs: 500 },
+        );
+      } finally {
+        await writer.stop();
+        await sampler.stop();
+        await endpoints.stop();
+      }
+      const missing = await writer.missing();
+      await writer.close();
+      console.log(
+        `CA rotation under load: phases ${phases.join(' → ')}; ${writer.acked.size} writes acknowledged, ${writer.failures} failed, longest gap ${writer.longestStallMs} ms; ` +
+          `${sampler.samples} quorum samples, fewest healthy voters ${sampler.minHealthy}`,
+      );
+      expect(phases).toEqual(['Trusting', 'Reissuing', 'Retiring']);
+      // Each failed write with when it was sent, how long it took, why, and the phases around it.
+      const failed = writer.failed.map((f) => `${new Date(f.sent).toISOString()} (+${f.failed - f.sent} ms): ${f.error}`);
+      if (failed.length > 0) console.log(`failed writes:\n${failed.slice(0, 20).join('\n')}\nphases:\n${timeline.join('\n')}`);
+      expect(failed).toEqual([]);
+      expect(writer.failures).toBe(0);
+      expect(writer.acked.size).toBeGreaterThan(100);
+      expect(missing).toEqual([]);
+      expect(sampler.lowSamples).toEqual([]);
+      expect(sampler.samples).toBeGreaterThan(60);
+      expect(sampler.minHealthy).toBeGreaterThanOrEqual(2);
+
+      // The CA Secret holds only the new CA, and every Secret's bundle is that CA alone.
+      const caSecret = await readTlsSecret(oc.cluster, NS, `${NAME}-ca`);
+      const newCa = new X509Certificate(caSecret.cert);
+      expect(newCa.fingerprint256).not.toBe(oldCa.fingerprint256);
+      for (const s of ['ca', 'server-tls', 'peer-tls', 'operator-tls', 'proxy-tls', 'client-tls']) {
+        const pem = await readTlsSecret(oc.cluster, NS, `${NAME}-${s}`);
+        expect(new X509Certificate(pem.ca).fingerprint256, `${s} ca.crt`).toBe(newCa.fingerprint256);
+        expect(pem.ca.match(/BEGIN CERTIFICATE/g), `${s} ca.crt holds one CA`).toHaveLength(1);
+      }
+
+      // Every member serves certificates of the new CA on its client and peer ports; none of the old.
+      const fresh = await readTlsSecret(oc.cluster, NS, `${NAME}-client-tls`);
+      const peer = await readTlsSecret(oc.cluster, NS, `${NAME}-peer-tls`);
+      const members: Pod[] = (await componentPods(oc.cluster, NAME, NS, 'member')).filter((p) => !p.metadata.deletionTimestamp);
+      expect(members).toHaveLength(3);
+      const newSki = subjectKeyId(newCa);
+      for (const p of members) {
+        for (const [port, material] of [[2379, fresh], [2380, peer]] as const) {
+          const cert = await served(p.status!.podIP!, port, host(p.metadata.name), material);
+          expect(signedBy(cert, newCa), `${p.metadata.name}:${port} signed by the new CA`).toBe(true);
+          expect(signedBy(cert, oldCa), `${p.metadata.name}:${port} not signed by the old CA`).toBe(false);
+          expect(cert.issuer).toBe(newCa.subject);
+          expect(authorityKeyId(cert)).toBe(newSki);
+        }
+      }
+      // A client certificate of the old CA is refused now on every member: they no longer trust it.
+      for (const p of members) {
+        expect(await memberListWith(p, client, fresh.ca), `${p.metadata.name} refuses the old CA's client certificate`).toBe('refused');
+        expect(await memberListWith(p, fresh, fresh.ca), `${p.metadata.name} serves the new client certificate`).toBe('ok');
+      }
+
+      // Every proxy presents a certificate of the new CA and trusts only the new CA.
+      for (const p of (await componentPods(oc.cluster, NAME, NS, 'proxy')).filter((x) => !x.metadata.deletionTimestamp)) {
+        const report = (await (await fetch(`http://${p.status!.podIP}:${PROXY_METRICS_PORT}${TLS_REPORT_PATH}`, { signal: AbortSignal.timeout(5000) })).json()) as TlsReport;
+        const presented = new X509Certificate(report.certificate!);
+        expect(signedBy(presented, newCa), `proxy ${p.metadata.name} presents a certificate of the new CA`).toBe(true);
+        expect(authorityKeyId(presented)).toBe(newSki);
+        expect(report.trusted.map((pem) => new X509Certificate(pem).fingerprint256)).toEqual([newCa.fingerprint256]);
+      }
+      const t = await getTopology(oc.cluster, NAME, NS);
+      expect(conditionOf(t, 'Available')?.status).toBe('True');
+      expect(conditionOf(t, 'TLSReady')?.status).toBe('True');
+    },
+    1_200_000,
+  );
+});
+
+/** The members' endpoints with the current client certificate, read again every second in the background. */
+class EndpointsWatch {
+  current: { name: string; url: string; tls: SecretPem & { servername: string } }[] = [];
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private readonly oc: OperatorCluster;
+
+  constructor(oc: OperatorCluster) {
+    this.oc = oc;
+  }
+
+  private async read(): Promise<void> {
+    const pem = await readTlsSecret(this.oc.cluster, NS, `${NAME}-client-tls`);
+    this.current = (await componentPods(this.oc.cluster, NAME, NS, 'member'))
+      .filter((p) => p.status?.podIP && !p.metadata.deletionTimestamp)
+      .map((p) => ({ name: p.metadata.name, url: `https://${p.status!.podIP}:2379`, tls: { ...pem, servername: host(p.metadata.name) } }));
+  }
+
+  async start(): Promise<void> {
+    await this.read();
+    this.running = true;
+    this.loop = (async () => {
+      while (this.running) {
+        // An API server slow to answer keeps the last endpoints; the sampler then still asks etcd.
+        await this.read().catch(() => undefined);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+  }
+}
