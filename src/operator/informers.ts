@@ -1,5 +1,6 @@
-import { KubernetesObjectApi, makeInformer, type Informer, type KubeConfig, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
+import { makeInformer, type Informer, type KubeConfig, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
 import type { Logger } from '../telemetry/logger.ts';
+import { listObjects } from './kube.ts';
 
 /** A kind the operator watches: where to list it and whether only its own objects. */
 export interface WatchedKind {
@@ -30,12 +31,12 @@ export class Informers {
     onChange: (kind: string, obj: KubernetesObject) => void,
     log: Logger,
   ) {
-    const objects = KubernetesObjectApi.makeApiClient(kc);
     for (const k of kinds) {
       const ns = k.namespaced ? namespace : undefined;
       const group = k.apiVersion.includes('/') ? `/apis/${k.apiVersion}` : `/api/${k.apiVersion}`;
       const path = `${group}${ns ? `/namespaces/${ns}` : ''}/${k.plural}`;
-      const list = () => objects.list<KubernetesObject>(k.apiVersion, k.kind, ns, undefined, undefined, undefined, undefined, k.labelSelector);
+      // As the watch delivers objects (JSON, with kind): a cache filled by a list must hold the same.
+      const list = () => listObjects(kc, path, k, k.labelSelector);
       const informer = makeInformer<KubernetesObject>(kc, path, list, k.labelSelector);
       const notify = (obj: KubernetesObject): void => onChange(k.kind, obj);
       informer.on('add', notify);

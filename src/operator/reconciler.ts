@@ -1,7 +1,7 @@
 import type { KubernetesObject, V1DaemonSet, V1Node, V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
 import { setConditions, type Clock, type ConditionUpdate } from '../api/conditions.ts';
 import type { RestoreStatus } from '../api/backup.ts';
-import { API_VERSION, etcdTopologySchema, GROUP, KIND, PLURAL, VERSION, type EtcdTopology } from '../api/etcd-topology.ts';
+import { API_VERSION, etcdTopologySchema, KIND, type EtcdTopology } from '../api/etcd-topology.ts';
 import type { EtcdAdminClient } from '../etcd/admin-client.ts';
 import { isUnavailable } from '../etcd/errors.ts';
 import { healthyVotersOf, leaderOf, type MemberHealth } from '../quorum/members.ts';
@@ -357,7 +357,7 @@ export class Reconciler {
     const before = topology.status;
     // Canonical comparison: the API server's key order and dropped empty fields are not changes.
     if (before !== undefined && desiredHash(before) === desiredHash(status)) return;
-    await this.deps.writer.patchCustomStatus(GROUP, VERSION, PLURAL, topology.metadata.namespace!, topology.metadata.name!, withRemovals(before, status));
+    await this.deps.writer.patchTopologyStatus(topology.metadata.namespace!, topology.metadata.name!, withRemovals(before, status));
     for (const c of status.conditions ?? []) {
       const prior = before?.conditions?.find((p) => p.type === c.type);
       if (prior?.status === c.status && prior.reason === c.reason) continue;
