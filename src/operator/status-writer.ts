@@ -17,8 +17,8 @@ export function withRemovals(before: unknown, after: unknown): unknown {
 
 /**
  * Writes a topology's status when it differs from what the API server has, and records one Event per
- * condition whose status or reason changed: a failure retried with back-off is announced once, when it
- * starts, and once more when it clears.
+ * condition whose status or reason changed (one per cause): a failure retried with back-off is
+ * announced once, when it starts, and once more when it clears.
  */
 export async function writeStatus(
   deps: { writer: KubeWriter; events: EventRecorder },
@@ -30,11 +30,18 @@ export async function writeStatus(
   // Canonical comparison: the API server's key order and dropped empty fields are not changes.
   if (before !== undefined && desiredHash(before) === desiredHash(after)) return;
   await deps.writer.patchTopologyStatus(target.namespace, target.name, withRemovals(before, after));
-  for (const c of after.conditions ?? []) {
+  const changed = (after.conditions ?? []).flatMap((c) => {
     const prior: Condition | undefined = before?.conditions?.find((p) => p.type === c.type);
-    if (prior?.status === c.status && prior.reason === c.reason) continue;
+    if (prior?.status === c.status && prior.reason === c.reason) return [];
     const warning = (c.type === 'Available' && c.status === 'False' && prior !== undefined) || (c.type === 'Degraded' && c.status === 'True');
-    deps.events.record(target, warning ? 'Warning' : 'Normal', c.reason, `${c.type}=${c.status}: ${c.message}`);
+    return [{ c, warning }];
+  });
+  // Two conditions changed for one cause (Degraded and Progressing ReconcileFailed) say it once, as a warning if either is one.
+  const said = new Set<string>();
+  for (const { c, warning } of [...changed.filter((x) => x.warning), ...changed.filter((x) => !x.warning)]) {
     log.info({ type: c.type, status: c.status, reason: c.reason }, `Changed condition ${c.type} to ${c.status}`);
+    if (said.has(`${c.reason}\n${c.message}`)) continue;
+    said.add(`${c.reason}\n${c.message}`);
+    deps.events.record(target, warning ? 'Warning' : 'Normal', c.reason, `${c.type}=${c.status}: ${c.message}`);
   }
 }
