@@ -1,4 +1,7 @@
-import { TopologyError } from '../errors.ts';
+import { TopologyError, type ErrorCode } from '../errors.ts';
+
+/** The codes of etcd call failures (src/errors.ts). */
+export type EtcdErrorCode = Extract<ErrorCode, `ETOP_ETCD_${string}`>;
 
 /** gRPC status codes that mean "this member cannot serve now", as opposed to "the request is wrong". */
 const UNAVAILABLE_GRPC_CODES = new Set([4 /* DEADLINE_EXCEEDED */, 14 /* UNAVAILABLE */]);
@@ -13,7 +16,7 @@ export class EtcdError extends TopologyError {
   readonly operation: string;
   readonly grpcCode: number | undefined;
   constructor(
-    code: 'ETOP_ETCD_UNAVAILABLE' | 'ETOP_ETCD_REQUEST' | 'ETOP_ETCD_RESPONSE',
+    code: EtcdErrorCode,
     { endpoint, operation, grpcCode, detail }: { endpoint: string; operation: string; grpcCode?: number; detail: string },
     options?: { cause?: unknown },
   ) {

@@ -1,5 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { KubernetesObject } from '@kubernetes/client-node';
+import type { Logger } from '../telemetry/logger.ts';
+import type { ApplyGuards, OwnedObject } from './components/meta.ts';
+import type { EventRecorder, EventTarget } from './events.ts';
+import type { Informers } from './informers.ts';
+import type { KubeWriter } from './kube.ts';
 
 /** The one field manager of every server-side apply this operator sends. */
 export const FIELD_MANAGER = 'etcd-topology';
@@ -65,4 +70,48 @@ export function needsApply(stamped: KubernetesObject, live: KubernetesObject | u
   const { metadata: _m, ...desiredBody } = stamped as KubernetesObject & Record<string, unknown>;
   const { metadata: _l, ...liveBody } = live as KubernetesObject & Record<string, unknown>;
   return !containedIn(desiredBody, liveBody) || !containedIn(stamped.metadata?.labels, live.metadata?.labels);
+}
+
+/** What the apply loop reads and writes through. */
+export interface ApplyDeps {
+  informers: Informers;
+  writer: KubeWriter;
+  events: EventRecorder;
+}
+
+/**
+ * Server-side applies every owned object whose live copy differs from what we want, unless its
+ * component's hold hook keeps it as it is this round, and deletes those that must not exist.
+ */
+export async function applyOwned(
+  deps: ApplyDeps,
+  owned: readonly OwnedObject[],
+  unwanted: readonly { apiVersion: string; kind: string; name: string }[],
+  namespace: string,
+  guards: ApplyGuards,
+  target: EventTarget,
+  log: Logger,
+): Promise<void> {
+  for (const { object: desired, hold } of owned) {
+    const kind = desired.kind!;
+    const name = desired.metadata!.name!;
+    const live = deps.informers.get<KubernetesObject>(kind, name, desired.metadata?.namespace);
+    const held = hold?.(live, guards);
+    if (held !== undefined) {
+      log.debug({ kind, name, why: held }, `Left ${kind} as it is`);
+      continue;
+    }
+    const stamped = withAppliedHash(desired);
+    if (!needsApply(stamped, live)) continue;
+    await deps.writer.apply(stamped);
+    const verb = live ? 'Updated' : 'Created';
+    log.info({ kind, name }, `${verb} ${kind}`);
+    deps.events.record(target, 'Normal', verb, `${verb} ${kind} ${name}`);
+  }
+  for (const u of unwanted) {
+    if (!deps.informers.get<KubernetesObject>(u.kind, u.name, namespace)) continue;
+    await deps.writer.delete(u.apiVersion, u.kind, namespace, u.name);
+    log.info({ kind: u.kind, name: u.name }, `Deleted ${u.kind}`);
+    deps.events.record(target, 'Normal', 'Deleted', `Deleted ${u.kind} ${u.name}`);
+  }
 }

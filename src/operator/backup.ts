@@ -128,6 +128,14 @@ export class BackupSteps {
     }
   }
 
+  /**
+   * status.backup and status.restore as this replica last decided them: what a status write must carry
+   * when a round failed before its backup or restore step ran, so that no decision is undone.
+   */
+  decidedStatus(topology: EtcdTopology): { backup: BackupStatus | undefined; restore: RestoreStatus | undefined } {
+    return { backup: this.current(topology, 'backup'), restore: this.current(topology, 'restore') };
+  }
+
   /** The status field as this replica last decided it, while the informer still holds the object it decided from. */
   private current<K extends 'backup' | 'restore'>(topology: EtcdTopology, field: K): NonNullable<EtcdTopology['status']>[K] {
     const d = this.decided.get(topology.metadata.uid ?? '');
@@ -378,4 +386,37 @@ function describeReason(reason: BackupReason): string {
     case 'Retry':
       return 'retrying the scheduled backup after a failure';
   }
+}
+
+/** A member pod whose restore init container failed makes the restore Failed, with its words. */
+export function restoreFailureOf(status: RestoreStatus, pods: readonly V1Pod[]): RestoreStatus {
+  if (status.phase !== 'Restoring') return status;
+  for (const p of pods) {
+    const init = p.status?.initContainerStatuses?.find((c) => c.name === 'restore');
+    const term = init?.state?.terminated ?? init?.lastState?.terminated;
+    if (term && term.exitCode !== 0 && !init?.state?.running) {
+      const words = (term.message ?? '').trim().split('\n').reverse().find((l) => l.includes('"error"')) ?? term.message ?? `exit code ${term.exitCode}`;
+      let detail = words;
+      try {
+        detail = (JSON.parse(words) as { error?: string }).error ?? words;
+      } catch {
+        // Not our JSON line: quote the log tail as it is.
+      }
+      return { ...status, message: `${p.metadata!.name}: the restore failed and etcd was not started: ${detail}` };
+    }
+  }
+  return { ...status, message: `restoring every member from ${status.key ?? '?'}` };
+}
+
+/** Progressing and Degraded while a restore is under way or failed. */
+export function restoreConditions(r: RestoreStatus | undefined): ConditionUpdate[] {
+  if (!r || r.phase === 'Restored') return [];
+  const failed = r.phase === 'Failed' || (r.message?.includes('the restore failed') ?? false);
+  if (failed) {
+    return [
+      { type: 'Degraded', status: 'True', reason: 'RestoreFailed', message: r.message ?? 'the restore failed' },
+      { type: 'Progressing', status: 'False', reason: 'RestoreFailed', message: r.message ?? 'the restore failed' },
+    ];
+  }
+  return [{ type: 'Progressing', status: 'True', reason: r.phase === 'Resolving' ? 'ResolvingBackup' : 'Restoring', message: r.message ?? r.phase }];
 }

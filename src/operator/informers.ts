@@ -1,6 +1,7 @@
-import { KubernetesObjectApi, ListWatch, Watch, type Informer, type KubeConfig, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
+import { ListWatch, Watch, type Informer, type KubeConfig, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
 import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../telemetry/logger.ts';
+import { listObjects } from './kube.ts';
 
 /** A kind the operator watches: where to list it and whether only its own objects. */
 export interface WatchedKind {
@@ -80,11 +81,10 @@ export class Informers {
     log: Logger,
     registry?: Registry,
   ) {
-    const objects = KubernetesObjectApi.makeApiClient(kc);
     for (const k of kinds) {
       const scopes = new Map<Scope, CachedInformer>();
       for (const scope of k.namespaced && namespaces ? namespaces : [EVERY_NAMESPACE]) {
-        scopes.set(scope, this.makeInformer(kc, objects, k, scope, onChange, log));
+        scopes.set(scope, this.makeInformer(kc, k, scope, onChange, log));
         this.count++;
       }
       this.informers.set(k.kind, scopes);
@@ -123,7 +123,6 @@ export class Informers {
 
   private makeInformer(
     kc: KubeConfig,
-    objects: KubernetesObjectApi,
     k: WatchedKind,
     scope: Scope,
     onChange: (kind: string, obj: KubernetesObject) => void,
@@ -132,8 +131,9 @@ export class Informers {
     const ns = scope === EVERY_NAMESPACE ? undefined : scope;
     const group = k.apiVersion.includes('/') ? `/apis/${k.apiVersion}` : `/api/${k.apiVersion}`;
     const path = `${group}${ns ? `/namespaces/${ns}` : ''}/${k.plural}`;
+    // As the watch delivers objects (JSON, with kind and apiVersion): a cache filled by a list must hold the same.
     const list = async () => {
-      const result = await objects.list<KubernetesObject>(k.apiVersion, k.kind, ns, undefined, undefined, undefined, undefined, k.labelSelector);
+      const result = await listObjects(kc, path, k, k.labelSelector);
       result.items.forEach(trim);
       return result;
     };

@@ -10,7 +10,7 @@ import { startTelemetryServer } from '../telemetry/http-server.ts';
 import { createRootLogger } from '../telemetry/logger.ts';
 import { createRegistry } from '../telemetry/metrics.ts';
 import { Counter } from 'prom-client';
-import { renderOwned, unwantedOwned } from './components/registry.ts';
+import { ownedObjects, unwantedOwned } from './components/registry.ts';
 import { BackupSteps } from './backup.ts';
 import { Controller } from './controller.ts';
 import { EventRecorder } from './events.ts';
@@ -128,7 +128,7 @@ export async function main(argv: string[]): Promise<number> {
     upkeep: new Upkeep({ admin, events, clock: systemClock, log, metrics, requeue: (key) => controller.enqueue(key) }),
     resyncMs: flags.resyncPeriod,
     render: {
-      owned: (topology, input) => renderOwned(topology, { ...input, proxyImage: flags.proxyImage }),
+      owned: (topology, input) => ownedObjects(topology, { ...input, proxyImage: flags.proxyImage }),
       unwanted: (topology, input) => unwantedOwned(topology, { ...input, proxyImage: flags.proxyImage }),
     },
   });

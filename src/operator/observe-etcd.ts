@@ -10,12 +10,15 @@ export interface MemberEndpoint {
   url: string;
 }
 
+/** What etcd said: its members (joined with each one's status) and active alarms, or why no member answered. */
+export type EtcdObservation = { members: MemberHealth[]; alarms: Alarm[] } | { error: string };
+
 /**
  * Reads the cluster as etcd sees it: the member list and alarms from the first member that answers,
  * then each member's own status through its pod's address (member client URLs are cluster DNS names,
  * which an operator running outside the cluster cannot resolve).
  */
-export async function observeEtcd(admin: EtcdAdminClient, endpoints: readonly MemberEndpoint[]): Promise<{ members: MemberHealth[]; alarms: Alarm[] } | { error: string }> {
+export async function observeEtcd(admin: EtcdAdminClient, endpoints: readonly MemberEndpoint[]): Promise<EtcdObservation> {
   if (endpoints.length === 0) return { error: 'no member pod has an IP yet' };
   const urls = endpoints.map((e) => e.url);
   try {

@@ -118,6 +118,17 @@ describe('planInput', () => {
     ]);
   });
 
+  it("a pod on an unschedulable node is on a cordoned node; one on a schedulable node or not bound yet is not", () => {
+    const nodes = [node('node-a'), { metadata: { name: 'node-b' }, spec: { unschedulable: true } }];
+    const on = (name: string, nodeName: string | undefined): V1Pod => ({ ...pod(name), spec: { containers: [{ name: 'etcd' }], ...(nodeName ? { nodeName } : {}) } });
+    const { pods } = planInput(topology, members, [on('m-member-0', 'node-b'), on('m-member-1', 'node-a'), on('m-member-2', undefined)], names.map((n) => claim(n)), nodes);
+    expect(pods.map((p) => [p.name, p.nodeCordoned])).toEqual([
+      ['m-member-0', true],
+      ['m-member-1', false],
+      ['m-member-2', false],
+    ]);
+  });
+
   it('a healthy pod on its claim has lost nothing', () => {
     expect(input([pod('m-member-0', etcdStatus({ ready: true, state: { running: {} } }))]).pods[0]).toMatchObject({ dataLost: false, nodeGone: false, ready: true });
   });

@@ -1,7 +1,7 @@
 import type { V1ContainerStatus, V1Node, V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
 import type { EtcdTopology } from '../api/etcd-topology.ts';
-import { bestTransferee, leaderOf, type MemberHealth } from '../quorum/members.ts';
-import type { MemberPod, PlanInput, Step } from '../quorum/plan.ts';
+import type { MemberHealth } from '../quorum/members.ts';
+import type { MemberPod, PlanInput } from '../quorum/plan.ts';
 import { CONFIG_HASH_ANNOTATION, memberConfigHash, TRUST_HASH_ANNOTATION } from './components/member-statefulset/member-statefulset.ts';
 import { desiredMemberNames } from './components/names.ts';
 
@@ -45,7 +45,8 @@ export function corruptDataOf(pod: V1Pod): string | undefined {
  * Turns the Kubernetes objects around the members into the plain facts the planner decides on.
  * A pod's node is gone when its node object no longer exists, or, for a pod that cannot be scheduled,
  * when the node its volume was provisioned on no longer exists (a local volume pins it there). Its
- * data is lost when its claim is gone while etcd still lists the member.
+ * data is lost when its claim is gone while etcd still lists the member. Its node is cordoned when the
+ * node it is bound to is unschedulable.
  */
 export function planInput(
   topology: EtcdTopology,
@@ -56,6 +57,7 @@ export function planInput(
   trust: MemberTrust = {},
 ): PlanInput {
   const nodeNames = new Set(nodes.map((n) => n.metadata?.name));
+  const cordoned = new Set(nodes.filter((n) => n.spec?.unschedulable === true).map((n) => n.metadata?.name));
   const claimByName = new Map(claims.map((c) => [c.metadata?.name, c]));
   const hash = memberConfigHash(topology, trust.hash);
   const memberPods: MemberPod[] = pods.map((p) => {
@@ -79,6 +81,7 @@ export function planInput(
       terminating: p.metadata?.deletionTimestamp !== undefined,
       ...trustState(topology, p, hash, trust),
       nodeGone,
+      nodeCordoned: boundNode !== undefined && cordoned.has(boundNode),
       dataLost: lost !== undefined,
       ...(lost !== undefined ? { dataLostReason: lost } : {}),
       staleJoin: !initialClusterOf(p).includes(`${name}=`),
@@ -129,27 +132,4 @@ function initialClusterOf(pod: V1Pod): string {
   const etcd = pod.spec?.containers.find((c) => c.name === 'etcd');
   const arg = [...(etcd?.command ?? []), ...(etcd?.args ?? [])].find((a) => a.startsWith('--initial-cluster='));
   return arg?.slice('--initial-cluster='.length) ?? '';
-}
-
-/**
- * A leader whose node is cordoned (a drain is coming) hands leadership to a healthy follower on a
- * schedulable node first, so the eviction that follows never costs an election under load.
- */
-export function leaderOffCordonedNode(members: readonly MemberHealth[], pods: readonly V1Pod[], nodes: readonly V1Node[]): Step | undefined {
-  const leader = leaderOf(members);
-  if (!leader) return undefined;
-  const nodeOf = new Map(pods.map((p) => [p.metadata?.name, p.spec?.nodeName]));
-  const cordoned = new Set(nodes.filter((n) => n.spec?.unschedulable).map((n) => n.metadata?.name));
-  const leaderNode = nodeOf.get(leader.name);
-  if (leaderNode === undefined || !cordoned.has(leaderNode)) return undefined;
-  const to = bestTransferee(members, { prefer: (m) => !cordoned.has(nodeOf.get(m.name)) });
-  if (!to || cordoned.has(nodeOf.get(to.name))) return undefined;
-  return {
-    action: 'MoveLeader',
-    from: leader.id,
-    to: to.id,
-    toName: to.name,
-    reason: 'NodeCordoned',
-    message: `moving leadership from ${leader.name} to ${to.name}: node ${leaderNode} is cordoned and its member will be evicted`,
-  };
 }

@@ -1,27 +1,31 @@
-import type { KubernetesObject, V1DaemonSet, V1Node, V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
-import { setConditions, type Clock, type ConditionUpdate } from '../api/conditions.ts';
-import type { RestoreStatus } from '../api/backup.ts';
-import { API_VERSION, etcdTopologySchema, GROUP, KIND, PLURAL, VERSION, type EtcdTopology } from '../api/etcd-topology.ts';
+import type { KubernetesObject } from '@kubernetes/client-node';
+import { conditionSchema, findCondition, setConditions, type Clock, type ConditionUpdate } from '../api/conditions.ts';
+import type { BackupStatus, RestoreStatus } from '../api/backup.ts';
+import { API_VERSION, KIND, type EtcdTopology } from '../api/etcd-topology.ts';
+import { parseTopology } from '../api/parse-topology.ts';
+import type { EtcdTopologyStatus } from '../api/status.ts';
 import type { EtcdAdminClient } from '../etcd/admin-client.ts';
-import { isUnavailable } from '../etcd/errors.ts';
-import { healthyVotersOf, leaderOf, type MemberHealth } from '../quorum/members.ts';
+import { InvalidSpecError } from '../errors.ts';
+import type { MemberHealth } from '../quorum/members.ts';
 import { nextStep, type Step } from '../quorum/plan.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import { desiredHash, needsApply, withAppliedHash } from './apply.ts';
-import type { BackupSteps } from './backup.ts';
+import { applyOwned } from './apply.ts';
+import { restoreConditions, restoreFailureOf, type BackupSteps, type RestoreDecision } from './backup.ts';
+import type { OwnedObject } from './components/meta.ts';
 import type { EventRecorder, EventTarget } from './events.ts';
+import { invalidSpecConditions, stepFailedConditions } from './failure-conditions.ts';
+import { gather, type Snapshot } from './gather.ts';
 import type { Informers } from './informers.ts';
 import type { KubeWriter } from './kube.ts';
-import { MEMBER_HEALTHY_GATE } from './components/member-statefulset/member-statefulset.ts';
-import { selectorLabels } from './components/meta.ts';
-import { memberPeerURL, memberScheme, namesOf } from './components/names.ts';
-import { observeEtcd } from './observe-etcd.ts';
-import { claimOf, leaderOffCordonedNode, planInput } from './plan-input.ts';
+import { perform } from './perform.ts';
+import { planInput } from './plan-input.ts';
+import { syncReadinessGates } from './readiness-gates.ts';
 import { computeStatus, type Observation } from './status.ts';
-import { runsPlaintext, TlsCertificates, useMemberTls, withTlsEnabled } from './tls-certificates.ts';
+import { writeStatus } from './status-writer.ts';
+import { CONTINUE, requeueAfter, runSteps, StepError, type NamedStep, type StepFailure, type StepResult } from './steps.ts';
+import { runsPlaintext, TlsCertificates, withTlsEnabled, type TlsState } from './tls-certificates.ts';
 import { sampleOf, type TopologyMetrics } from './topology-metrics.ts';
 import type { Upkeep } from './upkeep.ts';
-
 
 /** What a reconcile asks of the queue afterwards. */
 export interface ReconcileResult {
@@ -39,7 +43,7 @@ export interface RenderInput {
 
 /** Renders every object the operator owns for a topology, in apply order, and names those that must not exist. */
 export interface Renderer {
-  owned(topology: EtcdTopology, input: RenderInput): KubernetesObject[];
+  owned(topology: EtcdTopology, input: RenderInput): OwnedObject[];
   unwanted(topology: EtcdTopology, input: RenderInput): { apiVersion: string; kind: string; name: string }[];
 }
 
@@ -60,59 +64,33 @@ export interface ReconcilerDeps {
   metrics?: TopologyMetrics;
 }
 
+/** One reconcile of one topology: what the steps found and decided so far, filled in in order. */
+interface Round {
+  key: string;
+  log: Logger;
+  target: EventTarget;
+  /** As parsed; from the certificates step on, with the TLS actually in effect. */
+  topology: EtcdTopology;
+  tls?: TlsState;
+  snapshot?: Snapshot;
+  restore?: RestoreDecision;
+  step?: Step;
+  backup?: { status: BackupStatus | undefined };
+}
+
 const CORE_CONDITIONS = new Set(['Available', 'Progressing', 'Degraded']);
+/** How soon to look again after a step changed the cluster (a membership change, a pod deleted). */
+const AFTER_ACTION_MS = 1_000;
+/** How soon to look again at a topology that is not settled. */
+const UNSETTLED_MS = 5_000;
 
-/** A member pod whose restore init container failed makes the restore Failed, with its words. */
-function restoreFailureOf(status: RestoreStatus, pods: readonly V1Pod[]): RestoreStatus {
-  if (status.phase !== 'Restoring') return status;
-  for (const p of pods) {
-    const init = p.status?.initContainerStatuses?.find((c) => c.name === 'restore');
-    const term = init?.state?.terminated ?? init?.lastState?.terminated;
-    if (term && term.exitCode !== 0 && !init?.state?.running) {
-      const words = (term.message ?? '').trim().split('\n').reverse().find((l) => l.includes('"error"')) ?? term.message ?? `exit code ${term.exitCode}`;
-      let detail = words;
-      try {
-        detail = (JSON.parse(words) as { error?: string }).error ?? words;
-      } catch {
-        // Not our JSON line: quote the log tail as it is.
-      }
-      return { ...status, message: `${p.metadata!.name}: the restore failed and etcd was not started: ${detail}` };
-    }
-  }
-  return { ...status, message: `restoring every member from ${status.key ?? '?'}` };
-}
-
-/** Progressing and Degraded while a restore is under way or failed. */
-function restoreConditions(r: RestoreStatus | undefined): ConditionUpdate[] {
-  if (!r || r.phase === 'Restored') return [];
-  const failed = r.phase === 'Failed' || (r.message?.includes('the restore failed') ?? false);
-  if (failed) {
-    return [
-      { type: 'Degraded', status: 'True', reason: 'RestoreFailed', message: r.message ?? 'the restore failed' },
-      { type: 'Progressing', status: 'False', reason: 'RestoreFailed', message: r.message ?? 'the restore failed' },
-    ];
-  }
-  return [{ type: 'Progressing', status: 'True', reason: r.phase === 'Resolving' ? 'ResolvingBackup' : 'Restoring', message: r.message ?? r.phase }];
-}
-
-/** A merge patch body that also removes what `before` had and `after` no longer has (JSON merge patch: null). */
-export function withRemovals(before: unknown, after: unknown): unknown {
-  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-  if (!isObject(before) || !isObject(after)) return after;
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(after)) if (v !== undefined) out[k] = withRemovals(before[k], v);
-  for (const k of Object.keys(before)) if (!(k in out)) out[k] = null;
-  return out;
-}
-
-const matches = (labels: Record<string, string> | undefined, want: Record<string, string>): boolean => Object.entries(want).every(([k, v]) => labels?.[k] === v);
-// A cordoned node still counts: cordoning is the first step of every drain and takes no member away.
-const isReadyNode = (n: V1Node): boolean => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+const membersOf = (s: Snapshot | undefined): MemberHealth[] | undefined => (s !== undefined && 'members' in s.etcd ? s.etcd.members : undefined);
+const urlsOf = (s: Snapshot): Map<string, string> => new Map(s.endpoints.map((e) => [e.name, e.url]));
 
 /**
- * The level-triggered reconcile of one EtcdTopology, as ordered steps that each read state and
- * return; none waits. It is safe to run again at any time: it computes the desired state from
- * what it reads and writes only what differs.
+ * The level-triggered reconcile of one EtcdTopology, as named steps that each read the round so far and
+ * return; none waits. It is safe to run again at any time: it computes the desired state from what it
+ * reads and writes only what differs. Whatever happens to the steps, the status is written.
  */
 export class Reconciler {
   private readonly deps: ReconcilerDeps;
@@ -120,253 +98,182 @@ export class Reconciler {
   private readonly lastMembers = new Map<string, MemberHealth[]>();
   private readonly tls: TlsCertificates;
 
+  /** The reconcile, top to bottom. A step that fails stops the round; the status still says which and why. */
+  private readonly steps: readonly NamedStep<Round>[] = [
+    { name: 'certificates', run: (r) => this.certificates(r) },
+    { name: 'observe', run: (r) => this.observe(r) },
+    { name: 'restore', run: (r) => this.restore(r) },
+    { name: 'apply', run: (r) => this.apply(r) },
+    { name: 'readiness gates', run: (r) => this.readinessGates(r) },
+    // Planning includes upkeep (defragmentation, NOSPACE recovery) and the pre-change backup gate.
+    { name: 'plan', run: (r) => this.plan(r) },
+    { name: 'perform', run: (r) => this.perform(r) },
+    { name: 'backups', run: (r) => this.backups(r) },
+  ];
+
   constructor(deps: ReconcilerDeps) {
     this.deps = deps;
     this.tls = new TlsCertificates(deps);
   }
 
-  /** Reconciles the topology with key "namespace/name". */
+  /** Reconciles the topology with key "namespace/name"; throws (for the queue's back-off) when a step failed, after writing status. */
   async reconcile(key: string): Promise<ReconcileResult> {
     const [namespace, name] = key.split('/') as [string, string];
     const log = this.deps.log.child({ etcdtopology: key });
     const raw = this.deps.informers.get<KubernetesObject>(KIND, name, namespace);
     if (!raw) {
-      // Deleted: owner references let the garbage collector remove what we made (PVCs stay).
-      this.lastMembers.delete(key);
-      this.deps.upkeep?.forget(key);
-      this.deps.metrics?.forget(namespace, name);
+      this.forget(key, namespace, name);
       return {};
     }
-    const parsed = etcdTopologySchema.safeParse(raw);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      log.error({ issue }, 'Refused an invalid EtcdTopology');
-      this.deps.events.record(this.target(raw), 'Warning', 'InvalidSpec', `${issue?.path.join('.') ?? 'spec'}: ${issue?.message ?? 'invalid'}`);
+    const target = targetOf(raw);
+    let topology: EtcdTopology;
+    try {
+      topology = parseTopology(raw);
+    } catch (err) {
+      if (!(err instanceof InvalidSpecError)) throw err;
+      // Not retried: nothing changes until the object does, and a change queues it again.
+      await this.reportInvalidSpec(raw, err, target, log);
       return {};
     }
-    const target = this.target(raw);
-    const tls = await this.tls.reconcile(parsed.data, runsPlaintext(this.deps.informers, parsed.data), target, log);
-    // A cluster already running in plaintext stays so (TLSReady says why): everything below sees the TLS actually in effect.
-    const topology = withTlsEnabled(parsed.data, tls.enabled);
+    const round: Round = { key, log, target, topology };
+    const outcome = await runSteps(this.steps, round);
+    const status = this.statusOf(round, outcome.failure);
+    await writeStatus(this.deps, topology.status, status, target, log);
+    if (outcome.failure) throw new StepError(outcome.failure);
+    const settled = status.conditions?.filter((c) => CORE_CONDITIONS.has(c.type)).every((c) => (c.type === 'Available' ? c.status === 'True' : c.status === 'False')) ?? false;
+    // Otherwise at the resync period, unless a step asked for an earlier look (an action, a Job, a renewal).
+    return { requeueAfterMs: Math.min(settled ? (this.deps.resyncMs ?? 30_000) : UNSETTLED_MS, outcome.requeueAfterMs ?? Infinity) };
+  }
 
-    const memberPods = this.memberPods(topology);
-    const endpoints = memberPods.filter((p) => p.status?.podIP && !p.metadata?.deletionTimestamp).map((p) => ({ name: p.metadata!.name!, url: `${memberScheme(topology)}://${p.status!.podIP}:2379` }));
-    useMemberTls(this.deps.admin, topology, endpoints, tls);
-    const etcd = await observeEtcd(this.deps.admin, endpoints);
-    if ('members' in etcd) this.lastMembers.set(key, etcd.members);
-    const statefulSetExists = this.deps.informers.get<KubernetesObject>('StatefulSet', namesOf(topology).memberStatefulSet, namespace) !== undefined;
-    const restore = (await this.deps.backup?.restore(topology, statefulSetExists, 'members' in etcd && etcd.members.length > 0, target, log)) ?? { status: topology.status?.restore, hold: false };
-    await this.applyOwned(topology, { members: this.lastMembers.get(key), restore: restore.backup, trustHash: tls.trustHash }, 'error' in etcd, restore.hold || tls.holdMembers === true, target, log);
-    let step: Step | undefined;
-    let acted = false;
-    const urls = new Map(endpoints.map((e) => [e.name, e.url]));
-    if ('members' in etcd) {
-      await this.syncReadinessGates(memberPods, etcd.members, log);
-      const nodes = this.deps.informers.list<V1Node>('Node');
-      const claims = this.deps.informers.list<V1PersistentVolumeClaim>('PersistentVolumeClaim', namespace).filter((c) => matches(c.metadata?.labels, selectorLabels(topology, 'member')));
-      const maintenance = this.deps.upkeep?.input(key, topology, etcd.alarms);
-      step = leaderOffCordonedNode(etcd.members, memberPods, nodes) ?? nextStep({ ...planInput(topology, etcd.members, this.memberPods(topology, true), claims, nodes, { hash: tls.trustHash, rotating: tls.rotating === true }), ...(maintenance ? { maintenance } : {}) });
-      if (this.deps.backup) step = this.deps.backup.gate(step, topology);
-      acted = await this.perform(step, topology, etcd.members, urls, target, log);
+  /** The TLS step: issues or checks certificates; every later step sees the TLS actually in effect. */
+  private async certificates(r: Round): Promise<StepResult> {
+    r.tls = await this.tls.reconcile(r.topology, runsPlaintext(this.deps.informers, r.topology), r.target, r.log);
+    // A cluster already running in plaintext stays so (TLSReady says why).
+    r.topology = withTlsEnabled(r.topology, r.tls.enabled);
+    return requeueAfter(r.tls.requeueAfterMs);
+  }
+
+  /** Gathers the snapshot every later step decides from. */
+  private async observe(r: Round): Promise<StepResult> {
+    r.snapshot = await gather(this.deps, r.topology, r.tls!);
+    const members = membersOf(r.snapshot);
+    if (members) this.lastMembers.set(r.key, members);
+    return CONTINUE;
+  }
+
+  /** spec.bootstrap.fromBackup: resolves the backup a new cluster starts from, and holds its members until then. */
+  private async restore(r: Round): Promise<StepResult> {
+    const s = r.snapshot!;
+    const formed = (membersOf(s)?.length ?? 0) > 0;
+    r.restore = (await this.deps.backup?.restore(r.topology, s.statefulSetExists, formed, r.target, r.log)) ?? { status: r.topology.status?.restore, hold: false };
+    return requeueAfter(r.restore.requeueAfterMs);
+  }
+
+  /** Server-side applies the owned objects that differ and deletes those that must not exist. */
+  private async apply(r: Round): Promise<StepResult> {
+    const input: RenderInput = { members: this.lastMembers.get(r.key), restore: r.restore!.backup, trustHash: r.tls!.trustHash };
+    const guards = { etcdUnreadable: membersOf(r.snapshot) === undefined, holdMembers: r.restore!.hold || r.tls!.holdMembers === true };
+    await applyOwned(this.deps, this.deps.render.owned(r.topology, input), this.deps.render.unwanted(r.topology, input), r.target.namespace, guards, r.target, r.log);
+    return CONTINUE;
+  }
+
+  /** Sets each member pod's readiness gate to etcd's view of that member. */
+  private async readinessGates(r: Round): Promise<StepResult> {
+    const members = membersOf(r.snapshot);
+    if (members) await syncReadinessGates(this.deps.writer, this.deps.clock, r.snapshot!.activeMemberPods, members, r.log);
+    return CONTINUE;
+  }
+
+  /** Chooses the one next safe step (nothing while etcd cannot be read). */
+  private plan(r: Round): Promise<StepResult> {
+    const s = r.snapshot!;
+    const members = membersOf(s);
+    if (!members || !('alarms' in s.etcd)) return Promise.resolve(CONTINUE);
+    const maintenance = this.deps.upkeep?.input(r.key, r.topology, s.etcd.alarms);
+    const step = nextStep({ ...planInput(r.topology, members, s.memberPods, s.claims, s.nodes, { hash: r.tls!.trustHash, rotating: r.tls!.rotating === true }), ...(maintenance ? { maintenance } : {}) });
+    r.step = this.deps.backup ? this.deps.backup.gate(step, r.topology) : step;
+    return Promise.resolve(CONTINUE);
+  }
+
+  /** Performs the chosen step; after a change, looks again soon. */
+  private async perform(r: Round): Promise<StepResult> {
+    const members = membersOf(r.snapshot);
+    if (!members || !r.step) return CONTINUE;
+    const acted = await perform(this.deps, r.step, r.topology, members, urlsOf(r.snapshot!), r.target, r.log);
+    return acted ? requeueAfter(AFTER_ACTION_MS) : CONTINUE;
+  }
+
+  /** Reads the backup Job in flight and starts the next one when due (also while etcd cannot be read). */
+  private async backups(r: Round): Promise<StepResult> {
+    if (!this.deps.backup) return CONTINUE;
+    const members = membersOf(r.snapshot);
+    const etcd = members ? { members, urls: urlsOf(r.snapshot!) } : undefined;
+    const result = await this.deps.backup.sync(r.topology, etcd, r.step, r.target, r.log);
+    r.backup = { status: result.status };
+    return requeueAfter(result.requeueAfterMs);
+  }
+
+  /**
+   * The status this round ends with. With a snapshot, computed from it; a round that failed before
+   * observing keeps the status it had. A failed step makes Degraded and Progressing ReconcileFailed.
+   */
+  private statusOf(r: Round, failure: StepFailure | undefined): EtcdTopologyStatus {
+    const { topology } = r;
+    const generation = topology.metadata.generation ?? 0;
+    const s = r.snapshot;
+    const status: EtcdTopologyStatus = s === undefined ? { ...topology.status, observedGeneration: generation } : this.observedStatus(r, s);
+    if (failure) {
+      const updates = stepFailedConditions(failure, findCondition(status.conditions, 'Degraded'));
+      status.conditions = setConditions(status.conditions, updates, generation, this.deps.clock);
     }
-    const backup = this.deps.backup ? await this.deps.backup.sync(topology, 'members' in etcd ? { members: etcd.members, urls } : undefined, step, target, log) : { status: topology.status?.backup };
+    return status;
+  }
 
+  private observedStatus(r: Round, s: Snapshot): EtcdTopologyStatus {
+    const { topology, key } = r;
     const observation: Observation = {
-      eligibleCentralNodes: this.eligibleCentralNodes(topology),
-      memberPods: memberPods.map((p) => ({ name: p.metadata!.name!, node: p.spec?.nodeName, running: p.status?.phase === 'Running' })),
-      etcd,
-      proxies: this.proxies(topology),
-      step,
-      ...('alarms' in etcd ? { alarms: etcd.alarms } : {}),
+      eligibleCentralNodes: s.eligibleCentralNodes,
+      memberPods: s.activeMemberPods.map((p) => ({ name: p.metadata!.name!, node: p.spec?.nodeName, running: p.status?.phase === 'Running' })),
+      etcd: s.etcd,
+      proxies: s.proxies,
+      step: r.step,
+      ...('alarms' in s.etcd ? { alarms: s.etcd.alarms } : {}),
       ...(this.deps.upkeep ? { defragmenting: this.deps.upkeep.defragmenting(key), lastDefragmentations: this.deps.upkeep.lastDefragmentations(key) } : {}),
     };
     const status = computeStatus(topology, observation, this.deps.clock);
-    if (backup.status !== undefined) status.backup = backup.status;
-    if (tls.status !== undefined) status.tls = tls.status;
-    if (restore.status !== undefined) status.restore = restoreFailureOf(restore.status, memberPods);
-    const extra = [tls.condition, this.deps.backup?.readiness(topology, backup.status), ...restoreConditions(status.restore)].filter((c): c is ConditionUpdate => c !== undefined);
+    // A step that did not run this round leaves what this replica last decided (never an older status).
+    const decided = this.deps.backup?.decidedStatus(topology) ?? { backup: topology.status?.backup, restore: topology.status?.restore };
+    const backup = r.backup ? r.backup.status : decided.backup;
+    const restore: RestoreStatus | undefined = r.restore ? r.restore.status : decided.restore;
+    if (backup !== undefined) status.backup = backup;
+    if (r.tls?.status !== undefined) status.tls = r.tls.status;
+    if (restore !== undefined) status.restore = restoreFailureOf(restore, s.activeMemberPods);
+    const extra = [r.tls?.condition, this.deps.backup?.readiness(topology, backup), ...restoreConditions(status.restore)].filter((c): c is ConditionUpdate => c !== undefined);
     if (extra.length > 0) status.conditions = setConditions(status.conditions, extra, topology.metadata.generation ?? 0, this.deps.clock);
     this.deps.metrics?.observe(sampleOf(topology, observation, status));
-    this.deps.metrics?.certificates(namespace, name, tls.expiries ?? []);
-    await this.writeStatus(topology, status, target, log);
-    const settled = status.conditions?.filter((c) => CORE_CONDITIONS.has(c.type)).every((c) => (c.type === 'Available' ? c.status === 'True' : c.status === 'False')) ?? false;
-    // After a membership change or a pod deletion, look again soon; otherwise at the resync period (or the next certificate renewal).
-    const base = acted ? 1_000 : settled ? (this.deps.resyncMs ?? 30_000) : 5_000;
-    return { requeueAfterMs: Math.min(base, backup.requeueAfterMs ?? Infinity, restore.requeueAfterMs ?? Infinity, tls.requeueAfterMs ?? Infinity) };
+    this.deps.metrics?.certificates(r.target.namespace, r.target.name, r.tls?.expiries ?? []);
+    return status;
   }
 
-  private target(raw: KubernetesObject): EventTarget {
-    return { apiVersion: API_VERSION, kind: KIND, name: raw.metadata!.name!, namespace: raw.metadata!.namespace!, uid: raw.metadata!.uid };
+  /** Degraded InvalidSpec on an object the operator cannot parse: its conditions and observedGeneration only. */
+  private async reportInvalidSpec(raw: KubernetesObject, err: InvalidSpecError, target: EventTarget, log: Logger): Promise<void> {
+    log.warn({ err, field: err.field }, 'Cannot read the EtcdTopology; leaving its objects as they are');
+    const rawStatus = (raw as { status?: unknown }).status;
+    const conditions = conditionSchema.array().safeParse((rawStatus as { conditions?: unknown } | undefined)?.conditions);
+    const before: EtcdTopologyStatus = { ...(typeof rawStatus === 'object' && rawStatus !== null ? rawStatus : {}), conditions: conditions.success ? conditions.data : [] };
+    const generation = raw.metadata?.generation ?? 0;
+    const after: EtcdTopologyStatus = { ...before, observedGeneration: generation, conditions: setConditions(before.conditions, invalidSpecConditions(err.message), generation, this.deps.clock) };
+    await writeStatus(this.deps, before, after, target, log);
   }
 
-  private memberPods(topology: EtcdTopology, includeTerminating = false): V1Pod[] {
-    const want = selectorLabels(topology, 'member');
-    return this.deps.informers
-      .list<V1Pod>('Pod', topology.metadata.namespace)
-      .filter((p) => matches(p.metadata?.labels, want) && (includeTerminating || !p.metadata?.deletionTimestamp));
+  /** Forgets a deleted topology: owner references let the garbage collector remove what we made (PVCs stay). */
+  private forget(key: string, namespace: string, name: string): void {
+    this.lastMembers.delete(key);
+    this.deps.upkeep?.forget(key);
+    this.deps.metrics?.forget(namespace, name);
   }
+}
 
-  /**
-   * Performs the one step the planner chose and says whether it changed anything. etcd refusing a
-   * membership change as transient (an election, "unhealthy cluster" right after a restart) is not
-   * an error: the step is simply chosen again on the next visit.
-   */
-  private async perform(step: Step, topology: EtcdTopology, members: MemberHealth[], urls: Map<string, string>, target: EventTarget, log: Logger): Promise<boolean> {
-    const ns = topology.metadata.namespace!;
-    const leader = leaderOf(members);
-    const leaderUrl = (leader && urls.get(leader.name)) ?? [...urls.values()][0];
-    const anyUrl = (exclude?: string): string | undefined => (leader && leader.name !== exclude ? urls.get(leader.name) : undefined) ?? [...urls.entries()].find(([n]) => n !== exclude)?.[1];
-    try {
-      switch (step.action) {
-        case 'None':
-        case 'Wait':
-          return false;
-        case 'Stop':
-          log.error({ reason: step.reason }, step.message);
-          this.deps.events.record(target, 'Warning', step.reason, step.message);
-          return false;
-        case 'AddLearner': {
-          const url = anyUrl();
-          if (!url) return false;
-          await this.deps.admin.memberAdd(url, [memberPeerURL(topology, step.member)], { learner: true });
-          break;
-        }
-        case 'PromoteLearner': {
-          const url = anyUrl(step.member);
-          if (!url) return false;
-          await this.deps.admin.memberPromote(url, step.id);
-          break;
-        }
-        case 'MoveLeader':
-          if (!leaderUrl) return false;
-          await this.deps.admin.moveLeader(leaderUrl, step.to);
-          break;
-        case 'RemoveMember': {
-          const url = anyUrl(step.member);
-          if (!url) return false;
-          await this.deps.admin.memberRemove(url, step.id);
-          break;
-        }
-        case 'DeletePod':
-          await this.deps.writer.deletePod(ns, step.pod);
-          if (step.releaseVolume) await this.releaseClaim(ns, step.pod, target, log);
-          break;
-        case 'ReleaseVolume':
-          await this.releaseClaim(ns, step.pod, target, log);
-          break;
-        case 'Defragment':
-        case 'Compact':
-        case 'DisarmAlarms':
-          // Upkeep records its own Events (a defragmentation ends after this reconcile).
-          return (await this.deps.upkeep?.perform(step, `${ns}/${topology.metadata.name}`, members, urls, target, log)) ?? false;
-      }
-    } catch (err) {
-      if (isUnavailable(err)) {
-        log.info({ step: step.action, err: (err as Error).message }, 'etcd refused the step for now; trying again');
-        return false;
-      }
-      throw err;
-    }
-    log.info({ step: step.action, reason: step.reason }, step.message);
-    this.deps.events.record(target, 'Normal', step.reason, step.message);
-    return true;
-  }
-
-  /**
-   * Deletes a member pod's volume claim so that its next pod starts on an empty one, after switching
-   * the claim's PersistentVolume to reclaim policy Retain: the operator never destroys etcd data, even
-   * data it can no longer use. The retained volume is named in an Event for whoever cleans up.
-   */
-  private async releaseClaim(ns: string, pod: string, target: EventTarget, log: Logger): Promise<void> {
-    const claim = this.deps.informers.get<V1PersistentVolumeClaim>('PersistentVolumeClaim', claimOf(pod), ns);
-    const volume = claim?.spec?.volumeName;
-    // One Event per volume: a step repeated while the claim is still terminating finds it Retain already.
-    if (volume && (await this.deps.writer.retainVolume(volume)) === 'changed') {
-      const message = `PersistentVolume ${volume} keeps the data of ${pod} (reclaim policy Retain) after its claim ${claimOf(pod)} is deleted; delete it once the data is not needed`;
-      log.info({ pod, volume }, message);
-      this.deps.events.record(target, 'Normal', 'VolumeRetained', message);
-    }
-    if (!claim?.metadata?.deletionTimestamp) await this.deps.writer.delete('v1', 'PersistentVolumeClaim', ns, claimOf(pod));
-  }
-
-  private eligibleCentralNodes(topology: EtcdTopology): number {
-    return this.deps.informers.list<V1Node>('Node').filter((n) => matches(n.metadata?.labels, topology.spec.members.nodeSelector) && isReadyNode(n)).length;
-  }
-
-  private proxies(topology: EtcdTopology): { desired: number; ready: number } {
-    if (!topology.spec.proxy.enabled) return { desired: 0, ready: 0 };
-    const ds = this.deps.informers
-      .list<V1DaemonSet>('DaemonSet', topology.metadata.namespace)
-      .find((d) => matches(d.metadata?.labels, selectorLabels(topology, 'proxy')));
-    return { desired: ds?.status?.desiredNumberScheduled ?? 0, ready: ds?.status?.numberReady ?? 0 };
-  }
-
-  /**
-   * Server-side applies every owned object whose live copy differs from what we want, and deletes
-   * those that must not exist. While etcd cannot be read and its member set was never seen (an
-   * operator restarted during an outage), an existing StatefulSet is left alone: rendering it without
-   * the members would describe a brand-new cluster.
-   */
-  private async applyOwned(topology: EtcdTopology, input: RenderInput, etcdUnreadable: boolean, holdMembers: boolean, target: EventTarget, log: Logger): Promise<void> {
-    const ns = topology.metadata.namespace!;
-    const { members } = input;
-    for (const desired of this.deps.render.owned(topology, input)) {
-      const stamped = withAppliedHash(desired);
-      const live = this.deps.informers.get<KubernetesObject>(desired.kind!, desired.metadata!.name!, desired.metadata?.namespace);
-      if (desired.kind === 'StatefulSet' && live && members === undefined && etcdUnreadable) continue;
-      // A restore whose backup is not resolved yet: no member may start, and none may start empty.
-      if (desired.kind === 'StatefulSet' && !live && holdMembers) continue;
-      if (!needsApply(stamped, live)) continue;
-      await this.deps.writer.apply(stamped);
-      const verb = live ? 'Updated' : 'Created';
-      log.info({ kind: desired.kind, name: desired.metadata?.name }, `${verb} ${desired.kind}`);
-      this.deps.events.record(target, 'Normal', verb, `${verb} ${desired.kind} ${desired.metadata?.name}`);
-    }
-    for (const u of this.deps.render.unwanted(topology, input)) {
-      if (!this.deps.informers.get<KubernetesObject>(u.kind, u.name, ns)) continue;
-      await this.deps.writer.delete(u.apiVersion, u.kind, ns, u.name);
-      log.info({ kind: u.kind, name: u.name }, `Deleted ${u.kind}`);
-      this.deps.events.record(target, 'Normal', 'Deleted', `Deleted ${u.kind} ${u.name}`);
-    }
-  }
-
-  /** Sets each member pod's readiness gate to what etcd says of that member, writing only changes. */
-  private async syncReadinessGates(pods: V1Pod[], members: MemberHealth[], log: Logger): Promise<void> {
-    const healthy = new Set(healthyVotersOf(members).map((m) => m.name));
-    for (const pod of pods) {
-      const name = pod.metadata!.name!;
-      const isHealthy = healthy.has(name);
-      const status = isHealthy ? 'True' : 'False';
-      const current = pod.status?.conditions?.find((c) => c.type === MEMBER_HEALTHY_GATE);
-      if (current?.status === status) continue;
-      const member = members.find((m) => m.name === name);
-      const message = isHealthy
-        ? 'etcd counts this member as a healthy voter that has caught up with the leader'
-        : !member
-          ? 'etcd does not list this member'
-          : member.isLearner
-            ? 'the member is a learner, not yet a voter'
-            : member.healthy
-              ? 'the member is behind the leader'
-              : 'the member does not answer, reports errors, or knows no leader';
-      await this.deps.writer.patchPodConditions(pod.metadata!.namespace!, name, [
-        { type: MEMBER_HEALTHY_GATE, status, reason: isHealthy ? 'EtcdMemberHealthy' : 'EtcdMemberNotHealthy', message, lastTransitionTime: this.deps.clock.now().toISOString() },
-      ]);
-      log.info({ pod: name, status }, `Set readiness gate ${MEMBER_HEALTHY_GATE}`);
-    }
-  }
-
-  private async writeStatus(topology: EtcdTopology, status: ReturnType<typeof computeStatus>, target: EventTarget, log: Logger): Promise<void> {
-    const before = topology.status;
-    // Canonical comparison: the API server's key order and dropped empty fields are not changes.
-    if (before !== undefined && desiredHash(before) === desiredHash(status)) return;
-    await this.deps.writer.patchCustomStatus(GROUP, VERSION, PLURAL, topology.metadata.namespace!, topology.metadata.name!, withRemovals(before, status));
-    for (const c of status.conditions ?? []) {
-      const prior = before?.conditions?.find((p) => p.type === c.type);
-      if (prior?.status === c.status && prior.reason === c.reason) continue;
-      const warning = (c.type === 'Available' && c.status === 'False' && prior !== undefined) || (c.type === 'Degraded' && c.status === 'True');
-      this.deps.events.record(target, warning ? 'Warning' : 'Normal', c.reason, `${c.type}=${c.status}: ${c.message}`);
-      log.info({ type: c.type, status: c.status, reason: c.reason }, `Changed condition ${c.type} to ${c.status}`);
-    }
-  }
+function targetOf(raw: KubernetesObject): EventTarget {
+  return { apiVersion: API_VERSION, kind: KIND, name: raw.metadata!.name!, namespace: raw.metadata!.namespace!, uid: raw.metadata!.uid };
 }

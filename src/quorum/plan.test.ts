@@ -222,7 +222,51 @@ const rolling: Case[] = [
   },
 ];
 
+// The planner's first rule: a cordoned node announces a drain; its leader hands over before anything else.
+const cordoned: Case[] = [
+  {
+    name: "the leader's node is cordoned: leadership moves to a follower on a schedulable node",
+    count: 3,
+    members: 'L F F@90',
+    pods: { [n(0)]: { nodeCordoned: true } },
+    expect: { action: 'MoveLeader', from: '1000', to: '1001', toName: n(1), reason: 'NodeCordoned' },
+    message: 'moving leadership from main-member-0 to main-member-1: its node is cordoned',
+  },
+  {
+    name: 'a follower on a cordoned node is passed over even with the longest log',
+    count: 3,
+    members: 'L F@200 F',
+    pods: { [n(0)]: { nodeCordoned: true }, [n(1)]: { nodeCordoned: true } },
+    expect: { action: 'MoveLeader', toName: n(2), reason: 'NodeCordoned' },
+  },
+  {
+    name: 'it goes before a rolling update',
+    count: 3,
+    members: 'L F F',
+    pods: { [n(0)]: { nodeCordoned: true }, [n(2)]: { upToDate: false } },
+    expect: { action: 'MoveLeader', reason: 'NodeCordoned' },
+  },
+  {
+    name: 'every node cordoned: nowhere better to go, the plan goes on',
+    count: 3,
+    members: 'L F F',
+    pods: { [n(0)]: { nodeCordoned: true }, [n(1)]: { nodeCordoned: true }, [n(2)]: { nodeCordoned: true } },
+    expect: { action: 'None', reason: 'Converged' },
+  },
+  {
+    name: 'no caught-up follower to take over: the plan goes on',
+    count: 3,
+    members: 'L@5000 F@10 F@10',
+    pods: { [n(0)]: { nodeCordoned: true } },
+    expect: { action: 'None', reason: 'Converged' },
+  },
+  { name: 'quorum lost: stop comes first, the cordon waits', count: 3, members: 'L X X', pods: { [n(0)]: { nodeCordoned: true } }, expect: { action: 'Stop', reason: 'QuorumLost' } },
+  { name: "a follower's node cordoned: nothing to move", count: 3, members: 'L F F', pods: { [n(1)]: { nodeCordoned: true } }, expect: { action: 'None', reason: 'Converged' } },
+  { name: 'a single member has no one to hand over to', count: 1, members: 'L', pods: { [n(0)]: { nodeCordoned: true } }, expect: { action: 'None', reason: 'Converged' } },
+];
+
 describe.each([
+  ['a cordoned leader', cordoned],
   ['steady state', steady],
   ['scaling', scaling],
   ['member replacement', replacement],

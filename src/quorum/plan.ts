@@ -19,6 +19,8 @@ export interface MemberPod {
   trustOnly?: boolean;
   /** The node the pod was bound to no longer exists. */
   nodeGone: boolean;
+  /** The pod's node is cordoned (unschedulable): a drain is coming. */
+  nodeCordoned?: boolean;
   /**
    * The pod's volume holds no usable data for the member etcd lists under this name: its claim is gone
    * or bound to a volume that cannot be reached, or etcd exits saying the member was removed, its ID
@@ -113,6 +115,8 @@ export function nextStep(input: PlanInput): Step {
   const leader = leaderOf(members);
   if (leader === undefined) return { action: 'Wait', reason: 'NoLeader', message: 'a quorum of voters is healthy but none reports a leader yet' };
   const pods = new Map(input.pods.map((p) => [p.name, p]));
+  const moveOff = leaderOffCordonedNode(members, leader, pods);
+  if (moveOff !== undefined) return moveOff;
   const wanted = new Set(desired);
 
   const learner = members.filter((m) => m.isLearner).sort(byOrdinal)[0];
@@ -151,6 +155,25 @@ export function nextStep(input: PlanInput): Step {
   const rolling = rollingStep(input, leader, pods, maxLag);
   if (rolling.action !== 'None' || upkeep === undefined) return rolling;
   return nextMaintenance(view, upkeep, notSettled);
+}
+
+/**
+ * A leader whose node is cordoned (a drain is coming) hands leadership to a healthy follower on a
+ * schedulable node first, so the eviction that follows never costs an election under load.
+ */
+function leaderOffCordonedNode(members: readonly MemberHealth[], leader: MemberHealth, pods: Map<string, MemberPod>): Step | undefined {
+  const cordoned = (name: string): boolean => pods.get(name)?.nodeCordoned === true;
+  if (!cordoned(leader.name)) return undefined;
+  const to = bestTransferee(members, { prefer: (m) => !cordoned(m.name) });
+  if (to === undefined || cordoned(to.name)) return undefined;
+  return {
+    action: 'MoveLeader',
+    from: leader.id,
+    to: to.id,
+    toName: to.name,
+    reason: 'NodeCordoned',
+    message: `moving leadership from ${leader.name} to ${to.name}: its node is cordoned and its member will be evicted`,
+  };
 }
 
 function learnerStep(learner: MemberHealth, leader: MemberHealth, pod: MemberPod | undefined, wanted: Set<string>, maxLag: number): Step {

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { Registry } from 'prom-client';
+import { TopologyError } from '../errors.ts';
 import type { Logger } from './logger.ts';
 
 /** A named check: undefined when fine, else the reason it fails (served as the 503 body). */
@@ -45,7 +46,7 @@ export async function startTelemetryServer(
   const port = Number(addr.slice(i + 1));
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new Error(err.code === 'EADDRINUSE' ? `address ${addr} is already in use` : `cannot listen on ${addr}: ${err.message}`)),
+      reject(new TopologyError('ETOP_LISTEN', err.code === 'EADDRINUSE' ? `address ${addr} is already in use` : `cannot listen on ${addr}: ${err.message}`, { cause: err })),
     );
     server.listen(port, host, () => resolve());
   });

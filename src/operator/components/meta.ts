@@ -25,12 +25,30 @@ export interface ComponentContext {
   trustHash?: string | undefined;
 }
 
-/** One owned object kind: the names it owns and its desired state (undefined: it must not exist). */
+/** What the apply loop knows this round beyond the render input, for a component's hold hook. */
+export interface ApplyGuards {
+  /** etcd could not be read this round. */
+  etcdUnreadable: boolean;
+  /** No member may start yet: a restore whose backup is not resolved, or certificates about to be replaced. */
+  holdMembers: boolean;
+}
+
+/**
+ * One owned object kind: the names it owns and its desired state (undefined: it must not exist).
+ * hold, when present, may keep the live object as it is this round and says why.
+ */
 export interface Component<T extends KubernetesObject = KubernetesObject> {
   apiVersion: string;
   kind: string;
   names(topology: EtcdTopology): string[];
   desired(topology: EtcdTopology, context: ComponentContext): T | undefined;
+  hold?(live: KubernetesObject | undefined, context: ComponentContext, guards: ApplyGuards): string | undefined;
+}
+
+/** A desired object and its component's hold hook, bound to this round's render input. */
+export interface OwnedObject {
+  object: KubernetesObject;
+  hold?: (live: KubernetesObject | undefined, guards: ApplyGuards) => string | undefined;
 }
 
 export type Role = 'member' | 'proxy' | 'backup';

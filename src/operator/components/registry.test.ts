@@ -1,6 +1,6 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { ownedNames, renderOwned, unwantedOwned } from './registry.ts';
+import { ownedNames, ownedObjects, renderOwned, unwantedOwned } from './registry.ts';
 import { context, topology } from './testing.ts';
 
 const kindName = (o: KubernetesObject): string => `${o.kind}/${o.metadata?.name}`;
@@ -49,5 +49,16 @@ describe('renderOwned', () => {
     const t = topology();
     delete t.metadata.uid;
     expect(() => renderOwned(t, context)).toThrow(expect.objectContaining({ code: 'ETOP_RENDER' }));
+  });
+});
+
+describe('ownedObjects', () => {
+  it("binds each component's hold hook to the round's render input: only the member StatefulSet has one", () => {
+    const owned = ownedObjects(topology(), context);
+    expect(owned.filter((o) => o.hold !== undefined).map((o) => kindName(o.object))).toEqual(['StatefulSet/main-member']);
+    const sts = owned.find((o) => o.object.kind === 'StatefulSet')!;
+    expect(sts.hold!(sts.object, { etcdUnreadable: true, holdMembers: false })).toBe('etcd cannot be read and its member set was never seen');
+    const known = ownedObjects(topology(), { ...context, members: [{ name: 'main-member-0' }] }).find((o) => o.object.kind === 'StatefulSet')!;
+    expect(known.hold!(known.object, { etcdUnreadable: true, holdMembers: false })).toBeUndefined();
   });
 });

@@ -2,7 +2,7 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import type { EtcdTopology } from '../../api/etcd-topology.ts';
 import { clientService } from './client-service/client-service.ts';
 import { memberStatefulSet } from './member-statefulset/member-statefulset.ts';
-import type { Component, ComponentContext } from './meta.ts';
+import type { ApplyGuards, Component, ComponentContext, OwnedObject } from './meta.ts';
 import { podDisruptionBudget } from './pdb/pdb.ts';
 import { peerService } from './peer-service/peer-service.ts';
 import { proxyDaemonSet } from './proxy-daemonset/proxy-daemonset.ts';
@@ -26,9 +26,19 @@ export const components: readonly Component[] = [
   proxyNodeLocalService,
 ];
 
+/** The desired objects of a topology with their components' hold hooks, in apply order; components that must not exist are left out. */
+export function ownedObjects(topology: EtcdTopology, context: ComponentContext): OwnedObject[] {
+  return components.flatMap((c) => {
+    const object = c.desired(topology, context);
+    if (object === undefined) return [];
+    const hold = c.hold?.bind(c);
+    return [hold ? { object, hold: (live: KubernetesObject | undefined, guards: ApplyGuards) => hold(live, context, guards) } : { object }];
+  });
+}
+
 /** The desired objects of a topology, in apply order; components that must not exist are left out. */
 export function renderOwned(topology: EtcdTopology, context: ComponentContext): KubernetesObject[] {
-  return components.flatMap((c) => c.desired(topology, context) ?? []);
+  return ownedObjects(topology, context).map((o) => o.object);
 }
 
 /** Objects a topology may own that must not exist now (proxy disabled, host network): delete them if found. */

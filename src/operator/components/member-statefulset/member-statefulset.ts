@@ -177,4 +177,11 @@ export const memberStatefulSet: Component<V1StatefulSet> = {
       },
     };
   },
+  hold: (live, context, guards) => {
+    // Rendering without the member set would describe a brand-new cluster (an operator restarted during an etcd outage).
+    if (live && context.members === undefined && guards.etcdUnreadable) return 'etcd cannot be read and its member set was never seen';
+    // A restore whose backup is not resolved yet: no member may start, and none may start empty.
+    if (!live && guards.holdMembers) return 'no member may start yet';
+    return undefined;
+  },
 };
