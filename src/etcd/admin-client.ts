@@ -190,7 +190,7 @@ export class EtcdAdminClient {
   private failed(endpoint: string, operation: string, status: number, body: string): EtcdError {
     const parsed = errorResponse.safeParse(safeJson(body));
     if (parsed.success) {
-      return new EtcdError(codeForGrpc(parsed.data.code), { endpoint, operation, grpcCode: parsed.data.code, detail: `${parsed.data.message} (gRPC code ${parsed.data.code}, HTTP ${status})` });
+      return new EtcdError(codeForGrpc(parsed.data.code, parsed.data.message), { endpoint, operation, grpcCode: parsed.data.code, detail: `${parsed.data.message} (gRPC code ${parsed.data.code}, HTTP ${status})` });
     }
     const code = status === 502 || status === 503 || status === 504 ? 'ETOP_ETCD_UNAVAILABLE' : 'ETOP_ETCD_REQUEST';
     return new EtcdError(code, { endpoint, operation, detail: `HTTP ${status}: ${body.slice(0, 200)}` });

@@ -28,9 +28,15 @@ export class EtcdError extends TopologyError {
   }
 }
 
+/**
+ * A learner refuses every call but Status and serializable reads (FAILED_PRECONDITION with this
+ * message) before handling it: that member cannot serve the call, another one may.
+ */
+const LEARNER_REFUSAL = 'etcdserver: rpc not supported for learner';
+
 /** The error code for a gRPC status etcd returned. */
-export function codeForGrpc(grpcCode: number): 'ETOP_ETCD_UNAVAILABLE' | 'ETOP_ETCD_REQUEST' {
-  return UNAVAILABLE_GRPC_CODES.has(grpcCode) ? 'ETOP_ETCD_UNAVAILABLE' : 'ETOP_ETCD_REQUEST';
+export function codeForGrpc(grpcCode: number, message = ''): 'ETOP_ETCD_UNAVAILABLE' | 'ETOP_ETCD_REQUEST' {
+  return UNAVAILABLE_GRPC_CODES.has(grpcCode) || (grpcCode === 9 && message === LEARNER_REFUSAL) ? 'ETOP_ETCD_UNAVAILABLE' : 'ETOP_ETCD_REQUEST';
 }
 
 /** Whether an error says the member was unreachable or overloaded, so another member may answer. */
