@@ -3,7 +3,7 @@ import type { ActiveCall } from './active-calls.ts';
 import { CallAttempts } from './attempts.ts';
 import { classifyEtcdError, responseRaftTerm, type EtcdErrorVerdict } from './etcd-errors.ts';
 import type { ForwardDeps } from './forward-deps.ts';
-import { decodeGrpcMessage, encodeGrpcMessage, forwardedHeaders, Status, statusName } from './grpc-status.ts';
+import { decodeGrpcMessage, endWithStatus, forwardedHeaders, Status, statusName } from './grpc-status.ts';
 import { ErrorCode } from './h2/frames.ts';
 import type { H2Stream, ResetCause, StreamHandler } from './h2/stream.ts';
 import type { MemberConnection } from './member-connections.ts';
@@ -366,13 +366,7 @@ class GrpcCall implements ActiveCall, StreamHandler {
     if (this.finished) return;
     this.up?.reset(ErrorCode.CANCEL);
     this.up = undefined;
-    const status = String(code);
-    const grpcMessage = encodeGrpcMessage(message);
-    if (!this.down.headersSent) {
-      this.down.sendHeaders([':status', '200', 'content-type', 'application/grpc', 'grpc-status', status, 'grpc-message', grpcMessage], true);
-    } else {
-      this.down.sendTrailers(['grpc-status', status, 'grpc-message', grpcMessage]);
-    }
+    endWithStatus(this.down, code, message);
     this.complete(statusName(code));
   }
 

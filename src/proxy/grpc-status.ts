@@ -1,3 +1,5 @@
+import type { H2Stream } from './h2/stream.ts';
+
 /** gRPC status codes the proxy produces itself. */
 export const Status = { OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, INTERNAL: 13, UNAVAILABLE: 14, UNIMPLEMENTED: 12, RESOURCE_EXHAUSTED: 8 } as const;
 
@@ -18,6 +20,20 @@ export function encodeGrpcMessage(message: string): string {
   return Array.from(Buffer.from(message, 'utf8'))
     .map((b) => (b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`))
     .join('');
+}
+
+/**
+ * Ends a client's gRPC stream with a status of the proxy's own: as trailers after a response that
+ * started, else as a trailers-only response.
+ */
+export function endWithStatus(down: H2Stream, code: number, message: string): void {
+  const status = String(code);
+  const grpcMessage = encodeGrpcMessage(message);
+  if (!down.headersSent) {
+    down.sendHeaders([':status', '200', 'content-type', 'application/grpc', 'grpc-status', status, 'grpc-message', grpcMessage], true);
+  } else {
+    down.sendTrailers(['grpc-status', status, 'grpc-message', grpcMessage]);
+  }
 }
 
 /** Decodes a grpc-message value (percent-encoded UTF-8), leaving a malformed one as it is. */

@@ -3,7 +3,7 @@ import type { ActiveCall } from '../active-calls.ts';
 import { CallAttempts } from '../attempts.ts';
 import type { ForwardDeps } from '../forward-deps.ts';
 import { frameMessage, MessageReader } from '../grpc-frame.ts';
-import { encodeGrpcMessage, Status, statusName } from '../grpc-status.ts';
+import { endWithStatus, Status, statusName } from '../grpc-status.ts';
 import { ErrorCode } from '../h2/frames.ts';
 import type { H2Stream, ResetCause, StreamHandler } from '../h2/stream.ts';
 import type { MemberConnection } from '../member-connections.ts';
@@ -149,13 +149,7 @@ class WatchSession implements ActiveCall, StreamHandler {
   finish(code: number, message: string): void {
     if (this.finished) return;
     this.finished = true;
-    const status = String(code);
-    const grpcMessage = encodeGrpcMessage(message);
-    if (!this.down.headersSent) {
-      this.down.sendHeaders([':status', '200', 'content-type', 'application/grpc', 'grpc-status', status, 'grpc-message', grpcMessage], true);
-    } else {
-      this.down.sendTrailers(['grpc-status', status, 'grpc-message', grpcMessage]);
-    }
+    endWithStatus(this.down, code, message);
     this.complete(statusName(code));
   }
 
