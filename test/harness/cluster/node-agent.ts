@@ -1,3 +1,4 @@
+import { createWriteStream, type WriteStream } from 'node:fs';
 import { rmdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -54,16 +55,34 @@ export class NodeAgent {
   private nextNodeIP = 1;
   private hostsTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /**
+   * What the agent saw and did, one line each (node-agent.log in the cluster's directory): every pod
+   * event, every runner created, every step a pod waits on or fails at. A kubelet's log, for a test
+   * that fails on a pod that never ran to say why.
+   */
+  private readonly logFile: WriteStream;
 
   constructor(options: NodeAgentOptions) {
     this.options = options;
+    this.logFile = createWriteStream(path.join(options.dir, 'node-agent.log'), { flags: 'a' });
+  }
+
+  /** Appends one line to node-agent.log. */
+  log(line: string): void {
+    if (!this.logFile.writableEnded) this.logFile.write(`${new Date().toISOString()} ${line}\n`);
   }
 
   /** Starts watching pods and Services. */
   start(): void {
     const { api } = this.options;
+    api.onWatchNote = (line) => this.log(line);
     api.watch<Pod>('/api/v1/pods', (e) => {
       const key = e.object.metadata.uid ?? '';
+      const p = e.object;
+      this.log(
+        `pod ${e.type} ${p.metadata.namespace}/${p.metadata.name} uid=${key} rv=${p.metadata.resourceVersion} node=${p.spec?.nodeName ?? '-'} ` +
+          `phase=${p.status?.phase ?? '-'}${p.metadata.deletionTimestamp ? ' deleting' : ''}`,
+      );
       if (e.type === 'DELETED') this.pods.delete(key);
       else this.pods.set(key, e.object);
       this.podChanged(e.object, e.type === 'DELETED');
@@ -130,6 +149,7 @@ export class NodeAgent {
     this.stopped = true;
     clearTimeout(this.hostsTimer);
     await Promise.all([...this.nodes.keys()].map((n) => this.stopNode(n)));
+    await new Promise<void>((resolve) => this.logFile.end(resolve));
     // Deepest first, and only when empty: never remove anything that was there before.
     for (const dir of [...this.createdDirs].sort((a, b) => b.length - a.length)) await rmdir(dir).catch(() => undefined);
   }
@@ -163,7 +183,10 @@ export class NodeAgent {
   private podChanged(pod: Pod, deleted: boolean): void {
     if (this.stopped) return;
     const node = pod.spec?.nodeName ? this.nodes.get(pod.spec.nodeName) : undefined;
-    if (!node?.running) return;
+    if (!node?.running) {
+      if (pod.spec?.nodeName) this.log(`pod ${pod.metadata.name} uid=${pod.metadata.uid}: ignored, node ${pod.spec.nodeName} is ${node ? 'stopped' : 'not one of this agent'}`);
+      return;
+    }
     const uid = pod.metadata.uid ?? '';
     const runner = node.runners.get(uid);
     if (deleted) {
@@ -187,7 +210,9 @@ export class NodeAgent {
       dnsView: () => ({ services: [...this.services.values()], pods: [...this.pods.values()] }),
       createdDirs: this.createdDirs,
       event: (p, type, reason, message) => void this.event(p, node, type, reason, message),
+      log: (line) => this.log(`pod ${pod.metadata.name} uid=${uid} on ${node.spec.name}: ${line}`),
     });
+    this.log(`pod ${pod.metadata.name} uid=${uid}: runner created on ${node.spec.name}${pod.metadata.deletionTimestamp ? ' (terminating)' : ''}`);
     node.runners.set(uid, created);
     if (pod.metadata.deletionTimestamp) void created.terminate();
     else void created.start();
@@ -267,6 +292,7 @@ export class NodeAgent {
   private async event(pod: Pod, node: NodeState, type: string, reason: string, message: string): Promise<void> {
     const ns = pod.metadata.namespace ?? 'default';
     const time = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    this.log(`pod ${pod.metadata.name} uid=${pod.metadata.uid} on ${node.spec.name}: event ${type} ${reason}: ${message}`);
     await this.options.api
       .call('POST', `/api/v1/namespaces/${ns}/events`, {
         apiVersion: 'v1',

@@ -23,6 +23,8 @@ export interface PodRunnerDeps {
   /** Records host directories created as mount targets, removed when the cluster stops. */
   createdDirs: Set<string>;
   event: (pod: Pod, type: 'Normal' | 'Warning', reason: string, message: string) => void;
+  /** One line for the node agent's log (what the pod waits on, what failed). */
+  log: (line: string) => void;
 }
 
 interface ContainerRun {
@@ -79,6 +81,7 @@ export class PodRunner {
   private volumesReady = false;
   private readonly transitions = new Map<string, { status: string; time: string }>();
   private lastStatus = '';
+  private loggedSummary = '';
   private statusQueued = false;
   private statusDirty = false;
   private refreshTimer: NodeJS.Timeout | undefined;
@@ -126,6 +129,7 @@ export class PodRunner {
         this.volumes.set(volume.name, prepared);
       }
       this.volumesReady = true;
+      this.deps.log(`volumes ready: ${[...this.volumes.keys()].join(', ') || 'none'}`);
       this.scheduleRefresh();
       // Like the kubelet's periodic sync: re-derive the status every few seconds; writeStatus sends
       // nothing when it is unchanged, and a write that was lost is made good.
@@ -136,6 +140,7 @@ export class PodRunner {
       this.initialized = true;
       for (const c of this.containers.values()) if (!c.init) await this.launch(c);
     } catch (err) {
+      this.deps.log(`start failed: ${err instanceof PodConfigError ? err.reason : 'StartError'}: ${err instanceof Error ? err.message : String(err)}`);
       if (err instanceof PodConfigError && err.reason !== 'ContainerCreating') this.fail(err.reason, err.message);
       else this.fail('StartError', err instanceof Error ? err.message : String(err));
     }
@@ -211,12 +216,16 @@ export class PodRunner {
 
   /** Retries a preparation step while its error is transient (a claim not bound yet). */
   private async retrying<T>(step: () => Promise<T>): Promise<T | undefined> {
+    let lastWhy = '';
     for (let delay = 200; ; delay = Math.min(delay * 2, 2000)) {
       if (this.stopped || this.terminating) return undefined;
       try {
         return await step();
       } catch (err) {
         if (!(err instanceof PodConfigError) || err.reason !== 'ContainerCreating') throw err;
+        // Logged when the reason changes, not on every retry.
+        if (err.message !== lastWhy) this.deps.log(`waiting: ${err.message}`);
+        lastWhy = err.message;
         this.queueStatus();
         await new Promise((r) => setTimeout(r, delay));
       }
@@ -236,6 +245,7 @@ export class PodRunner {
       const code = await new Promise<number>((resolve) => {
         void this.launch(c, resolve);
       });
+      this.deps.log(`init container ${c.spec.name} exited with ${code}`);
       if (code === 0) return;
       if (this.pod.spec?.restartPolicy === 'Never') {
         this.fail('InitContainerFailed', `init container ${c.spec.name} exited with ${code}`);
@@ -327,6 +337,7 @@ export class PodRunner {
 
   private exited(c: ContainerRun, child: ChildProcess, code: number, onExit?: (code: number) => void): void {
     if (c.child !== child) return;
+    if (!c.init) this.deps.log(`container ${c.spec.name} exited with ${code}`);
     for (const t of c.timers) clearTimeout(t);
     c.timers = [];
     c.ready = false;
@@ -569,12 +580,16 @@ export class PodRunner {
     const serialized = JSON.stringify(status);
     if (serialized === this.lastStatus) return;
     this.lastStatus = serialized;
+    const summary = `${phase}${containersReady ? ' containers-ready' : ''}${containersReady && gatesTrue ? ' ready' : ''}`;
+    if (summary !== this.loggedSummary) this.deps.log(`status ${summary}`);
+    this.loggedSummary = summary;
     const ns = this.pod.metadata.namespace ?? 'default';
     await this.deps.api
       .call('PATCH', `/api/v1/namespaces/${ns}/pods/${this.pod.metadata.name}/status`, { status }, 'application/strategic-merge-patch+json')
-      .catch(() => {
+      .catch((err: unknown) => {
         // Lost to a race or a busy API server: write it again shortly, or the pod could keep a stale
         // status (a container that never shows ready) until something else changes.
+        this.deps.log(`status write failed (retried in 1 s): ${err instanceof Error ? err.message : String(err)}`);
         this.lastStatus = '';
         if (!this.stopped) setTimeout(() => this.queueStatus(), 1000).unref();
       });
