@@ -106,10 +106,11 @@ describe('node-pool upgrade under load', () => {
   });
   afterAll(async () => {
     try {
-      if (failed && cluster) {
+      // UPGRADE_KEEP_EVIDENCE=1 keeps them after a pass too (to read the proxy's log around a stall).
+      if ((failed || process.env['UPGRADE_KEEP_EVIDENCE'] === '1') && cluster) {
         const dest = process.env['UPGRADE_EVIDENCE_DIR'] ?? path.join(os.tmpdir(), 'etcd-topology-upgrade-failures', new Date().toISOString().replace(/[:.]/g, '-'));
         await cluster.keepEvidence(dest);
-        console.log(`node-pool upgrade failed: the cluster's logs (operator, node agent, control plane, containers), objects and events are kept in ${dest}`);
+        console.log(`node-pool upgrade ${failed ? 'failed' : 'passed'}: the cluster's logs (operator, node agent, control plane, containers), objects and events are kept in ${dest}`);
       }
       await writer?.stop();
       await direct?.stop();
@@ -162,7 +163,7 @@ describe('node-pool upgrade under load', () => {
     await sampler.stop();
     const [missing, missingDirect] = [await writer.missing(), await direct.missing()];
     const report = (label: string, w: AckedWriter): string =>
-      `${label}: ${w.acked.size} writes acknowledged, ${w.failures} failed attempts, longest write stall ${w.longestStallMs} ms` +
+      `${label}: ${w.acked.size} writes acknowledged, ${w.failures} failed attempts, longest write stall ${w.longestStallMs} ms (from ${new Date(w.longestStallFrom).toISOString()})` +
       (w.failed.length > 0 ? ` (failures: ${w.failed.slice(0, 5).map((f) => `${new Date(f.sent).toISOString()} ${f.target}: ${f.error}`).join('; ')})` : '');
     console.log(
       `node-pool upgrade: ${report('through the proxy', writer)}; ${report('straight to the members', direct)}; ` +

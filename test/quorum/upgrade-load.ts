@@ -22,6 +22,8 @@ export class AckedWriter {
   readonly acked = new Map<string, string>();
   failures = 0;
   longestStallMs = 0;
+  /** When the longest stall began (epoch ms): the last acknowledgement before it. */
+  longestStallFrom = 0;
   /** When each failed write was sent and when it failed (epoch ms), to tell what it overlapped. */
   readonly failed: { sent: number; failed: number; target: string; error: string }[] = [];
   private readonly agents = new Map<string, { key: string; agent: Agent }>();
@@ -70,14 +72,14 @@ export class AckedWriter {
             if (res.statusCode === 200) {
               this.acked.set(key, value);
               const now = Date.now();
-              this.longestStallMs = Math.max(this.longestStallMs, now - last);
+              this.noteStall(last, now);
               last = now;
             } else failed(`HTTP ${res.statusCode}: ${text.slice(0, 120)}`);
           } catch (err) {
             failed((err as Error).message);
           }
         }
-        this.longestStallMs = Math.max(this.longestStallMs, Date.now() - last);
+        this.noteStall(last, Date.now());
         await new Promise((r) => setTimeout(r, 20));
       }
     })();
@@ -86,6 +88,12 @@ export class AckedWriter {
   async stop(): Promise<void> {
     this.running = false;
     await this.loop;
+  }
+
+  private noteStall(from: number, to: number): void {
+    if (to - from <= this.longestStallMs) return;
+    this.longestStallMs = to - from;
+    this.longestStallFrom = from;
   }
 
   /** Reads every key this writer wrote through its first target and returns the ones missing or wrong. */
