@@ -1,5 +1,4 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { rmdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { hostsFor } from './dns.ts';
@@ -38,8 +37,6 @@ const STATUS_MS = 10_000;
  */
 export class NodeAgent {
   readonly nodes = new Map<string, NodeState>();
-  /** Host directories created as mount targets; removed when the agent stops. */
-  readonly createdDirs = new Set<string>();
   private readonly options: NodeAgentOptions;
   private readonly pods = new Map<string, Pod>();
   private readonly services = new Map<string, Service>();
@@ -144,14 +141,18 @@ export class NodeAgent {
     this.nodes.delete(name);
   }
 
-  /** Stops every node and removes the host directories created as mount targets. */
+  /**
+   * Stops every node. The host directories that containers' mounts were bound on (/var/lib/etcd,
+   * /etc/etcd/tls/peer, ...) stay, empty: on Linux, removing a directory detaches whatever is mounted
+   * on it in every other mount namespace, so removing them here unmounted the data and TLS volumes of
+   * the running pods of any other local cluster on the machine (other test processes), whose etcd
+   * then lost its WAL and certificates mid-test.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.hostsTimer);
     await Promise.all([...this.nodes.keys()].map((n) => this.stopNode(n)));
     await new Promise<void>((resolve) => this.logFile.end(resolve));
-    // Deepest first, and only when empty: never remove anything that was there before.
-    for (const dir of [...this.createdDirs].sort((a, b) => b.length - a.length)) await rmdir(dir).catch(() => undefined);
   }
 
   /** The node's address (InternalIP), which hostNetwork pods on it use as their pod IP. */
@@ -208,7 +209,6 @@ export class NodeAgent {
       apiserverPort: this.options.apiserverPort,
       podIP: (p) => this.podIP(p, node),
       dnsView: () => ({ services: [...this.services.values()], pods: [...this.pods.values()] }),
-      createdDirs: this.createdDirs,
       event: (p, type, reason, message) => void this.event(p, node, type, reason, message),
       log: (line) => this.log(`pod ${pod.metadata.name} uid=${uid} on ${node.spec.name}: ${line}`),
     });

@@ -1,6 +1,6 @@
 import type { V1Container, V1ContainerState, V1ContainerStatus, V1PodCondition, V1Probe } from '@kubernetes/client-node';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { hostsFor, type DnsView } from './dns.ts';
@@ -20,8 +20,6 @@ export interface PodRunnerDeps {
   apiserverPort: number;
   podIP: (pod: Pod) => string;
   dnsView: () => DnsView;
-  /** Records host directories created as mount targets, removed when the cluster stops. */
-  createdDirs: Set<string>;
   event: (pod: Pod, type: 'Normal' | 'Warning', reason: string, message: string) => void;
   /** One line for the node agent's log (what the pod waits on, what failed). */
   log: (line: string) => void;
@@ -305,7 +303,7 @@ export class PodRunner {
       }
       const src = m.subPath ? path.join(v.dir, m.subPath) : v.dir;
       if (m.subPath) await mkdir(src, { recursive: true });
-      this.recordTarget(m.mountPath);
+      // The mount point is made on the machine's file system and left there (see NodeAgent.stop).
       script.push(`mkdir -p ${quote(m.mountPath)}`, `mount --bind ${quote(src)} ${quote(m.mountPath)}`);
       if (m.readOnly) script.push(`mount -o remount,bind,ro ${quote(m.mountPath)}`);
     }
@@ -480,13 +478,6 @@ export class PodRunner {
     }
   }
 
-  private recordTarget(target: string): void {
-    // Remember which directories the mounts create on the host, outermost first, to remove them at teardown.
-    const missing: string[] = [];
-    for (let dir = target; dir !== path.dirname(dir) && !existsSync(dir); dir = path.dirname(dir)) missing.push(dir);
-    for (const d of missing) this.deps.createdDirs.add(d);
-  }
-
   private scheduleRefresh(): void {
     const next = Math.min(...[...this.volumes.values()].map((v) => v.refreshAt ?? Infinity));
     if (!Number.isFinite(next)) return;
@@ -555,7 +546,8 @@ export class PodRunner {
     let phase = 'Pending';
     if (this.failure && ['UnsupportedImage', 'UnsupportedCommand', 'UnsupportedVolume', 'UnsupportedProbe', 'UnsupportedSidecar', 'InitContainerFailed', 'StartError'].includes(this.failure.reason)) phase = 'Failed';
     else if (allTerminated && regular.length > 0) phase = regular.every((c) => c.state.terminated?.exitCode === 0) ? 'Succeeded' : 'Failed';
-    else if (this.initialized && regular.some((c) => c.state.running || c.restartCount > 0)) phase = 'Running';
+    // As the kubelet: once a container has run, the pod stays Running while it restarts.
+    else if (this.initialized && regular.some((c) => c.state.running || c.restartCount > 0 || c.lastState?.terminated)) phase = 'Running';
     const containersReady = this.initialized && regular.every((c) => c.ready);
     const gates = (this.pod.spec?.readinessGates ?? []).map((g) => g.conditionType);
     const gatesTrue = gates.every((g) => this.pod.status?.conditions?.find((x) => x.type === g)?.status === 'True');
