@@ -2,7 +2,7 @@ import { Agent, request } from 'undici';
 import { EtcdAdminClient, type EndpointTls } from '../../src/etcd/admin-client.ts';
 import { memberName, toMemberHealth } from '../../src/etcd/member-health.ts';
 import type { StatusResponse } from '../../src/etcd/responses.ts';
-import { healthyVotersOf, votersOf } from '../../src/quorum/members.ts';
+import { healthyVotersOf, leaderOf, votersOf } from '../../src/quorum/members.ts';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
@@ -150,6 +150,7 @@ export class QuorumSampler {
   start(quorum: number): void {
     this.running = true;
     this.loop = (async () => {
+      let retrying = false;
       while (this.running) {
         const eps = await this.endpoints().catch(() => undefined);
         // Not knowing where the members are (the API server was slow) is no sample, not a lost quorum.
@@ -173,12 +174,20 @@ export class QuorumSampler {
           );
           const members = toMemberHealth(list.members, statuses);
           const healthy = healthyVotersOf(members).length;
+          // The Status calls of one sample are answered at different instants: across a leader
+          // change every voter can name a leader while none names itself (it was asked just before it
+          // won, or just after it handed over). Such a sample says nothing about quorum: it is taken again.
+          if (healthy < quorum && !leaderOf(members) && votersOf(members).filter((m) => m.healthy).length >= quorum && !retrying) {
+            retrying = true;
+            continue;
+          }
+          retrying = false;
           this.samples++;
           this.minHealthy = Math.min(this.minHealthy, healthy);
           if (healthy < quorum) {
             const why = list.members.map((m) => {
               const s = statuses.get(m.ID);
-              return `${memberName(m)}${m.isLearner ? ' (learner)' : ''}: ${s instanceof Error ? s.message : s === undefined ? 'not asked' : s.leader === '0' ? 'no leader' : 'healthy'}`;
+              return `${memberName(m)}${m.isLearner ? ' (learner)' : ''}: ${s instanceof Error ? s.message : s === undefined ? 'not asked' : s.leader === '0' ? 'no leader' : s.leader === m.ID ? 'leader' : 'follower'}`;
             });
             this.lowSamples.push(`${new Date().toISOString()}: ${healthy} of ${votersOf(members).length} voters healthy (${why.join('; ')})`);
           }
