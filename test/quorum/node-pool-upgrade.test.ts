@@ -7,7 +7,7 @@ import { waitFor } from '../harness/ports.ts';
 import type { EndpointTls } from '../../src/etcd/admin-client.ts';
 import { MemberTls } from '../tls/tls-client.ts';
 import { componentPods, conditionOf, getTopology, isReady, startOperatorCluster, topologyManifest, type OperatorCluster } from '../operator/setup.ts';
-import { AckedWriter, QuorumSampler } from './upgrade-load.ts';
+import { AckedWriter, QuorumSampler, STALL_LISTED_MS } from './upgrade-load.ts';
 
 const NS = 'default';
 const NAME = 'pool';
@@ -163,7 +163,8 @@ describe('node-pool upgrade under load', () => {
     await sampler.stop();
     const [missing, missingDirect] = [await writer.missing(), await direct.missing()];
     const report = (label: string, w: AckedWriter): string =>
-      `${label}: ${w.acked.size} writes acknowledged, ${w.failures} failed attempts, longest write stall ${w.longestStallMs} ms (from ${new Date(w.longestStallFrom).toISOString()})` +
+      `${label}: ${w.acked.size} writes acknowledged, ${w.failures} failed attempts, longest write stall ${w.longestStallMs} ms (from ${new Date(w.longestStallFrom).toISOString()}; ` +
+      `all over ${STALL_LISTED_MS} ms: ${w.stalls.map((x) => `${new Date(x.from).toISOString().slice(11, 23)} ${x.ms}`).join(', ') || 'none'})` +
       (w.failed.length > 0 ? ` (failures: ${w.failed.slice(0, 5).map((f) => `${new Date(f.sent).toISOString()} ${f.target}: ${f.error}`).join('; ')})` : '');
     console.log(
       `node-pool upgrade: ${report('through the proxy', writer)}; ${report('straight to the members', direct)}; ` +

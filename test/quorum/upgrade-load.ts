@@ -6,6 +6,9 @@ import { healthyVotersOf, leaderOf, votersOf } from '../../src/quorum/members.ts
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
+/** Gaps between acknowledgements longer than this are listed, to set the proxy's beside the direct client's. */
+export const STALL_LISTED_MS = 1000;
+
 /** Where an AckedWriter sends its writes: a URL and, for https, the client certificate and the name to verify. */
 export interface WriteTarget {
   url: string;
@@ -24,6 +27,8 @@ export class AckedWriter {
   longestStallMs = 0;
   /** When the longest stall began (epoch ms): the last acknowledgement before it. */
   longestStallFrom = 0;
+  /** Every gap between acknowledgements longer than STALL_LISTED_MS: when it began and how long it was. */
+  readonly stalls: { from: number; ms: number }[] = [];
   /** When each failed write was sent and when it failed (epoch ms), to tell what it overlapped. */
   readonly failed: { sent: number; failed: number; target: string; error: string }[] = [];
   private readonly agents = new Map<string, { key: string; agent: Agent }>();
@@ -91,6 +96,9 @@ export class AckedWriter {
   }
 
   private noteStall(from: number, to: number): void {
+    // A stall is recorded once, when it ends (from is then the acknowledgement before it).
+    if (to - from > STALL_LISTED_MS && this.stalls.at(-1)?.from !== from) this.stalls.push({ from, ms: to - from });
+    else if (to - from > STALL_LISTED_MS) this.stalls.at(-1)!.ms = to - from;
     if (to - from <= this.longestStallMs) return;
     this.longestStallMs = to - from;
     this.longestStallFrom = from;
