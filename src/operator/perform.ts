@@ -70,8 +70,15 @@ export async function perform(
         break;
       }
       case 'DeletePod':
-        await deps.writer.deletePod(ns, step.pod);
+        // The claim goes first. Deleted second, it raced the pod's replacement: the StatefulSet
+        // recreates a pod as soon as the old one is gone (at once for one that never ran), and the
+        // scheduler could bind the new pod to the old claim before its deletion began; the kubelet
+        // then never starts it (the claim is being deleted, or gone for good) and the new learner
+        // never answers. Deleted first, the claim is marked before any new pod exists; its
+        // protection keeps it until the old pod is gone, and the StatefulSet waits for it to go
+        // before it creates the pod and a fresh claim.
         if (step.releaseVolume) await releaseClaim(deps, ns, step.pod, target, log);
+        await deps.writer.deletePod(ns, step.pod);
         break;
       case 'ReleaseVolume':
         await releaseClaim(deps, ns, step.pod, target, log);

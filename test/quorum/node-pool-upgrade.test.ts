@@ -1,11 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { CENTRAL_LABEL, CENTRAL_TAINT, type LocalCluster } from '../harness/cluster/local-cluster.ts';
 import type { Pod } from '../harness/cluster/types.ts';
 import { waitFor } from '../harness/ports.ts';
 import type { EndpointTls } from '../../src/etcd/admin-client.ts';
 import { MemberTls } from '../tls/tls-client.ts';
 import { componentPods, conditionOf, getTopology, isReady, startOperatorCluster, topologyManifest, type OperatorCluster } from '../operator/setup.ts';
-import { AckedWriter, QuorumSampler } from './upgrade-load.ts';
+import { AckedWriter, QuorumSampler, STALL_LISTED_MS } from './upgrade-load.ts';
 
 const NS = 'default';
 const NAME = 'pool';
@@ -22,6 +24,9 @@ describe('node-pool upgrade under load', () => {
   let direct: AckedWriter;
   let sampler: QuorumSampler;
   const refusedDrains: string[] = [];
+  /** Set when a step failed: afterAll then keeps the cluster's logs and objects before it goes. */
+  let failed = false;
+  const keepOnFailure = ({ onTestFailed }: TestContext): void => onTestFailed(() => void (failed = true));
 
   const members = (): Promise<Pod[]> => componentPods(cluster, NAME, NS, 'member');
   /** True when all is well; otherwise throws what is not, which a timed-out waitFor reports. */
@@ -37,7 +42,7 @@ describe('node-pool upgrade under load', () => {
     if (ok) return true;
     const conditions = t.status?.conditions?.map((c) => `${c.type}=${c.status}/${c.reason}: ${c.message}`).join('; ');
     const memberState = t.status?.members?.map((m) => `${m.name}(${m.role},${m.healthy ? 'healthy' : 'unhealthy'},${m.node})`).join(' ');
-    const podState = pods.map((p) => `${p.metadata.name}@${p.spec?.nodeName ?? '-'}:${p.status?.phase}${isReady(p) ? ',ready' : ''}`).join(' ');
+    const podState = pods.map((p) => `${p.metadata.name}@${p.spec?.nodeName ?? '-'}:${p.status?.phase}${isReady(p) ? ',ready' : ` (${whyNotRunning(p)})`}`).join(' ');
     // What etcd itself complains about in the pods that are not ready, for a timeout to say why.
     const complaints = await Promise.all(
       pods
@@ -73,6 +78,7 @@ describe('node-pool upgrade under load', () => {
   };
 
   beforeAll(async () => {
+    failed = true;
     env = await startOperatorCluster();
     cluster = env.cluster;
     await cluster.kubectl(['apply', '-f', '-'], topologyManifest(NAME, NS, { members: { count: 3 } }));
@@ -96,9 +102,16 @@ describe('node-pool upgrade under load', () => {
     writer.start();
     direct.start();
     sampler.start(2);
+    failed = false;
   });
   afterAll(async () => {
     try {
+      // UPGRADE_KEEP_EVIDENCE=1 keeps them after a pass too (to read the proxy's log around a stall).
+      if ((failed || process.env['UPGRADE_KEEP_EVIDENCE'] === '1') && cluster) {
+        const dest = process.env['UPGRADE_EVIDENCE_DIR'] ?? path.join(os.tmpdir(), 'etcd-topology-upgrade-failures', new Date().toISOString().replace(/[:.]/g, '-'));
+        await cluster.keepEvidence(dest);
+        console.log(`node-pool upgrade ${failed ? 'failed' : 'passed'}: the cluster's logs (operator, node agent, control plane, containers), objects and events are kept in ${dest}`);
+      }
       await writer?.stop();
       await direct?.stop();
       await sampler?.stop();
@@ -109,7 +122,8 @@ describe('node-pool upgrade under load', () => {
     }
   });
 
-  it('drains each central node in turn, refusing a concurrent second drain', { timeout: 900_000 }, async () => {
+  it('drains each central node in turn, refusing a concurrent second drain', { timeout: 900_000 }, async (ctx) => {
+    keepOnFailure(ctx);
     for (const node of ['central-0', 'central-1', 'central-2']) {
       await cordonAndDrain(node);
       const other = ['central-0', 'central-1', 'central-2'].find((n) => n !== node)!;
@@ -128,7 +142,8 @@ describe('node-pool upgrade under load', () => {
     expect(refusedDrains).toHaveLength(3);
   });
 
-  it('replaces each central node: add a new one, drain and delete the old; a fresh member joins on the new node', { timeout: 1_200_000 }, async () => {
+  it('replaces each central node: add a new one, drain and delete the old; a fresh member joins on the new node', { timeout: 1_200_000 }, async (ctx) => {
+    keepOnFailure(ctx);
     for (const [i, old] of ['central-0', 'central-1', 'central-2'].entries()) {
       const fresh = `central-new-${i}`;
       await cluster.agent.addNode({ name: fresh, labels: { ...CENTRAL_LABEL }, taints: [CENTRAL_TAINT] });
@@ -142,12 +157,14 @@ describe('node-pool upgrade under load', () => {
     expect((await members()).map((p) => p.spec?.nodeName).sort()).toEqual(['central-new-0', 'central-new-1', 'central-new-2']);
   });
 
-  it('kept quorum at every sample and lost no acknowledged write', async () => {
+  it('kept quorum at every sample and lost no acknowledged write', async (ctx) => {
+    keepOnFailure(ctx);
     await Promise.all([writer.stop(), direct.stop()]);
     await sampler.stop();
     const [missing, missingDirect] = [await writer.missing(), await direct.missing()];
     const report = (label: string, w: AckedWriter): string =>
-      `${label}: ${w.acked.size} writes acknowledged, ${w.failures} failed attempts, longest write stall ${w.longestStallMs} ms` +
+      `${label}: ${w.acked.size} writes acknowledged, ${w.failures} failed attempts, longest write stall ${w.longestStallMs} ms (from ${new Date(w.longestStallFrom).toISOString()}; ` +
+      `all over ${STALL_LISTED_MS} ms: ${w.stalls.map((x) => `${new Date(x.from).toISOString().slice(11, 23)} ${x.ms}`).join(', ') || 'none'})` +
       (w.failed.length > 0 ? ` (failures: ${w.failed.slice(0, 5).map((f) => `${new Date(f.sent).toISOString()} ${f.target}: ${f.error}`).join('; ')})` : '');
     console.log(
       `node-pool upgrade: ${report('through the proxy', writer)}; ${report('straight to the members', direct)}; ` +
@@ -161,3 +178,16 @@ describe('node-pool upgrade under load', () => {
     expect(missingDirect).toEqual([]);
   });
 });
+
+/** Why a pod is not running and ready, as the kubelet and scheduler report it: unscheduled, a waiting container, a false condition. */
+function whyNotRunning(p: Pod): string {
+  const scheduled = p.status?.conditions?.find((c) => c.type === 'PodScheduled');
+  if (!p.spec?.nodeName) return `unscheduled: ${scheduled?.reason ?? '-'} ${scheduled?.message ?? ''}`.trim();
+  const containers = [...(p.status?.initContainerStatuses ?? []).map((c) => ({ ...c, name: `init:${c.name}` })), ...(p.status?.containerStatuses ?? [])];
+  const states = containers.map((c) => {
+    const state = c.state?.waiting ? `waiting ${c.state.waiting.reason}${c.state.waiting.message ? `: ${c.state.waiting.message}` : ''}` : c.state?.running ? 'running' : `terminated ${c.state?.terminated?.exitCode}`;
+    return `${c.name} ${state}`;
+  });
+  const falseConditions = (p.status?.conditions ?? []).filter((c) => c.status !== 'True').map((c) => `${c.type}=${c.status}${c.reason ? `/${c.reason}` : ''}`);
+  return [states.length ? states.join(', ') : 'no container status (the node agent wrote none)', ...falseConditions].join('; ');
+}

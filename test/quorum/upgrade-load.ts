@@ -2,9 +2,12 @@ import { Agent, request } from 'undici';
 import { EtcdAdminClient, type EndpointTls } from '../../src/etcd/admin-client.ts';
 import { memberName, toMemberHealth } from '../../src/etcd/member-health.ts';
 import type { StatusResponse } from '../../src/etcd/responses.ts';
-import { healthyVotersOf, votersOf } from '../../src/quorum/members.ts';
+import { healthyVotersOf, leaderOf, votersOf } from '../../src/quorum/members.ts';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
+
+/** Gaps between acknowledgements longer than this are listed, to set the proxy's beside the direct client's. */
+export const STALL_LISTED_MS = 1000;
 
 /** Where an AckedWriter sends its writes: a URL and, for https, the client certificate and the name to verify. */
 export interface WriteTarget {
@@ -22,6 +25,10 @@ export class AckedWriter {
   readonly acked = new Map<string, string>();
   failures = 0;
   longestStallMs = 0;
+  /** When the longest stall began (epoch ms): the last acknowledgement before it. */
+  longestStallFrom = 0;
+  /** Every gap between acknowledgements longer than STALL_LISTED_MS: when it began and how long it was. */
+  readonly stalls: { from: number; ms: number }[] = [];
   /** When each failed write was sent and when it failed (epoch ms), to tell what it overlapped. */
   readonly failed: { sent: number; failed: number; target: string; error: string }[] = [];
   private readonly agents = new Map<string, { key: string; agent: Agent }>();
@@ -70,14 +77,14 @@ export class AckedWriter {
             if (res.statusCode === 200) {
               this.acked.set(key, value);
               const now = Date.now();
-              this.longestStallMs = Math.max(this.longestStallMs, now - last);
+              this.noteStall(last, now);
               last = now;
             } else failed(`HTTP ${res.statusCode}: ${text.slice(0, 120)}`);
           } catch (err) {
             failed((err as Error).message);
           }
         }
-        this.longestStallMs = Math.max(this.longestStallMs, Date.now() - last);
+        this.noteStall(last, Date.now());
         await new Promise((r) => setTimeout(r, 20));
       }
     })();
@@ -86,6 +93,15 @@ export class AckedWriter {
   async stop(): Promise<void> {
     this.running = false;
     await this.loop;
+  }
+
+  private noteStall(from: number, to: number): void {
+    // A stall is recorded once, when it ends (from is then the acknowledgement before it).
+    if (to - from > STALL_LISTED_MS && this.stalls.at(-1)?.from !== from) this.stalls.push({ from, ms: to - from });
+    else if (to - from > STALL_LISTED_MS) this.stalls.at(-1)!.ms = to - from;
+    if (to - from <= this.longestStallMs) return;
+    this.longestStallMs = to - from;
+    this.longestStallFrom = from;
   }
 
   /** Reads every key this writer wrote through its first target and returns the ones missing or wrong. */
@@ -142,6 +158,7 @@ export class QuorumSampler {
   start(quorum: number): void {
     this.running = true;
     this.loop = (async () => {
+      let retrying = false;
       while (this.running) {
         const eps = await this.endpoints().catch(() => undefined);
         // Not knowing where the members are (the API server was slow) is no sample, not a lost quorum.
@@ -165,12 +182,20 @@ export class QuorumSampler {
           );
           const members = toMemberHealth(list.members, statuses);
           const healthy = healthyVotersOf(members).length;
+          // The Status calls of one sample are answered at different instants: across a leader
+          // change every voter can name a leader while none names itself (it was asked just before it
+          // won, or just after it handed over). Such a sample says nothing about quorum: it is taken again.
+          if (healthy < quorum && !leaderOf(members) && votersOf(members).filter((m) => m.healthy).length >= quorum && !retrying) {
+            retrying = true;
+            continue;
+          }
+          retrying = false;
           this.samples++;
           this.minHealthy = Math.min(this.minHealthy, healthy);
           if (healthy < quorum) {
             const why = list.members.map((m) => {
               const s = statuses.get(m.ID);
-              return `${memberName(m)}${m.isLearner ? ' (learner)' : ''}: ${s instanceof Error ? s.message : s === undefined ? 'not asked' : s.leader === '0' ? 'no leader' : 'healthy'}`;
+              return `${memberName(m)}${m.isLearner ? ' (learner)' : ''}: ${s instanceof Error ? s.message : s === undefined ? 'not asked' : s.leader === '0' ? 'no leader' : s.leader === m.ID ? 'leader' : 'follower'}`;
             });
             this.lowSamples.push(`${new Date().toISOString()}: ${healthy} of ${votersOf(members).length} voters healthy (${why.join('; ')})`);
           }

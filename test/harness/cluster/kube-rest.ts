@@ -41,6 +41,8 @@ export class KubeRest {
   private readonly agent: Agent;
   private readonly server: string;
   private closed = false;
+  /** Where the watches say why they list again (a broken or expired watch); the node agent's log. */
+  onWatchNote: (line: string) => void = () => undefined;
 
   constructor(server: string, tls: { ca: string; cert: string; key: string }) {
     this.server = server;
@@ -108,7 +110,7 @@ export class KubeRest {
               headers: { accept: 'application/json' },
             });
             if (res.statusCode !== 200) {
-              await res.body.text();
+              this.onWatchNote(`watch ${base}: HTTP ${res.statusCode} ${(await res.body.text()).slice(0, 200)}; listing again`);
               break;
             }
             let buffer = '';
@@ -122,6 +124,7 @@ export class KubeRest {
                 if (line.trim() === '') continue;
                 const event = JSON.parse(line) as WatchEvent<T>;
                 if (event.type === 'ERROR') {
+                  this.onWatchNote(`watch ${base}: ERROR ${JSON.stringify(event.object).slice(0, 200)}; listing again`);
                   expired = true;
                   continue;
                 }
@@ -136,7 +139,7 @@ export class KubeRest {
           }
         } catch (err) {
           if (this.closed) return;
-          void err;
+          this.onWatchNote(`watch ${base}: ${err instanceof Error ? err.message : String(err)}; listing again`);
         }
         if (!this.closed) await new Promise((r) => setTimeout(r, 500));
       }

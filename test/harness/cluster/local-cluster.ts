@@ -1,4 +1,5 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { lstatSync } from 'node:fs';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { binaries } from '../binaries.ts';
@@ -102,6 +103,28 @@ export class LocalCluster {
     const node = pod.spec?.nodeName;
     if (!node) return Promise.reject(new Error(`pod ${pod.metadata.name} was never bound to a node: it has no logs`));
     return readFile(path.join(this.dir, 'nodes', node, 'pods', pod.metadata.uid ?? pod.metadata.name, `${container}.log`), 'utf8');
+  }
+
+  /**
+   * Keeps what explains a failure before stop() removes it: every log of the cluster (control plane,
+   * node agent, operator, each container's) under dest with the cluster's own layout, and the API's
+   * objects and events as they are now. Data directories are not copied.
+   */
+  async keepEvidence(dest: string): Promise<void> {
+    await mkdir(dest, { recursive: true });
+    const logsOnly = (src: string): boolean => {
+      const parts = path.relative(this.dir, src).split(path.sep);
+      // Skip the control plane's etcd data and every volume (etcd data, hostPath, Secrets).
+      if (parts[0] === 'etcd' || parts.includes('volumes') || parts.includes('host')) return false;
+      return src.endsWith('.log') || lstatSync(src).isDirectory();
+    };
+    await cp(this.dir, dest, { recursive: true, filter: logsOnly });
+    const dump = async (file: string, args: string[]): Promise<void> => {
+      const out = await this.kubectl(args).catch((err: unknown) => `kubectl ${args.join(' ')} failed: ${String(err)}`);
+      await writeFile(path.join(dest, file), out);
+    };
+    await dump('objects.yaml', ['get', 'nodes,pods,pvc,pv,statefulsets,daemonsets,etcdtopologies', '-A', '-o', 'yaml']);
+    await dump('events.txt', ['get', 'events', '-A', '--sort-by=.lastTimestamp', '-o', 'wide']);
   }
 
   /** Stops every process and removes the cluster's directory. */

@@ -1,4 +1,4 @@
-import { rmdir } from 'node:fs/promises';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { hostsFor } from './dns.ts';
@@ -37,8 +37,6 @@ const STATUS_MS = 10_000;
  */
 export class NodeAgent {
   readonly nodes = new Map<string, NodeState>();
-  /** Host directories created as mount targets; removed when the agent stops. */
-  readonly createdDirs = new Set<string>();
   private readonly options: NodeAgentOptions;
   private readonly pods = new Map<string, Pod>();
   private readonly services = new Map<string, Service>();
@@ -54,16 +52,34 @@ export class NodeAgent {
   private nextNodeIP = 1;
   private hostsTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /**
+   * What the agent saw and did, one line each (node-agent.log in the cluster's directory): every pod
+   * event, every runner created, every step a pod waits on or fails at. A kubelet's log, for a test
+   * that fails on a pod that never ran to say why.
+   */
+  private readonly logFile: WriteStream;
 
   constructor(options: NodeAgentOptions) {
     this.options = options;
+    this.logFile = createWriteStream(path.join(options.dir, 'node-agent.log'), { flags: 'a' });
+  }
+
+  /** Appends one line to node-agent.log. */
+  log(line: string): void {
+    if (!this.logFile.writableEnded) this.logFile.write(`${new Date().toISOString()} ${line}\n`);
   }
 
   /** Starts watching pods and Services. */
   start(): void {
     const { api } = this.options;
+    api.onWatchNote = (line) => this.log(line);
     api.watch<Pod>('/api/v1/pods', (e) => {
       const key = e.object.metadata.uid ?? '';
+      const p = e.object;
+      this.log(
+        `pod ${e.type} ${p.metadata.namespace}/${p.metadata.name} uid=${key} rv=${p.metadata.resourceVersion} node=${p.spec?.nodeName ?? '-'} ` +
+          `phase=${p.status?.phase ?? '-'}${p.metadata.deletionTimestamp ? ' deleting' : ''}`,
+      );
       if (e.type === 'DELETED') this.pods.delete(key);
       else this.pods.set(key, e.object);
       this.podChanged(e.object, e.type === 'DELETED');
@@ -125,13 +141,18 @@ export class NodeAgent {
     this.nodes.delete(name);
   }
 
-  /** Stops every node and removes the host directories created as mount targets. */
+  /**
+   * Stops every node. The host directories that containers' mounts were bound on (/var/lib/etcd,
+   * /etc/etcd/tls/peer, ...) stay, empty: on Linux, removing a directory detaches whatever is mounted
+   * on it in every other mount namespace, so removing them here unmounted the data and TLS volumes of
+   * the running pods of any other local cluster on the machine (other test processes), whose etcd
+   * then lost its WAL and certificates mid-test.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.hostsTimer);
     await Promise.all([...this.nodes.keys()].map((n) => this.stopNode(n)));
-    // Deepest first, and only when empty: never remove anything that was there before.
-    for (const dir of [...this.createdDirs].sort((a, b) => b.length - a.length)) await rmdir(dir).catch(() => undefined);
+    await new Promise<void>((resolve) => this.logFile.end(resolve));
   }
 
   /** The node's address (InternalIP), which hostNetwork pods on it use as their pod IP. */
@@ -163,7 +184,10 @@ export class NodeAgent {
   private podChanged(pod: Pod, deleted: boolean): void {
     if (this.stopped) return;
     const node = pod.spec?.nodeName ? this.nodes.get(pod.spec.nodeName) : undefined;
-    if (!node?.running) return;
+    if (!node?.running) {
+      if (pod.spec?.nodeName) this.log(`pod ${pod.metadata.name} uid=${pod.metadata.uid}: ignored, node ${pod.spec.nodeName} is ${node ? 'stopped' : 'not one of this agent'}`);
+      return;
+    }
     const uid = pod.metadata.uid ?? '';
     const runner = node.runners.get(uid);
     if (deleted) {
@@ -185,9 +209,10 @@ export class NodeAgent {
       apiserverPort: this.options.apiserverPort,
       podIP: (p) => this.podIP(p, node),
       dnsView: () => ({ services: [...this.services.values()], pods: [...this.pods.values()] }),
-      createdDirs: this.createdDirs,
       event: (p, type, reason, message) => void this.event(p, node, type, reason, message),
+      log: (line) => this.log(`pod ${pod.metadata.name} uid=${uid} on ${node.spec.name}: ${line}`),
     });
+    this.log(`pod ${pod.metadata.name} uid=${uid}: runner created on ${node.spec.name}${pod.metadata.deletionTimestamp ? ' (terminating)' : ''}`);
     node.runners.set(uid, created);
     if (pod.metadata.deletionTimestamp) void created.terminate();
     else void created.start();
@@ -267,6 +292,7 @@ export class NodeAgent {
   private async event(pod: Pod, node: NodeState, type: string, reason: string, message: string): Promise<void> {
     const ns = pod.metadata.namespace ?? 'default';
     const time = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    this.log(`pod ${pod.metadata.name} uid=${pod.metadata.uid} on ${node.spec.name}: event ${type} ${reason}: ${message}`);
     await this.options.api
       .call('POST', `/api/v1/namespaces/${ns}/events`, {
         apiVersion: 'v1',

@@ -1,6 +1,6 @@
 import type { V1Container, V1ContainerState, V1ContainerStatus, V1PodCondition, V1Probe } from '@kubernetes/client-node';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { hostsFor, type DnsView } from './dns.ts';
@@ -20,9 +20,9 @@ export interface PodRunnerDeps {
   apiserverPort: number;
   podIP: (pod: Pod) => string;
   dnsView: () => DnsView;
-  /** Records host directories created as mount targets, removed when the cluster stops. */
-  createdDirs: Set<string>;
   event: (pod: Pod, type: 'Normal' | 'Warning', reason: string, message: string) => void;
+  /** One line for the node agent's log (what the pod waits on, what failed). */
+  log: (line: string) => void;
 }
 
 interface ContainerRun {
@@ -79,6 +79,7 @@ export class PodRunner {
   private volumesReady = false;
   private readonly transitions = new Map<string, { status: string; time: string }>();
   private lastStatus = '';
+  private loggedSummary = '';
   private statusQueued = false;
   private statusDirty = false;
   private refreshTimer: NodeJS.Timeout | undefined;
@@ -126,6 +127,7 @@ export class PodRunner {
         this.volumes.set(volume.name, prepared);
       }
       this.volumesReady = true;
+      this.deps.log(`volumes ready: ${[...this.volumes.keys()].join(', ') || 'none'}`);
       this.scheduleRefresh();
       // Like the kubelet's periodic sync: re-derive the status every few seconds; writeStatus sends
       // nothing when it is unchanged, and a write that was lost is made good.
@@ -136,6 +138,7 @@ export class PodRunner {
       this.initialized = true;
       for (const c of this.containers.values()) if (!c.init) await this.launch(c);
     } catch (err) {
+      this.deps.log(`start failed: ${err instanceof PodConfigError ? err.reason : 'StartError'}: ${err instanceof Error ? err.message : String(err)}`);
       if (err instanceof PodConfigError && err.reason !== 'ContainerCreating') this.fail(err.reason, err.message);
       else this.fail('StartError', err instanceof Error ? err.message : String(err));
     }
@@ -211,12 +214,16 @@ export class PodRunner {
 
   /** Retries a preparation step while its error is transient (a claim not bound yet). */
   private async retrying<T>(step: () => Promise<T>): Promise<T | undefined> {
+    let lastWhy = '';
     for (let delay = 200; ; delay = Math.min(delay * 2, 2000)) {
       if (this.stopped || this.terminating) return undefined;
       try {
         return await step();
       } catch (err) {
         if (!(err instanceof PodConfigError) || err.reason !== 'ContainerCreating') throw err;
+        // Logged when the reason changes, not on every retry.
+        if (err.message !== lastWhy) this.deps.log(`waiting: ${err.message}`);
+        lastWhy = err.message;
         this.queueStatus();
         await new Promise((r) => setTimeout(r, delay));
       }
@@ -236,6 +243,7 @@ export class PodRunner {
       const code = await new Promise<number>((resolve) => {
         void this.launch(c, resolve);
       });
+      this.deps.log(`init container ${c.spec.name} exited with ${code}`);
       if (code === 0) return;
       if (this.pod.spec?.restartPolicy === 'Never') {
         this.fail('InitContainerFailed', `init container ${c.spec.name} exited with ${code}`);
@@ -295,7 +303,7 @@ export class PodRunner {
       }
       const src = m.subPath ? path.join(v.dir, m.subPath) : v.dir;
       if (m.subPath) await mkdir(src, { recursive: true });
-      this.recordTarget(m.mountPath);
+      // The mount point is made on the machine's file system and left there (see NodeAgent.stop).
       script.push(`mkdir -p ${quote(m.mountPath)}`, `mount --bind ${quote(src)} ${quote(m.mountPath)}`);
       if (m.readOnly) script.push(`mount -o remount,bind,ro ${quote(m.mountPath)}`);
     }
@@ -327,6 +335,7 @@ export class PodRunner {
 
   private exited(c: ContainerRun, child: ChildProcess, code: number, onExit?: (code: number) => void): void {
     if (c.child !== child) return;
+    if (!c.init) this.deps.log(`container ${c.spec.name} exited with ${code}`);
     for (const t of c.timers) clearTimeout(t);
     c.timers = [];
     c.ready = false;
@@ -469,13 +478,6 @@ export class PodRunner {
     }
   }
 
-  private recordTarget(target: string): void {
-    // Remember which directories the mounts create on the host, outermost first, to remove them at teardown.
-    const missing: string[] = [];
-    for (let dir = target; dir !== path.dirname(dir) && !existsSync(dir); dir = path.dirname(dir)) missing.push(dir);
-    for (const d of missing) this.deps.createdDirs.add(d);
-  }
-
   private scheduleRefresh(): void {
     const next = Math.min(...[...this.volumes.values()].map((v) => v.refreshAt ?? Infinity));
     if (!Number.isFinite(next)) return;
@@ -544,7 +546,8 @@ export class PodRunner {
     let phase = 'Pending';
     if (this.failure && ['UnsupportedImage', 'UnsupportedCommand', 'UnsupportedVolume', 'UnsupportedProbe', 'UnsupportedSidecar', 'InitContainerFailed', 'StartError'].includes(this.failure.reason)) phase = 'Failed';
     else if (allTerminated && regular.length > 0) phase = regular.every((c) => c.state.terminated?.exitCode === 0) ? 'Succeeded' : 'Failed';
-    else if (this.initialized && regular.some((c) => c.state.running || c.restartCount > 0)) phase = 'Running';
+    // As the kubelet: once a container has run, the pod stays Running while it restarts.
+    else if (this.initialized && regular.some((c) => c.state.running || c.restartCount > 0 || c.lastState?.terminated)) phase = 'Running';
     const containersReady = this.initialized && regular.every((c) => c.ready);
     const gates = (this.pod.spec?.readinessGates ?? []).map((g) => g.conditionType);
     const gatesTrue = gates.every((g) => this.pod.status?.conditions?.find((x) => x.type === g)?.status === 'True');
@@ -569,12 +572,16 @@ export class PodRunner {
     const serialized = JSON.stringify(status);
     if (serialized === this.lastStatus) return;
     this.lastStatus = serialized;
+    const summary = `${phase}${containersReady ? ' containers-ready' : ''}${containersReady && gatesTrue ? ' ready' : ''}`;
+    if (summary !== this.loggedSummary) this.deps.log(`status ${summary}`);
+    this.loggedSummary = summary;
     const ns = this.pod.metadata.namespace ?? 'default';
     await this.deps.api
       .call('PATCH', `/api/v1/namespaces/${ns}/pods/${this.pod.metadata.name}/status`, { status }, 'application/strategic-merge-patch+json')
-      .catch(() => {
+      .catch((err: unknown) => {
         // Lost to a race or a busy API server: write it again shortly, or the pod could keep a stale
         // status (a container that never shows ready) until something else changes.
+        this.deps.log(`status write failed (retried in 1 s): ${err instanceof Error ? err.message : String(err)}`);
         this.lastStatus = '';
         if (!this.stopped) setTimeout(() => this.queueStatus(), 1000).unref();
       });

@@ -114,6 +114,9 @@ export async function prepareVolume(ctx: Context, volume: V1Volume): Promise<Pre
     const claim = volume.persistentVolumeClaim.claimName;
     const pvc = await api.call<PersistentVolumeClaim>('GET', `/api/v1/namespaces/${ns}/persistentvolumeclaims/${claim}`).catch(() => undefined);
     if (!pvc?.spec?.volumeName || pvc.status?.phase !== 'Bound') throw new PodConfigError('ContainerCreating', `persistentvolumeclaim "${claim}" is not bound yet`);
+    // As the kubelet: a claim being deleted is never mounted (the pod waits; its claim protection
+    // keeps the claim only while such a pod exists).
+    if (pvc.metadata.deletionTimestamp) throw new PodConfigError('ContainerCreating', `persistentvolumeclaim "${claim}" is being deleted`);
     const pv = await api.call<PersistentVolume>('GET', `/api/v1/persistentvolumes/${pvc.spec.volumeName}`);
     const pvPath = pv.spec?.local?.path ?? pv.spec?.hostPath?.path;
     if (!pvPath) throw new PodConfigError('CreateContainerConfigError', `persistentvolume "${pv.metadata.name}" is neither local nor hostPath`);
