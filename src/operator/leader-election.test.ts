@@ -1,6 +1,6 @@
 import type { V1Lease } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { decide, defaultLeaseTimings, invalidTimings, observe, renewDeadlinePassed } from './leader-election.ts';
+import { decide, defaultLeaseTimings, invalidTimings, observe, renewDeadlinePassed, timeoutMessage } from './leader-election.ts';
 
 const lease = (holder: string | undefined, renewSecond = 5, transitions = 0): V1Lease => ({
   spec: { holderIdentity: holder, leaseDurationSeconds: 15, renewTime: new Date(`2026-01-01T00:00:${String(renewSecond).padStart(2, '0')}Z`), leaseTransitions: transitions },
@@ -67,5 +67,14 @@ describe('invalidTimings', () => {
     ['lease duration under a second', { leaseDurationMs: 900, renewDeadlineMs: 500, retryPeriodMs: 100 }, 'leader-elect-lease-duration'],
   ])('%s → %s', (_what, timings, flag) => {
     expect(invalidTimings(timings)?.flag).toBe(flag);
+  });
+});
+
+describe('timeoutMessage', () => {
+  it('says how long the attempt really waited, and the limit', () => {
+    expect(timeoutMessage(2001.4, 2000)).toBe("no answer from the API server after 2001ms (the attempt's limit was 2000ms)");
+  });
+  it('says so when the timer fired late (a stalled event loop), instead of claiming the limit passed', () => {
+    expect(timeoutMessage(4312, 1)).toBe("no answer from the API server after 4312ms (the attempt's limit was 1ms; the timer fired 4311ms late, so this process was stalled)");
   });
 });

@@ -228,10 +228,22 @@ export class LeaderElector {
   }
 }
 
+/**
+ * The words for an attempt given up on: the time that really passed since it began (a stalled event
+ * loop fires the timer late, so it can be far more than the limit), and the limit (pure).
+ */
+export function timeoutMessage(elapsedMs: number, limitMs: number): string {
+  const elapsed = Math.round(elapsedMs);
+  const limit = Math.round(limitMs);
+  const late = elapsed > limit + 100 ? `; the timer fired ${elapsed - limit}ms late, so this process was stalled` : '';
+  return `no answer from the API server after ${elapsed}ms (the attempt's limit was ${limit}ms${late})`;
+}
+
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
+  const started = performance.now();
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new AttemptTimeout(`no answer from the API server within ${Math.round(ms)}ms`)), ms);
+    timer = setTimeout(() => reject(new AttemptTimeout(timeoutMessage(performance.now() - started, ms))), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
