@@ -1,6 +1,9 @@
-import type { V1Lease } from '@kubernetes/client-node';
+import { KubeConfig, type V1Lease } from '@kubernetes/client-node';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { decide, defaultLeaseTimings, invalidTimings, observe, renewDeadlinePassed, timeoutMessage } from './leader-election.ts';
+import { decide, defaultLeaseTimings, invalidTimings, LeaderElector, observe, renewDeadlinePassed, timeoutMessage } from './leader-election.ts';
 
 const lease = (holder: string | undefined, renewSecond = 5, transitions = 0): V1Lease => ({
   spec: { holderIdentity: holder, leaseDurationSeconds: 15, renewTime: new Date(`2026-01-01T00:00:${String(renewSecond).padStart(2, '0')}Z`), leaseTransitions: transitions },
@@ -76,5 +79,53 @@ describe('timeoutMessage', () => {
   });
   it('says so when the timer fired late (a stalled event loop), instead of claiming the limit passed', () => {
     expect(timeoutMessage(4312, 1)).toBe("no answer from the API server after 4312ms (the attempt's limit was 1ms; the timer fired 4311ms late, so this process was stalled)");
+  });
+});
+
+describe('LeaderElector against an API server that stops answering', () => {
+  it('aborts a renewal it gave up on, so that nothing it wrote lands after it stopped leading', async () => {
+    // A Lease endpoint on 127.0.0.1: creates the lease, then leaves every later request unanswered.
+    const requests: { method: string; closed: boolean }[] = [];
+    let answering = true;
+    let created = 0;
+    const server = http.createServer((req, res) => {
+      const r = { method: req.method!, closed: false };
+      requests.push(r);
+      res.on('close', () => (r.closed = true));
+      req.resume();
+      if (!answering) return; // never answers
+      if (req.method === 'GET') {
+        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', code: 404, reason: 'NotFound' }));
+        return;
+      }
+      answering = false; // the create succeeds, and the server stops answering
+      created = requests.length;
+      res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'l', namespace: 'ns', resourceVersion: '1' }, spec: { holderIdentity: 'me' } }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: 'c', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
+      users: [{ name: 'u' }],
+      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+      currentContext: 'x',
+    });
+    const logger = pino({ level: 'silent' });
+    const elector = new LeaderElector({ kubeConfig: kc, namespace: 'ns', name: 'l', identity: 'me', logger, timings: { leaseDurationMs: 3000, renewDeadlineMs: 1500, retryPeriodMs: 500 } });
+    const events: string[] = [];
+    try {
+      await new Promise<void>((resolve) => elector.start(() => events.push('started'), () => (events.push('stopped'), resolve())));
+      expect(events).toEqual(['started', 'stopped']);
+      // Every renewal read was given up on by the deadline: its request was aborted, not left to land later.
+      await new Promise((r) => setTimeout(r, 100));
+      const renewals = requests.slice(created);
+      expect(renewals.length).toBeGreaterThan(0);
+      expect(renewals.map((r) => `${r.method} ${r.closed ? 'aborted' : 'still open'}`)).toEqual(renewals.map(() => 'GET aborted'));
+    } finally {
+      await elector.stop();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 });
