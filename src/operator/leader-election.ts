@@ -67,6 +67,16 @@ export function renewDeadlinePassed(lastRenewedMs: number, nowMs: number, renewD
   return nowMs - lastRenewedMs >= renewDeadlineMs;
 }
 
+/**
+ * How long one renewal attempt may wait, with leftMs to the renew deadline (pure): at most half the
+ * renew deadline (at least 1 s), as client-go bounds its lock's requests, so that a request the API
+ * server accepts and never answers (a server starting up, a stuck storage) leaves time for another
+ * attempt before the deadline instead of using it all up; never past the deadline.
+ */
+export function renewAttemptTimeout(leftMs: number, renewDeadlineMs: number): number {
+  return Math.max(1, Math.min(leftMs, Math.max(1000, renewDeadlineMs / 2)));
+}
+
 /** Options of leader election on a coordination.k8s.io Lease. */
 export interface LeaderElectionOptions {
   kubeConfig: KubeConfig;
@@ -141,7 +151,7 @@ export class LeaderElector {
     const renew = async (): Promise<void> => {
       if (this.stopped) return;
       const left = this.lastRenewedMs + renewDeadlineMs - this.now();
-      const result = await this.attempt(Math.max(1, left)).catch((err: unknown) => {
+      const result = await this.attempt(renewAttemptTimeout(left, renewDeadlineMs)).catch((err: unknown) => {
         failures++;
         logger.warn({ err, failures, deadlineInMs: Math.round(this.lastRenewedMs + renewDeadlineMs - this.now()) }, 'Failed to renew the leader lease; retrying until the renew deadline');
         return 'failed' as const;
