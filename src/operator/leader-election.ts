@@ -1,4 +1,4 @@
-import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
+import { CoordinationV1Api, V1MicroTime, Observable, type ConfigurationOptions, type KubeConfig, type ObservableMiddleware, type V1Lease } from '@kubernetes/client-node';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../telemetry/logger.ts';
 
@@ -65,6 +65,16 @@ export function decide(lease: V1Lease | undefined, identity: string, observed: O
 /** Whether the leader must stop acting: the renew deadline passed since its last successful renewal (pure). */
 export function renewDeadlinePassed(lastRenewedMs: number, nowMs: number, renewDeadlineMs: number): boolean {
   return nowMs - lastRenewedMs >= renewDeadlineMs;
+}
+
+/**
+ * How long one renewal attempt may wait, with leftMs to the renew deadline (pure): at most half the
+ * renew deadline (at least 1 s), as client-go bounds its lock's requests, so that a request the API
+ * server accepts and never answers (a server starting up, a stuck storage) leaves time for another
+ * attempt before the deadline instead of using it all up; never past the deadline.
+ */
+export function renewAttemptTimeout(leftMs: number, renewDeadlineMs: number): number {
+  return Math.max(1, Math.min(leftMs, Math.max(1000, renewDeadlineMs / 2)));
 }
 
 /** Options of leader election on a coordination.k8s.io Lease. */
@@ -141,7 +151,7 @@ export class LeaderElector {
     const renew = async (): Promise<void> => {
       if (this.stopped) return;
       const left = this.lastRenewedMs + renewDeadlineMs - this.now();
-      const result = await this.attempt(Math.max(1, left)).catch((err: unknown) => {
+      const result = await this.attempt(renewAttemptTimeout(left, renewDeadlineMs)).catch((err: unknown) => {
         failures++;
         logger.warn({ err, failures, deadlineInMs: Math.round(this.lastRenewedMs + renewDeadlineMs - this.now()) }, 'Failed to renew the leader lease; retrying until the renew deadline');
         return 'failed' as const;
@@ -188,25 +198,35 @@ export class LeaderElector {
     await withTimeout(release(), this.timings.retryPeriodMs).catch((err: unknown) => this.options.logger.warn({ err }, 'Could not release the leader lease'));
   }
 
-  /** One read and, when allowed, one write of the lease, given up after timeoutMs. */
+  /**
+   * One read and, when allowed, one write of the lease, given up after timeoutMs. Given up means
+   * aborted: a request left running would land later, and a renewal that the API server accepts
+   * after the leader stopped acting (its renew deadline passed while the server was down, and the
+   * write went out once it was back) would show a lease renewed by a replica that no longer leads,
+   * holding off a standby for another lease duration.
+   */
   private attempt(timeoutMs: number): Promise<'ok' | 'held'> {
-    return withTimeout(this.tryAcquireOrRenew(), timeoutMs);
+    const abort = new AbortController();
+    return withTimeout(this.tryAcquireOrRenew(abortable(abort.signal)), timeoutMs, () => abort.abort());
   }
 
-  private async tryAcquireOrRenew(): Promise<'ok' | 'held'> {
+  private async tryAcquireOrRenew(options: ConfigurationOptions): Promise<'ok' | 'held'> {
     const { namespace, name, identity } = this.options;
     const leaseDurationSeconds = Math.ceil(this.timings.leaseDurationMs / 1000);
     // Lease times are MicroTime on the wire (six fractional digits); a plain Date is refused.
     const wall = new V1MicroTime();
     let lease: V1Lease;
     try {
-      lease = await this.api.readNamespacedLease({ name, namespace });
+      lease = await this.api.readNamespacedLease({ name, namespace }, options);
     } catch (err) {
       if ((err as { code?: number }).code !== 404) throw err;
-      const created = await this.api.createNamespacedLease({
-        namespace,
-        body: { metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds, acquireTime: wall, renewTime: wall, leaseTransitions: 0 } },
-      });
+      const created = await this.api.createNamespacedLease(
+        {
+          namespace,
+          body: { metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds, acquireTime: wall, renewTime: wall, leaseTransitions: 0 } },
+        },
+        options,
+      );
       this.observed = observe(undefined, created, this.now());
       return 'ok';
     }
@@ -222,16 +242,43 @@ export class LeaderElector {
       ...(action === 'take' ? { acquireTime: wall, leaseTransitions: (spec.leaseTransitions ?? 0) + 1 } : {}),
     };
     // A 409 (another replica wrote first) throws like any failure: the next attempt reads who holds it.
-    const written = await this.api.replaceNamespacedLease({ name, namespace, body: lease });
+    const written = await this.api.replaceNamespacedLease({ name, namespace, body: lease }, options);
     this.observed = observe(this.observed, written, this.now());
     return 'ok';
   }
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+/**
+ * The words for an attempt given up on: the time that really passed since it began (a stalled event
+ * loop fires the timer late, so it can be far more than the limit), and the limit (pure).
+ */
+export function timeoutMessage(elapsedMs: number, limitMs: number): string {
+  const elapsed = Math.round(elapsedMs);
+  const limit = Math.round(limitMs);
+  const late = elapsed > limit + 100 ? `; the timer fired ${elapsed - limit}ms late, so this process was stalled` : '';
+  return `no answer from the API server after ${elapsed}ms (the attempt's limit was ${limit}ms${late})`;
+}
+
+/** Per-call options of client-node that abort the call's HTTP request when signal does. */
+function abortable(signal: AbortSignal): ConfigurationOptions {
+  const middleware: ObservableMiddleware = {
+    pre: (context) => {
+      context.setSignal(signal);
+      return new Observable(Promise.resolve(context));
+    },
+    post: (context) => new Observable(Promise.resolve(context)),
+  };
+  return { middleware: [middleware], middlewareMergeStrategy: 'append' };
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout?: () => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
+  const started = performance.now();
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new AttemptTimeout(`no answer from the API server within ${Math.round(ms)}ms`)), ms);
+    timer = setTimeout(() => {
+      onTimeout?.();
+      reject(new AttemptTimeout(timeoutMessage(performance.now() - started, ms)));
+    }, ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

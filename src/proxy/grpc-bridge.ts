@@ -3,6 +3,7 @@ import type { ActiveCall } from './active-calls.ts';
 import { CallAttempts } from './attempts.ts';
 import { classifyEtcdError, responseRaftTerm, type EtcdErrorVerdict } from './etcd-errors.ts';
 import type { ForwardDeps } from './forward-deps.ts';
+import { LeaderBoundStream } from './leader.ts';
 import { decodeGrpcMessage, endWithStatus, forwardedHeaders, Status, statusName } from './grpc-status.ts';
 import { ErrorCode } from './h2/frames.ts';
 import type { H2Stream, ResetCause, StreamHandler } from './h2/stream.ts';
@@ -68,6 +69,8 @@ class GrpcCall implements ActiveCall, StreamHandler {
   private sentToLeader: string | undefined;
   private sentTerm: number | undefined;
   private termRead = false;
+  // A stream that belongs on the leader (LeaseKeepAlive): ended once the leader is another member.
+  private leaderBound: LeaderBoundStream | undefined;
 
   constructor(deps: ForwardDeps, down: H2Stream, headers: string[], path: string, info: MethodInfo | undefined, log: Logger) {
     this.deps = deps;
@@ -241,6 +244,10 @@ class GrpcCall implements ActiveCall, StreamHandler {
       this.fail(Status.UNAVAILABLE, this.attempts.unavailable());
       return;
     }
+    if (this.streaming && this.attempts.toLeader) {
+      this.leaderBound?.close();
+      this.leaderBound = new LeaderBoundStream(deps.leaders, member, (leader) => this.leaderMoved(member, leader));
+    }
     const entry = deps.members.get(member);
     const pending = this.pending;
     // A complete request with no body goes as one HEADERS frame that ends the stream.
@@ -296,8 +303,16 @@ class GrpcCall implements ActiveCall, StreamHandler {
       const term = responseRaftTerm(data);
       if (term !== undefined) this.deps.leaders.observeTerm(term);
     }
+    this.leaderBound?.observe(data);
     if (data.length > 0) this.up!.credit(this.down.sendData(data));
     if (endStream) this.fail(Status.INTERNAL, 'etcd member sent no status');
+  }
+
+  /** The leader moved off the member of a stream that belongs on the leader: the client opens it again, and it goes there. */
+  private leaderMoved(member: string, leader: string): void {
+    this.log.debug({ path: this.path, member, leader }, 'Ending a stream on a former leader so that it is opened again on the new one');
+    this.deps.metrics.streamsMovedToLeader.inc();
+    this.fail(Status.UNAVAILABLE, `etcd-topology proxy: the etcd leader is now ${leader}, not ${member}; open this stream again and it goes to the new leader`);
   }
 
   private onUpReset(code: number, cause: ResetCause): void {
@@ -384,6 +399,7 @@ class GrpcCall implements ActiveCall, StreamHandler {
     if (this.finished) return;
     this.finished = true;
     this.attempts.finish();
+    this.leaderBound?.close();
     this.pending = undefined;
     this.m.done(code);
     this.m.inFlight.dec();

@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import type { Logger } from '../telemetry/logger.ts';
+import { responseRaftTerm } from './etcd-errors.ts';
+import { frameMessage, MessageReader } from './grpc-frame.ts';
 import type { HttpUpstreams } from './http1-upstreams.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import type { UpstreamSet } from './upstreams.ts';
@@ -75,6 +77,7 @@ export class LeaderTracker {
   private pending: Promise<void> | undefined;
   private lastProbe = 0;
   private stopped = false;
+  private readonly listeners = new Set<(leader: string) => void>();
 
   constructor(options: LeaderTrackerOptions) {
     this.o = options;
@@ -134,6 +137,12 @@ export class LeaderTracker {
     await this.changedSince(sentTo, term, NOT_APPLIED_WAIT_MS);
   }
 
+  /** Calls fn with the leader's client URL each time a new leader is learned; returns what stops that. */
+  onLeaderChange(fn: (leader: string) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
   /** Stops probing. */
   stop(): void {
     this.stopped = true;
@@ -177,8 +186,12 @@ export class LeaderTracker {
     if (term !== undefined) this.raiseTerm(term, 'a member status');
     if (leader === upstreams.knownLeader) return;
     upstreams.setLeader(leader);
-    if (leader !== undefined) log.info({ leader, term }, 'Learned the etcd leader; writes go to it');
-    else log.info({ term }, 'The etcd leader is not known; writes spread over the members');
+    if (leader === undefined) {
+      log.info({ term }, 'The etcd leader is not known; writes spread over the members');
+      return;
+    }
+    log.info({ leader, term }, 'Learned the etcd leader; writes go to it');
+    for (const fn of [...this.listeners]) fn(leader);
   }
 
   private raiseTerm(term: number, source: string): void {
@@ -204,5 +217,61 @@ export class LeaderTracker {
       this.o.log.debug({ member: url, err: (err as Error).message }, 'Failed to read the member status');
       return undefined;
     }
+  }
+}
+
+// LeaseKeepAlive responses are a header, a lease ID and a TTL; anything far larger is not one.
+const MAX_KEEPALIVE_RESPONSE = 64 * 1024;
+
+/**
+ * Keeps a stream that belongs on the leader (LeaseKeepAlive) there. A follower forwards each
+ * keepalive to the leader, so a stream opened before a leader change would go on costing the old
+ * leader, now a follower, a hop per keepalive; and when the leader is not known at open, the stream
+ * goes to any member. This reads the raft term in each response the member sends on the stream
+ * (a higher one means an election: the tracker learns the leader again at once, even when nothing
+ * else flows through the proxy), and calls moved once the leader is learned to be another member
+ * than the stream's. The caller then ends the client's stream with UNAVAILABLE: clientv3's
+ * keepalive loop (and grpc-js clients') opens the stream again after an error and sends the
+ * keepalives of every lease on it, and the new stream goes to the leader. A keepalive in flight is
+ * lost, which costs nothing: the next one renews the lease, and each is sent a third of the TTL
+ * before it would expire.
+ */
+export class LeaderBoundStream {
+  private readonly leaders: LeaderTracker;
+  private readonly member: string;
+  private readonly unsubscribe: () => void;
+  private reader: MessageReader | undefined = new MessageReader(MAX_KEEPALIVE_RESPONSE);
+
+  /** member: the client URL of the member the stream went to. */
+  constructor(leaders: LeaderTracker, member: string, moved: (leader: string) => void) {
+    this.leaders = leaders;
+    this.member = member;
+    this.unsubscribe = leaders.onLeaderChange((leader) => {
+      if (leader !== this.member) moved(leader);
+    });
+  }
+
+  /** DATA the member sent on the stream. */
+  observe(data: Uint8Array): void {
+    if (this.reader === undefined) return;
+    let messages: Uint8Array[];
+    try {
+      messages = this.reader.push(data);
+    } catch {
+      // Compressed or not a keepalive response: the client's gRPC library judges the bytes; the
+      // stream is still moved when the leader is learned from elsewhere.
+      this.reader = undefined;
+      return;
+    }
+    for (const m of messages) {
+      const term = responseRaftTerm(frameMessage(m.subarray(0, Math.min(m.length, 64))));
+      if (term !== undefined) this.leaders.observeTerm(term);
+    }
+  }
+
+  /** The stream ended. */
+  close(): void {
+    this.unsubscribe();
+    this.reader = undefined;
   }
 }

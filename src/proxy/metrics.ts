@@ -25,6 +25,7 @@ export class ProxyMetrics {
   readonly clientCutOffs: Counter<'reason'>;
   readonly keepaliveFailures: Counter<'member'>;
   readonly leaderChanges: Counter;
+  readonly streamsMovedToLeader: Counter;
   private readonly cache = new Map<string, MethodMetrics>();
   private readonly counts: MethodCounts[] = [];
   private readonly members = new Map<string, LocalCount>();
@@ -111,7 +112,12 @@ export class ProxyMetrics {
     });
     this.leaderChanges = new Counter({
       name: 'etcd_topology_proxy_leader_changes_seen_total',
-      help: 'Leader elections the proxy saw: increases of the raft term, read from members\' Status (at every refresh and when a call reports that leadership moved) and from the header of every gRPC unary answer.',
+      help: 'Leader elections the proxy saw: increases of the raft term, read from members\' Status (at every refresh and when a call reports that leadership moved) and from the header of every gRPC unary answer and LeaseKeepAlive response.',
+      registers,
+    });
+    this.streamsMovedToLeader = new Counter({
+      name: 'etcd_topology_proxy_streams_moved_to_leader_total',
+      help: 'LeaseKeepAlive streams the proxy ended with UNAVAILABLE because the leader moved off their member (or was learned after they opened), so that the client opens them again on the leader.',
       registers,
     });
   }

@@ -1,5 +1,7 @@
+import { spawn } from 'node:child_process';
 import { Agent, request } from 'undici';
 import { describe, expect, it } from 'vitest';
+import { binaries } from '../harness/binaries.ts';
 import type { EtcdMember } from '../harness/etcd-cluster.ts';
 import { waitFor } from '../harness/ports.ts';
 import { useProxyFixture } from './fixture.ts';
@@ -8,6 +10,15 @@ import { handled, leadership } from './members.ts';
 
 const put = (c: EtcdClients, key: string, deadlineMs = 10_000): Promise<unknown> =>
   c.unary(c.kv, 'Put', { key: Buffer.from(key), value: Buffer.from('v') }, undefined, { deadline: Date.now() + deadlineMs });
+
+/** A member's count of a grpc-go server metric (e.g. grpc_server_msg_received_total) for one method, from its own /metrics. */
+async function grpcCount(member: EtcdMember, metric: string, method: string): Promise<number> {
+  const text = await (await fetch(`${member.clientUrl}/metrics`)).text();
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(`${metric}{`) && l.includes(`grpc_method="${method}"`))
+    .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+}
 
 /** Per-member deltas of a gRPC method's handled count while fn runs. */
 async function handledDuring(members: EtcdMember[], method: string, fn: () => Promise<void>): Promise<number[]> {
@@ -54,6 +65,50 @@ describe('proxy leader-aware routing', () => {
     });
     expect(d).toEqual(f.cluster.members.map((m) => (m === target ? 10 : 0)));
     expect(await f.proxy.metric('etcd_topology_proxy_leader_changes_seen_total')).toBeGreaterThan(seen);
+  });
+
+  it('moves a LeaseKeepAlive stream to the new leader after a MoveLeader: etcdctl keeps its lease alive, and its keepalives reach the new leader', async () => {
+    const { leader, others, idOf } = await leadership(f.cluster);
+    const target = others[0]!;
+    const moved = () => f.proxy.metric('etcd_topology_proxy_streams_moved_to_leader_total');
+    const movedBefore = await moved();
+    const keepalives = (m: EtcdMember) => grpcCount(m, 'grpc_server_msg_received_total', 'LeaseKeepAlive');
+    const opened = (m: EtcdMember) => grpcCount(m, 'grpc_server_started_total', 'LeaseKeepAlive');
+    // TTL 6 s: clientv3 sends a keepalive every 2 s (a third of the TTL).
+    const grant = await f.c.unary<{ ID: string }>(f.c.lease, 'LeaseGrant', { TTL: 6 });
+    const id = BigInt(grant.ID).toString(16);
+    const ctl = spawn(binaries().etcdctl, [`--endpoints=${f.proxy.target}`, 'lease', 'keep-alive', id]);
+    let out = '';
+    ctl.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    ctl.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const keptAlive = () => (out.match(/keepalived with TTL/g) ?? []).length;
+    try {
+      await waitFor('the first keepalive', () => keptAlive() >= 1, { timeoutMs: 10_000 });
+      await waitFor('keepalives on the leader', async () => (await keepalives(leader)) >= 2, { timeoutMs: 10_000 });
+      const onTargetBefore = await keepalives(target);
+      const openedBefore = await opened(target);
+
+      await f.cluster.etcdctl(['move-leader', BigInt(idOf(target)).toString(16)], leader.clientUrl);
+      // Nothing but the keepalives flows through the proxy here (and the refresh is 10 minutes
+      // away): the proxy learns the new term from the old leader's keepalive answers.
+      await waitFor('keepalives to reach the new leader', async () => (await keepalives(target)) > onTargetBefore, { timeoutMs: 15_000, intervalMs: 100 });
+      expect(await moved()).toBe(movedBefore + 1);
+      expect(await opened(target)).toBe(openedBefore + 1);
+      // From now on they all go there: three more on the new leader, none on the old one.
+      const onOld = await keepalives(leader);
+      const onNew = await keepalives(target);
+      const printed = keptAlive();
+      await waitFor('three more keepalives', async () => (await keepalives(target)) >= onNew + 3, { timeoutMs: 15_000, intervalMs: 200 });
+      expect(await keepalives(leader)).toBe(onOld);
+      expect(keptAlive()).toBeGreaterThanOrEqual(printed + 2);
+      expect(out).not.toMatch(/expired|revoked|Error/);
+      expect(ctl.exitCode).toBeNull();
+      const ttl = await f.c.unary<{ TTL: string }>(f.c.lease, 'LeaseTimeToLive', { ID: grant.ID });
+      expect(Number(ttl.TTL)).toBeGreaterThan(0);
+    } finally {
+      ctl.kill();
+    }
+    console.log(`etcdctl lease keep-alive across a MoveLeader: ${keptAlive()} keepalives printed`);
   });
 
   it.each(['gRPC', 'JSON gateway'] as const)('loses no %s write to MoveLeader under a continuous write load', async (protocol) => {

@@ -54,12 +54,13 @@ class FakePorts implements CoalescerPorts<Client> {
 
 function setup() {
   const ports = new FakePorts();
-  const core = new Coalescer<Client>(ports);
+  const clock = { ms: 0 };
+  const core = new Coalescer<Client>(ports, { now: () => clock.ms, progressWaitMs: 10_000 });
   const client = (s: Scope = scope) => {
     const c = new Client();
     return { c, ref: core.openStream(c, s) };
   };
-  return { ports, core, client };
+  return { ports, core, client, clock };
 }
 
 const brief = (r: WatchResponse) => ({ id: r.watchId, rev: r.revision, created: r.created, canceled: r.canceled, events: r.events, last: r.lastEventRevision });
@@ -296,5 +297,109 @@ describe('Coalescer', () => {
     expect(ports.closed).toEqual([1]);
     core.request(a.ref, create('k'));
     expect(ports.opened).toHaveLength(1);
+  });
+
+  describe('a member that leaves a progress request unanswered', () => {
+    it('gives a joiner that waited the progress wait a new group of its own; the group it waited on takes no more joiners', () => {
+      const { ports, core, client, clock } = setup();
+      const a = client();
+      core.request(a.ref, create('k'));
+      core.upstreamResponse(1, created(10));
+      const b = client();
+      clock.ms = 1000;
+      core.request(b.ref, create('k'));
+      expect(ports.progressAsked).toEqual([1]);
+      clock.ms = 10_999;
+      core.expireProgress();
+      expect(ports.opened).toHaveLength(1);
+      clock.ms = 11_000;
+      core.expireProgress();
+      // b founds group 2 (a create of its own), a stays on group 1.
+      expect(ports.opened.map((o) => o.group)).toEqual([1, 2]);
+      expect(ports.closed).toEqual([]);
+      core.upstreamResponse(2, created(12));
+      expect(b.c.got.map(brief)).toEqual([{ id: 0, rev: 12, created: true, canceled: false, events: 0, last: 0 }]);
+      // A late answer from group 1 serves nobody; events still reach a there, and b on its own group.
+      core.upstreamResponse(1, progress(11));
+      core.upstreamResponse(1, events(13));
+      core.upstreamResponse(2, events(13));
+      expect(a.c.got.filter((r) => r.events > 0)).toHaveLength(1);
+      expect(b.c.got.filter((r) => r.events > 0)).toHaveLength(1);
+      // The next identical watch joins b's group, which answers, not the one that did not.
+      const c = client();
+      core.request(c.ref, create('k'));
+      expect(ports.progressAsked).toEqual([1, 2]);
+      core.upstreamResponse(2, progress(13));
+      expect(c.c.got.map(brief)).toEqual([{ id: 0, rev: 13, created: true, canceled: false, events: 0, last: 0 }]);
+      expect(core.upstreamWatches).toBe(2);
+      expect(core.clientWatches).toBe(3);
+    });
+
+    it('also expires a joiner queued behind the unanswered request, and one waiting for a group that never opened', () => {
+      const { ports, core, client, clock } = setup();
+      core.request(client().ref, create('k'));
+      const early = client();
+      core.request(early.ref, create('k')); // waits for the created response, which never comes
+      core.request(client().ref, create('j'));
+      core.upstreamResponse(2, created(10));
+      core.request(client().ref, create('j')); // progress request in flight on group 2
+      clock.ms = 5000;
+      const queued = client();
+      core.request(queued.ref, create('j')); // queued behind it
+      clock.ms = 10_000;
+      core.expireProgress();
+      // The first joiner of j and early waited 10 s: each founds a group; the queued one waits on.
+      expect(ports.opened.map((o) => o.group)).toEqual([1, 2, 3, 4]);
+      clock.ms = 15_000;
+      core.expireProgress();
+      // The queued one joins j's new group (3), which was shared once 2 stopped taking joiners.
+      expect(ports.opened).toHaveLength(4);
+      expect(ports.progressAsked).toEqual([2]);
+      core.upstreamResponse(4, created(11));
+      expect(ports.progressAsked).toEqual([2, 4]);
+      core.upstreamResponse(4, progress(11));
+      expect(queued.c.got.map(brief)).toEqual([{ id: 0, rev: 11, created: true, canceled: false, events: 0, last: 0 }]);
+    });
+
+    it('ends a client stream whose progress request waited the progress wait with UNAVAILABLE and the reason; other streams go on', () => {
+      const { ports, core, client, clock } = setup();
+      const a = client();
+      const b = client();
+      core.request(a.ref, create('k'));
+      core.request(a.ref, create('j'));
+      core.request(b.ref, create('j'));
+      core.upstreamResponse(1, created(10));
+      core.upstreamResponse(2, created(10));
+      core.upstreamResponse(2, progress(10));
+      core.request(a.ref, PROGRESS_REQUEST);
+      core.upstreamResponse(2, progress(11)); // group 2 answers, group 1 never does
+      clock.ms = 10_000;
+      core.expireProgress();
+      expect(a.c.ended?.code).toBe(14);
+      expect(a.c.ended?.message).toMatch(/did not answer a progress request within 10s.*watch again from the revision after the last event received/);
+      expect(a.c.got.filter((r) => r.watchId === -1)).toEqual([]);
+      expect(b.c.ended).toBeUndefined();
+      expect(ports.closed).toEqual([1]); // a was group 1's only watch
+      core.upstreamResponse(2, events(12));
+      expect(b.c.got.filter((r) => r.events > 0)).toHaveLength(1);
+      expect(core.clientWatches).toBe(1);
+    });
+
+    it('expires nothing that was answered in time', () => {
+      const { ports, core, client, clock } = setup();
+      const a = client();
+      core.request(a.ref, create('k'));
+      core.upstreamResponse(1, created(10));
+      core.request(client().ref, create('k'));
+      core.request(a.ref, PROGRESS_REQUEST);
+      clock.ms = 9_999;
+      core.upstreamResponse(1, progress(10));
+      core.upstreamResponse(1, progress(10));
+      clock.ms = 60_000;
+      core.expireProgress();
+      expect(ports.opened).toHaveLength(1);
+      expect(a.c.ended).toBeUndefined();
+      expect(a.c.got.filter((r) => r.watchId === -1)).toHaveLength(1);
+    });
   });
 });

@@ -1,3 +1,4 @@
+import { Status } from '../grpc-status.ts';
 import {
   decodeWatchRequest, decodeWatchResponse, encodeCreateRequest, encodeWatchResponse, specKey, withWatchId,
   type WatchResponse, type WatchSpec,
@@ -41,6 +42,8 @@ interface ClientWatch<S> {
   spec: WatchSpec;
   group: Group<S>;
   state: WatchState;
+  /** When it began to wait for a progress answer to join (ms, the coalescer's clock). */
+  askedAt: number;
 }
 
 /** A client's WatchProgressRequest, answered once every group its watches are in has reported progress since. */
@@ -51,9 +54,27 @@ interface ProgressAsk<S> {
   revision: number;
   header: Uint8Array | undefined;
   done: boolean;
+  /** When the client asked (ms, the coalescer's clock). */
+  askedAt: number;
 }
 
 type Waiter<S> = ClientWatch<S> | ProgressAsk<S>;
+
+export interface CoalescerOptions {
+  /** Monotonic milliseconds (default performance.now). */
+  now?: () => number;
+  /** How long a joiner or a client's progress request waits for a group's progress answer (default PROGRESS_WAIT_MS). */
+  progressWaitMs?: number;
+}
+
+/**
+ * How long a member may leave a progress request unanswered before the coalescer stops waiting for
+ * it (expireProgress). etcd answers within milliseconds once its watch is synced; a watch that stays
+ * unsynced (a member far behind, or overloaded) may defer its answer for minutes. Long enough that a
+ * loaded member's answer is not given up on, short enough that a client's create or progress
+ * request is not left hanging.
+ */
+export const PROGRESS_WAIT_MS = 10_000;
 
 /** One client Watch stream. */
 export interface ClientStream<S> {
@@ -115,9 +136,13 @@ export class Coalescer<S> {
   private readonly shared = new Map<string, Group<S>>();
   private nextGroup = 1;
   private watches = 0;
+  private readonly now: () => number;
+  private readonly progressWaitMs: number;
 
-  constructor(ports: CoalescerPorts<S>) {
+  constructor(ports: CoalescerPorts<S>, options: CoalescerOptions = {}) {
     this.ports = ports;
+    this.now = options.now ?? (() => performance.now());
+    this.progressWaitMs = options.progressWaitMs ?? PROGRESS_WAIT_MS;
   }
 
   /** Client watches open now (created or being created). */
@@ -200,7 +225,7 @@ export class Coalescer<S> {
       while (stream.watches.has(stream.nextId)) stream.nextId++;
       id = stream.nextId++;
     }
-    const w: ClientWatch<S> = { kind: 'watch', stream, id, spec, group: undefined as unknown as Group<S>, state: 'joining' };
+    const w: ClientWatch<S> = { kind: 'watch', stream, id, spec, group: undefined as unknown as Group<S>, state: 'joining', askedAt: 0 };
     stream.watches.set(id, w);
     this.watches++;
     this.place(w, true);
@@ -249,7 +274,7 @@ export class Coalescer<S> {
     const groups = new Set<Group<S>>();
     for (const w of stream.watches.values()) groups.add(w.group);
     if (groups.size === 0) return; // etcd sends nothing for a stream without watches
-    const ask: ProgressAsk<S> = { kind: 'progress', stream, pending: groups, revision: Number.MAX_SAFE_INTEGER, header: undefined, done: false };
+    const ask: ProgressAsk<S> = { kind: 'progress', stream, pending: groups, revision: Number.MAX_SAFE_INTEGER, header: undefined, done: false, askedAt: this.now() };
     stream.progress = ask;
     for (const g of groups) this.wait(g, ask);
   }
@@ -267,8 +292,47 @@ export class Coalescer<S> {
 
   // --- progress ----------------------------------------------------------------------------
 
+  /**
+   * Gives up on progress answers that a member left unanswered for the progress wait; the shell
+   * calls it periodically. A group whose member did not answer in time takes no more joiners (the
+   * next identical watch founds a group of its own); each watch that waited to join it is placed
+   * again, and so gets a group, and an upstream watch, that answers; each client stream whose
+   * progress request waited on it ends with UNAVAILABLE and the reason, as after a member failure,
+   * so that the client watches again. Watches already receiving from the group keep receiving.
+   */
+  expireProgress(): void {
+    const now = this.now();
+    const due = (w: Waiter<S>): boolean => now - w.askedAt >= this.progressWaitMs;
+    for (const g of [...this.groups.values()]) {
+      if (g.state === 'closed' || !(g.waiting.some(due) || g.queued.some(due))) continue;
+      const expired = [...g.waiting.filter(due), ...g.queued.filter(due)];
+      g.waiting = g.waiting.filter((w) => !due(w));
+      g.queued = g.queued.filter((w) => !due(w));
+      if (this.shared.get(g.key) === g) this.shared.delete(g.key);
+      const seconds = Math.round(this.progressWaitMs / 1000);
+      for (const ask of expired) {
+        if (ask.kind !== 'progress' || ask.done) continue;
+        ask.done = true;
+        if (ask.stream.closed) continue;
+        this.closeStream(ask.stream);
+        this.ports.end(
+          ask.stream.handle,
+          Status.UNAVAILABLE,
+          `etcd-topology proxy: the etcd member serving a watch on this stream did not answer a progress request within ${seconds}s, so this stream's watches were cancelled; watch again from the revision after the last event received`,
+        );
+      }
+      for (const w of expired) {
+        if (w.kind !== 'watch' || w.state !== 'joining' || w.group !== g) continue;
+        g.members.delete(w);
+        this.place(w, true);
+      }
+      if (g.members.size === 0) this.closeGroup(g, true);
+    }
+  }
+
   /** Adds a waiter to the next progress answer of the group that comes from a request sent from now on. */
   private wait(g: Group<S>, waiter: Waiter<S>): void {
+    if (waiter.kind === 'watch') waiter.askedAt = this.now();
     if (g.state === 'opening') g.waiting.push(waiter);
     else if (g.progressInFlight) g.queued.push(waiter);
     else {

@@ -22,6 +22,9 @@ const MAX_RESPONSE = 64 * 1024 * 1024;
 // After a slow client's stream is ended, its status waits behind the responses it has not read;
 // a client that reads nothing more in this time has its stream reset.
 const SLOW_RESET_MS = 10_000;
+// How often progress answers a member left unanswered are looked for (Coalescer.expireProgress):
+// a joiner or progress request waits at most the coalescer's progress wait plus this.
+const PROGRESS_CHECK_MS = 1000;
 
 // Metadata that reaches the member with a shared watch and decides what it may see or how it ends:
 // the auth token (etcd reads "token" and "authorization") and clientv3's require-leader flag.
@@ -54,6 +57,7 @@ export class WatchService implements CoalescerPorts<WatchSession> {
     this.options = options;
     this.m = deps.metrics.method('grpc', 'etcdserverpb.Watch', 'Watch');
     this.core = new Coalescer(this);
+    setInterval(() => this.core.expireProgress(), PROGRESS_CHECK_MS).unref();
   }
 
   /** Takes a client's Watch stream. */
