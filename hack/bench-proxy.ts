@@ -15,7 +15,8 @@
 // part alone and replaces only its section of docs/bench/proxy.md.
 // Every run also measures the proxy against a second member that serves mutual TLS (the proxy
 // presenting its client certificate, as deployed) beside the plaintext one; --tls-only runs just
-// those two targets and replaces only that section of docs/bench/proxy.md.
+// those two targets and replaces only that section of docs/bench/proxy.md (with --baseline=DIR, the
+// baseline build against both members as well, and the ratios between the two builds).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import http2 from 'node:http2';
@@ -42,6 +43,7 @@ const tlsOnly = process.argv.includes('--tls-only');
 const PLAIN = 'etcd-topology';
 const MTLS = 'etcd-topology (mTLS to member)';
 const TLS_SECTION = '## Proxy → member over mutual TLS';
+const baselineName = (name: string): string => `${name} (baseline)`;
 const WATCH_STREAMS = 10_000;
 // One benchmark run never takes this long on a working target; past it the run is redone.
 const RUN_TIMEOUT_MS = 180_000;
@@ -552,7 +554,10 @@ async function main(): Promise<void> {
   };
   const cli = path.join(root, 'src', 'cli.ts');
   const mtls = await proxy(MTLS, cli, [], [`--endpoints=${tlsMember.url}`, ...tlsMember.proxyFlags]);
-  const targets: Target[] = tlsOnly ? [await proxy(PLAIN, cli), mtls] : [
+  const baselineCli = baselineDir === undefined ? undefined : path.resolve(baselineDir, 'src', 'cli.ts');
+  // --tls-only with --baseline: the baseline build against both members too, interleaved, for an A/B of the TLS path.
+  const tlsBaseline = tlsOnly && baselineCli !== undefined ? [await proxy(baselineName(PLAIN), baselineCli), await proxy(baselineName(MTLS), baselineCli, [], [`--endpoints=${tlsMember.url}`, ...tlsMember.proxyFlags])] : [];
+  const targets: Target[] = tlsOnly ? [await proxy(PLAIN, cli), mtls, ...tlsBaseline] : [
     new Target('direct', member.clientUrl.replace('http://', ''), undefined, () => member.process?.pid),
     // --advertise-client-url must be the proxy's own address: grpc-proxy dials it at start for its
     // self health check, with a 5s blocking dial; its default (127.0.0.1:23790) has nobody listening
@@ -564,7 +569,7 @@ async function main(): Promise<void> {
     }),
     await proxy(PLAIN, cli),
   ];
-  if (!tlsOnly && baselineDir !== undefined) targets.push(await proxy('etcd-topology (baseline)', path.resolve(baselineDir, 'src', 'cli.ts')));
+  if (!tlsOnly && baselineCli !== undefined) targets.push(await proxy(baselineName(PLAIN), baselineCli));
   if (!tlsOnly) targets.push(mtls);
   const coProxy = (coalescing: boolean): Promise<Target> =>
     proxy(`etcd-topology coalescing ${coalescing ? 'on' : 'off'}`, path.join(root, 'src', 'cli.ts'), [`--watch-coalescing=${coalescing}`]);
@@ -691,28 +696,46 @@ async function main(): Promise<void> {
   }
 }
 
-/** The mTLS-to-member section: the same proxy against the plaintext and the TLS member, with the ratio. */
+/**
+ * The mTLS-to-member section: the same proxy against the plaintext and the TLS member, with the ratio;
+ * with --baseline, the baseline build's rows beside this build's and the ratios between the builds.
+ */
 function tlsReport(results: Map<string, Result[]>, minutes: number, load: number[]): string[] {
   const fmt = (n: number, d = 0): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
   const m = (w: Workload, c: Conc, t: string, f: (r: Result) => number): number => median((results.get(`${w.name}|${c.name}|${t}`) ?? []).map(f));
+  const builds = [{ label: 'this build', plain: PLAIN, mtls: MTLS }];
+  if (results.has(`${workloads[0]!.name}|${concs[0]!.name}|${baselineName(MTLS)}`)) builds.push({ label: `baseline (${baselineDir})`, plain: baselineName(PLAIN), mtls: baselineName(MTLS) });
+  const ab = builds.length > 1;
   const out = [
     TLS_SECTION,
     '',
     `Measured by \`npm run bench:proxy${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}\` on ${new Date().toISOString().slice(0, 10)} (${rounds} rounds, ${fmt(minutes, 1)} minutes, load average ${load.map((l) => l.toFixed(1)).join(' ')} at the end),`,
-    'interleaved in the same rounds: the same proxy build against two members that differ only in TLS, one plaintext and one serving',
+    `interleaved in the same rounds: the same proxy build${ab ? ' (and the baseline build)' : ''} against two members that differ only in TLS, one plaintext and one serving`,
     'TLS with `--client-cert-auth` (ECDSA P-256 certificates from src/pki, TLS 1.3 negotiated), the proxy presenting its client certificate',
     '(`--cacert/--cert/--key`) as the DaemonSet does. The benchmark talks plaintext to the proxy in both. CPU is the proxy process\'s.',
     '',
-    '| workload | clients | plaintext req/s | mTLS req/s | mTLS / plaintext | p99 ms plaintext / mTLS | proxy CPU µs/request plaintext / mTLS |',
-    '| --- | --- | ---: | ---: | ---: | --- | --- |',
+    `| workload | clients |${ab ? ' build |' : ''} plaintext req/s | mTLS req/s | mTLS / plaintext | p99 ms plaintext / mTLS | proxy CPU µs/request plaintext / mTLS |`,
+    `| --- | --- |${ab ? ' --- |' : ''} ---: | ---: | ---: | --- | --- |`,
   ];
+  const abRows: string[] = [];
   for (const w of workloads) {
     for (const c of concs) {
-      const [p, t] = [PLAIN, MTLS].map((x) => m(w, c, x, (r) => r.rps)) as [number, number];
-      const p99 = w.summary === 'last' ? 'n/a' : `${fmt(m(w, c, PLAIN, (r) => r.p99), 2)} / ${fmt(m(w, c, MTLS, (r) => r.p99), 2)}`;
-      const cpu = w.summary === 'last' ? 'n/a' : `${fmt(m(w, c, PLAIN, (r) => r.cpu ?? NaN))} / ${fmt(m(w, c, MTLS, (r) => r.cpu ?? NaN))}`;
-      out.push(`| ${w.name} | ${c.name} | ${fmt(p)} | ${fmt(t)} | ${fmt(t / p, 2)} | ${p99} | ${cpu} |`);
+      for (const b of builds) {
+        const [p, t] = [b.plain, b.mtls].map((x) => m(w, c, x, (r) => r.rps)) as [number, number];
+        const p99 = w.summary === 'last' ? 'n/a' : `${fmt(m(w, c, b.plain, (r) => r.p99), 2)} / ${fmt(m(w, c, b.mtls, (r) => r.p99), 2)}`;
+        const cpu = w.summary === 'last' ? 'n/a' : `${fmt(m(w, c, b.plain, (r) => r.cpu ?? NaN))} / ${fmt(m(w, c, b.mtls, (r) => r.cpu ?? NaN))}`;
+        out.push(`| ${w.name} | ${c.name} |${ab ? ` ${b.label} |` : ''} ${fmt(p)} | ${fmt(t)} | ${fmt(t / p, 2)} | ${p99} | ${cpu} |`);
+      }
+      if (ab) {
+        const ratio = (t: string, f: (r: Result) => number): string => fmt(m(w, c, t, f) / m(w, c, baselineName(t), f), 2);
+        const cpu = (t: string): string => (w.summary === 'last' ? 'n/a' : ratio(t, (r) => r.cpu ?? NaN));
+        abRows.push(`| ${w.name} | ${c.name} | ${ratio(PLAIN, (r) => r.rps)} | ${ratio(MTLS, (r) => r.rps)} | ${cpu(PLAIN)} | ${cpu(MTLS)} |`);
+      }
     }
+  }
+  if (ab) {
+    out.push('', 'This build / baseline (medians of the same rounds):', '');
+    out.push('| workload | clients | plaintext req/s | mTLS req/s | plaintext CPU/request | mTLS CPU/request |', '| --- | --- | ---: | ---: | ---: | ---: |', ...abRows);
   }
   return out;
 }

@@ -53,6 +53,48 @@ export function servedCertificate(ip: string, port: number, servername: string, 
   });
 }
 
+/** What the built-in CA must see of a proxy's client listener: the certificate it serves, and whether it verifies clients. */
+export interface ListenerExpectation {
+  /** The built-in CA issues what the listener serves (spec.proxy.tls without a Secret of the user's). */
+  served: boolean;
+  /** The listener verifies clients against the built-in CA's bundle (requireClientCertificate). */
+  verifiesClients: boolean;
+}
+
+/** What a CA rotation must check of the proxies' listeners for this topology. */
+export function listenerExpectation(topology: EtcdTopology): ListenerExpectation {
+  const serving = topology.spec.proxy.tls;
+  const served = topology.spec.tls.enabled && serving.enabled && serving.secret === undefined;
+  return { served, verifiesClients: served && serving.requireClientCertificate };
+}
+
+/**
+ * Where a proxy's report does not show exactly the bundle trusted: towards the members, and on its
+ * client listener when that verifies clients with the built-in CA. Empty when it does.
+ */
+export function untrustedSides(report: TlsReport, bundle: string, listener: ListenerExpectation): string[] {
+  const want = fingerprints(bundle).join(',');
+  const trusts = (pems: string[]): boolean => fingerprints(pems.join('\n')).join(',') === want;
+  const out: string[] = [];
+  if (!trusts(report.trusted)) out.push('towards the members');
+  if (listener.verifiesClients && !trusts(report.listener?.trusted ?? [])) out.push('on its client port');
+  return out;
+}
+
+/**
+ * Where a proxy presents or serves a certificate the CA did not sign: its client certificate towards
+ * the members, and what its client listener serves when the built-in CA issues that. Empty when none.
+ */
+export function unsignedSides(report: TlsReport, ca: X509Certificate, listener: ListenerExpectation): string[] {
+  const signed = (pem: string | undefined): boolean => pem !== undefined && signedBy(new X509Certificate(pem), ca);
+  const out: string[] = [];
+  if (!signed(report.certificate)) out.push('towards the members');
+  if (listener.served && !signed(report.listener?.certificate)) out.push('on its client port');
+  return out;
+}
+
+const proxySides = (name: string, sides: string[]): string => `${name} (${sides.join(' and ')})`;
+
 /** Reads a proxy's report of the TLS material it uses towards the members. */
 async function proxyReport(ip: string, timeoutMs = 3000): Promise<TlsReport | Error> {
   try {
@@ -95,12 +137,13 @@ export class LiveTlsObserver implements TlsObserver {
   }
 
   async proxiesNotOnBundle(topology: EtcdTopology, bundle: string): Promise<string[]> {
-    const want = fingerprints(bundle).join(',');
+    const listener = listenerExpectation(topology);
     const reports = await Promise.all(
       this.proxies(topology).map(async (p) => {
         const r = await proxyReport(p.status!.podIP!);
-        const ok = !(r instanceof Error) && fingerprints(r.trusted.join('\n')).join(',') === want;
-        return ok ? [] : [p.metadata!.name!];
+        if (r instanceof Error) return [`${p.metadata!.name!} (no TLS report: ${r.message})`];
+        const sides = untrustedSides(r, bundle, listener);
+        return sides.length === 0 ? [] : [proxySides(p.metadata!.name!, sides)];
       }),
     );
     return reports.flat();
@@ -117,11 +160,15 @@ export class LiveTlsObserver implements TlsObserver {
         { what: `${name} peer port`, got: servedCertificate(p.status!.podIP!, PEER_PORT, host, material.peer) },
       ];
     });
-    const proxies = this.proxies(topology).map((p) => ({
-      what: `proxy ${p.metadata!.name!}`,
-      got: proxyReport(p.status!.podIP!).then((r) => (r instanceof Error ? r : r.certificate === undefined ? new Error('no client certificate') : new X509Certificate(r.certificate))),
-    }));
-    const results = await Promise.all([...probes, ...proxies].map(async (x) => ({ what: x.what, got: await x.got })));
-    return results.filter((r) => r.got instanceof Error || !signedBy(r.got, ca)).map((r) => r.what);
+    const listener = listenerExpectation(topology);
+    const proxies = this.proxies(topology).map(async (p) => {
+      const r = await proxyReport(p.status!.podIP!);
+      if (r instanceof Error) return [`proxy ${p.metadata!.name!} (no TLS report: ${r.message})`];
+      const sides = unsignedSides(r, ca, listener);
+      return sides.length === 0 ? [] : [`proxy ${proxySides(p.metadata!.name!, sides)}`];
+    });
+    const results = await Promise.all(probes.map(async (x) => ({ what: x.what, got: await x.got })));
+    const stalePorts = results.filter((r) => r.got instanceof Error || !signedBy(r.got, ca)).map((r) => r.what);
+    return [...stalePorts, ...(await Promise.all(proxies)).flat()];
   }
 }

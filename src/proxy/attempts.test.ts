@@ -40,6 +40,19 @@ describe('CallAttempts: one attempt policy for gRPC and HTTP', () => {
     expect(replays).toEqual(reasons);
   });
 
+  it('sends a call no member has seen to a member that is held off rather than failing it; a read with no answer only to an available one', () => {
+    const write = setup([a, b], false);
+    write.set.markFailed(b);
+    expect(write.attempts.next()).toBe(a);
+    expect(write.attempts.lost({ neverSent: true, memberFailed: true }, true)).toBe(true);
+    expect(write.attempts.next()).toBe(b);
+    expect(write.attempts.lost({ neverSent: true, memberFailed: true }, true)).toBe(false);
+    const read = setup([a, b], true);
+    read.set.markFailed(b);
+    expect(read.attempts.next()).toBe(a);
+    expect(read.attempts.lost(connectionLost, true)).toBe(false);
+  });
+
   it('never picks a member twice for one call, and counts every attempt per member', () => {
     const { attempts, sent } = setup([a, b, c], true);
     const picked = [attempts.next(), attempts.next(), attempts.next(), attempts.next()];
@@ -127,10 +140,10 @@ describe('CallAttempts: one attempt policy for gRPC and HTTP', () => {
     expect(set.list().every((m) => m.outstanding === 0 || m.url === b)).toBe(true);
   });
 
-  it('does not replay when every other member is held off', () => {
-    const { attempts, set } = setup([a, b], false);
+  it('does not ask a held-off member again for a read that may have been answered', () => {
+    const { attempts, set } = setup([a, b], true);
     const first = attempts.next()!;
     set.markFailed(first === a ? b : a);
-    expect(attempts.lost(neverSent, true)).toBe(false);
+    expect(attempts.lost(connectionLost, true)).toBe(false);
   });
 });

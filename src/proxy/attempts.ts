@@ -112,7 +112,11 @@ export class CallAttempts {
     this.finish();
     if (loss.memberFailed && this.current !== undefined) this.upstreams.markFailed(this.current);
     const reason: ReplayReason | undefined = loss.neverSent ? 'never_sent' : this.idempotent && this.tried.size < 2 ? 'unanswered_read' : undefined;
-    if (!replayable || reason === undefined || !this.upstreams.hasAvailable(this.tried)) return false;
+    // A call no member has seen may also go to a member that is held off (next() then picks the one
+    // whose hold ends first): failing it at once is certain, and a hold is only a guess. During a CA
+    // rotation's rolling restart one member restarts while another was held off a moment before.
+    const left = reason === 'never_sent' ? this.upstreams.list().some((m) => !this.tried.has(m.url)) : this.upstreams.hasAvailable(this.tried);
+    if (!replayable || reason === undefined || !left) return false;
     this.counters.replayed(reason);
     return true;
   }

@@ -3,6 +3,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { Logger } from '../telemetry/logger.ts';
 import type { ActiveCall } from './active-calls.ts';
 import { CallAttempts } from './attempts.ts';
+import { refusedInTlsHandshake } from './tls-errors.ts';
 import { classifyEtcdError, gatewayError, gatewayRaftTerm } from './etcd-errors.ts';
 import type { ForwardDeps } from './forward-deps.ts';
 import type { MethodMetrics } from './metrics.ts';
@@ -187,8 +188,9 @@ class HttpCall implements ActiveCall {
       } catch (err) {
         if (this.finished) return;
         const code = (err as { code?: string }).code ?? (err as { cause?: { code?: string } }).cause?.code ?? '';
-        // Failures before a connection exists (no address for the name, refused, unreachable): nothing was sent.
-        const neverSent = NOT_CONNECTED.has(code);
+        // Failures before a connection exists (no address for the name, refused, unreachable) or in its
+        // TLS handshake (tls-errors.ts): the member never read the request.
+        const neverSent = NOT_CONNECTED.has(code) || refusedInTlsHandshake(code);
         // A streamed body (a gateway watch) was consumed by the first attempt: only a whole one can go again.
         if (attempts.lost({ neverSent, memberFailed: true }, body !== undefined)) continue;
         throw new Error(`etcd member ${member} failed: ${(err as Error).message}`, { cause: err });

@@ -2,6 +2,7 @@ import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from '../telemetry/logger.ts';
+import type { TlsFiles } from './config.ts';
 import type { TlsSource } from './tls-reload.ts';
 import type { LocalSettings } from './h2/connection.ts';
 import { defaultServerLimits, ServerConnection, type CutOffReason, type ServerLimits } from './h2/server-connection.ts';
@@ -30,6 +31,8 @@ export interface ClientListeners {
   connectionsClosed(timeoutMs: number): Promise<boolean>;
   /** Destroys every connection still open. */
   destroyAll(): void;
+  /** The certificate, key and client CA the https:// listeners serve now; undefined without one. */
+  servedTls(): TlsFiles | undefined;
 }
 
 // Sniffing waits at most this long for a client to send its first bytes; an HTTP/1.1 client that
@@ -152,11 +155,13 @@ export async function startClientListeners(urls: readonly string[], tlsSource: T
 
   // A renewed serving certificate (a Secret volume swapped in place) is served from the next handshake on.
   let generation = tlsSource.generation;
+  let served = tlsFiles;
   const reload = setInterval(() => {
     const files = tlsSource.current();
     if (tlsSource.generation === generation) return;
     generation = tlsSource.generation;
     for (const s of tlsServers) s.setSecureContext({ cert: files.cert, key: files.key, ca: files.ca });
+    served = files;
     log.info('Serving the renewed listener certificate');
   }, 1000);
   reload.unref();
@@ -182,6 +187,7 @@ export async function startClientListeners(urls: readonly string[], tlsSource: T
       for (const c of connections) c.destroy();
       for (const s of sockets) s.destroy();
     },
+    servedTls: () => (tlsServers.length > 0 ? served : undefined),
   };
 }
 

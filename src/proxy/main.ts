@@ -118,8 +118,9 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
       readyz: () => (draining ? 'draining' : upstreams.anyAnswering() ? undefined : noMember),
     },
     log,
-    // What the proxy trusts and presents towards the members now: the operator reads it during a CA rotation.
-    { [TLS_REPORT_PATH]: () => tlsReport(upstreamTls.current()) },
+    // What the proxy trusts and presents towards the members, and serves on its client port: the
+    // operator reads it during a CA rotation.
+    { [TLS_REPORT_PATH]: () => tlsReport(upstreamTls.current(), listeners.servedTls()) },
   );
   await discovery.start();
   log.info({ mode: config.mode, watchCoalescing: config.watchCoalescing, members: upstreams.list().map((m) => m.url) }, 'Started the etcd proxy');

@@ -78,14 +78,27 @@ export class ReloadingTls implements TlsSource {
 /** Where the proxy's telemetry server reports its TLS material towards the members. */
 export const TLS_REPORT_PATH = '/tls';
 
-/** The certificates (public, PEM) the proxy trusts and presents towards the members now; no key. */
-export interface TlsReport {
+/** Certificates (public, PEM) trusted and presented on one side of the proxy; never a key. */
+export interface TlsSideReport {
   trusted: string[];
   certificate?: string;
 }
 
-/** The report of the material a new connection to a member would use. */
-export function tlsReport(files: TlsFiles): TlsReport {
+/**
+ * What the proxy trusts and presents towards the members now (the material a new connection to a
+ * member would use), and, when it serves TLS on its client port, what that listener serves and which
+ * client CAs it accepts (the material applied to the listener, not merely read).
+ */
+export interface TlsReport extends TlsSideReport {
+  listener?: TlsSideReport;
+}
+
+/** The report of the material towards the members and, when given, of the client listener. */
+export function tlsReport(upstream: TlsFiles, listener?: TlsFiles): TlsReport {
+  return { ...sideReport(upstream), ...(listener !== undefined ? { listener: sideReport(listener) } : {}) };
+}
+
+function sideReport(files: TlsFiles): TlsSideReport {
   const certificate = files.cert === undefined ? undefined : splitPem(files.cert.toString('utf8'))[0];
   return { trusted: files.ca === undefined ? [] : splitPem(files.ca.toString('utf8')), ...(certificate !== undefined ? { certificate } : {}) };
 }

@@ -214,6 +214,14 @@ const rolling: Case[] = [
     message: 'delete pod main-member-0 yourself',
   },
   {
+    name: 'a trust rollout of a single member holds the CA rotation and says how to accept the outage',
+    count: 1,
+    members: 'L',
+    pods: { [n(0)]: { upToDate: false, trustOnly: true } },
+    expect: { action: 'Wait', reason: 'BudgetExhausted' },
+    message: 'CA rotation paused: main-member-0 must restart onto the new CA bundle',
+  },
+  {
     name: 'a learner in flight comes before the rolling update',
     count: 5,
     members: 'L@5000 F@5000 F@5000 F@5000 l@0',

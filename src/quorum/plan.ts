@@ -290,6 +290,18 @@ function rollingStep(input: PlanInput, leader: MemberHealth, pods: Map<string, M
       return { action: 'MoveLeader', from: leader.id, to: to.id, toName: to.name, reason, message: `moving leadership from ${target} to ${to.name} before replacing ${target}, the last to update` };
     }
     case 'Refuse': {
+      if (trust && input.budget.count === 1) {
+        // A single member has an outage on any restart, and etcd reads its CA bundle only at start: the
+        // CA rotation holds (the current CA still signs and stays trusted) until someone accepts the outage.
+        return {
+          action: 'Wait',
+          reason: decision.reason,
+          message:
+            `CA rotation paused: ${target} must restart onto the new CA bundle, which etcd reads only at start, and a topology of one member ` +
+            `is unavailable while its only member restarts; to accept that outage, delete pod ${target} yourself (once while the new CA is added, ` +
+            'once when the old one leaves); until then the current CA keeps signing and stays trusted',
+        };
+      }
       const hatch = input.budget.count === 1 ? `; to accept the outage, delete pod ${target} yourself and it restarts with the new configuration` : '';
       return { action: 'Wait', reason: decision.reason, message: `rolling update paused: ${decision.message}${hatch}` };
     }

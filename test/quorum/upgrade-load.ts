@@ -36,11 +36,17 @@ export class AckedWriter {
   private loop: Promise<void> | undefined;
   private readonly prefix: string;
   private readonly targets: () => Promise<WriteTarget[]>;
+  private readonly reresolveMs: number;
 
-  /** target: a proxy's URL, or the members to balance over; every key written starts with prefix. */
-  constructor(target: string | (() => Promise<WriteTarget[]>), prefix = 'upgrade/') {
+  /**
+   * target: a proxy's URL, or the members to balance over; every key written starts with prefix.
+   * The targets are looked up again after a failure and, with reresolveMs, also that often (a client
+   * that reads its certificate files again when they change).
+   */
+  constructor(target: string | (() => Promise<WriteTarget[]>), prefix = 'upgrade/', options: { reresolveMs?: number } = {}) {
     this.prefix = prefix;
     this.targets = typeof target === 'string' ? () => Promise.resolve([{ url: target }]) : target;
+    this.reresolveMs = options.reresolveMs ?? Infinity;
   }
 
   start(): void {
@@ -49,12 +55,16 @@ export class AckedWriter {
       let last = Date.now();
       let pick = 0;
       let targets: WriteTarget[] = [];
+      let resolvedAt = 0;
       for (let n = 0; this.running; n++) {
         const key = `${this.prefix}${String(n).padStart(6, '0')}`;
         const value = `v${n}`;
         const sent = Date.now();
-        // The targets are looked up again only after a failure, as a client re-resolves its endpoints.
-        if (targets.length === 0) targets = await this.targets().catch(() => []);
+        // The targets are looked up again after a failure, as a client re-resolves its endpoints.
+        if (targets.length === 0 || sent - resolvedAt >= this.reresolveMs) {
+          targets = await this.targets().catch(() => []);
+          resolvedAt = sent;
+        }
         const target = targets[pick % Math.max(1, targets.length)];
         const failed = (error: string): void => {
           this.failures++;
@@ -125,7 +135,7 @@ export class AckedWriter {
 
   /** One keep-alive agent per target and TLS material (a renewed certificate gets a new agent). */
   private agentFor(target: WriteTarget): Agent {
-    const key = target.tls ? `${target.tls.cert}|${target.tls.servername ?? ''}` : '';
+    const key = target.tls ? `${target.tls.cert}|${target.tls.ca}|${target.tls.servername ?? ''}` : '';
     const current = this.agents.get(target.url);
     if (current?.key === key) return current.agent;
     if (current) void current.agent.close().catch(() => undefined);

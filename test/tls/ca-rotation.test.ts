@@ -14,12 +14,15 @@ import { memberGateway, readTlsSecret, type SecretPem } from './tls-client.ts';
 
 // CA rotation on the local cluster: real etcd members, real proxies on the workers, Secret volumes
 // swapped in place as the kubelet does. The rotation is asked for with the annotation and runs under a
-// continuous write load through a proxy.
+// continuous write load through a proxy that serves TLS on its client port and verifies its clients
+// (spec.proxy.tls): the writer is a node-local client with <name>-client-tls, read again as it changes.
 
 const NS = 'default';
 const NAME = 'car';
 const PROXY_METRICS_PORT = 9091;
 const host = (member: string): string => `${member}.${NAME}-peer.${NS}.svc`;
+/** The name a client on a node verifies the proxy's certificate against (its node-local Service). */
+const PROXY_HOST = `${NAME}-proxy.${NS}.svc`;
 
 interface RotationStatus {
   status?: { tls?: { caRotation?: { phase: string; message?: string }; lastCaRotation?: string; rotateCaAnswered?: string; caNotAfter?: string } };
@@ -54,12 +57,18 @@ async function memberListWith(member: Pod, material: SecretPem, ca: string): Pro
   return res.status === 200 ? 'ok' : 'refused';
 }
 
+/** A JSON gateway read through a proxy's TLS client port with a client certificate, verifying the proxy against ca: 'ok' or 'refused'. */
+async function proxyReadWith(proxy: Pod, material: SecretPem, ca: string): Promise<'ok' | 'refused'> {
+  const res = await memberGateway(proxy.status!.podIP!, PROXY_HOST, { cert: material.cert, key: material.key, ca }, '/v3/kv/range', { key: Buffer.from('car/').toString('base64') });
+  return res.status === 200 ? 'ok' : 'refused';
+}
+
 describe('CA rotation by overlapping trust', () => {
   let oc: OperatorCluster;
 
   beforeAll(async () => {
     oc = await startOperatorCluster();
-    await oc.cluster.kubectl(['apply', '-f', '-'], topologyManifest(NAME, NS, {}));
+    await oc.cluster.kubectl(['apply', '-f', '-'], topologyManifest(NAME, NS, { proxy: { tls: { enabled: true, requireClientCertificate: true } } }));
     await waitFor(
       'the TLS topology to become Available with TLSReady and both proxies',
       async () => {
@@ -79,11 +88,12 @@ describe('CA rotation by overlapping trust', () => {
       const oldCa = new X509Certificate((await readTlsSecret(oc.cluster, NS, `${NAME}-ca`)).cert);
       const client = await readTlsSecret(oc.cluster, NS, `${NAME}-client-tls`);
       const proxy = (await componentPods(oc.cluster, NAME, NS, 'proxy')).find(isReady)!;
-      const writer = new AckedWriter(`http://${proxy.status!.podIP}:2379`);
       // The client Secret's certificate and bundle change during the rotation, and member pods are
       // replaced: both are read again in the background, so that each sample costs only etcd calls.
       const endpoints = new EndpointsWatch(oc);
       await endpoints.start();
+      const proxyUrl = `https://${proxy.status!.podIP}:2379`;
+      const writer = new AckedWriter(() => Promise.resolve([{ url: proxyUrl, tls: { ...endpoints.client, servername: PROXY_HOST } }]), 'car/', { reresolveMs: 1000 });
       const sampler = new QuorumSampler(() => Promise.resolve(endpoints.current));
       const phases: string[] = [];
       const timeline: string[] = [];
@@ -158,13 +168,24 @@ describe('CA rotation by overlapping trust', () => {
         expect(await memberListWith(p, fresh, fresh.ca), `${p.metadata.name} serves the new client certificate`).toBe('ok');
       }
 
-      // Every proxy presents a certificate of the new CA and trusts only the new CA.
-      for (const p of (await componentPods(oc.cluster, NAME, NS, 'proxy')).filter((x) => !x.metadata.deletionTimestamp)) {
+      // Every proxy presents a certificate of the new CA and trusts only the new CA towards the members;
+      // on its client port it serves a certificate of the new CA, and accepts clients of the new CA only.
+      const proxies = (await componentPods(oc.cluster, NAME, NS, 'proxy')).filter((x) => !x.metadata.deletionTimestamp);
+      expect(proxies).toHaveLength(2);
+      for (const p of proxies) {
         const report = (await (await fetch(`http://${p.status!.podIP}:${PROXY_METRICS_PORT}${TLS_REPORT_PATH}`, { signal: AbortSignal.timeout(5000) })).json()) as TlsReport;
         const presented = new X509Certificate(report.certificate!);
         expect(signedBy(presented, newCa), `proxy ${p.metadata.name} presents a certificate of the new CA`).toBe(true);
         expect(authorityKeyId(presented)).toBe(newSki);
         expect(report.trusted.map((pem) => new X509Certificate(pem).fingerprint256)).toEqual([newCa.fingerprint256]);
+        expect(report.listener?.trusted.map((pem) => new X509Certificate(pem).fingerprint256), `proxy ${p.metadata.name} client port trusts only the new CA`).toEqual([newCa.fingerprint256]);
+        const servedByProxy = await served(p.status!.podIP!, 2379, PROXY_HOST, fresh);
+        expect(signedBy(servedByProxy, newCa), `proxy ${p.metadata.name} client port serves a certificate of the new CA`).toBe(true);
+        expect(signedBy(servedByProxy, oldCa), `proxy ${p.metadata.name} client port does not serve the old CA's`).toBe(false);
+        expect(authorityKeyId(servedByProxy)).toBe(newSki);
+        expect(servedByProxy.fingerprint256).toBe(new X509Certificate(report.listener!.certificate!).fingerprint256);
+        expect(await proxyReadWith(p, client, fresh.ca), `proxy ${p.metadata.name} refuses the old CA's client certificate`).toBe('refused');
+        expect(await proxyReadWith(p, fresh, fresh.ca), `proxy ${p.metadata.name} serves the new client certificate`).toBe('ok');
       }
       const t = await getTopology(oc.cluster, NAME, NS);
       expect(conditionOf(t, 'Available')?.status).toBe('True');
@@ -174,9 +195,11 @@ describe('CA rotation by overlapping trust', () => {
   );
 });
 
-/** The members' endpoints with the current client certificate, read again every second in the background. */
+/** The client Secret and the members' endpoints with it, read again every second in the background. */
 class EndpointsWatch {
   current: { name: string; url: string; tls: SecretPem & { servername: string } }[] = [];
+  /** <name>-client-tls as last read. */
+  client: SecretPem = { cert: '', key: '', ca: '' };
   private running = false;
   private loop: Promise<void> | undefined;
   private readonly oc: OperatorCluster;
@@ -187,6 +210,7 @@ class EndpointsWatch {
 
   private async read(): Promise<void> {
     const pem = await readTlsSecret(this.oc.cluster, NS, `${NAME}-client-tls`);
+    this.client = pem;
     this.current = (await componentPods(this.oc.cluster, NAME, NS, 'member'))
       .filter((p) => p.status?.podIP && !p.metadata.deletionTimestamp)
       .map((p) => ({ name: p.metadata.name, url: `https://${p.status!.podIP}:2379`, tls: { ...pem, servername: host(p.metadata.name) } }));

@@ -21,7 +21,7 @@ function connect(): { socket: FakeSocket; conn: ClientConnection; events: string
   const conn = new ClientConnection(socket, settings, recordingLogger(), { intervalMs: 10_000, timeoutMs: 5_000 });
   socket.feed(encodeSettings([]));
   const all: SeenFrame[] = [];
-  // Writes are flushed on process.nextTick, which the fake timers leave alone: drain them by hand.
+  // Writes are flushed on setImmediate, which the fake timers leave alone: drain them by hand.
   const sent = (): SeenFrame[] => {
     const frames = readAll(Buffer.concat(socket.written.splice(0)));
     all.push(...frames);
@@ -39,11 +39,11 @@ function readAll(bytes: Buffer): SeenFrame[] {
   return readFrames(bytes.subarray(0, CLIENT_PREFACE.length).equals(CLIENT_PREFACE) ? bytes.subarray(CLIENT_PREFACE.length) : bytes);
 }
 
-/** Lets nextTick flushes run, then advances the fake clock. */
+/** Lets pending flushes run, then advances the fake clock. */
 async function advance(ms: number): Promise<void> {
-  await new Promise((r) => process.nextTick(r));
+  await new Promise((r) => setImmediate(r));
   await vi.advanceTimersByTimeAsync(ms);
-  await new Promise((r) => process.nextTick(r));
+  await new Promise((r) => setImmediate(r));
 }
 
 const lastPingPayload = (pings: SeenFrame[]): Buffer => pings.at(-1)!.data!;

@@ -404,16 +404,28 @@ export abstract class H2Connection implements FrameHandler, StreamOwner {
     stream.handler?.onReset(stream, code, 'peer');
   }
 
-  /** Queues bytes for the socket; everything queued in one tick goes out in one write. */
+  /**
+   * Queues bytes for the socket; everything queued until the event loop's check phase goes out in one
+   * write. Not at the next tick: a TLS socket emits one 'data' event per TLS record, and Node drains
+   * the tick queue after each, so a member that sends a response's HEADERS, DATA and trailers as
+   * three records in one TCP segment (etcd serving gRPC over TLS through Go's net/http) would cost
+   * three writes to the client, each a syscall and a wake-up. setImmediate runs once all the reads of
+   * this loop iteration are handled.
+   */
   protected write(buf: Buffer): void {
     if (this.closing || this.closed) return;
     this.out.push(buf);
     this.outBytes += buf.length;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      process.nextTick(() => this.flush());
+      setImmediate(this.flushNow);
     }
   }
+
+  private readonly flushNow = (): void => {
+    // flush() may have run in between (a connection error, a lazy PING ACK, an idle end).
+    if (this.flushScheduled) this.flush();
+  };
 
   protected flush(): void {
     this.flushScheduled = false;

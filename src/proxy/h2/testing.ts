@@ -74,5 +74,5 @@ export function recordingLogger(): Logger & { errors: unknown[] } {
   return log as unknown as Logger & { errors: unknown[] };
 }
 
-/** Resolves after pending process.nextTick callbacks (where connections flush their writes). */
+/** Resolves after the check phase in which connections flush their writes (setImmediate). */
 export const ticked = (): Promise<void> => new Promise((r) => setImmediate(r));
