@@ -1,7 +1,7 @@
 import type http from 'node:http';
 import { createRootLogger, type Logger } from '../telemetry/logger.ts';
 import { startTelemetryServer } from '../telemetry/http-server.ts';
-import { createRegistry } from '../telemetry/metrics.ts';
+import { createLeanRegistry } from '../telemetry/lean-metrics.ts';
 import { ActiveCalls } from './active-calls.ts';
 import { loadConfig, proxyUsage, type ProxyConfig } from './config.ts';
 import { ReloadingTls, TLS_REPORT_PATH, tlsReport } from './tls-reload.ts';
@@ -29,7 +29,7 @@ export interface RunningProxy {
 
 /** Starts the proxy from a parsed configuration. */
 export async function startProxy(config: ProxyConfig, log: Logger): Promise<RunningProxy> {
-  const registry = createRegistry();
+  const registry = createLeanRegistry('etcd_topology_');
   const seeds = config.endpoints.map((u) => u.replace(/\/+$/, ''));
   const upstreams = new UpstreamSet(seeds, { failureWaitMs: config.failureWait });
   const metrics = new ProxyMetrics(registry, () => upstreams.list().map((m) => [m.url, m.answered && m.serving && upstreams.isAvailable(m.url)]));
