@@ -24,6 +24,8 @@ export const proxyFlags = {
   leaderRouting: f.boolean(true),
   watchCoalescing: f.boolean(true),
   watchClientBuffer: f.integer(4 * 1024 * 1024, 65536, { unit: 'bytes', example: 4194304 }),
+  reusePort: f.boolean(false),
+  revision: f.text('a name for this proxy\'s pod template, such as 5d8c1f0a2b'),
 };
 
 export type ProxyFlags = FlagValues<typeof proxyFlags>;
@@ -45,6 +47,10 @@ export const proxyUsage = `usage: etcd-topology proxy --endpoints URL[,URL...] -
   --watch-coalescing=BOOL    identical watches from this proxy's clients share one watch on a member (default true)
   --watch-client-buffer N    bytes of watch responses a client may leave unread before its watch stream is
                              ended with RESOURCE_EXHAUSTED (default 4194304; with coalescing only)
+  --reuse-port=BOOL          bind the client and metrics ports with SO_REUSEPORT (default false), so that a new
+                             proxy can start on the same host port while the old one drains (host network)
+  --revision NAME            this proxy's pod template as the operator names it; /readyz?revision=OTHER answers
+                             503, so that a readiness probe that reached the other proxy on a shared port fails
 
 Every flag also reads from ETCD_TOPOLOGY_<FLAG>, for example ETCD_TOPOLOGY_LISTEN_CLIENT_URLS.`;
 

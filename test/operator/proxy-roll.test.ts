@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
 import type { LocalCluster } from '../harness/cluster/local-cluster.ts';
 import { waitFor } from '../harness/ports.ts';
-import { etcdClients, grpc, type EtcdClients } from '../proxy/grpc-client.ts';
+import { ResumingWatcher } from '../proxy/resuming-watcher.ts';
 import { componentPods, conditionOf, getTopology, isReady, startOperatorCluster, topologyManifest, type OperatorCluster } from './setup.ts';
 
 const NS = 'default';
@@ -10,13 +10,6 @@ const NAME = 'roll';
 const NODE = 'worker-0';
 const PREFIX = 'roll/';
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
-
-interface WatchResponse {
-  created?: boolean;
-  canceled?: boolean;
-  cancel_reason?: string;
-  events?: { kv?: { key: Buffer; mod_revision: string } }[];
-}
 
 /**
  * A pod's client on one node: it reaches the node's proxy through the node-local Service (resolved
@@ -84,67 +77,6 @@ class RetryingWriter {
   }
 }
 
-/**
- * A watch on the writer's prefix through the node's proxy. When the stream ends with UNAVAILABLE it
- * resumes from the revision after the last event it saw, on whatever the node-local Service now
- * resolves to; any other end is a lost watch.
- */
-class ResumingWatcher {
-  readonly seen: { key: string; revision: number }[] = [];
-  readonly resumes: string[] = [];
-  readonly lost: string[] = [];
-  private clients: EtcdClients | undefined;
-  private stream: grpc.ClientDuplexStream<object, WatchResponse> | undefined;
-  private stopped = false;
-  private lastRevision = 0;
-  private readonly address: () => string | undefined;
-
-  constructor(address: () => string | undefined) {
-    this.address = address;
-  }
-
-  async start(): Promise<void> {
-    await this.open();
-  }
-
-  stop(): void {
-    this.stopped = true;
-    this.stream?.cancel();
-    this.clients?.close();
-  }
-
-  private async open(): Promise<void> {
-    const ip = await waitFor('a proxy on the node to watch through', () => this.address(), { timeoutMs: 30_000, intervalMs: 100 });
-    this.clients?.close();
-    this.clients = etcdClients(`${ip}:2379`);
-    const stream = (this.clients.watch as unknown as { Watch(): grpc.ClientDuplexStream<object, WatchResponse> }).Watch();
-    this.stream = stream;
-    let created!: () => void;
-    const ready = new Promise<void>((r) => (created = r));
-    stream.on('data', (r: WatchResponse) => {
-      if (r.created) created();
-      if (r.canceled) this.lost.push(`canceled by the server: ${r.cancel_reason ?? ''}`);
-      for (const e of r.events ?? []) {
-        const revision = Number(e.kv!.mod_revision);
-        this.seen.push({ key: e.kv!.key.toString(), revision });
-        this.lastRevision = revision;
-      }
-    });
-    // Every call ends with exactly one status (grpc-js emits 'error' as well for a non-OK one).
-    stream.on('error', () => undefined);
-    stream.on('status', (st: grpc.StatusObject) => {
-      if (this.stopped || stream !== this.stream) return;
-      if (st.code === grpc.status.UNAVAILABLE) {
-        this.resumes.push(`${new Date().toISOString()} from ${ip}: ${st.details}`);
-        void this.open().catch((e: unknown) => this.lost.push(`could not resume: ${(e as Error).message}`));
-      } else this.lost.push(`ended with ${grpc.status[st.code]}: ${st.details}`);
-    });
-    const start = this.lastRevision === 0 ? {} : { start_revision: String(this.lastRevision + 1) };
-    stream.write({ create_request: { key: Buffer.from(PREFIX), range_end: Buffer.from('roll0'), ...start } });
-    await ready;
-  }
-}
-
 // A roll of the proxy DaemonSet (a flag change) under a client load on a worker: with maxSurge 1 and
 // maxUnavailable 0 the node keeps a ready proxy throughout, the old one drains, and the client neither
 // loses a write beyond one retry nor an event of its watch.
@@ -170,7 +102,10 @@ describe('proxy DaemonSet roll under load', () => {
   it('keeps a ready proxy on the node, loses no write beyond one retry and no watch event', { timeout: 600_000 }, async () => {
     const before = new Set((await componentPods(cluster, NAME, NS, 'proxy')).map((p) => p.metadata.uid));
     const writer = new RetryingWriter(address);
-    const watcher = new ResumingWatcher(address);
+    const watcher = new ResumingWatcher(() => {
+      const ip = address();
+      return ip === undefined ? undefined : `${ip}:2379`;
+    }, { key: PREFIX, rangeEnd: 'roll0' });
     await watcher.start();
     writer.start();
     let gaps = 0;
