@@ -3,6 +3,7 @@ import { Agent, request } from 'undici';
 import type { LocalCluster } from '../harness/cluster/local-cluster.ts';
 import { freePort, waitFor } from '../harness/ports.ts';
 import { ResumingWatcher } from '../proxy/resuming-watcher.ts';
+import { RetryingWriter, type Put } from '../proxy/retrying-writer.ts';
 import { componentPods, conditionOf, getTopology, isReady, startOperatorCluster, topologyManifest, type OperatorCluster } from './setup.ts';
 
 const NS = 'default';
@@ -11,56 +12,17 @@ const NODE = 'worker-0';
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
 /**
- * A pod's client on one node: it reaches the node's proxy where target() says for every new
- * connection (host:port: through the node-local Service, resolved as a pod there would, or the
- * node's 127.0.0.1 in the host network) and writes continuously under prefix, retrying a failed
- * write once, as etcd's clients do for a connection that went away.
+ * Puts over the JSON gateway, as a pod's client on the node: through the proxy where target() says
+ * at each call (host:port: the node-local Service, resolved as a pod there would, or the node's
+ * 127.0.0.1 in the host network), one keep-alive connection per address.
  */
-class RetryingWriter {
-  readonly acked = new Map<string, number>();
-  /** Writes that failed on the first try and on the retry. */
-  readonly lost: string[] = [];
-  retries = 0;
-  private running = false;
-  private loop: Promise<void> | undefined;
-  private agents = new Map<string, Agent>();
-  private readonly target: () => string | undefined;
-  private readonly prefix: string;
-
-  constructor(target: () => string | undefined, prefix: string) {
-    this.target = target;
-    this.prefix = prefix;
-  }
-
-  start(): void {
-    this.running = true;
-    this.loop = (async () => {
-      for (let n = 0; this.running; n++) {
-        const key = `${this.prefix}${String(n).padStart(6, '0')}`;
-        const first = await this.put(key);
-        if (typeof first !== 'number') {
-          this.retries++;
-          const second = await this.put(key);
-          if (typeof second === 'number') this.acked.set(key, second);
-          else this.lost.push(`${key}: ${first}, then on the retry ${second}`);
-        } else this.acked.set(key, first);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    })();
-  }
-
-  async stop(): Promise<void> {
-    this.running = false;
-    await this.loop;
-    for (const a of this.agents.values()) await a.close();
-  }
-
-  /** The revision of the write, or why it failed. */
-  private async put(key: string): Promise<number | string> {
-    const ip = this.target();
+function gatewayPut(target: () => string | undefined): { put: Put; close(): Promise<void> } {
+  const agents = new Map<string, Agent>();
+  const put: Put = async (key) => {
+    const ip = target();
     if (ip === undefined) return 'no ready proxy on the node';
-    let agent = this.agents.get(ip);
-    if (!agent) this.agents.set(ip, (agent = new Agent({ keepAliveTimeout: 10_000, connections: 1 })));
+    let agent = agents.get(ip);
+    if (!agent) agents.set(ip, (agent = new Agent({ keepAliveTimeout: 10_000, connections: 1 })));
     try {
       const res = await request(`http://${ip}/v3/kv/put`, {
         method: 'POST',
@@ -76,7 +38,8 @@ class RetryingWriter {
     } catch (err) {
       return `${(err as Error).message} (${ip})`;
     }
-  }
+  };
+  return { put, close: async () => void (await Promise.all([...agents.values()].map((a) => a.close()))) };
 }
 
 /** What a roll under load saw: the client's writes and watch, and how often the node had no ready proxy. */
@@ -94,7 +57,8 @@ interface RollResult {
  */
 async function rollUnderLoad(cluster: LocalCluster, o: { target: () => string | undefined; readyOnNode: () => Promise<boolean>; prefix: string; patch: object; count: number }): Promise<RollResult> {
   const before = new Set((await componentPods(cluster, NAME, NS, 'proxy')).map((p) => p.metadata.uid));
-  const writer = new RetryingWriter(o.target, o.prefix);
+  const gateway = gatewayPut(o.target);
+  const writer = new RetryingWriter(o.prefix, gateway.put, 20);
   // The range of every key that starts with prefix ("roll/" -> "roll0").
   const rangeEnd = o.prefix.slice(0, -1) + String.fromCharCode(o.prefix.charCodeAt(o.prefix.length - 1) + 1);
   const watcher = new ResumingWatcher(o.target, { key: o.prefix, rangeEnd });
@@ -122,6 +86,7 @@ async function rollUnderLoad(cluster: LocalCluster, o: { target: () => string | 
     sampling = false;
     await sampler;
     await writer.stop();
+    await gateway.close();
   }
   // The watch has seen every acknowledged write once the last one's revision has arrived.
   const last = Math.max(...writer.acked.values());

@@ -5,70 +5,31 @@ import { freePort, waitFor } from '../harness/ports.ts';
 import { etcdClients, type EtcdClients } from './grpc-client.ts';
 import { startProxyProcess, type ProxyProcess } from './proxy-process.ts';
 import { ResumingWatcher } from './resuming-watcher.ts';
+import { RetryingWriter, type Put } from './retrying-writer.ts';
 
 const PREFIX = 'surge/';
 
 /**
- * A client that writes continuously through target and retries a failed write once, as etcd's
- * clients do for a connection that went away. It opens a new connection every few writes, so that
- * while two proxies share the port the kernel hands its connections to both.
+ * Puts over gRPC through target on a new connection every 10 writes and for every retry, so that
+ * while two proxies share the port the kernel hands the connections to both.
  */
-class RetryingWriter {
-  readonly acked = new Map<string, number>();
-  readonly lost: string[] = [];
-  retries = 0;
-  private running = false;
-  private loop: Promise<void> | undefined;
-  private clients: EtcdClients | undefined;
-  private readonly target: string;
-
-  private readonly prefix: string;
-
-  constructor(target: string, prefix: string) {
-    this.target = target;
-    this.prefix = prefix;
-  }
-
-  start(): void {
-    this.running = true;
-    this.loop = (async () => {
-      for (let n = 0; this.running; n++) {
-        if (n % 10 === 0) this.reconnect();
-        const key = `${this.prefix}${String(n).padStart(6, '0')}`;
-        const first = await this.put(key);
-        if (typeof first === 'number') this.acked.set(key, first);
-        else {
-          this.retries++;
-          this.reconnect();
-          const second = await this.put(key);
-          if (typeof second === 'number') this.acked.set(key, second);
-          else this.lost.push(`${key}: ${first}, then on the retry ${second}`);
-        }
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    })();
-  }
-
-  async stop(): Promise<void> {
-    this.running = false;
-    await this.loop;
-    this.clients?.close();
-  }
-
-  private reconnect(): void {
-    this.clients?.close();
-    this.clients = etcdClients(this.target);
-  }
-
-  private async put(key: string): Promise<number | string> {
-    const c = this.clients!;
+function grpcPut(target: string): { put: Put; close(): void } {
+  let clients: EtcdClients | undefined;
+  let writes = 0;
+  const put: Put = async (key, retry) => {
+    if (clients === undefined || retry || writes++ % 10 === 0) {
+      clients?.close();
+      clients = etcdClients(target);
+    }
+    const c = clients;
     try {
       const r = await c.unary<{ header: { revision: string } }>(c.kv, 'Put', { key: Buffer.from(key), value: Buffer.from('v') }, undefined, { deadline: Date.now() + 5000 });
       return Number(r.header.revision);
     } catch (err) {
       return (err as Error).message;
     }
-  }
+  };
+  return { put, close: () => clients?.close() };
 }
 
 /** A readiness probe as the kubelet sends it: a new connection each time (no keep-alive), so it may reach either process. */
@@ -120,7 +81,8 @@ describe('two proxies on one port, as a host-network DaemonSet rolls', () => {
     const watcher = new ResumingWatcher(() => target, { key: PREFIX, rangeEnd: 'surge0' });
     await watcher.start();
     // Four clients, so that calls are in flight on the old proxy when it is told to stop.
-    const writers = [0, 1, 2, 3].map((i) => new RetryingWriter(target, `${PREFIX}${i}/`));
+    const puts = [0, 1, 2, 3].map(() => grpcPut(target));
+    const writers = puts.map((p, i) => new RetryingWriter(`${PREFIX}${i}/`, p.put, 10));
     for (const w of writers) w.start();
     const acked = (): number => writers.reduce((n, w) => n + w.acked.size, 0);
     let fresh: ProxyProcess;
@@ -140,6 +102,7 @@ describe('two proxies on one port, as a host-network DaemonSet rolls', () => {
       await waitFor('writes through the new proxy alone', () => acked() >= afterStop + 100, { timeoutMs: 30_000, intervalMs: 50 });
     } finally {
       for (const w of writers) await w.stop();
+      for (const p of puts) p.close();
     }
     const ackedWrites = new Map(writers.flatMap((w) => [...w.acked]));
     const lost = writers.flatMap((w) => w.lost);

@@ -90,7 +90,7 @@ describe('proxy DaemonSet', () => {
 
   it('gives the proxy default requests and a memory limit above its V8 heap cap, unless spec.proxy.resources is set', () => {
     const c = (spec: EtcdTopologySpecInput = {}) => render(spec).spec!.template.spec!.containers[0]!;
-    expect(c().resources).toEqual({ requests: { cpu: '50m', memory: '128Mi' }, limits: { memory: '512Mi' } });
+    expect(c().resources).toEqual({ requests: { cpu: '50m', memory: '160Mi' }, limits: { memory: '512Mi' } });
     expect(defaultProxyResources.limits.memory).toBe('512Mi');
     // The limit must leave room above the old-space cap for code and buffers outside the heap.
     expect(Number(/--max-old-space-size=(\d+)/.exec(PROXY_NODE_OPTIONS)![1]) + 100).toBeLessThanOrEqual(512);

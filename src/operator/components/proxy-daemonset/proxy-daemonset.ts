@@ -41,21 +41,24 @@ export function proxyArgs(topology: EtcdTopology): string[] {
 }
 
 /**
- * V8 heap sizing for the proxy (docs/bench/proxy.md, "Memory"): a 2 MiB young generation instead of
- * 16 MiB and an old generation capped at 256 MiB. Measured on the built proxy (dist/cli.js): idle
- * 92 MiB instead of 96, after 20,000 puts and 30,000 reads at 100 clients 108 MiB instead of 229, and
- * 10,000 open watch streams after that load 121 MiB instead of 244. Set here and not in the image,
- * which also runs the operator.
+ * V8 heap sizing for the proxy: a 2 MiB young generation instead of 16 MiB and an old generation
+ * capped at 256 MiB. Measured side by side on the built proxy (docs/bench/proxy.md, "Footprint"):
+ * after the benchmark's load 134 MiB RSS with these flags and 301 MiB without, with 10,000 open watch
+ * streams 139 and 304 MiB; idle the same (86 MiB). Set here and not in the image, which also runs
+ * the operator.
  */
 export const PROXY_NODE_OPTIONS = '--max-semi-space-size=2 --max-old-space-size=256';
 
 /**
- * Requests cover the measured idle footprint with room for a few thousand streams; the limit covers
- * the old-space cap plus what lives outside the V8 heap (code, buffers, about 100 MiB), so the kernel
- * never kills a proxy that V8 would have kept within its heap. No CPU limit: throttling a proxy adds
- * latency to every call on the node; it uses 15-20 µs of CPU per request.
+ * Resources from the same measurements. The memory request covers what a busy proxy holds (134 MiB
+ * after the benchmark's load, 139 MiB with 10,000 watch streams) with some margin, so that the
+ * scheduler reserves it on every node; idle it holds about 80-90 MiB, of which 50-55 are pages of the
+ * node binary (shared, reclaimable). The limit covers the 256 MiB old-space cap plus what lives
+ * outside the V8 heap (the binary's pages, code, the young generation, buffers: about 100 MiB) with
+ * margin, so the kernel never kills a proxy that V8 would have kept within its heap. No CPU limit:
+ * throttling a proxy adds latency to every call on the node; it uses 15-20 µs of CPU per request.
  */
-export const defaultProxyResources = { requests: { cpu: '50m', memory: '128Mi' }, limits: { memory: '512Mi' } };
+export const defaultProxyResources = { requests: { cpu: '50m', memory: '160Mi' }, limits: { memory: '512Mi' } };
 
 /**
  * How a host-network proxy is replaced without leaving its node without one. Both pods live in the
