@@ -13,6 +13,11 @@
 // Last, 10,000 watchers on 10 keys go through our proxy with watch coalescing on and off, and the
 // report gives the member's CPU and RSS and the proxy's RSS for each. --only=coalescing runs that
 // part alone and replaces only its section of docs/bench/proxy.md.
+// --only=footprint measures resident memory as deployed: the proxy compiled to JavaScript as the image
+// has it (tsc -p tsconfig.build.json; running src/*.ts through Node's type stripping costs ~30 MiB
+// more), with and without the DaemonSet's V8 flags, beside grpc-proxy and the --baseline build: idle,
+// after the throughput runs (which it also reports, ours against the baseline, interleaved), and with
+// 10,000 open watch streams. It replaces only its section of docs/bench/proxy.md.
 // Every run also measures the proxy against a second member that serves mutual TLS (the proxy
 // presenting its client certificate, as deployed) beside the plaintext one; --tls-only runs just
 // those two targets and replaces only that section of docs/bench/proxy.md (with --baseline=DIR, the
@@ -32,13 +37,16 @@ import { run } from '../test/harness/run.ts';
 import { PROXY_NODE_OPTIONS } from '../src/operator/components/proxy-daemonset/proxy-daemonset.ts';
 import { frameMessage } from '../src/proxy/grpc-frame.ts';
 import { MessageWriter } from '../src/proxy/protobuf.ts';
+import { buildProxy, memoryOf, type Memory } from './proxy-footprint.ts';
 
 const root = path.join(import.meta.dirname, '..');
 const arg = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=').slice(1).join('=');
 const rounds = Number(arg('rounds') ?? 3);
 const baselineDir = arg('baseline');
 const only = arg('only');
-if (only !== undefined && only !== 'leader-routing' && only !== 'coalescing') throw new Error(`--only=${only}: expected --only=leader-routing or --only=coalescing`);
+if (only !== undefined && only !== 'leader-routing' && only !== 'coalescing' && only !== 'footprint') {
+  throw new Error(`--only=${only}: expected --only=leader-routing, --only=coalescing or --only=footprint`);
+}
 const tlsOnly = process.argv.includes('--tls-only');
 const PLAIN = 'etcd-topology';
 const MTLS = 'etcd-topology (mTLS to member)';
@@ -526,6 +534,93 @@ async function startTlsMember(dir: string): Promise<{ url: string; proxyFlags: s
   return { url, proxyFlags: flags, stop: () => terminate(child) };
 }
 
+const FOOTPRINT_SECTION = '## Footprint: resident memory as deployed, and throughput against the baseline';
+const NO_FLAGS = 'etcd-topology, no V8 flags';
+
+/**
+ * The footprint part (--only=footprint): the built proxy with the DaemonSet's V8 flags, the same
+ * without them, grpc-proxy and the --baseline build, all started together on one member. Memory is
+ * read once they serve and have been idle 5 s, after `rounds` rounds of the throughput workloads
+ * (interleaved, which also gives ours against the baseline), and with 10,000 watch streams open.
+ */
+async function footprintSection(bin: ReturnType<typeof binaries>, cluster: EtcdCluster, proxy: (name: string, cli: string, extra?: string[], upstream?: string[], env?: NodeJS.ProcessEnv) => Promise<Target>, built: { current: string; baseline: string | undefined }): Promise<{ lines: string[]; restarts: string[] }> {
+  const started = Date.now();
+  const member = cluster.members[0]!;
+  const grpcProxyPort = await freePort();
+  const targets: Target[] = [
+    new Target('grpc-proxy', `127.0.0.1:${grpcProxyPort}`, {
+      file: bin.etcd,
+      args: ['grpc-proxy', 'start', `--endpoints=${member.clientUrl}`, `--listen-addr=127.0.0.1:${grpcProxyPort}`, `--advertise-client-url=127.0.0.1:${grpcProxyPort}`],
+      log: path.join(cluster.dir, 'grpc-proxy.log'),
+    }),
+    await proxy(PLAIN, built.current),
+    await proxy(NO_FLAGS, built.current, [], undefined, { NODE_OPTIONS: '' }),
+  ];
+  if (built.baseline !== undefined) targets.push(await proxy('etcd-topology (baseline)', built.baseline));
+  const idle = new Map<string, Memory>();
+  const loaded = new Map<string, Memory>();
+  const watching = new Map<string, Memory>();
+  const results = new Map<string, Result[]>();
+  const loadStart = os.loadavg();
+  try {
+    for (const t of targets) t.start();
+    for (const t of targets) await t.ready(bin.etcdctl);
+    await new Promise((r) => setTimeout(r, 5000));
+    for (const t of targets) idle.set(t.name, await memoryOf(t.pid()!));
+    for (let round = 1; round <= rounds; round++) {
+      for (const w of workloads) {
+        for (const c of concs) {
+          for (const t of targets) {
+            const r = await measure(bin, t, [...c.flags, ...w.args(c)], w.summary, `footprint round ${round}, ${w.name}, ${c.name}`);
+            const k = `${w.name}|${c.name}|${t.name}`;
+            results.set(k, [...(results.get(k) ?? []), r]);
+            console.log(`footprint round ${round} ${w.name}, ${c.name}, ${t.name}: ${r.rps.toFixed(0)} req/s`);
+          }
+        }
+      }
+    }
+    for (const t of targets) loaded.set(t.name, await memoryOf(t.pid()!));
+    for (const t of targets) {
+      const close = await openWatches(t.addr, WATCH_STREAMS);
+      watching.set(t.name, await memoryOf(t.pid()!));
+      console.log(`${WATCH_STREAMS} watch streams through ${t.name}: ${JSON.stringify(watching.get(t.name))}`);
+      close();
+      await new Promise((res) => setTimeout(res, 2000));
+    }
+  } finally {
+    for (const t of targets) t.stop();
+  }
+  const fmt = (n: number, d = 0): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
+  const mem = (m: Memory | undefined): string => (m === undefined ? 'n/a' : `${fmt(m.rss)} MiB (${fmt(m.anon)} + ${fmt(m.file)})`);
+  const lines = [FOOTPRINT_SECTION, ''];
+  lines.push(`Measured by \`npm run bench:proxy -- ${process.argv.slice(2).join(' ')}\` on ${new Date().toISOString().slice(0, 10)}: ${rounds} rounds, ${fmt((Date.now() - started) / 60_000, 1)} minutes,`);
+  lines.push(`load average ${loadStart.map((l) => l.toFixed(1)).join(' ')} at the start and ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} at the end. Every proxy here is the compiled JavaScript`);
+  lines.push('the image runs (`tsc -p tsconfig.build.json`), not src/*.ts through Node\'s type stripping (which adds about 30 MiB).');
+  lines.push(`**${PLAIN}** runs with the DaemonSet's \`NODE_OPTIONS=${PROXY_NODE_OPTIONS}\`, **${NO_FLAGS}** with Node's defaults;`);
+  lines.push('the baseline is the build given with --baseline, with the DaemonSet\'s flags. RSS is VmRSS from /proc/PID/status, as');
+  lines.push('private (RssAnon) + file-backed (RssFile: pages of the mapped node or etcd binary, shared between processes and');
+  lines.push('reclaimable). Idle: serving, 5 s after the first request. After load: after every throughput run below. Watches:');
+  lines.push(`${WATCH_STREAMS.toLocaleString('en')} Watch streams over 10 connections, each created, after the load. Where the memory goes: [proxy-memory.md](proxy-memory.md).`, '');
+  lines.push('| process | RSS idle | RSS after load | RSS with 10,000 watches |', '| --- | ---: | ---: | ---: |');
+  for (const t of targets) lines.push(`| ${t.name} | ${mem(idle.get(t.name))} | ${mem(loaded.get(t.name))} | ${mem(watching.get(t.name))} |`);
+  const names = targets.map((t) => t.name);
+  lines.push('', `Throughput in the same run (req/s, medians of ${rounds} rounds; for watch, events delivered per second):`, '');
+  const base = built.baseline === undefined ? undefined : 'etcd-topology (baseline)';
+  lines.push(`| workload | clients | ${names.join(' | ')} |${base === undefined ? '' : ' ours / baseline (rounds) |'} ours / no V8 flags |`);
+  lines.push(`| --- | --- | ${names.map(() => '---:').join(' | ')} |${base === undefined ? '' : ' ---: |'} ---: |`);
+  for (const w of workloads) {
+    for (const c of concs) {
+      const runs = (t: string): Result[] => results.get(`${w.name}|${c.name}|${t}`) ?? [];
+      const m = (t: string): number => median(runs(t).map((r) => r.rps));
+      const perRound = (t: string): string => runs(PLAIN).map((r, i) => fmt(r.rps / (runs(t)[i]?.rps ?? NaN), 2)).join(', ');
+      const vsBase = base === undefined ? '' : ` ${fmt(m(PLAIN) / m(base), 2)} (${perRound(base)}) |`;
+      lines.push(`| ${w.name} | ${c.name} | ${names.map((t) => fmt(m(t))).join(' | ')} |${vsBase} ${fmt(m(PLAIN) / m(NO_FLAGS), 2)} |`);
+    }
+  }
+  lines.push('', 'Targets (issue 11): idle at most 50 MiB, after the load and with 10,000 watches at most 150 MiB, throughput unchanged.', '');
+  return { lines, restarts: targets.flatMap((t) => t.restarts.map((r) => `- ${t.name}: ${r}`)) };
+}
+
 async function main(): Promise<void> {
   if (only === 'leader-routing') {
     const { lines, restarts } = await leaderRoutingSection(binaries());
@@ -541,18 +636,33 @@ async function main(): Promise<void> {
   const logDir = cluster.dir;
   const grpcProxyPort = await freePort();
   const tlsMember = await startTlsMember(path.join(logDir, 'tls-member'));
-  const proxy = async (name: string, cli: string, extra: string[] = [], upstream: string[] = [`--endpoints=${member.clientUrl}`]): Promise<Target> => {
+  const proxy = async (name: string, cli: string, extra: string[] = [], upstream: string[] = [`--endpoints=${member.clientUrl}`], env: NodeJS.ProcessEnv = {}): Promise<Target> => {
     const port = await freePort();
     const metricsPort = await freePort();
     return new Target(name, `127.0.0.1:${port}`, {
       file: process.execPath,
       args: [cli, 'proxy', ...upstream, `--listen-client-urls=http://127.0.0.1:${port}`, `--metrics-addr=127.0.0.1:${metricsPort}`, ...extra],
       // The V8 heap flags the DaemonSet gives the proxy, so that RSS is measured as deployed.
-      env: { ...process.env, LOG_LEVEL: 'warn', NODE_OPTIONS: PROXY_NODE_OPTIONS },
+      env: { ...process.env, LOG_LEVEL: 'warn', NODE_OPTIONS: PROXY_NODE_OPTIONS, ...env },
       log: path.join(logDir, `${name}.log`),
     });
   };
-  const cli = path.join(root, 'src', 'cli.ts');
+  // The proxies run as the image runs them: compiled to JavaScript.
+  const cli = await buildProxy(root, 'current');
+  const baselineCli = baselineDir === undefined ? undefined : await buildProxy(path.resolve(baselineDir), 'baseline');
+  if (only === 'footprint') {
+    try {
+      const { lines, restarts } = await footprintSection(bin, cluster, proxy, { current: cli, baseline: baselineCli });
+      if (restarts.length > 0) lines.push('Runs redone after a target restart:', '', ...restarts, '');
+      const file = path.join(root, 'docs', 'bench', 'proxy.md');
+      await writeFile(file, withSection(await readFile(file, 'utf8'), FOOTPRINT_SECTION, lines));
+      console.log(lines.join('\n'));
+    } finally {
+      await tlsMember.stop();
+      await cluster.stop();
+    }
+    return;
+  }
   const mtls = await proxy(MTLS, cli, [], [`--endpoints=${tlsMember.url}`, ...tlsMember.proxyFlags]);
   const baselineCli = baselineDir === undefined ? undefined : path.resolve(baselineDir, 'src', 'cli.ts');
   // --tls-only with --baseline: the baseline build against both members too, interleaved, for an A/B of the TLS path.
@@ -572,7 +682,7 @@ async function main(): Promise<void> {
   if (!tlsOnly && baselineCli !== undefined) targets.push(await proxy(baselineName(PLAIN), baselineCli));
   if (!tlsOnly) targets.push(mtls);
   const coProxy = (coalescing: boolean): Promise<Target> =>
-    proxy(`etcd-topology coalescing ${coalescing ? 'on' : 'off'}`, path.join(root, 'src', 'cli.ts'), [`--watch-coalescing=${coalescing}`]);
+    proxy(`etcd-topology coalescing ${coalescing ? 'on' : 'off'}`, cli, [`--watch-coalescing=${coalescing}`]);
   const reportPath = path.join(root, 'docs', 'bench', 'proxy.md');
   if (only === 'coalescing') {
     try {
@@ -607,7 +717,7 @@ async function main(): Promise<void> {
     const tlsSection = tlsReport(results, (Date.now() - started) / 60_000, os.loadavg());
     if (tlsOnly) {
       const file = path.join(root, 'docs', 'bench', 'proxy.md');
-      await writeFile(file, withSection(await readFile(file, 'utf8'), tlsSection));
+      await writeFile(file, withSection(await readFile(file, 'utf8'), TLS_SECTION, tlsSection));
       console.log(tlsSection.join('\n'));
       return;
     }
@@ -687,7 +797,9 @@ async function main(): Promise<void> {
     lines.push('The numbers above are what this run measured; nothing in the benchmark is tuned to them.');
     lines.push('Where the proxy\'s time goes, and what was tried: [proxy-analysis.md](proxy-analysis.md).', '');
     await mkdir(path.join(root, 'docs', 'bench'), { recursive: true });
-    await writeFile(reportPath, lines.join('\n'));
+    // The footprint section comes from its own run (--only=footprint): kept as it was.
+    const footprint = sectionOf(await readFile(reportPath, 'utf8').catch(() => ''), FOOTPRINT_SECTION);
+    await writeFile(reportPath, footprint === undefined ? lines.join('\n') : withSection(lines.join('\n'), FOOTPRINT_SECTION, footprint));
     console.log(lines.join('\n'));
   } finally {
     for (const t of targets) t.stop();
@@ -740,10 +852,21 @@ function tlsReport(results: Map<string, Result[]>, minutes: number, load: number
   return out;
 }
 
-/** The report with the mTLS section replaced (or added before "Target restarts"), everything else kept. */
-function withSection(doc: string, section: string[]): string {
+/** The lines of the section under heading, up to the next "## " heading; undefined when there is none. */
+function sectionOf(doc: string, heading: string): string[] | undefined {
   const lines = doc.split('\n');
-  const start = lines.indexOf(TLS_SECTION);
+  const start = lines.indexOf(heading);
+  if (start < 0) return undefined;
+  const next = lines.findIndex((l, i) => i > start && l.startsWith('## '));
+  const section = lines.slice(start, next < 0 ? lines.length : next);
+  while (section.at(-1) === '') section.pop();
+  return section;
+}
+
+/** The report with the section under heading replaced (or added before "Target restarts"), everything else kept. */
+function withSection(doc: string, heading: string, section: string[]): string {
+  const lines = doc.split('\n');
+  const start = lines.indexOf(heading);
   if (start >= 0) {
     const next = lines.findIndex((l, i) => i > start && l.startsWith('## '));
     lines.splice(start, (next < 0 ? lines.length : next) - start, ...section, '');

@@ -1,5 +1,7 @@
 import { z } from 'zod';
-import { UsageError } from './errors.ts';
+import { DURATION_ACCEPTED, HOST_PORT, HOST_PORT_ACCEPTED, invalidFlag, parseDuration, scanFlags, URL_LIST_ACCEPTED } from './flag-core.ts';
+
+export { parseDuration, toKebab } from './flag-core.ts';
 
 /**
  * Parses `--flag value`, `--flag=value` and boolean `--flag` / `--flag=false` arguments against a zod
@@ -13,60 +15,16 @@ export function parseFlags<S extends z.ZodObject>(
   argv: readonly string[],
   env: NodeJS.ProcessEnv = process.env,
 ): { flags: z.infer<S>; positionals: string[] } {
-  const known = new Map<string, string>(); // kebab-case -> camelCase
-  for (const key of Object.keys(schema.shape)) known.set(toKebab(key), key);
-  const booleans = new Set(Object.keys(schema.shape).filter((k) => isBoolean(schema.shape[k] as z.ZodType)));
-
-  const raw: Record<string, string | boolean> = {};
-  const positionals: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (!arg.startsWith('--')) {
-      positionals.push(arg);
-      continue;
-    }
-    const eq = arg.indexOf('=');
-    const name = arg.slice(2, eq === -1 ? undefined : eq);
-    const key = known.get(name);
-    if (key === undefined) {
-      throw new UsageError(`${command}: unknown flag --${name}; accepted: ${[...known.keys()].map((k) => `--${k}`).join(', ')}`);
-    }
-    if (eq !== -1) raw[key] = arg.slice(eq + 1);
-    else if (booleans.has(key)) raw[key] = true;
-    else {
-      const value = argv[i + 1];
-      if (value === undefined) throw new UsageError(`${command}: flag --${name} needs a value`);
-      raw[key] = value;
-      i++;
-    }
-  }
-  for (const [kebab, key] of known) {
-    const envName = `ETCD_TOPOLOGY_${kebab.replaceAll('-', '_').toUpperCase()}`;
-    if (raw[key] === undefined && env[envName] !== undefined && env[envName] !== '') raw[key] = env[envName];
-  }
-  for (const key of booleans) {
-    const v = raw[key];
-    if (typeof v === 'string') {
-      if (v === 'true' || v === '1') raw[key] = true;
-      else if (v === 'false' || v === '0') raw[key] = false;
-    }
-  }
-
+  const keys = Object.keys(schema.shape);
+  const booleans = new Set(keys.filter((k) => isBoolean(schema.shape[k] as z.ZodType)));
+  const { raw, positionals } = scanFlags(command, keys, booleans, argv, env);
   const result = schema.safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const key = String(issue.path[0] ?? '');
-    const given = raw[key];
-    throw new UsageError(
-      `${command}: invalid value ${given === undefined ? '(missing)' : JSON.stringify(given)} for --${toKebab(key)}: ${issue.message}`,
-    );
+    throw invalidFlag(command, key, raw[key], issue.message);
   }
   return { flags: result.data, positionals };
-}
-
-/** camelCase flag key to its --kebab-case name. */
-export function toKebab(s: string): string {
-  return s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
 
 function isBoolean(t: z.ZodType): boolean {
@@ -84,33 +42,20 @@ function isBoolean(t: z.ZodType): boolean {
 export const duration = z.string().transform((s, ctx) => {
   const ms = parseDuration(s);
   if (ms === undefined) {
-    ctx.addIssue({ code: 'custom', message: 'expected a duration such as 500ms, 5s, 1m or 1h30m' });
+    ctx.addIssue({ code: 'custom', message: DURATION_ACCEPTED });
     return z.NEVER;
   }
   return ms;
 });
 
-/** Parses a Go-style duration into milliseconds, or undefined when it is not one. */
-export function parseDuration(s: string): number | undefined {
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
-  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  let total = 0;
-  let matched = 0;
-  for (let m = re.exec(s); m !== null; m = re.exec(s)) {
-    total += Number(m[1]) * unit[m[2]!]!;
-    matched = re.lastIndex;
-  }
-  return matched === s.length && s.length > 0 ? total : undefined;
-}
-
 /** A HOST:PORT listen address. */
-export const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$/, 'expected HOST:PORT, for example 127.0.0.1:9090');
+export const hostPort = z.string().regex(HOST_PORT, HOST_PORT_ACCEPTED);
 
 /** A comma-separated list of http(s) URLs. */
 export const urlList = z
   .string()
   .transform((s) => s.split(',').map((u) => u.trim()).filter((u) => u !== ''))
-  .pipe(z.array(z.url({ protocol: /^https?$/, error: 'expected http:// or https:// URLs separated by commas' })).min(1, 'expected at least one URL'));
+  .pipe(z.array(z.url({ protocol: /^https?$/, error: URL_LIST_ACCEPTED })).min(1, 'expected at least one URL'));
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 

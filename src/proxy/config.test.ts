@@ -42,6 +42,13 @@ describe('proxy flags', () => {
     expect(loadConfig(base, { ETCD_TOPOLOGY_WATCH_COALESCING: 'false' }).watchCoalescing).toBe(false);
   });
 
+  it('shares its ports only with --reuse-port, and names its pod template with --revision', () => {
+    expect(loadConfig(base, {})).toMatchObject({ reusePort: false, revision: undefined });
+    expect(loadConfig([...base, '--reuse-port=true', '--revision=5d8c1f0a2b3c'], {})).toMatchObject({ reusePort: true, revision: '5d8c1f0a2b3c' });
+    expect(() => loadConfig([...base, '--reuse-port=yes'], {})).toThrow(/--reuse-port: expected true or false/);
+    expect(() => loadConfig([...base, '--revision='], {})).toThrow(/--revision: expected a name for this proxy's pod template/);
+  });
+
   it('requires --endpoints', () => {
     expect(() => loadConfig(['--listen-client-urls', 'http://127.0.0.1:1'], {})).toThrow(/--endpoints/);
   });

@@ -1,35 +1,34 @@
 import { readFileSync } from 'node:fs';
-import { z } from 'zod';
 import { UsageError } from '../errors.ts';
-import { duration, hostPort, parseFlags, urlList } from '../flags.ts';
+import { flagReaders as f, readFlags, type FlagValues } from '../flag-core.ts';
 
-const file = z.string().min(1, 'expected a file path');
+/**
+ * The proxy's flags; each also reads from ETCD_TOPOLOGY_<FLAG>. Read without zod, unlike the other
+ * commands' flags: the proxy runs on every worker node and zod alone costs it about 17 MiB of resident
+ * memory (docs/bench/proxy-memory.md).
+ */
+export const proxyFlags = {
+  endpoints: f.urlList(),
+  listenClientUrls: f.urlList(),
+  mode: f.oneOf(['readwrite', 'readonly'], 'readwrite'),
+  refreshInterval: f.duration('30s'),
+  failureWait: f.duration('5s'),
+  metricsAddr: f.hostPort('127.0.0.1:9379'),
+  cacert: f.file(),
+  cert: f.file(),
+  key: f.file(),
+  listenCert: f.file(),
+  listenKey: f.file(),
+  listenCacert: f.file(),
+  drainTimeout: f.duration('10s'),
+  leaderRouting: f.boolean(true),
+  watchCoalescing: f.boolean(true),
+  watchClientBuffer: f.integer(4 * 1024 * 1024, 65536, { unit: 'bytes', example: 4194304 }),
+  reusePort: f.boolean(false),
+  revision: f.text('a name for this proxy\'s pod template, such as 5d8c1f0a2b'),
+};
 
-/** The proxy's flags; each also reads from ETCD_TOPOLOGY_<FLAG>. */
-export const proxyFlags = z.object({
-  endpoints: urlList,
-  listenClientUrls: urlList,
-  mode: z.enum(['readwrite', 'readonly'], { error: 'expected readwrite or readonly' }).default('readwrite'),
-  refreshInterval: duration.prefault('30s'),
-  failureWait: duration.prefault('5s'),
-  metricsAddr: hostPort.default('127.0.0.1:9379'),
-  cacert: file.optional(),
-  cert: file.optional(),
-  key: file.optional(),
-  listenCert: file.optional(),
-  listenKey: file.optional(),
-  listenCacert: file.optional(),
-  drainTimeout: duration.prefault('10s'),
-  leaderRouting: z.boolean({ error: 'expected true or false' }).default(true),
-  watchCoalescing: z.boolean({ error: 'expected true or false' }).default(true),
-  watchClientBuffer: z.coerce
-    .number({ error: 'expected a number of bytes, for example 4194304' })
-    .int('expected a whole number of bytes')
-    .min(65536, 'expected at least 65536 bytes')
-    .default(4 * 1024 * 1024),
-});
-
-export type ProxyFlags = z.infer<typeof proxyFlags>;
+export type ProxyFlags = FlagValues<typeof proxyFlags>;
 
 export const proxyUsage = `usage: etcd-topology proxy --endpoints URL[,URL...] --listen-client-urls URL[,URL...] [flags]
 
@@ -48,6 +47,10 @@ export const proxyUsage = `usage: etcd-topology proxy --endpoints URL[,URL...] -
   --watch-coalescing=BOOL    identical watches from this proxy's clients share one watch on a member (default true)
   --watch-client-buffer N    bytes of watch responses a client may leave unread before its watch stream is
                              ended with RESOURCE_EXHAUSTED (default 4194304; with coalescing only)
+  --reuse-port=BOOL          bind the client and metrics ports with SO_REUSEPORT (default false), so that a new
+                             proxy can start on the same host port while the old one drains (host network)
+  --revision NAME            this proxy's pod template as the operator names it; /readyz?revision=OTHER answers
+                             503, so that a readiness probe that reached the other proxy on a shared port fails
 
 Every flag also reads from ETCD_TOPOLOGY_<FLAG>, for example ETCD_TOPOLOGY_LISTEN_CLIENT_URLS.`;
 
@@ -66,7 +69,7 @@ export interface ProxyConfig extends ProxyFlags {
 
 /** Parses and cross-checks the proxy's flags, reading TLS files; throws UsageError naming the flag. */
 export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ProxyConfig {
-  const { flags, positionals } = parseFlags('proxy', proxyFlags, argv, env);
+  const { flags, positionals } = readFlags('proxy', proxyFlags, argv, env);
   if (positionals.length > 0) throw new UsageError(`proxy: unexpected argument ${JSON.stringify(positionals[0])}; flags start with --`);
   if ((flags.cert === undefined) !== (flags.key === undefined)) throw new UsageError('proxy: --cert and --key must be given together');
   if ((flags.listenCert === undefined) !== (flags.listenKey === undefined)) {

@@ -1,32 +1,34 @@
 import dns from 'node:dns/promises';
 import net from 'node:net';
 import os from 'node:os';
-import { z } from 'zod';
 import type { Logger } from '../telemetry/logger.ts';
 import type { HttpUpstreams } from './http1-upstreams.ts';
 import type { LeaderTracker } from './leader.ts';
+import { objectOf } from './json-fields.ts';
 import { pointsAtListener, urlPort, type BoundAddress } from './loop.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import type { UpstreamSet } from './upstreams.ts';
 import type { MemberConnections } from './member-connections.ts';
-
-const memberListResponse = z.object({
-  members: z
-    .array(z.object({ ID: z.string().optional(), name: z.string().optional(), clientURLs: z.array(z.string()).optional(), isLearner: z.boolean().optional() }))
-    .optional(),
-});
 
 /**
  * The client URLs to forward to, from a JSON gateway MemberList answer: every voting member's
  * advertised client URLs. Learners are left out: they refuse writes and linearizable reads.
  */
 export function memberClientUrls(body: unknown): string[] | undefined {
-  const parsed = memberListResponse.safeParse(body);
-  if (!parsed.success) return undefined;
+  const o = objectOf(body);
+  if (o === undefined) return undefined;
+  const members = o['members'];
+  if (members !== undefined && !Array.isArray(members)) return undefined;
   const urls: string[] = [];
-  for (const m of parsed.data.members ?? []) {
-    if (m.isLearner === true) continue;
-    for (const u of m.clientURLs ?? []) if (URL.canParse(u) && /^https?:$/.test(new URL(u).protocol)) urls.push(u.replace(/\/+$/, ''));
+  for (const entry of (members ?? []) as unknown[]) {
+    const m = objectOf(entry);
+    if (m === undefined) return undefined;
+    if (m['isLearner'] === true) continue;
+    const clientURLs = m['clientURLs'];
+    if (clientURLs !== undefined && !Array.isArray(clientURLs)) return undefined;
+    for (const u of (clientURLs ?? []) as unknown[]) {
+      if (typeof u === 'string' && URL.canParse(u) && /^https?:$/.test(new URL(u).protocol)) urls.push(u.replace(/\/+$/, ''));
+    }
   }
   return urls;
 }

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { objectOf, stringField } from './json-fields.ts';
 
 /**
  * What an etcd error answer means for the proxy: whether etcd provably did not apply the call (so
@@ -132,8 +132,6 @@ function varint(b: Uint8Array, p: number): { value: number; next: number } | und
   return undefined;
 }
 
-const gatewayErrorBody = z.object({ code: z.number().int(), message: z.string().optional(), error: z.string().optional() });
-
 /**
  * The gRPC status in a JSON gateway error answer ({"code":2,"message":"raft proposal dropped"}, as
  * grpc-gateway writes a status), or undefined for a body that is not one.
@@ -145,8 +143,10 @@ export function gatewayError(body: string): { code: number; message: string } | 
   } catch {
     return undefined;
   }
-  const d = gatewayErrorBody.safeParse(parsed).data;
-  return d === undefined ? undefined : { code: d.code, message: d.message ?? d.error ?? '' };
+  const d = objectOf(parsed);
+  const code = d?.['code'];
+  if (typeof code !== 'number' || !Number.isInteger(code)) return undefined;
+  return { code, message: stringField(d, 'message') ?? stringField(d, 'error') ?? '' };
 }
 
 /** The raft term in the first bytes of a JSON gateway answer ("header":{..."raft_term":"7"}), or undefined. */

@@ -1,8 +1,8 @@
-import { z } from 'zod';
 import type { Logger } from '../telemetry/logger.ts';
 import { responseRaftTerm } from './etcd-errors.ts';
 import { frameMessage, MessageReader } from './grpc-frame.ts';
 import type { HttpUpstreams } from './http1-upstreams.ts';
+import { objectOf, uint64Field } from './json-fields.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import type { UpstreamSet } from './upstreams.ts';
 
@@ -15,22 +15,15 @@ export interface StatusAnswer {
   term: number;
 }
 
-const uint64 = z.union([z.string(), z.number()]).transform(String);
-const statusBody = z.object({
-  header: z.object({ member_id: uint64.optional(), memberId: uint64.optional(), raft_term: uint64.optional(), raftTerm: uint64.optional() }).optional(),
-  leader: uint64.optional(),
-  raft_term: uint64.optional(),
-  raftTerm: uint64.optional(),
-});
-
 /** A JSON gateway Status answer from the member at url (proto or JSON field names), or undefined. */
 export function parseStatus(url: string, body: unknown): StatusAnswer | undefined {
-  const d = statusBody.safeParse(body).data;
+  const d = objectOf(body);
   if (d === undefined) return undefined;
-  const memberId = d.header?.member_id ?? d.header?.memberId;
-  const term = Number(d.raft_term ?? d.raftTerm ?? d.header?.raft_term ?? d.header?.raftTerm);
+  const header = objectOf(d['header']);
+  const memberId = uint64Field(header, 'member_id') ?? uint64Field(header, 'memberId');
+  const term = Number(uint64Field(d, 'raft_term') ?? uint64Field(d, 'raftTerm') ?? uint64Field(header, 'raft_term') ?? uint64Field(header, 'raftTerm'));
   if (memberId === undefined || !Number.isSafeInteger(term) || term <= 0) return undefined;
-  return { url, memberId, leaderId: d.leader ?? '0', term };
+  return { url, memberId, leaderId: uint64Field(d, 'leader') ?? '0', term };
 }
 
 /**

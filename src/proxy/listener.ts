@@ -43,8 +43,19 @@ const SNIFF_TIMEOUT_MS = 10_000;
 // is slower than the client (or the client never reads, in the other direction).
 const h2Settings: LocalSettings = { streamWindow: 1024 * 1024, connectionWindow: 16 * 1024 * 1024, maxConcurrentStreams: 100_000, maxHeaderListSize: 64 * 1024 };
 
-/** Starts listening on every client URL; resolves once all are bound. */
-export async function startClientListeners(urls: readonly string[], tlsSource: TlsSource, handlers: ListenerHandlers, log: Logger): Promise<ClientListeners> {
+/**
+ * Starts listening on every client URL; resolves once all are bound. With reusePort (SO_REUSEPORT)
+ * another process may bind the same addresses: a host-network proxy's replacement starts beside it,
+ * the kernel spreads new connections over both, and once this one stops accepting they all reach the
+ * new one.
+ */
+export async function startClientListeners(
+  urls: readonly string[],
+  tlsSource: TlsSource,
+  handlers: ListenerHandlers,
+  log: Logger,
+  options: { reusePort?: boolean } = {},
+): Promise<ClientListeners> {
   const tlsFiles = tlsSource.current();
   let nextConn = 0;
   const limits: ServerLimits = { ...defaultServerLimits, onCutOff: (reason) => handlers.cutOff?.(reason) };
@@ -141,7 +152,7 @@ export async function startClientListeners(urls: readonly string[], tlsSource: T
     const host = url.hostname.replace(/^\[|\]$/g, '');
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host, port: Number(url.port), backlog: 1024 }, () => {
+      server.listen({ host, port: Number(url.port), backlog: 1024, reusePort: options.reusePort === true }, () => {
         server.off('error', reject);
         resolve();
       });

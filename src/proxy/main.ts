@@ -1,7 +1,7 @@
 import type http from 'node:http';
 import { createRootLogger, type Logger } from '../telemetry/logger.ts';
 import { startTelemetryServer } from '../telemetry/http-server.ts';
-import { createRegistry } from '../telemetry/metrics.ts';
+import { createLeanRegistry } from '../telemetry/lean-metrics.ts';
 import { ActiveCalls } from './active-calls.ts';
 import { loadConfig, proxyUsage, type ProxyConfig } from './config.ts';
 import { ReloadingTls, TLS_REPORT_PATH, tlsReport } from './tls-reload.ts';
@@ -29,7 +29,7 @@ export interface RunningProxy {
 
 /** Starts the proxy from a parsed configuration. */
 export async function startProxy(config: ProxyConfig, log: Logger): Promise<RunningProxy> {
-  const registry = createRegistry();
+  const registry = createLeanRegistry('etcd_topology_');
   const seeds = config.endpoints.map((u) => u.replace(/\/+$/, ''));
   const upstreams = new UpstreamSet(seeds, { failureWaitMs: config.failureWait });
   const metrics = new ProxyMetrics(registry, () => upstreams.list().map((m) => [m.url, m.answered && m.serving && upstreams.isAvailable(m.url)]));
@@ -95,6 +95,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
       },
     },
     log.child({ component: 'listener' }),
+    { reusePort: config.reusePort },
   );
 
   const discovery = new Discovery({
@@ -115,12 +116,17 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     registry,
     {
       healthz: () => (upstreams.anyAnswering() ? undefined : noMember),
-      readyz: () => (draining ? 'draining' : upstreams.anyAnswering() ? undefined : noMember),
+      readyz: (query) => {
+        const asked = query.get('revision');
+        if (asked !== null && asked !== config.revision) return otherRevision(asked, config.revision);
+        return draining ? 'draining' : upstreams.anyAnswering() ? undefined : noMember;
+      },
     },
     log,
     // What the proxy trusts and presents towards the members, and serves on its client port: the
     // operator reads it during a CA rotation.
     { [TLS_REPORT_PATH]: () => tlsReport(upstreamTls.current(), listeners.servedTls()) },
+    { reusePort: config.reusePort },
   );
   await discovery.start();
   log.info({ mode: config.mode, watchCoalescing: config.watchCoalescing, members: upstreams.list().map((m) => m.url) }, 'Started the etcd proxy');
@@ -176,6 +182,15 @@ export async function main(argv: string[]): Promise<number> {
   log.info({ signal }, 'Received a stop signal');
   await proxy.shutdown();
   return 0;
+}
+
+/**
+ * Why /readyz?revision=ASKED fails here: on the host network two proxies share the port while one
+ * replaces the other, and a probe meant for the new pod that reached the old process (or the other
+ * way round) must not report the wrong one ready.
+ */
+function otherRevision(asked: string, own: string | undefined): string {
+  return `this is the proxy of pod template revision ${own ?? '(none: no --revision)'}; the probe asks for ${asked}`;
 }
 
 /** Whether an HTTP/2 request is a gRPC call (content-type application/grpc, with or without a suffix). */

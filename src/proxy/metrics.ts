@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from '../telemetry/lean-metrics.ts';
 import type { AttemptCounters } from './attempts.ts';
 
 /** The label children of one (protocol, service, method), cached so the hot path does not hash labels. */

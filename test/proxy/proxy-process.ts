@@ -30,6 +30,8 @@ export async function startProxyProcess(
   extra: string[] = [],
   options: {
     port?: number;
+    /** The metrics port (default: a free one). */
+    metricsPort?: number;
     waitReady?: boolean;
     /** Serve TLS with this certificate and key. */
     tls?: { cert: string; key: string };
@@ -38,7 +40,7 @@ export async function startProxyProcess(
   } = {},
 ): Promise<ProxyProcess> {
   const port = options.port ?? (await freePort());
-  const metricsPort = await freePort();
+  const metricsPort = options.metricsPort ?? (await freePort());
   const url = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const tlsUrl = options.tlsListener ? `https://127.0.0.1:${await freePort()}` : undefined;
   const certs = options.tls ?? options.tlsListener;

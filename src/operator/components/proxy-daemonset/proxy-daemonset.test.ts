@@ -64,14 +64,33 @@ describe('proxy DaemonSet', () => {
     expect(plain.spec!.template.spec!.volumes).toBeUndefined();
   });
 
-  it('rolls with a surge on the pod network (a node keeps a ready proxy), one node at a time on the host network', () => {
+  it('rolls with a surge (a node keeps a ready proxy) on the pod network and on the host network', () => {
     expect(render().spec!.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
-    expect(render({ proxy: { hostNetwork: true } }).spec!.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
+    expect(render({ proxy: { hostNetwork: true } }).spec!.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
+  });
+
+  it('on the host network shares its ports with the replacement, declares no hostPort, and probes its own revision', () => {
+    const pod = render({ proxy: { hostNetwork: true } }).spec!.template.spec!;
+    const c = pod.containers[0]!;
+    expect(c.args).toContain('--reuse-port=true');
+    // Declared ports become hostPorts in the host network, and the scheduler places no second pod with them.
+    expect(c.ports).toBeUndefined();
+    const revision = /^--revision=([0-9a-f]{12})$/.exec(c.args!.find((a) => a.startsWith('--revision='))!)![1]!;
+    expect(c.readinessProbe?.httpGet?.path).toBe(`/readyz?revision=${revision}`);
+    // The revision follows every template change and only those: same spec, same revision.
+    expect(render({ proxy: { hostNetwork: true } }).spec!.template.spec!.containers[0]!.args).toEqual(c.args);
+    const changed = render({ proxy: { hostNetwork: true, refreshInterval: '1m' } }).spec!.template.spec!.containers[0]!;
+    expect(changed.args!.find((a) => a.startsWith('--revision='))).not.toBe(`--revision=${revision}`);
+    // The pod network keeps its ports, one proxy per pod IP, and needs neither.
+    const plain = render().spec!.template.spec!.containers[0]!;
+    expect(plain.ports?.map((p) => p.name)).toEqual(['client', 'metrics']);
+    expect(plain.args!.filter((a) => /^--(reuse-port|revision)/.test(a))).toEqual([]);
+    expect(plain.readinessProbe?.httpGet?.path).toBe('/readyz');
   });
 
   it('gives the proxy default requests and a memory limit above its V8 heap cap, unless spec.proxy.resources is set', () => {
     const c = (spec: EtcdTopologySpecInput = {}) => render(spec).spec!.template.spec!.containers[0]!;
-    expect(c().resources).toEqual({ requests: { cpu: '50m', memory: '128Mi' }, limits: { memory: '512Mi' } });
+    expect(c().resources).toEqual({ requests: { cpu: '50m', memory: '160Mi' }, limits: { memory: '512Mi' } });
     expect(defaultProxyResources.limits.memory).toBe('512Mi');
     // The limit must leave room above the old-space cap for code and buffers outside the heap.
     expect(Number(/--max-old-space-size=(\d+)/.exec(PROXY_NODE_OPTIONS)![1]) + 100).toBeLessThanOrEqual(512);
@@ -90,7 +109,8 @@ describe('proxy DaemonSet', () => {
     expect(proxyArgs(t)).toContain(`--refresh-interval=${t.spec.proxy.refreshInterval}`);
     expect(pod.hostNetwork).toBe(hostNetwork);
     expect(pod.dnsPolicy).toBe(dns);
-    expect(pod.containers[0]!.ports?.[0]).toEqual({ name: 'client', containerPort: t.spec.proxy.port, protocol: 'TCP' });
+    // In the host network a declared port is a hostPort, which would block the surge pod.
+    expect(pod.containers[0]!.ports?.[0]).toEqual(hostNetwork ? undefined : { name: 'client', containerPort: t.spec.proxy.port, protocol: 'TCP' });
   });
 
   it.each<{ name: string; spec: EtcdTopologySpecInput; terms: unknown }>([
