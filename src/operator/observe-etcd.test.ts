@@ -38,7 +38,7 @@ function fakeEtcd(answers: Record<string, { id: string } | 'down'>, list: Member
       }),
     alarms: (url) => call(url, 'alarm list', () => alarmResponse.parse({ header: {}, alarms: [] })),
     // The real one: tries each endpoint in turn while they are unavailable.
-    onFirstAvailable: EtcdAdminClient.prototype.onFirstAvailable,
+    onFirstAvailable: (urls, fn) => new EtcdAdminClient().onFirstAvailable(urls, fn),
   };
   return { reader, calls, maxInFlight: () => maxInFlight };
 }
