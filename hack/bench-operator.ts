@@ -84,9 +84,16 @@ async function moduleRss(nodeArgs: string[] = []): Promise<number> {
   return Number(out.trim());
 }
 
-// A node whose lease is not renewed within the grace period goes NotReady, and the node lifecycle
-// controller marks its pods NotReady, which kwok does not undo: give kwok's 1,000 heartbeats room.
-const cluster: LocalCluster = await startClusterWithCrd({ nodes: defaultNodes(3, 0), nodeMonitorGracePeriod: '120s' });
+// kwok renews each node's Lease every quarter of its duration. At kwok's usual 40 s, 1,000 nodes
+// make 100 Lease writes a second, which neither kwok's 4 lease workers nor the API server keep up
+// with on 2 shared cores: leases go stale, the node lifecycle controller marks their nodes Unknown,
+// kwok's node-initialize stage marks them Ready again, and 1,000 never are Ready at once. A 1,200 s
+// lease (a renewal every 300 s, 3 a second) with a 600 s grace period ends that fight; the real
+// central nodes renew every 10 s as before. Controller QPS: the DaemonSet controller and the
+// scheduler create and bind ~4,000 proxy pods.
+const LEASE_SECONDS = 1200;
+const cluster: LocalCluster = await startClusterWithCrd({ nodes: defaultNodes(3, 0), nodeMonitorGracePeriod: '600s', controllerQps: 200 });
+const progress = (what: string): void => console.error(`[bench:operator ${new Date().toISOString().slice(11, 19)}] ${what}`);
 let operator: OperatorProcess | undefined;
 let kwok: ReturnType<typeof spawnLogged> | undefined;
 try {
@@ -105,7 +112,7 @@ try {
   /** Writes per reconcile while `count` reconciles happen with nothing changing. */
   const writesPerReconcile = async (count: number): Promise<{ perReconcile: number; reconciles: number; byKind: Record<string, number> }> => {
     const [w0, r0, series0] = [await writesNow(), await reconcilesNow(), await op.series('etcd_topology_operator_api_writes_total')];
-    await waitFor(`${count} reconciles`, async () => (await reconcilesNow()) >= r0 + count, { timeoutMs: 300_000, intervalMs: 500 });
+    await waitFor(`${count} reconciles`, async () => (await reconcilesNow()) >= r0 + count, { timeoutMs: 1_200_000, intervalMs: 500 });
     const [w1, r1, series1] = [await writesNow(), await reconcilesNow(), await op.series('etcd_topology_operator_api_writes_total')];
     const byKind: Record<string, number> = {};
     for (const [l, v] of Object.entries(series1)) if (v - (series0[l] ?? 0) > 0) byKind[l] = v - (series0[l] ?? 0);
@@ -142,6 +149,7 @@ try {
   const one = await memory(op);
   const [bareRss, modulesRss] = [Number(await (await import('../test/harness/run.ts')).run(process.execPath, ['-e', 'console.log(process.memoryUsage().rss)'])), await moduleRss()];
   const heapOne = await heapSnapshot(op, cluster.dir);
+  progress(`rounds done (${rounds}); one settled topology: RSS ${mib(one.rss)} MiB`);
   // Writing a snapshot leaves native memory behind that the process keeps (RSS above the V8 heap by
   // far): the scale run starts with a fresh operator, so that its RSS is the operator's own.
   await op.stop();
@@ -166,17 +174,33 @@ try {
         phase: 'Running',
       },
     });
+  // kwok's stage and lease workers (4 each by default) play every node's and pod's status changes.
+  const kwokConfig = path.join(cluster.dir, 'kwok.yaml');
+  writeFileSync(
+    kwokConfig,
+    JSON.stringify({ apiVersion: 'config.kwok.x-k8s.io/v1alpha1', kind: 'KwokConfiguration', options: { nodeLeaseParallelism: 16, nodePlayStageParallelism: 16, podPlayStageParallelism: 16 } }),
+  );
   kwok = spawnLogged(
     binaries().kwok,
-    [`--kubeconfig=${cluster.kubeconfig}`, `--manage-nodes-with-annotation-selector=${KWOK_ANNOTATION}=fake`, '--cidr=10.64.0.1/12', '--node-ip=127.0.0.1', '--node-lease-duration-seconds=40', '--v=WARN'],
+    [
+      `--config=${kwokConfig}`,
+      `--kubeconfig=${cluster.kubeconfig}`,
+      `--manage-nodes-with-annotation-selector=${KWOK_ANNOTATION}=fake`,
+      '--cidr=10.64.0.1/12',
+      '--node-ip=127.0.0.1',
+      `--node-lease-duration-seconds=${LEASE_SECONDS}`,
+      '--v=WARN',
+    ],
     path.join(cluster.dir, 'kwok.log'),
   );
-  for (let i = 0; i < nodeNames.length; i += 25) await Promise.all(nodeNames.slice(i, i + 25).map((n, j) => createNode(n, i + j)));
-  await waitFor(`${nodeCount} kwok nodes Ready`, async () => {
-    const list = JSON.parse(await k(['get', 'nodes', '-l', 'type=kwok', '-o', 'json'])) as { items: { status?: { conditions?: { type: string; status: string }[] } }[] };
-    return list.items.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).length === nodeCount;
-  }, { timeoutMs: 600_000, intervalMs: 2000 });
+  for (let i = 0; i < nodeNames.length; i += 50) await Promise.all(nodeNames.slice(i, i + 50).map((n, j) => createNode(n, i + j)));
+  progress(`${nodeCount} kwok nodes created in ${((performance.now() - kwokStart) / 1000).toFixed(0)} s`);
+  interface NodeList { items: { status?: { conditions?: { type: string; status: string }[] } }[] }
+  const readyKwokNodes = async (): Promise<number> =>
+    (await cluster.api.call<NodeList>('GET', '/api/v1/nodes?labelSelector=type%3Dkwok')).items.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).length;
+  await waitFor(`${nodeCount} kwok nodes Ready`, async () => (await readyKwokNodes()) === nodeCount, { timeoutMs: 600_000, intervalMs: 5000 });
   const kwokReadyS = (performance.now() - kwokStart) / 1000;
+  progress(`${nodeCount} kwok nodes Ready after ${kwokReadyS.toFixed(0)} s`);
 
   const names = Array.from({ length: many }, (_, i) => (i < REAL ? `real-${i}` : `pending-${i}`));
   const specOf = (i: number): Record<string, unknown> =>
@@ -185,17 +209,19 @@ try {
       : i < REAL
         ? { members: { count: 1 } }
         : { members: { count: 3, nodeSelector: { 'bench.etcdtopology.io/none': 'true' } }, proxy: { nodeSelector: { 'bench.etcdtopology.io/group': `g${i % Math.max(1, Math.floor(nodeCount / GROUP))}` } } };
+  // Straight to the API, not kubectl: on the loaded machine kubectl's client-side validation (it
+  // fetches the OpenAPI document first) timed out after 32 s.
+  const etops = `/apis/etcdtopology.io/v1alpha1/namespaces/${NS}/etcdtopologies`;
   const applyStart = performance.now();
-  for (let i = 1; i < many; i += 20) {
-    const items = names.slice(i, i + 20).map((n, j) => JSON.parse(topologyManifest(n, NS, specOf(i + j))) as unknown);
-    await k(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items }));
-  }
+  for (let i = 1; i < many; i += 10) await Promise.all(names.slice(i, i + 10).map((n, j) => cluster.api.call('POST', etops, JSON.parse(topologyManifest(n, NS, specOf(i + j))) as unknown)));
+  progress(`${many - 1} more topologies created in ${((performance.now() - applyStart) / 1000).toFixed(0)} s`);
   interface Listed { metadata: { name: string }; status?: { observedGeneration?: number; proxies?: { desired: number; ready: number } } }
-  const topologies = async (): Promise<Listed[]> => (JSON.parse(await k(['get', 'etop', '-n', NS, '-o', 'json'])) as { items: Listed[] }).items;
+  const topologies = async (): Promise<Listed[]> => (await cluster.api.call<{ items: Listed[] }>('GET', etops)).items;
   await waitFor(`${many} topologies with status`, async () => {
     const list = await topologies();
     return list.length === many && list.every((t) => t.status?.observedGeneration !== undefined);
-  }, { timeoutMs: 600_000, intervalMs: 2000 });
+  }, { timeoutMs: 1_800_000, intervalMs: 5000 });
+  progress(`${many} topologies with status after ${((performance.now() - applyStart) / 1000).toFixed(0)} s`);
   for (let i = 1; i < REAL; i++) await waitFor(`${names[i]} Available`, () => available(names[i]!), { timeoutMs: 300_000, intervalMs: 1000 });
   const proxiesWanted = REAL * nodeCount + (many - REAL) * GROUP;
   await waitFor(`${proxiesWanted} proxies ready`, async () => {
@@ -203,8 +229,10 @@ try {
     return ready >= proxiesWanted;
   }, { timeoutMs: 1_800_000, intervalMs: 5000 });
   const settleS = (performance.now() - applyStart) / 1000;
+  progress(`${many} topologies with status and ${proxiesWanted} proxies ready after ${settleS.toFixed(0)} s`);
   await writesPerReconcile(2 * many);
   const scale = await memory(op);
+  progress(`at scale: RSS ${mib(scale.rss)} MiB, heap used ${mib(scale.heapUsed)} MiB`);
 
   // Spec change -> applied StatefulSet, one change at a time, while every Pending topology is
   // reconciled every 5 s and kwok's node heartbeats arrive: the queue is never empty for long.
@@ -221,11 +249,12 @@ try {
     const cpu = `${100 + c}m`;
     const seen = new Promise<number>((resolve) => applied.set(`${name}-member`, (got) => got === cpu && resolve(performance.now())));
     const t0 = performance.now();
-    await k(['patch', 'etop', name, '-n', NS, '--type=merge', '-p', JSON.stringify({ spec: { members: { resources: { requests: { cpu } } } } })]);
+    await cluster.api.call('PATCH', `${etops}/${name}`, { spec: { members: { resources: { requests: { cpu } } } } }, 'application/merge-patch+json');
     depths.push(await op.counter('etcd_topology_operator_queue_depth'));
     latencies.push((await Promise.race([seen, new Promise<number>((_, reject) => setTimeout(() => reject(new Error(`${name}: StatefulSet not applied within 60 s`)), 60_000))])) - t0);
     applied.delete(`${name}-member`);
   }
+  progress(`${changes} spec changes applied`);
   const steady = await writesPerReconcile(2 * many);
   const heapScale = await heapSnapshot(op, cluster.dir);
   const modulesTuned = await moduleRss(['--max-semi-space-size=2']);

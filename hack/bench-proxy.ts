@@ -664,7 +664,6 @@ async function main(): Promise<void> {
     return;
   }
   const mtls = await proxy(MTLS, cli, [], [`--endpoints=${tlsMember.url}`, ...tlsMember.proxyFlags]);
-  const baselineCli = baselineDir === undefined ? undefined : path.resolve(baselineDir, 'src', 'cli.ts');
   // --tls-only with --baseline: the baseline build against both members too, interleaved, for an A/B of the TLS path.
   const tlsBaseline = tlsOnly && baselineCli !== undefined ? [await proxy(baselineName(PLAIN), baselineCli), await proxy(baselineName(MTLS), baselineCli, [], [`--endpoints=${tlsMember.url}`, ...tlsMember.proxyFlags])] : [];
   const targets: Target[] = tlsOnly ? [await proxy(PLAIN, cli), mtls, ...tlsBaseline] : [

@@ -4,7 +4,7 @@ import { BACKUP_NOW_ANNOTATION, type BackupStatus } from '../api/backup.ts';
 import { GROUP, PLURAL, VERSION } from '../api/etcd-topology.ts';
 import { UsageError } from '../errors.ts';
 import { duration, namespaceName, parseFlags } from '../flags.ts';
-import { loadKubeConfig } from '../operator/kube.ts';
+import { loadKubeConfig } from '../cli-kubeconfig.ts';
 
 const usage = `usage: etcd-topology backup NAME [-n NS] [--wait] [--timeout 10m] [--kubeconfig FILE]
 

@@ -4,7 +4,7 @@ import { API_VERSION, KIND } from '../api/etcd-topology.ts';
 import type { EtcdTopologyStatus } from '../api/status.ts';
 import { UsageError } from '../errors.ts';
 import { parseFlags } from '../flags.ts';
-import { loadKubeConfig } from '../operator/kube.ts';
+import { loadKubeConfig } from '../cli-kubeconfig.ts';
 import { drainAnswers, type TopologyOnNode } from './drain.ts';
 
 const usage = `usage: etcd-topology check drain NODE [--kubeconfig FILE] [--namespace NS]

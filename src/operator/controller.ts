@@ -1,7 +1,8 @@
-import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { API_VERSION, KIND, PLURAL } from '../api/etcd-topology.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import type { KubeClient } from './kube-client.ts';
 import { CLAIM_SELECTOR, Informers, MANAGED_SELECTOR, nodeChanges, POD_SELECTOR, type WatchedKind } from './informers.ts';
 import type { Reconciler } from './reconciler.ts';
 import { WorkQueue } from './work-queue.ts';
@@ -42,7 +43,7 @@ export class Controller {
   private reconciler: Reconciler | undefined;
   private workers: Promise<void>[] = [];
 
-  constructor(kc: KubeConfig, namespaces: readonly string[] | undefined, registry: Registry, log: Logger) {
+  constructor(client: KubeClient, namespaces: readonly string[] | undefined, registry: Registry, log: Logger) {
     this.log = log;
     this.reconciles = new Counter({ name: 'etcd_topology_operator_reconciles_total', help: 'Reconciles by result.', labelNames: ['result'], registers: [registry] });
     this.duration = new Histogram({
@@ -54,7 +55,7 @@ export class Controller {
     const queue = this.queue;
     new Gauge({ name: 'etcd_topology_operator_queue_depth', help: 'Topologies waiting in the work queue (not in flight, not scheduled).', registers: [registry], collect() { this.set(queue.length); } });
     this.retries = new Counter({ name: 'etcd_topology_operator_queue_retries_total', help: 'Reconciles that failed and were queued again with back-off.', registers: [registry] });
-    this.informers = new Informers(kc, WATCHED_KINDS, namespaces, (kind, obj) => this.enqueueFor(kind, obj), log, registry);
+    this.informers = new Informers(client, WATCHED_KINDS, namespaces, (kind, obj) => this.enqueueFor(kind, obj), log, registry);
   }
 
   /** Starts the informers (every replica keeps its caches warm, leader or not). */

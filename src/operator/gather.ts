@@ -17,7 +17,7 @@ export interface Snapshot {
   memberPods: V1Pod[];
   /** The member pods not being deleted: what etcd is dialled through and status reports. */
   activeMemberPods: V1Pod[];
-  /** Each active member pod with an address, and its client URL by pod IP. */
+  /** Each active member pod that runs and has an address, and its client URL by pod IP: the only members dialled. */
   endpoints: MemberEndpoint[];
   /** The members' data volume claims. */
   claims: V1PersistentVolumeClaim[];
@@ -40,9 +40,13 @@ const matches = (labels: Record<string, string> | undefined, want: Record<string
 // A cordoned node still counts: cordoning is the first step of every drain and takes no member away.
 const isReadyNode = (n: V1Node): boolean => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
 
-/** The member pods' client URLs: etcd's client port at each pod's IP (the operator may run outside the cluster's DNS). */
+/**
+ * The member pods' client URLs: etcd's client port at each pod's IP (the operator may run outside the
+ * cluster's DNS). Only pods that run: a Pending pod (unscheduled, pulling, in its init containers) has
+ * no etcd to answer, and dialling it would only wait for a deadline. Such a member counts as unhealthy.
+ */
 export function memberEndpoints(topology: EtcdTopology, pods: readonly V1Pod[]): MemberEndpoint[] {
-  return pods.filter((p) => p.status?.podIP).map((p) => ({ name: p.metadata!.name!, url: `${memberScheme(topology)}://${p.status!.podIP}:${CLIENT_PORT}` }));
+  return pods.filter((p) => p.status?.phase === 'Running' && p.status.podIP).map((p) => ({ name: p.metadata!.name!, url: `${memberScheme(topology)}://${p.status!.podIP}:${CLIENT_PORT}` }));
 }
 
 /** Builds the snapshot of one topology; tls is the certificates step's outcome, which etcd is dialled with. */

@@ -1,6 +1,7 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { nodeChanges } from './informers.ts';
+import { KubeHttpError, type KubeClient, type WatchEvent } from './kube-client.ts';
+import { ListWatchInformer, nodeChanges, trim, type WatchedKind } from './informers.ts';
 
 const node = (over: { labels?: Record<string, string>; unschedulable?: boolean; ready?: string; heartbeat?: string; images?: number } = {}): KubernetesObject =>
   ({
@@ -23,5 +24,115 @@ describe('nodeChanges', () => {
     ['readiness', { ready: 'Unknown' }],
   ])('sees %s change', (_, over) => {
     expect(nodeChanges(node(over))).not.toBe(nodeChanges(node()));
+  });
+});
+
+describe('trim', () => {
+  it("drops managedFields, and a Node's image list", () => {
+    const n = trim({ ...node({ images: 2 }), kind: 'Node', metadata: { name: 'n', managedFields: [{ manager: 'kubelet' }] } });
+    expect(n.metadata?.managedFields).toBeUndefined();
+    expect((n as { status?: { images?: unknown } }).status?.images).toBeUndefined();
+  });
+});
+
+const pod = (name: string, rv: string, extra: Record<string, unknown> = {}): KubernetesObject => ({ metadata: { name, namespace: 'ns', resourceVersion: rv, ...extra } });
+type Step = { list: KubernetesObject[]; rv: string } | { watch: WatchEvent<KubernetesObject>[]; then?: 'end' | 'fail' };
+
+/**
+ * A scripted API server behind the informer: each list answers the next list step, each watch plays
+ * the next watch step's events and then ends (the server's timeout) or fails; the last one stays open.
+ */
+function scriptedClient(steps: Step[]) {
+  const asked: string[] = [];
+  const next = <T extends Step>(want: 'list' | 'watch'): T => {
+    const i = steps.findIndex((s) => want in s);
+    if (i === -1) throw new Error(`no ${want} step left`);
+    return steps.splice(i, 1)[0] as T;
+  };
+  const client = {
+    call: (method: string, path: string, options: { query?: Record<string, string | undefined> }) => {
+      asked.push(`${method} ${path} labelSelector=${options.query?.['labelSelector'] ?? ''}`);
+      const s = next<{ list: KubernetesObject[]; rv: string }>('list');
+      return Promise.resolve({ metadata: { resourceVersion: s.rv }, items: s.list.map((o) => structuredClone(o)) });
+    },
+    watch: async (path: string, query: Record<string, string | undefined>, onEvent: (e: WatchEvent<KubernetesObject>) => void, signal: AbortSignal) => {
+      asked.push(`WATCH ${path} from ${query['resourceVersion']}`);
+      if (!steps.some((s) => 'watch' in s)) return new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve()));
+      const s = next<{ watch: WatchEvent<KubernetesObject>[]; then?: 'end' | 'fail' }>('watch');
+      for (const e of s.watch) onEvent(structuredClone(e));
+      if (s.then === 'fail') throw new KubeHttpError('GET', path, 500, 'boom');
+    },
+  };
+  return { client: client as unknown as KubeClient, asked };
+}
+
+const podKind: WatchedKind = { apiVersion: 'v1', kind: 'Pod', plural: 'pods', namespaced: true, labelSelector: 'app=x' };
+const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 10));
+
+function record(informer: ListWatchInformer): string[] {
+  const seen: string[] = [];
+  for (const e of ['add', 'update', 'delete'] as const) informer.on(e, (o) => seen.push(`${e} ${o.metadata?.name ?? ''}@${o.metadata?.resourceVersion ?? ''}`));
+  informer.on('connect', () => seen.push('connect'));
+  informer.on('error', (err) => seen.push(`error ${(err as Error).message}`));
+  return seen;
+}
+
+describe('ListWatchInformer', () => {
+  it('lists, then watches from the list version and resumes from the last event or bookmark when the server ends a watch', async () => {
+    const { client, asked } = scriptedClient([
+      { list: [pod('a', '1', { managedFields: [{}] })], rv: '5' },
+      { watch: [{ type: 'ADDED', object: pod('b', '6') }, { type: 'MODIFIED', object: pod('a', '7') }, { type: 'BOOKMARK', object: pod('', '9') }], then: 'end' },
+      { watch: [{ type: 'DELETED', object: pod('b', '10') }], then: 'end' },
+    ]);
+    const informer = new ListWatchInformer(client, podKind, '/api/v1/pods');
+    const seen = record(informer);
+    await informer.start();
+    await settle();
+    expect(seen).toEqual(['add a@1', 'connect', 'add b@6', 'update a@7', 'delete b@10']);
+    expect(asked).toEqual(['GET /api/v1/pods labelSelector=app=x', 'WATCH /api/v1/pods from 5', 'WATCH /api/v1/pods from 9', 'WATCH /api/v1/pods from 10']);
+    expect(informer.list().map((o) => [o.metadata?.name, o.kind, o.apiVersion, o.metadata?.managedFields])).toEqual([['a', 'Pod', 'v1', undefined]]);
+    expect(informer.get('a', 'ns')?.metadata?.resourceVersion).toBe('7');
+    await informer.stop();
+  });
+
+  it('lists again when the version is gone (410), passing on only what changed meanwhile', async () => {
+    const { client, asked } = scriptedClient([
+      { list: [pod('a', '1'), pod('b', '2')], rv: '5' },
+      { watch: [{ type: 'ERROR', object: { metadata: {}, code: 410 } as KubernetesObject }], then: 'end' },
+      { list: [pod('a', '1'), pod('c', '8')], rv: '20' },
+    ]);
+    const informer = new ListWatchInformer(client, podKind, '/api/v1/pods');
+    const seen = record(informer);
+    await informer.start();
+    await settle();
+    expect(seen).toEqual(['add a@1', 'add b@2', 'connect', 'add c@8', 'delete b@2']);
+    expect(asked.at(-1)).toBe('WATCH /api/v1/pods from 20');
+    await informer.stop();
+  });
+
+  it('emits error (and never rejects) when a list fails', async () => {
+    const client = { call: () => Promise.reject(new KubeHttpError('GET', '/api/v1/pods', 429, 'storage is (re)initializing')) } as unknown as KubeClient;
+    const informer = new ListWatchInformer(client, podKind, '/api/v1/pods');
+    const seen = record(informer);
+    await informer.start();
+    expect(seen).toEqual(['error list Pod objects at /api/v1/pods failed: the API server answered 429: storage is (re)initializing']);
+  });
+
+  it('emits error and stops watching when a watch fails; start() lists again', async () => {
+    const { client, asked } = scriptedClient([
+      { list: [pod('a', '1')], rv: '5' },
+      { watch: [], then: 'fail' },
+      { list: [pod('a', '3')], rv: '30' },
+    ]);
+    const informer = new ListWatchInformer(client, podKind, '/api/v1/pods');
+    const seen = record(informer);
+    await informer.start();
+    await settle();
+    expect(seen).toEqual(['add a@1', 'connect', 'error GET /api/v1/pods: HTTP 500']);
+    await informer.start();
+    await settle();
+    expect(seen.slice(3)).toEqual(['update a@3', 'connect']);
+    expect(asked.at(-1)).toBe('WATCH /api/v1/pods from 30');
+    await informer.stop();
   });
 });

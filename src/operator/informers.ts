@@ -1,7 +1,8 @@
-import { ListWatch, Watch, type Informer, type KubeConfig, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
 import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../telemetry/logger.ts';
 import { listObjects } from './kube.ts';
+import type { KubeClient, WatchEvent } from './kube-client.ts';
 
 /** A kind the operator watches: where to list it and whether only its own objects. */
 export interface WatchedKind {
@@ -25,16 +26,140 @@ export function nodeChanges(obj: KubernetesObject): string {
   return JSON.stringify([node.metadata?.labels ?? {}, node.spec?.unschedulable ?? false, node.spec?.taints ?? [], ready ?? '']);
 }
 
-/** Drops what the operator never reads and the API server repeats in every object: managedFields. */
-function trim<T extends KubernetesObject>(obj: T): T {
+/**
+ * Drops what the operator never reads and the API server repeats in every object: managedFields, and
+ * a Node's image list (the largest part of a real node's status).
+ */
+export function trim<T extends KubernetesObject>(obj: T): T {
   if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
+  const status = (obj as { status?: { images?: unknown } }).status;
+  if (obj.kind === 'Node' && status?.images) delete status.images;
   return obj;
 }
 
-/** A Watch that trims each object before the cache stores it. */
-class TrimmingWatch extends Watch {
-  override watch(path: string, queryParams: Record<string, string | number | boolean | undefined>, callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void, done: (err: unknown) => void): Promise<AbortController> {
-    return super.watch(path, queryParams, (phase: string, obj: unknown, w: unknown) => callback(phase, obj !== null && typeof obj === 'object' ? trim(obj as KubernetesObject) : obj, w), done);
+type InformerEvent = 'add' | 'update' | 'delete' | 'connect' | 'error';
+const keyOf = (obj: KubernetesObject): string => `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
+
+/**
+ * One list + watch + cache of a collection, as client-go's reflector: start() lists (the cache then
+ * holds exactly the list: vanished objects are deleted, changed ones updated), emits connect, and
+ * watches from the list's resourceVersion, resuming after the server ends a watch and listing again
+ * when the version is too old (410 Gone). Any other failure emits error and stops; start() again.
+ */
+export class ListWatchInformer {
+  private readonly objects = new Map<string, KubernetesObject>();
+  private readonly handlers = new Map<InformerEvent, ((obj: KubernetesObject) => void)[]>();
+  private readonly client: KubeClient;
+  private readonly kind: WatchedKind;
+  private readonly path: string;
+  private abort: AbortController | undefined;
+
+  constructor(client: KubeClient, kind: WatchedKind, path: string) {
+    this.client = client;
+    this.kind = kind;
+    this.path = path;
+  }
+
+  on(event: 'error', fn: (err: unknown) => void): void;
+  on(event: Exclude<InformerEvent, 'error'>, fn: (obj: KubernetesObject) => void): void;
+  on(event: InformerEvent, fn: (arg: never) => void): void {
+    this.handlers.set(event, [...(this.handlers.get(event) ?? []), fn as (obj: KubernetesObject) => void]);
+  }
+
+  /**
+   * Lists, emits connect once the cache holds the list, and then watches in the background. A list
+   * that fails emits error instead (start() never rejects: whoever handles error starts it again).
+   */
+  async start(): Promise<void> {
+    this.abort?.abort();
+    const abort = (this.abort = new AbortController());
+    let resourceVersion: string;
+    try {
+      resourceVersion = await this.relist();
+    } catch (err) {
+      this.emit('error', err);
+      return;
+    }
+    if (abort.signal.aborted) return;
+    this.emit('connect', undefined);
+    void this.watchFrom(resourceVersion, abort.signal);
+  }
+
+  stop(): Promise<void> {
+    this.abort?.abort();
+    this.abort = undefined;
+    return Promise.resolve();
+  }
+
+  get(name: string, namespace?: string): KubernetesObject | undefined {
+    return this.objects.get(`${namespace ?? ''}/${name}`);
+  }
+
+  list(namespace?: string): KubernetesObject[] {
+    const all = [...this.objects.values()];
+    return namespace === undefined ? all : all.filter((o) => o.metadata?.namespace === namespace);
+  }
+
+  private emit(event: InformerEvent, arg: unknown): void {
+    for (const fn of this.handlers.get(event) ?? []) (fn as (a: unknown) => void)(arg);
+  }
+
+  /** Replaces the cache with a fresh list, emitting what changed; resolves the list's resourceVersion. */
+  private async relist(): Promise<string> {
+    const result = await listObjects(this.client, this.path, this.kind, this.kind.labelSelector);
+    const seen = new Set<string>();
+    for (const item of result.items) {
+      const obj = trim(item);
+      const key = keyOf(obj);
+      seen.add(key);
+      const prior = this.objects.get(key);
+      this.objects.set(key, obj);
+      if (!prior) this.emit('add', obj);
+      else if (prior.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.emit('update', obj);
+    }
+    for (const [key, prior] of this.objects) {
+      if (seen.has(key)) continue;
+      this.objects.delete(key);
+      this.emit('delete', prior);
+    }
+    return result.metadata?.resourceVersion ?? '';
+  }
+
+  private async watchFrom(startVersion: string, signal: AbortSignal): Promise<void> {
+    let resourceVersion = startVersion;
+    try {
+      while (!signal.aborted) {
+        let gone = false;
+        await this.client.watch<KubernetesObject>(
+          this.path,
+          { labelSelector: this.kind.labelSelector, resourceVersion },
+          (e: WatchEvent<KubernetesObject>) => {
+            if (signal.aborted || gone) return;
+            if (e.type === 'ERROR') {
+              // The only ERROR a watch sends in practice: 410, the version is compacted away.
+              gone = true;
+              return;
+            }
+            resourceVersion = e.object.metadata?.resourceVersion ?? resourceVersion;
+            if (e.type === 'BOOKMARK') return;
+            const obj = trim({ ...e.object, apiVersion: this.kind.apiVersion, kind: this.kind.kind });
+            const key = keyOf(obj);
+            if (e.type === 'DELETED') {
+              this.objects.delete(key);
+              this.emit('delete', obj);
+              return;
+            }
+            const known = this.objects.has(key);
+            this.objects.set(key, obj);
+            this.emit(known ? 'update' : 'add', obj);
+          },
+          signal,
+        );
+        if (gone && !signal.aborted) resourceVersion = await this.relist();
+      }
+    } catch (err) {
+      if (!signal.aborted) this.emit('error', err);
+    }
   }
 }
 
@@ -51,7 +176,7 @@ export const POD_SELECTOR = `${MANAGED_SELECTOR},app.kubernetes.io/component in 
 /** The claims the operator reads: its members' data volumes, not the user's backup volumes. */
 export const CLAIM_SELECTOR = `${MANAGED_SELECTOR},app.kubernetes.io/component=member`;
 
-type CachedInformer = Informer<KubernetesObject> & ObjectCache<KubernetesObject>;
+type CachedInformer = ListWatchInformer;
 
 /** Where one informer lists: a namespace, or '' for every namespace (and for cluster-scoped kinds). */
 type Scope = string;
@@ -74,7 +199,7 @@ export class Informers {
    * registry, etcd_topology_operator_cached_objects{kind} says how many objects each cache holds.
    */
   constructor(
-    kc: KubeConfig,
+    client: KubeClient,
     kinds: readonly WatchedKind[],
     namespaces: readonly string[] | undefined,
     onChange: (kind: string, obj: KubernetesObject) => void,
@@ -84,7 +209,7 @@ export class Informers {
     for (const k of kinds) {
       const scopes = new Map<Scope, CachedInformer>();
       for (const scope of k.namespaced && namespaces ? namespaces : [EVERY_NAMESPACE]) {
-        scopes.set(scope, this.makeInformer(kc, k, scope, onChange, log));
+        scopes.set(scope, this.makeInformer(client, k, scope, onChange, log));
         this.count++;
       }
       this.informers.set(k.kind, scopes);
@@ -92,12 +217,21 @@ export class Informers {
     if (registry) this.registerGauge(registry);
   }
 
-  /** Starts every informer; resolves once each has listed once. */
+  /**
+   * Starts every informer; resolves once each has listed once. A list that fails (the API server
+   * starting, a CRD's storage still initializing: 429) is tried again every 2 s until it succeeds, as
+   * controller-runtime waits for its caches to sync before any reconcile.
+   */
   async start(): Promise<void> {
-    await Promise.all([...this.informers.values()].flatMap((scopes) => [...scopes.values()]).map(async (i) => {
-      await i.start();
-      this.synced.add(i);
-    }));
+    await Promise.all(
+      [...this.informers.values()].flatMap((scopes) => [...scopes.values()]).map(
+        (i) =>
+          new Promise<void>((resolve) => {
+            i.on('connect', () => resolve());
+            void i.start();
+          }),
+      ),
+    );
   }
 
   /** True once every informer has listed at least once and none is broken. */
@@ -122,7 +256,7 @@ export class Informers {
   }
 
   private makeInformer(
-    kc: KubeConfig,
+    client: KubeClient,
     k: WatchedKind,
     scope: Scope,
     onChange: (kind: string, obj: KubernetesObject) => void,
@@ -131,19 +265,12 @@ export class Informers {
     const ns = scope === EVERY_NAMESPACE ? undefined : scope;
     const group = k.apiVersion.includes('/') ? `/apis/${k.apiVersion}` : `/api/${k.apiVersion}`;
     const path = `${group}${ns ? `/namespaces/${ns}` : ''}/${k.plural}`;
-    // As the watch delivers objects (JSON, with kind and apiVersion): a cache filled by a list must hold the same.
-    const list = async () => {
-      const result = await listObjects(kc, path, k, k.labelSelector);
-      result.items.forEach(trim);
-      return result;
-    };
-    const informer: CachedInformer = new ListWatch<KubernetesObject>(path, new TrimmingWatch(kc), list, false, k.labelSelector);
+    const informer = new ListWatchInformer(client, k, path);
     const notify = (obj: KubernetesObject): void => onChange(k.kind, obj);
     const { changes } = k;
     if (changes) {
       // The last digest passed on, per object: an update that keeps it is not news.
       const seen = new Map<string, string>();
-      const keyOf = (obj: KubernetesObject): string => `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
       const notifyChanged = (obj: KubernetesObject): void => {
         const digest = changes(obj);
         if (seen.get(keyOf(obj)) === digest) return;

@@ -1,32 +1,9 @@
-import {
-  AppsV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-  HttpMethod,
-  KubeConfig,
-  KubernetesObjectApi,
-  PatchStrategy,
-  RequestContext,
-  setHeaderOptions,
-  type CoreV1Event,
-  type KubernetesListObject,
-  type KubernetesObject,
-} from '@kubernetes/client-node';
+import type { CoreV1Event, KubernetesListObject, KubernetesObject, V1PersistentVolume, V1Secret } from '@kubernetes/client-node';
 import type { Counter } from 'prom-client';
-import { fetch } from 'undici';
 import { GROUP, KIND, PLURAL, VERSION } from '../api/etcd-topology.ts';
 import { isKubeError, KubeApiError, TopologyError, type KubeErrorCode } from '../errors.ts';
 import { FIELD_MANAGER } from './apply.ts';
-
-/** Loads --kubeconfig, else the in-cluster service account, else the default kubeconfig ($KUBECONFIG, ~/.kube/config). */
-export function loadKubeConfig(file: string | undefined): KubeConfig {
-  const kc = new KubeConfig();
-  if (file) kc.loadFromFile(file);
-  else if (process.env['KUBERNETES_SERVICE_HOST']) kc.loadFromCluster();
-  else kc.loadFromDefault();
-  if (!kc.getCurrentCluster()) throw new TopologyError('ETOP_KUBECONFIG', 'no Kubernetes cluster configured: pass --kubeconfig, set KUBECONFIG, or run in a pod');
-  return kc;
-}
+import { resourcePath, type KubeClient } from './kube-client.ts';
 
 /** The fields of the Status object the API server answers a failed request with. */
 interface ApiStatus {
@@ -104,24 +81,11 @@ export interface ListedKind {
 
 /**
  * Lists objects as the API server sends them, the shape watch events have too: plain JSON, with each
- * item's apiVersion and kind filled in. (client-node's typed list returns class instances whose times
- * are Dates and whose items lack kind and apiVersion, as a List's items do on the wire; an informer
- * cache filled from it holds objects that differ from the same objects delivered by the watch.)
+ * item's apiVersion and kind filled in (a List's items lack them on the wire).
  */
-export async function listObjects(kc: KubeConfig, path: string, listed: ListedKind, labelSelector?: string): Promise<KubernetesListObject<KubernetesObject>> {
+export async function listObjects(client: KubeClient, path: string, listed: ListedKind, labelSelector?: string): Promise<KubernetesListObject<KubernetesObject>> {
   return call('list', `${listed.kind} objects at ${path}`, async () => {
-    const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new TopologyError('ETOP_KUBECONFIG', 'no Kubernetes cluster configured');
-    const url = new URL(cluster.server + path);
-    if (labelSelector !== undefined) url.searchParams.set('labelSelector', labelSelector);
-    const ctx = new RequestContext(url.toString(), HttpMethod.GET);
-    ctx.setHeaderParam('Accept', 'application/json');
-    await kc.applySecurityAuthentication(ctx);
-    const dispatcher = ctx.getDispatcher();
-    const res = await fetch(url, { headers: ctx.getHeaders(), ...(dispatcher ? { dispatcher } : {}) });
-    const body = await res.text();
-    if (!res.ok) throw Object.assign(new Error(`HTTP ${res.status}`), { code: res.status, body });
-    const list = JSON.parse(body) as KubernetesListObject<KubernetesObject>;
+    const list = await client.call<KubernetesListObject<KubernetesObject>>('GET', path, { query: { labelSelector } });
     return { ...list, items: (list.items ?? []).map((item) => ({ ...item, apiVersion: listed.apiVersion, kind: listed.kind })) };
   });
 }
@@ -131,25 +95,32 @@ export async function listObjects(kc: KubeConfig, path: string, listed: ListedKi
  * and a test can prove a no-change resync writes nothing.
  */
 export class KubeWriter {
-  readonly objects: KubernetesObjectApi;
-  readonly core: CoreV1Api;
-  readonly apps: AppsV1Api;
-  readonly custom: CustomObjectsApi;
+  private readonly client: KubeClient;
   private readonly writes: Counter<'verb' | 'kind'>;
+  /**
+   * The one read tls-certificates.ts makes, in the shape of client-node's CoreV1Api it was written
+   * against (a missing Secret throws an error whose code is 404, as client-node's did).
+   */
+  readonly core: { readNamespacedSecret(args: { name: string; namespace: string }): Promise<V1Secret> };
 
-  constructor(kc: KubeConfig, writes: Counter<'verb' | 'kind'>) {
-    this.objects = KubernetesObjectApi.makeApiClient(kc);
-    this.core = kc.makeApiClient(CoreV1Api);
-    this.apps = kc.makeApiClient(AppsV1Api);
-    this.custom = kc.makeApiClient(CustomObjectsApi);
+  constructor(client: KubeClient, writes: Counter<'verb' | 'kind'>) {
+    this.client = client;
     this.writes = writes;
+    this.core = { readNamespacedSecret: ({ name, namespace }) => this.client.call<V1Secret>('GET', resourcePath('v1', 'Secret', namespace, name)) };
   }
 
   /** Server-side apply with the operator's one field manager, taking ownership of conflicting fields. */
   async apply<T extends KubernetesObject>(obj: T): Promise<T> {
     this.writes.inc({ verb: 'apply', kind: obj.kind ?? '' });
     const object = describeObject(obj.kind ?? '?', obj.metadata?.namespace, obj.metadata?.name ?? '?');
-    return call('apply', object, () => this.objects.patch(obj, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply));
+    return call('apply', object, () =>
+      this.client.call<T>('PATCH', resourcePath(obj.apiVersion ?? '', obj.kind ?? '', obj.metadata?.namespace, obj.metadata?.name ?? ''), {
+        query: { fieldManager: FIELD_MANAGER, force: 'true' },
+        // JSON is YAML: the apply content type takes either.
+        contentType: 'application/apply-patch+yaml',
+        body: obj,
+      }),
+    );
   }
 
   /**
@@ -159,14 +130,14 @@ export class KubeWriter {
   async delete(apiVersion: string, kind: string, namespace: string, name: string): Promise<void> {
     this.writes.inc({ verb: 'delete', kind });
     await callUnlessGone('delete', describeObject(kind, namespace, name), () =>
-      this.objects.delete({ apiVersion, kind, metadata: { name, namespace } }, undefined, undefined, undefined, undefined, 'Background'),
+      this.client.call('DELETE', resourcePath(apiVersion, kind, namespace, name), { body: { apiVersion: 'v1', kind: 'DeleteOptions', propagationPolicy: 'Background' } }),
     );
   }
 
   /** Deletes a pod with its own grace period (the kubelet stops it gracefully); gone already is fine. */
   async deletePod(namespace: string, name: string): Promise<void> {
     this.writes.inc({ verb: 'delete', kind: 'Pod' });
-    await callUnlessGone('delete', describeObject('Pod', namespace, name), () => this.core.deleteNamespacedPod({ namespace, name }));
+    await callUnlessGone('delete', describeObject('Pod', namespace, name), () => this.client.call('DELETE', resourcePath('v1', 'Pod', namespace, name)));
   }
 
   /**
@@ -176,12 +147,13 @@ export class KubeWriter {
    */
   async retainVolume(name: string): Promise<'changed' | 'already' | 'gone'> {
     const object = describeObject('PersistentVolume', undefined, name);
-    const pv = await callUnlessGone('read', object, () => this.core.readPersistentVolume({ name }));
+    const at = resourcePath('v1', 'PersistentVolume', undefined, name);
+    const pv = await callUnlessGone('read', object, () => this.client.call<V1PersistentVolume>('GET', at));
     if (!pv) return 'gone';
     if (pv.spec?.persistentVolumeReclaimPolicy === 'Retain') return 'already';
     this.writes.inc({ verb: 'patch', kind: 'PersistentVolume' });
     await call('patch', object, () =>
-      this.core.patchPersistentVolume({ name, body: { spec: { persistentVolumeReclaimPolicy: 'Retain' } }, fieldManager: FIELD_MANAGER }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch)),
+      this.client.call('PATCH', at, { query: { fieldManager: FIELD_MANAGER }, contentType: 'application/merge-patch+json', body: { spec: { persistentVolumeReclaimPolicy: 'Retain' } } }),
     );
     return 'changed';
   }
@@ -190,10 +162,11 @@ export class KubeWriter {
   async patchTopologyStatus(namespace: string, name: string, status: unknown): Promise<void> {
     this.writes.inc({ verb: 'patch-status', kind: PLURAL });
     await call('write the status of', describeObject(KIND, namespace, name), () =>
-      this.custom.patchNamespacedCustomObjectStatus(
-        { group: GROUP, version: VERSION, plural: PLURAL, namespace, name, body: { status }, fieldManager: FIELD_MANAGER },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      ),
+      this.client.call('PATCH', `${resourcePath(`${GROUP}/${VERSION}`, KIND, namespace, name, PLURAL)}/status`, {
+        query: { fieldManager: FIELD_MANAGER },
+        contentType: 'application/merge-patch+json',
+        body: { status },
+      }),
     );
   }
 
@@ -201,13 +174,17 @@ export class KubeWriter {
   async patchPodConditions(namespace: string, name: string, conditions: unknown[]): Promise<void> {
     this.writes.inc({ verb: 'patch-status', kind: 'Pod' });
     await call('set the readiness gate of', describeObject('Pod', namespace, name), () =>
-      this.core.patchNamespacedPodStatus({ namespace, name, body: { status: { conditions } }, fieldManager: FIELD_MANAGER }, setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch)),
+      this.client.call('PATCH', `${resourcePath('v1', 'Pod', namespace, name)}/status`, {
+        query: { fieldManager: FIELD_MANAGER },
+        contentType: 'application/strategic-merge-patch+json',
+        body: { status: { conditions } },
+      }),
     );
   }
 
   /** Creates an Event. */
   async createEvent(namespace: string, event: CoreV1Event): Promise<void> {
     this.writes.inc({ verb: 'create', kind: 'Event' });
-    await call('create', `an Event in namespace ${namespace}`, () => this.core.createNamespacedEvent({ namespace, body: event }));
+    await call('create', `an Event in namespace ${namespace}`, () => this.client.call('POST', resourcePath('v1', 'Event', namespace), { body: event }));
   }
 }

@@ -1,9 +1,9 @@
-import { KubeConfig, type V1Lease } from '@kubernetes/client-node';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { decide, defaultLeaseTimings, invalidTimings, LeaderElector, observe, renewAttemptTimeout, renewDeadlinePassed, timeoutMessage } from './leader-election.ts';
+import { KubeClient } from './kube-client.ts';
+import { decide, defaultLeaseTimings, invalidTimings, LeaderElector, observe, renewAttemptTimeout, renewDeadlinePassed, timeoutMessage, type V1Lease } from './leader-election.ts';
 
 const lease = (holder: string | undefined, renewSecond = 5, transitions = 0): V1Lease => ({
   spec: { holderIdentity: holder, leaseDurationSeconds: 15, renewTime: new Date(`2026-01-01T00:00:${String(renewSecond).padStart(2, '0')}Z`), leaseTransitions: transitions },
@@ -116,20 +116,15 @@ async function leaseServer(answerAfterCreate: (n: number) => boolean) {
     if (answerAfterCreate(requests.length - 1 - created)) json(res, 200, lease);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
-    users: [{ name: 'u' }],
-    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-    currentContext: 'x',
-  });
+  const client = new KubeClient({ server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, tls: { rejectUnauthorized: false } });
   return {
-    kc,
+    client,
     /** The requests after the create. */
     afterCreate: () => requests.slice(created),
     close: async () => {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
+      await client.close();
     },
   };
 }
@@ -139,7 +134,7 @@ describe('LeaderElector against an API server that stops answering', () => {
 
   it('aborts a renewal it gave up on, so that nothing it wrote lands after it stopped leading', async () => {
     const api = await leaseServer(() => false);
-    const elector = new LeaderElector({ kubeConfig: api.kc, namespace: 'ns', name: 'l', identity: 'me', logger, timings: { leaseDurationMs: 3000, renewDeadlineMs: 1500, retryPeriodMs: 500 } });
+    const elector = new LeaderElector({ client: api.client, namespace: 'ns', name: 'l', identity: 'me', logger, timings: { leaseDurationMs: 3000, renewDeadlineMs: 1500, retryPeriodMs: 500 } });
     const events: string[] = [];
     try {
       await new Promise<void>((resolve) => elector.start(() => events.push('started'), () => (events.push('stopped'), resolve())));
@@ -158,7 +153,7 @@ describe('LeaderElector against an API server that stops answering', () => {
   it('gives a renewal request that is never answered half the renew deadline, and renews with the next one', async () => {
     // The first renewal read hangs; every later request is answered.
     const api = await leaseServer((n) => n > 0);
-    const elector = new LeaderElector({ kubeConfig: api.kc, namespace: 'ns', name: 'l', identity: 'me', logger, timings: { leaseDurationMs: 4000, renewDeadlineMs: 3000, retryPeriodMs: 200 } });
+    const elector = new LeaderElector({ client: api.client, namespace: 'ns', name: 'l', identity: 'me', logger, timings: { leaseDurationMs: 4000, renewDeadlineMs: 3000, retryPeriodMs: 200 } });
     const events: string[] = [];
     try {
       elector.start(() => events.push('started'), () => events.push('stopped'));

@@ -1,5 +1,5 @@
-import { CoordinationV1Api, V1MicroTime, Observable, type ConfigurationOptions, type KubeConfig, type ObservableMiddleware, type V1Lease } from '@kubernetes/client-node';
 import { performance } from 'node:perf_hooks';
+import { resourcePath, type KubeClient } from './kube-client.ts';
 import type { Logger } from '../telemetry/logger.ts';
 
 /** client-go's three durations, in milliseconds. */
@@ -38,10 +38,23 @@ export interface Observation {
   atMs: number;
 }
 
+/** A coordination.k8s.io/v1 Lease as the API server sends it (times are MicroTime strings; Dates in tests). */
+export interface V1Lease {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string };
+  spec?: { holderIdentity?: string | undefined; leaseDurationSeconds?: number; acquireTime?: string | Date; renewTime?: string | Date; leaseTransitions?: number };
+}
+
+/** Now as a Lease's MicroTime: RFC 3339 with exactly six fractional digits (the API refuses three). */
+export function microTime(date = new Date()): string {
+  return date.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+}
+
 /** The parts of a Lease that make up its record (client-go's LeaderElectionRecord). */
 function recordOf(lease: V1Lease | undefined): string {
   const s = lease?.spec;
-  const time = (t: Date | undefined): string => (t ? new Date(t).toISOString() : '');
+  const time = (t: string | Date | undefined): string => (t ? new Date(t).toISOString() : '');
   return JSON.stringify([s?.holderIdentity ?? '', s?.leaseDurationSeconds ?? 0, time(s?.acquireTime), time(s?.renewTime), s?.leaseTransitions ?? 0]);
 }
 
@@ -79,7 +92,7 @@ export function renewAttemptTimeout(leftMs: number, renewDeadlineMs: number): nu
 
 /** Options of leader election on a coordination.k8s.io Lease. */
 export interface LeaderElectionOptions {
-  kubeConfig: KubeConfig;
+  client: KubeClient;
   namespace: string;
   name: string;
   identity: string;
@@ -99,7 +112,7 @@ class AttemptTimeout extends Error {}
  * after which the process should exit, as controller-runtime's managers do.
  */
 export class LeaderElector {
-  private readonly api: CoordinationV1Api;
+  private readonly client: KubeClient;
   private readonly options: LeaderElectionOptions;
   private readonly timings: LeaseTimings;
   private readonly now: () => number;
@@ -110,7 +123,7 @@ export class LeaderElector {
   private stopped = false;
 
   constructor(options: LeaderElectionOptions) {
-    this.api = options.kubeConfig.makeApiClient(CoordinationV1Api);
+    this.client = options.client;
     this.options = options;
     this.timings = options.timings ?? defaultLeaseTimings;
     this.now = options.now ?? (() => performance.now());
@@ -187,13 +200,14 @@ export class LeaderElector {
     clearTimeout(this.timer);
     if (!this.leading) return;
     this.leading = false;
-    const { namespace, name, identity } = this.options;
+    const { identity } = this.options;
     const release = async (): Promise<void> => {
-      const lease = await this.api.readNamespacedLease({ name, namespace });
+      const lease = await this.client.call<V1Lease>('GET', this.leasePath());
       if (lease.spec?.holderIdentity !== identity) return;
       // As client-go's release: no holder, and a one-second duration from now.
-      lease.spec = { ...lease.spec, holderIdentity: undefined, leaseDurationSeconds: 1, renewTime: new V1MicroTime(), acquireTime: new V1MicroTime() };
-      await this.api.replaceNamespacedLease({ name, namespace, body: lease });
+      const now = microTime();
+      lease.spec = { ...lease.spec, holderIdentity: undefined, leaseDurationSeconds: 1, renewTime: now, acquireTime: now };
+      await this.client.call('PUT', this.leasePath(), { body: lease });
     };
     await withTimeout(release(), this.timings.retryPeriodMs).catch((err: unknown) => this.options.logger.warn({ err }, 'Could not release the leader lease'));
   }
@@ -207,26 +221,27 @@ export class LeaderElector {
    */
   private attempt(timeoutMs: number): Promise<'ok' | 'held'> {
     const abort = new AbortController();
-    return withTimeout(this.tryAcquireOrRenew(abortable(abort.signal)), timeoutMs, () => abort.abort());
+    return withTimeout(this.tryAcquireOrRenew(abort.signal), timeoutMs, () => abort.abort());
   }
 
-  private async tryAcquireOrRenew(options: ConfigurationOptions): Promise<'ok' | 'held'> {
+  private leasePath(): string {
+    return resourcePath('coordination.k8s.io/v1', 'Lease', this.options.namespace, this.options.name);
+  }
+
+  private async tryAcquireOrRenew(signal: AbortSignal): Promise<'ok' | 'held'> {
     const { namespace, name, identity } = this.options;
     const leaseDurationSeconds = Math.ceil(this.timings.leaseDurationMs / 1000);
     // Lease times are MicroTime on the wire (six fractional digits); a plain Date is refused.
-    const wall = new V1MicroTime();
+    const wall = microTime();
     let lease: V1Lease;
     try {
-      lease = await this.api.readNamespacedLease({ name, namespace }, options);
+      lease = await this.client.call<V1Lease>('GET', this.leasePath(), { signal });
     } catch (err) {
       if ((err as { code?: number }).code !== 404) throw err;
-      const created = await this.api.createNamespacedLease(
-        {
-          namespace,
-          body: { metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds, acquireTime: wall, renewTime: wall, leaseTransitions: 0 } },
-        },
-        options,
-      );
+      const created = await this.client.call<V1Lease>('POST', resourcePath('coordination.k8s.io/v1', 'Lease', namespace), {
+        body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds, acquireTime: wall, renewTime: wall, leaseTransitions: 0 } },
+        signal,
+      });
       this.observed = observe(undefined, created, this.now());
       return 'ok';
     }
@@ -242,7 +257,7 @@ export class LeaderElector {
       ...(action === 'take' ? { acquireTime: wall, leaseTransitions: (spec.leaseTransitions ?? 0) + 1 } : {}),
     };
     // A 409 (another replica wrote first) throws like any failure: the next attempt reads who holds it.
-    const written = await this.api.replaceNamespacedLease({ name, namespace, body: lease }, options);
+    const written = await this.client.call<V1Lease>('PUT', this.leasePath(), { body: lease, signal });
     this.observed = observe(this.observed, written, this.now());
     return 'ok';
   }
@@ -257,18 +272,6 @@ export function timeoutMessage(elapsedMs: number, limitMs: number): string {
   const limit = Math.round(limitMs);
   const late = elapsed > limit + 100 ? `; the timer fired ${elapsed - limit}ms late, so this process was stalled` : '';
   return `no answer from the API server after ${elapsed}ms (the attempt's limit was ${limit}ms${late})`;
-}
-
-/** Per-call options of client-node that abort the call's HTTP request when signal does. */
-function abortable(signal: AbortSignal): ConfigurationOptions {
-  const middleware: ObservableMiddleware = {
-    pre: (context) => {
-      context.setSignal(signal);
-      return new Observable(Promise.resolve(context));
-    },
-    post: (context) => new Observable(Promise.resolve(context)),
-  };
-  return { middleware: [middleware], middlewareMergeStrategy: 'append' };
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout?: () => void): Promise<T> {

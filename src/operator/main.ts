@@ -14,7 +14,8 @@ import { ownedObjects, unwantedOwned } from './components/registry.ts';
 import { BackupSteps } from './backup.ts';
 import { Controller } from './controller.ts';
 import { EventRecorder } from './events.ts';
-import { KubeWriter, loadKubeConfig } from './kube.ts';
+import { KubeWriter } from './kube.ts';
+import { KubeClient } from './kube-client.ts';
 import { invalidTimings, LeaderElector } from './leader-election.ts';
 import { Reconciler } from './reconciler.ts';
 import { TopologyMetrics } from './topology-metrics.ts';
@@ -78,14 +79,14 @@ export async function main(argv: string[]): Promise<number> {
   }
   const log = createRootLogger({ name: 'etcd-topology-operator' });
   const registry = createRegistry();
-  const kc = loadKubeConfig(flags.kubeconfig);
+  const kube = KubeClient.load(flags.kubeconfig);
   const writes = new Counter({ name: 'etcd_topology_operator_api_writes_total', help: 'Write calls to the Kubernetes API, by verb and kind.', labelNames: ['verb', 'kind'], registers: [registry] });
-  const writer = new KubeWriter(kc, writes);
+  const writer = new KubeWriter(kube, writes);
   const admin = new EtcdAdminClient({ timeoutMs: 3000 });
-  const controller = new Controller(kc, flags.namespaces, registry, log);
+  const controller = new Controller(kube, flags.namespaces, registry, log);
   const identity = process.env['POD_NAME'] ?? `${os.hostname()}_${process.pid}`;
   const elector = flags.leaderElect
-    ? new LeaderElector({ kubeConfig: kc, namespace: ownNamespace(flags.leaderElectionNamespace), name: 'etcd-topology-operator', identity, timings, logger: log })
+    ? new LeaderElector({ client: kube, namespace: ownNamespace(flags.leaderElectionNamespace), name: 'etcd-topology-operator', identity, timings, logger: log })
     : undefined;
 
   const servers = [
@@ -144,6 +145,7 @@ export async function main(argv: string[]): Promise<number> {
   await controller.stop();
   await elector?.stop();
   await admin.close();
+  await kube.close();
   for (const s of servers) s.close();
   log.info({ exitCode }, 'Stopped');
   return exitCode;

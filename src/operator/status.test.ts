@@ -29,7 +29,7 @@ const summary = (o: Observation, count = 3) => Object.fromEntries(decideConditio
 describe('decideConditions', () => {
   it.each([
     ['a healthy cluster', obs(), { Available: 'True/QuorumHealthy', Progressing: 'False/ReconcileComplete', Degraded: 'False/AsExpected' }],
-    ['members not started', obs({ memberPods: [], etcd: { error: 'no member pod has an IP yet' } }), { Available: 'False/MembersStarting', Progressing: 'True/WaitingForMembers', Degraded: 'False/AsExpected' }],
+    ['members not started', obs({ memberPods: [], etcd: { error: 'no member pod is running with an IP yet' } }), { Available: 'False/MembersStarting', Progressing: 'True/WaitingForMembers', Degraded: 'False/AsExpected' }],
     ['no leader', obs({ etcd: { members: [member(0, { isLeader: false }), member(1), member(2)] } }), { Available: 'False/NoLeader' }],
     ['one member behind', obs({ etcd: { members: [member(0, { raftIndex: 5000 }), member(1, { raftIndex: 5000 }), member(2, { raftIndex: 10 })] } }), { Available: 'True/QuorumHealthy', Degraded: 'True/MemberUnhealthy', Progressing: 'True/WaitingForMembers' }],
     ['two members down', obs({ etcd: { members: [member(0), member(1, { healthy: false }), member(2, { healthy: false })] } }), { Available: 'False/QuorumLost' }],

@@ -76,4 +76,32 @@ describe('WorkQueue', () => {
     q.add('late');
     expect(q.length).toBe(0);
   });
+
+  it('hands out news before routine visits, and moves a waiting routine key ahead when it gets news', async () => {
+    const t = manualTimers();
+    const q = new WorkQueue(t);
+    for (const k of ['r1', 'r2', 'r3']) q.addAfter(k, 5000);
+    t.fire();
+    q.add('spec-change');
+    q.add('r3');
+    expect(q.length).toBe(4);
+    expect([await q.next(), await q.next(), await q.next(), await q.next()]).toEqual(['spec-change', 'r3', 'r1', 'r2']);
+  });
+
+  it('a key with news while in flight runs again as news; a routine visit while in flight stays routine', async () => {
+    const t = manualTimers();
+    const q = new WorkQueue(t);
+    q.add('a');
+    q.add('b');
+    const a = await q.next();
+    const b = await q.next();
+    q.addAfter('other', 1);
+    t.fire();
+    q.add(a!, 'routine');
+    q.add(b!, 'routine');
+    q.add(b!);
+    q.done(a!);
+    q.done(b!);
+    expect([await q.next(), await q.next(), await q.next()]).toEqual(['b', 'other', 'a']);
+  });
 });

@@ -7,15 +7,26 @@ export interface WorkQueueOptions {
 }
 
 /**
+ * Which lane a key waits in: news (something changed: a watch event, an action's follow-up) or a
+ * routine visit (a resync, a scheduled look, a retry after back-off).
+ */
+export type Lane = 'news' | 'routine';
+
+/**
  * A keyed work queue as controllers use it: adding a key that is already waiting is a no-op, a key is
  * never processed by two workers at once (a key added while in flight runs once more afterwards),
  * failures retry with per-key exponential back-off, and addAfter schedules a later visit.
+ *
+ * Keys wait in two lanes, and workers take news first (as controller-runtime's priority queue does):
+ * with a hundred topologies revisited every few seconds the queue is never empty, and a spec change
+ * must not wait behind every routine visit. A routine key that gets news moves to the news lane.
  */
 export class WorkQueue {
-  private readonly queue: string[] = [];
-  private readonly waiting = new Set<string>();
+  private readonly lanes: Record<Lane, string[]> = { news: [], routine: [] };
+  private readonly waiting = new Map<string, Lane>();
   private readonly active = new Set<string>();
-  private readonly dirty = new Set<string>();
+  /** Keys added while in flight, and the lane they go back to. */
+  private readonly dirty = new Map<string, Lane>();
   private readonly failures = new Map<string, number>();
   private readonly timers = new Map<string, { handle: unknown; due: number }>();
   private readonly waiters: ((key: string | undefined) => void)[] = [];
@@ -31,8 +42,8 @@ export class WorkQueue {
     };
   }
 
-  /** Queues key now, unless it is already waiting. */
-  add(key: string): void {
+  /** Queues key now (news by default), unless it is already waiting; news moves a waiting routine key ahead. */
+  add(key: string, lane: Lane = 'news'): void {
     if (this.shuttingDown) return;
     const timer = this.timers.get(key);
     if (timer !== undefined) {
@@ -40,17 +51,26 @@ export class WorkQueue {
       this.timers.delete(key);
     }
     if (this.active.has(key)) {
-      this.dirty.add(key);
+      if (this.dirty.get(key) !== 'news') this.dirty.set(key, lane);
       return;
     }
-    if (this.waiting.has(key)) return;
-    this.waiting.add(key);
+    const waitingIn = this.waiting.get(key);
+    if (waitingIn !== undefined) {
+      if (waitingIn === 'routine' && lane === 'news') {
+        this.lanes.routine.splice(this.lanes.routine.indexOf(key), 1);
+        this.lanes.news.push(key);
+        this.waiting.set(key, 'news');
+      }
+      return;
+    }
     const waiter = this.waiters.shift();
     if (waiter) {
-      this.waiting.delete(key);
       this.active.add(key);
       waiter(key);
-    } else this.queue.push(key);
+      return;
+    }
+    this.waiting.set(key, lane);
+    this.lanes[lane].push(key);
   }
 
   /** Queues key after ms, keeping the earlier of two scheduled visits. */
@@ -64,7 +84,7 @@ export class WorkQueue {
     }
     const handle = this.options.setTimer(() => {
       this.timers.delete(key);
-      this.add(key);
+      this.add(key, 'routine');
     }, ms);
     this.timers.set(key, { handle, due });
   }
@@ -86,7 +106,7 @@ export class WorkQueue {
   /** Resolves the next key to process (marking it in flight), or undefined once shut down. */
   next(): Promise<string | undefined> {
     if (this.shuttingDown) return Promise.resolve(undefined);
-    const key = this.queue.shift();
+    const key = this.lanes.news.shift() ?? this.lanes.routine.shift();
     if (key !== undefined) {
       this.waiting.delete(key);
       this.active.add(key);
@@ -98,12 +118,15 @@ export class WorkQueue {
   /** Marks a key finished; if it was added while in flight, it is queued again. */
   done(key: string): void {
     this.active.delete(key);
-    if (this.dirty.delete(key)) this.add(key);
+    const lane = this.dirty.get(key);
+    if (lane === undefined) return;
+    this.dirty.delete(key);
+    this.add(key, lane);
   }
 
-  /** Number of keys waiting (not in flight, not scheduled). */
+  /** Number of keys waiting (not in flight, not scheduled), in both lanes. */
   get length(): number {
-    return this.queue.length;
+    return this.lanes.news.length + this.lanes.routine.length;
   }
 
   /** Stops handing out keys; pending next() calls resolve undefined. */

@@ -1,7 +1,7 @@
-import { KubeConfig } from '@kubernetes/client-node';
 import { request } from 'undici';
 import { Registry } from 'prom-client';
 import { Controller } from '../../src/operator/controller.ts';
+import { KubeClient } from '../../src/operator/kube-client.ts';
 import { TopologyMetrics } from '../../src/operator/topology-metrics.ts';
 import { ProxyMetrics } from '../../src/proxy/metrics.ts';
 import { createRootLogger } from '../../src/telemetry/logger.ts';
@@ -19,10 +19,10 @@ export async function projectMetricNames(): Promise<Set<string>> {
   const registry = new Registry();
   new TopologyMetrics(registry);
   new ProxyMetrics(registry);
-  const kc = new KubeConfig();
-  kc.loadFromOptions({ clusters: [{ name: 'c', server: 'https://127.0.0.1:1' }], users: [{ name: 'u' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x' });
+  const kube = new KubeClient({ server: 'https://127.0.0.1:1', tls: { rejectUnauthorized: true } });
   // Its constructor only registers metrics and prepares informers; nothing connects.
-  new Controller(kc, undefined, registry, createRootLogger({ name: 'test', level: 'silent' }));
+  new Controller(kube, undefined, registry, createRootLogger({ name: 'test', level: 'silent' }));
+  await kube.close();
   const json = await registry.getMetricsAsJSON();
   return new Set(json.flatMap((m) => seriesNames(m.name, String(m.type))));
 }

@@ -30,6 +30,8 @@ export interface LocalClusterOptions {
   /** Parent of the cluster's temp dir (default: the OS temp dir). */
   tmpDir?: string;
   nodeMonitorGracePeriod?: string;
+  /** See ControlPlaneOptions.controllerQps. */
+  controllerQps?: number;
 }
 
 /**
@@ -60,7 +62,7 @@ export class LocalCluster {
     let agent: NodeAgent | undefined;
     try {
       const bin = binaries();
-      controlPlane = await startControlPlane({ dir, nodeMonitorGracePeriod: options.nodeMonitorGracePeriod });
+      controlPlane = await startControlPlane({ dir, nodeMonitorGracePeriod: options.nodeMonitorGracePeriod, controllerQps: options.controllerQps });
       api = new KubeRest(controlPlane.server, { ca: controlPlane.pki.ca.cert, cert: controlPlane.pki.admin.cert, key: controlPlane.pki.admin.key });
       const repo = path.resolve(import.meta.dirname, '..', '..', '..');
       const version = (await run(bin.kubeApiserver, ['--version'])).trim().split(' ').pop() ?? 'v0.0.0';
