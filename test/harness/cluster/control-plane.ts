@@ -21,6 +21,11 @@ export interface ControlPlane {
    * with SIGTERM its graceful shutdown refuses requests for up to 10 s more while watches drain.
    */
   restartApiserver(downMs: number, signal?: NodeJS.Signals): Promise<{ stoppingMs: number; downMs: number; startingMs: number }>;
+  /**
+   * Freezes kube-apiserver (SIGSTOP) for ms, then lets it go on (SIGCONT): an outage of exactly
+   * that long, with connections open and requests unanswered, and no start-up time after it.
+   */
+  freezeApiserver(ms: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -136,6 +141,16 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       return { stoppingMs: t1 - t0, downMs: t2 - t1, startingMs: Date.now() - t2 };
     };
 
+    const freezeApiserver = async (ms: number): Promise<void> => {
+      const frozen = apiserver;
+      frozen.kill('SIGSTOP');
+      try {
+        await new Promise((r) => setTimeout(r, ms));
+      } finally {
+        frozen.kill('SIGCONT');
+      }
+    };
+
     const qpsFlags = options.controllerQps ? [`--kube-api-qps=${options.controllerQps}`, `--kube-api-burst=${2 * options.controllerQps}`] : [];
     const kcm = startProcess('kube-controller-manager', bin.kubeControllerManager, [
       `--kubeconfig=${kcmKubeconfig}`,
@@ -186,7 +201,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       await insecure.close();
     }
 
-    return { server, apiserverPort, pki, kubeconfig: adminKubeconfig, restartApiserver, stop };
+    return { server, apiserverPort, pki, kubeconfig: adminKubeconfig, restartApiserver, freezeApiserver, stop };
   } catch (err) {
     await stop();
     throw err;
