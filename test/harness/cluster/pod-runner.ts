@@ -1,7 +1,7 @@
 import type { V1Container, V1ContainerState, V1ContainerStatus, V1PodCondition, V1Probe } from '@kubernetes/client-node';
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { hostsFor, type DnsView } from './dns.ts';
 import { expandVars, resolveCommand, type ImageMapping } from './images.ts';
@@ -303,8 +303,13 @@ export class PodRunner {
       }
       const src = m.subPath ? path.join(v.dir, m.subPath) : v.dir;
       if (m.subPath) await mkdir(src, { recursive: true });
-      // The mount point is made on the machine's file system and left there (see NodeAgent.stop).
-      script.push(`mkdir -p ${quote(m.mountPath)}`, `mount --bind ${quote(src)} ${quote(m.mountPath)}`);
+      try {
+        await keepMountPoint(m.mountPath);
+      } catch (err) {
+        this.fail('RunContainerError', `container ${c.spec.name}: cannot make mount point ${m.mountPath}: ${err instanceof Error ? err.message : String(err)}`);
+        return;
+      }
+      script.push(`mount --bind ${quote(src)} ${quote(m.mountPath)}`);
       if (m.readOnly) script.push(`mount -o remount,bind,ro ${quote(m.mountPath)}`);
     }
     if (c.spec.workingDir) script.push(`mkdir -p ${quote(c.spec.workingDir)}`, `cd ${quote(c.spec.workingDir)}`);
@@ -586,6 +591,25 @@ export class PodRunner {
         if (!this.stopped) setTimeout(() => this.queueStatus(), 1000).unref();
       });
   }
+}
+
+/** What keepMountPoint leaves in a mount point on the machine. */
+export const MOUNT_POINT_MARKER = '.etcd-topology-mount-point';
+
+/**
+ * Makes sure the directory a container's mount is bound on exists on the machine and cannot be
+ * removed while in use: on Linux, removing a directory detaches whatever is mounted on it in every
+ * other mount namespace, so an empty mount point that anything on the machine removes (another local
+ * cluster stopping, from a checkout older than this) would unmount that volume from this cluster's
+ * running containers. An empty mount point gets a marker file, which makes rmdir fail; inside the
+ * container the mount hides it. Mount points stay on the machine (see NodeAgent.stop).
+ */
+async function keepMountPoint(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  if ((await readdir(dir)).length > 0) return;
+  await writeFile(path.join(dir, MOUNT_POINT_MARKER), 'a mount point of the etcd-topology local cluster (test/harness/cluster), kept so that no rmdir detaches its mounts\n', { flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EEXIST') throw err;
+  });
 }
 
 function readMessageFile(file: string | undefined): string {
