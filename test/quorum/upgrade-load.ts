@@ -2,7 +2,7 @@ import { Agent, request } from 'undici';
 import { EtcdAdminClient, type EndpointTls } from '../../src/etcd/admin-client.ts';
 import { memberName, toMemberHealth } from '../../src/etcd/member-health.ts';
 import type { StatusResponse } from '../../src/etcd/responses.ts';
-import { healthyVotersOf, votersOf } from '../../src/quorum/members.ts';
+import { healthyVotersOf, leaderOf, votersOf } from '../../src/quorum/members.ts';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
@@ -139,6 +139,8 @@ function prefixEnd(prefix: string): string {
 export class QuorumSampler {
   samples = 0;
   minHealthy = Infinity;
+  /** Samples asked again because the answers straddled a leader change (no member named itself leader). */
+  straddled = 0;
   readonly lowSamples: string[] = [];
   private readonly admin = new EtcdAdminClient({ timeoutMs: 1500 });
   private running = false;
@@ -167,13 +169,25 @@ export class QuorumSampler {
           // longer deadline, since a slow answer on a loaded machine is not a member without a leader.
           const statusOf = (url: string): Promise<StatusResponse | Error> =>
             this.admin.status(url).catch(() => this.admin.status(url, { timeoutMs: 4000 }).catch((e: unknown) => e as Error));
-          await Promise.all(
-            list.members.map(async (m) => {
-              const url = eps.find((e) => e.name === memberName(m))?.url;
-              statuses.set(m.ID, url ? await statusOf(url) : new Error('no pod'));
-            }),
-          );
-          const members = toMemberHealth(list.members, statuses);
+          const askAll = (): Promise<unknown> =>
+            Promise.all(
+              list.members.map(async (m) => {
+                const url = eps.find((e) => e.name === memberName(m))?.url;
+                statuses.set(m.ID, url ? await statusOf(url) : new Error('no pod'));
+              }),
+            );
+          await askAll();
+          let members = toMemberHealth(list.members, statuses);
+          // The members are asked one by one: answers that straddle a leader change (a MoveLeader takes
+          // a few milliseconds) can each name a leader while none names itself, and the sample then
+          // has no leader to count from. Such a sample is asked again once; a member without a leader
+          // ('0') still counts as unhealthy either way.
+          const namesALeader = (st: StatusResponse | Error | undefined): boolean => st !== undefined && !(st instanceof Error) && st.leader !== '0';
+          if (leaderOf(members) === undefined && list.members.some((m) => namesALeader(statuses.get(m.ID)))) {
+            this.straddled++;
+            await askAll();
+            members = toMemberHealth(list.members, statuses);
+          }
           const healthy = healthyVotersOf(members).length;
           this.samples++;
           this.minHealthy = Math.min(this.minHealthy, healthy);

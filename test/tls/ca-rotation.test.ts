@@ -123,7 +123,7 @@ describe('CA rotation by overlapping trust', () => {
       await writer.close();
       console.log(
         `CA rotation under load: phases ${phases.join(' → ')}; ${writer.acked.size} writes acknowledged, ${writer.failures} failed, longest gap ${writer.longestStallMs} ms; ` +
-          `${sampler.samples} quorum samples, fewest healthy voters ${sampler.minHealthy}`,
+          `${sampler.samples} quorum samples (${sampler.straddled} asked again across a leader change), fewest healthy voters ${sampler.minHealthy}`,
       );
       expect(phases).toEqual(['Trusting', 'Reissuing', 'Retiring']);
       // Each failed write with when it was sent, how long it took, why, and the phases around it.
