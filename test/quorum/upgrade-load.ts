@@ -147,20 +147,30 @@ export class QuorumSampler {
   private loop: Promise<void> | undefined;
   private readonly endpoints: () => Promise<{ name: string; url: string; tls?: EndpointTls }[]>;
 
-  constructor(endpoints: () => Promise<{ name: string; url: string; tls?: EndpointTls }[]>) {
+  private readonly fresh: (() => Promise<{ name: string; url: string; tls?: EndpointTls }[]>) | undefined;
+  /** Samples below quorum asked again at freshly read endpoints (a member had none, or a stale one, in the cached list). */
+  reread = 0;
+
+  /**
+   * endpoints: where the members are, as cheap as each sample needs (a cache); fresh, when given: read
+   * them now, for a sample below quorum in which a member had no endpoint or did not answer at it.
+   */
+  constructor(endpoints: () => Promise<{ name: string; url: string; tls?: EndpointTls }[]>, fresh?: () => Promise<{ name: string; url: string; tls?: EndpointTls }[]>) {
     this.endpoints = endpoints;
+    this.fresh = fresh;
   }
 
   start(quorum: number): void {
     this.running = true;
     this.loop = (async () => {
       while (this.running) {
-        const eps = await this.endpoints().catch(() => undefined);
+        const cached = await this.endpoints().catch(() => undefined);
         // Not knowing where the members are (the API server was slow) is no sample, not a lost quorum.
-        if (eps === undefined || eps.length === 0) {
+        if (cached === undefined || cached.length === 0) {
           await new Promise((r) => setTimeout(r, 500));
           continue;
         }
+        let eps = cached;
         for (const e of eps) this.admin.setEndpointTls(e.url, e.tls);
         try {
           const list = await this.admin.onFirstAvailable(eps.map((e) => e.url), (u) => this.admin.memberList(u));
@@ -187,6 +197,18 @@ export class QuorumSampler {
             this.straddled++;
             await askAll();
             members = toMemberHealth(list.members, statuses);
+          }
+          // A member the cached endpoints miss (a pod replaced a moment ago) or that refused at a cached
+          // address is asked once more where the API server says it is now; the answer there counts.
+          if (this.fresh !== undefined && healthyVotersOf(members).length < quorum && list.members.some((m) => statuses.get(m.ID) instanceof Error)) {
+            const now = await this.fresh().catch(() => undefined);
+            if (now !== undefined && now.length > 0) {
+              this.reread++;
+              eps = now;
+              for (const e of now) this.admin.setEndpointTls(e.url, e.tls);
+              await askAll();
+              members = toMemberHealth(list.members, statuses);
+            }
           }
           const healthy = healthyVotersOf(members).length;
           this.samples++;
