@@ -173,7 +173,12 @@ export class QuorumSampler {
         let eps = cached;
         for (const e of eps) this.admin.setEndpointTls(e.url, e.tls);
         try {
-          const list = await this.admin.onFirstAvailable(eps.map((e) => e.url), (u) => this.admin.memberList(u));
+          // A member list that times out is asked once more with 4 s, as Status below: on a loaded
+          // machine a slow answer is not a lost quorum (without quorum the linearizable list fails either way).
+          const urls = eps.map((e) => e.url);
+          const list = await this.admin
+            .onFirstAvailable(urls, (u) => this.admin.memberList(u))
+            .catch(() => this.admin.onFirstAvailable(urls, (u) => this.admin.memberList(u, { timeoutMs: 4000 })));
           const statuses = new Map<string, StatusResponse | Error>();
           // Status is answered by each member alone: a call that times out is asked once more with a
           // longer deadline, since a slow answer on a loaded machine is not a member without a leader.
