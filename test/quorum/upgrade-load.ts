@@ -155,14 +155,25 @@ function prefixEnd(prefix: string): string {
 export class QuorumSampler {
   samples = 0;
   minHealthy = Infinity;
+  /** Samples asked again because the answers straddled a leader change (no member named itself leader). */
+  straddled = 0;
   readonly lowSamples: string[] = [];
   private readonly admin = new EtcdAdminClient({ timeoutMs: 1500 });
   private running = false;
   private loop: Promise<void> | undefined;
   private readonly endpoints: () => Promise<{ name: string; url: string; tls?: EndpointTls }[]>;
 
-  constructor(endpoints: () => Promise<{ name: string; url: string; tls?: EndpointTls }[]>) {
+  private readonly fresh: (() => Promise<{ name: string; url: string; tls?: EndpointTls }[]>) | undefined;
+  /** Samples below quorum asked again at freshly read endpoints (a member had none, or a stale one, in the cached list). */
+  reread = 0;
+
+  /**
+   * endpoints: where the members are, as cheap as each sample needs (a cache); fresh, when given: read
+   * them now, for a sample below quorum in which a member had no endpoint or did not answer at it.
+   */
+  constructor(endpoints: () => Promise<{ name: string; url: string; tls?: EndpointTls }[]>, fresh?: () => Promise<{ name: string; url: string; tls?: EndpointTls }[]>) {
     this.endpoints = endpoints;
+    this.fresh = fresh;
   }
 
   start(quorum: number): void {
@@ -170,27 +181,57 @@ export class QuorumSampler {
     this.loop = (async () => {
       let retrying = false;
       while (this.running) {
-        const eps = await this.endpoints().catch(() => undefined);
+        const cached = await this.endpoints().catch(() => undefined);
         // Not knowing where the members are (the API server was slow) is no sample, not a lost quorum.
-        if (eps === undefined || eps.length === 0) {
+        if (cached === undefined || cached.length === 0) {
           await new Promise((r) => setTimeout(r, 500));
           continue;
         }
+        let eps = cached;
         for (const e of eps) this.admin.setEndpointTls(e.url, e.tls);
         try {
-          const list = await this.admin.onFirstAvailable(eps.map((e) => e.url), (u) => this.admin.memberList(u));
+          // A member list that times out is asked once more with 4 s, as Status below: on a loaded
+          // machine a slow answer is not a lost quorum (without quorum the linearizable list fails either way).
+          const urls = eps.map((e) => e.url);
+          const list = await this.admin
+            .onFirstAvailable(urls, (u) => this.admin.memberList(u))
+            .catch(() => this.admin.onFirstAvailable(urls, (u) => this.admin.memberList(u, { timeoutMs: 4000 })));
           const statuses = new Map<string, StatusResponse | Error>();
           // Status is answered by each member alone: a call that times out is asked once more with a
           // longer deadline, since a slow answer on a loaded machine is not a member without a leader.
           const statusOf = (url: string): Promise<StatusResponse | Error> =>
             this.admin.status(url).catch(() => this.admin.status(url, { timeoutMs: 4000 }).catch((e: unknown) => e as Error));
-          await Promise.all(
-            list.members.map(async (m) => {
-              const url = eps.find((e) => e.name === memberName(m))?.url;
-              statuses.set(m.ID, url ? await statusOf(url) : new Error('no pod'));
-            }),
-          );
-          const members = toMemberHealth(list.members, statuses);
+          const askAll = (): Promise<unknown> =>
+            Promise.all(
+              list.members.map(async (m) => {
+                const url = eps.find((e) => e.name === memberName(m))?.url;
+                statuses.set(m.ID, url ? await statusOf(url) : new Error('no pod'));
+              }),
+            );
+          await askAll();
+          let members = toMemberHealth(list.members, statuses);
+          // The members are asked one by one: answers that straddle a leader change (a MoveLeader takes
+          // a few milliseconds) can each name a leader while none names itself, and the sample then
+          // has no leader to count from. Such a sample is asked again once; a member without a leader
+          // ('0') still counts as unhealthy either way.
+          const namesALeader = (st: StatusResponse | Error | undefined): boolean => st !== undefined && !(st instanceof Error) && st.leader !== '0';
+          if (leaderOf(members) === undefined && list.members.some((m) => namesALeader(statuses.get(m.ID)))) {
+            this.straddled++;
+            await askAll();
+            members = toMemberHealth(list.members, statuses);
+          }
+          // A member the cached endpoints miss (a pod replaced a moment ago) or that refused at a cached
+          // address is asked once more where the API server says it is now; the answer there counts.
+          if (this.fresh !== undefined && healthyVotersOf(members).length < quorum && list.members.some((m) => statuses.get(m.ID) instanceof Error)) {
+            const now = await this.fresh().catch(() => undefined);
+            if (now !== undefined && now.length > 0) {
+              this.reread++;
+              eps = now;
+              for (const e of now) this.admin.setEndpointTls(e.url, e.tls);
+              await askAll();
+              members = toMemberHealth(list.members, statuses);
+            }
+          }
           const healthy = healthyVotersOf(members).length;
           // The Status calls of one sample are answered at different instants: across a leader
           // change every voter can name a leader while none names itself (it was asked just before it

@@ -94,7 +94,7 @@ describe('CA rotation by overlapping trust', () => {
       await endpoints.start();
       const proxyUrl = `https://${proxy.status!.podIP}:2379`;
       const writer = new AckedWriter(() => Promise.resolve([{ url: proxyUrl, tls: { ...endpoints.client, servername: PROXY_HOST } }]), 'car/', { reresolveMs: 1000 });
-      const sampler = new QuorumSampler(() => Promise.resolve(endpoints.current));
+      const sampler = new QuorumSampler(() => Promise.resolve(endpoints.current), () => endpoints.readNow());
       const phases: string[] = [];
       const timeline: string[] = [];
       writer.start();
@@ -123,7 +123,7 @@ describe('CA rotation by overlapping trust', () => {
       await writer.close();
       console.log(
         `CA rotation under load: phases ${phases.join(' → ')}; ${writer.acked.size} writes acknowledged, ${writer.failures} failed, longest gap ${writer.longestStallMs} ms; ` +
-          `${sampler.samples} quorum samples, fewest healthy voters ${sampler.minHealthy}`,
+          `${sampler.samples} quorum samples (${sampler.straddled} asked again across a leader change, ${sampler.reread} at freshly read endpoints), fewest healthy voters ${sampler.minHealthy}`,
       );
       expect(phases).toEqual(['Trusting', 'Reissuing', 'Retiring']);
       // Each failed write with when it was sent, how long it took, why, and the phases around it.
@@ -214,6 +214,12 @@ class EndpointsWatch {
     this.current = (await componentPods(this.oc.cluster, NAME, NS, 'member'))
       .filter((p) => p.status?.podIP && !p.metadata.deletionTimestamp)
       .map((p) => ({ name: p.metadata.name, url: `https://${p.status!.podIP}:2379`, tls: { ...pem, servername: host(p.metadata.name) } }));
+  }
+
+  /** Reads the endpoints now (for a sample that found one missing or stale) and returns them. */
+  async readNow(): Promise<{ name: string; url: string; tls: SecretPem & { servername: string } }[]> {
+    await this.read();
+    return this.current;
   }
 
   async start(): Promise<void> {
