@@ -64,6 +64,9 @@ function ownNamespace(flag: string | undefined): string {
   }
 }
 
+/** How long a stopping operator waits for the reconcile steps in flight before it exits anyway. */
+const STOP_GRACE_MS = 10_000;
+
 /** Runs the operator until SIGTERM or SIGINT; resolves the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const { flags } = parseFlags('operator', flagsSchema, argv);
@@ -106,8 +109,11 @@ export async function main(argv: string[]): Promise<number> {
   let exitCode = 0;
   let resolveStop!: () => void;
   const stopped = new Promise<void>((r) => (resolveStop = r));
+  // Aborted on SIGTERM or a lost lease: reconciles in flight finish their current step and start no other.
+  const acting = new AbortController();
   const shutdown = (code: number): void => {
     exitCode = code;
+    acting.abort();
     resolveStop();
   };
   process.once('SIGTERM', () => shutdown(0));
@@ -128,6 +134,7 @@ export async function main(argv: string[]): Promise<number> {
     metrics,
     upkeep: new Upkeep({ admin, events, clock: systemClock, log, metrics, requeue: (key) => controller.enqueue(key) }),
     resyncMs: flags.resyncPeriod,
+    acting: acting.signal,
     render: {
       owned: (topology, input) => ownedObjects(topology, { ...input, proxyImage: flags.proxyImage }),
       unwanted: (topology, input) => unwantedOwned(topology, { ...input, proxyImage: flags.proxyImage }),
@@ -141,8 +148,14 @@ export async function main(argv: string[]): Promise<number> {
   } else controller.startWorkers(reconciler);
 
   await stopped;
-  log.info('Stopping: finishing reconciles in flight');
-  await controller.stop();
+  log.info('Stopping: finishing the reconcile steps in flight');
+  const grace = new Promise<'timeout'>((r) => setTimeout(r, STOP_GRACE_MS, 'timeout').unref());
+  if ((await Promise.race([controller.stop().then(() => 'stopped' as const), grace])) === 'timeout') {
+    // A step still waits on an API server that does not answer: no further step starts (acting is
+    // aborted), and the pod must restart now rather than when that call times out.
+    log.warn({ exitCode, graceSeconds: STOP_GRACE_MS / 1000 }, 'Reconcile steps still in flight after the grace period: exiting without waiting for them');
+    process.exit(exitCode);
+  }
   await elector?.stop();
   await admin.close();
   await kube.close();

@@ -62,6 +62,8 @@ export interface ReconcilerDeps {
   /** Defragmentation and NOSPACE recovery (spec.maintenance); without it the operator does no upkeep. */
   upkeep?: Upkeep;
   metrics?: TopologyMetrics;
+  /** Aborted when the operator may no longer act (SIGTERM, or the leader lease lost): no further step starts, no status is written. */
+  acting?: AbortSignal;
 }
 
 /** One reconcile of one topology: what the steps found and decided so far, filled in in order. */
@@ -136,7 +138,12 @@ export class Reconciler {
       return {};
     }
     const round: Round = { key, log, target, topology };
-    const outcome = await runSteps(this.steps, round);
+    const outcome = await runSteps(this.steps, round, this.deps.acting);
+    if (outcome.haltedBefore !== undefined) {
+      // Not the leader any more (or stopping): the next leader reconciles from what it reads.
+      log.info({ step: outcome.haltedBefore }, 'Stopped the reconcile before a step: the operator is no longer acting');
+      return {};
+    }
     const status = this.statusOf(round, outcome.failure);
     await writeStatus(this.deps, topology.status, status, target, log);
     if (outcome.failure) throw new StepError(outcome.failure);

@@ -26,6 +26,15 @@ describe('runSteps', () => {
     expect(outcome).toEqual({ requeueAfterMs: 3000, failure: { step: 'apply', error } });
   });
 
+  it('starts no step once acting is aborted, and says which it stopped before', async () => {
+    const ran: string[] = [];
+    const acting = new AbortController();
+    const lose: NamedStep<unknown> = { name: 'plan', run: () => { ran.push('plan'); acting.abort(); return Promise.resolve(CONTINUE); } };
+    const outcome = await runSteps([step('observe', CONTINUE, ran), lose, step('perform', CONTINUE, ran), step('backups', CONTINUE, ran)], {}, acting.signal);
+    expect(ran).toEqual(['observe', 'plan']);
+    expect(outcome).toEqual({ haltedBefore: 'perform' });
+  });
+
   it('a step that throws fails with its error, coded', async () => {
     const ran: string[] = [];
     const outcome = await runSteps([step('tls', () => { throw Object.assign(new Error('HTTP-Code: 403'), { code: 403, body: '{"kind":"Status","reason":"Forbidden","message":"secrets is forbidden"}' }); }, ran)], {});

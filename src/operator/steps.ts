@@ -24,10 +24,14 @@ export interface StepFailure {
   error: TopologyError;
 }
 
-/** What a run of steps came to: the earliest visit any step asked for, and the failure that stopped it. */
+/**
+ * What a run of steps came to: the earliest visit any step asked for, the failure that stopped it, or
+ * the step it stopped before because the operator may no longer act (stopping, or its leader lease lost).
+ */
 export interface StepsOutcome {
   requeueAfterMs?: number;
   failure?: StepFailure;
+  haltedBefore?: string;
 }
 
 /**
@@ -40,10 +44,14 @@ export function coded(err: unknown): TopologyError {
   return new TopologyError('ETOP_INTERNAL', `unexpected error: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }
 
-/** Runs the steps in order until one fails; a step that throws fails with its error, coded. */
-export async function runSteps<R>(steps: readonly NamedStep<R>[], round: R): Promise<StepsOutcome> {
+/**
+ * Runs the steps in order until one fails; a step that throws fails with its error, coded. Once acting
+ * is aborted no further step starts (the one in flight finishes): a leader that lost its lease acts no more.
+ */
+export async function runSteps<R>(steps: readonly NamedStep<R>[], round: R, acting?: AbortSignal): Promise<StepsOutcome> {
   let requeueAfterMs: number | undefined;
   for (const step of steps) {
+    if (acting?.aborted) return { haltedBefore: step.name };
     let result: StepResult;
     try {
       result = await step.run(round);
