@@ -97,8 +97,12 @@ describe('CA rotation by overlapping trust', () => {
       const sampler = new QuorumSampler(() => Promise.resolve(endpoints.current), () => endpoints.readNow());
       const phases: string[] = [];
       const timeline: string[] = [];
+      // What the proxy's client port serves and its report say, against what the writer trusts, every
+      // 250 ms: printed around a failed write, to tell which side of the handshake was behind.
+      const probes = new ServedProbe(proxy.status!.podIP!, endpoints);
       writer.start();
       sampler.start(2);
+      probes.start();
       try {
         await oc.cluster.kubectl(['annotate', 'etop', NAME, '-n', NS, 'etcdtopology.io/rotate-ca=first']);
         await waitFor(
@@ -117,6 +121,7 @@ describe('CA rotation by overlapping trust', () => {
       } finally {
         await writer.stop();
         await sampler.stop();
+        await probes.stop();
         await endpoints.stop();
       }
       const missing = await writer.missing();
@@ -128,7 +133,10 @@ describe('CA rotation by overlapping trust', () => {
       expect(phases).toEqual(['Trusting', 'Reissuing', 'Retiring']);
       // Each failed write with when it was sent, how long it took, why, and the phases around it.
       const failed = writer.failed.map((f) => `${new Date(f.sent).toISOString()} (+${f.failed - f.sent} ms): ${f.error}`);
-      if (failed.length > 0) console.log(`failed writes:\n${failed.slice(0, 20).join('\n')}\nphases:\n${timeline.join('\n')}`);
+      if (failed.length > 0) {
+        const around = writer.failed.flatMap((f) => probes.around(f.sent));
+        console.log(`failed writes:\n${failed.slice(0, 20).join('\n')}\nphases:\n${timeline.join('\n')}\nprobes around them:\n${[...new Set(around)].join('\n')}`);
+      }
       expect(failed).toEqual([]);
       expect(writer.failures).toBe(0);
       expect(writer.acked.size).toBeGreaterThan(100);
@@ -194,6 +202,57 @@ describe('CA rotation by overlapping trust', () => {
     1_200_000,
   );
 });
+
+/** Short names for certificates in probe lines: the key identifier's first 8 hex digits. */
+const kid = (pem: string): string => {
+  try {
+    const c = new X509Certificate(pem);
+    return (c.ca ? subjectKeyId(c) : authorityKeyId(c))?.slice(0, 8) ?? '?';
+  } catch {
+    return 'unreadable';
+  }
+};
+const kids = (bundle: string): string => (bundle.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? []).map(kid).join('+');
+
+/** Samples what a proxy's client port serves (leaf issuer key id) and reports, beside what the writer trusts. */
+class ServedProbe {
+  private readonly lines: { at: number; line: string }[] = [];
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private readonly ip: string;
+  private readonly endpoints: EndpointsWatch;
+
+  constructor(ip: string, endpoints: EndpointsWatch) {
+    this.ip = ip;
+    this.endpoints = endpoints;
+  }
+
+  start(): void {
+    this.running = true;
+    this.loop = (async () => {
+      while (this.running) {
+        const at = Date.now();
+        const client = this.endpoints.client;
+        const cert = await served(this.ip, 2379, PROXY_HOST, client).then((c) => `issuer ${authorityKeyId(c)?.slice(0, 8)}`, (e: Error) => `error ${e.message}`);
+        const report = await fetch(`http://${this.ip}:${PROXY_METRICS_PORT}${TLS_REPORT_PATH}`, { signal: AbortSignal.timeout(2000) })
+          .then(async (r) => (await r.json()) as TlsReport)
+          .then((r) => `report listener leaf ${r.listener?.certificate ? kid(r.listener.certificate) : '-'} trusts ${(r.listener?.trusted ?? []).map(kid).join('+')}`, (e: Error) => `report error ${e.message}`);
+        this.lines.push({ at, line: `${new Date(at).toISOString().slice(11, 23)} served leaf ${cert}; ${report}; writer trusts ${kids(client.ca)} presents ${kid(client.cert)}` });
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+  }
+
+  /** The probe lines within 2 s of at. */
+  around(at: number): string[] {
+    return this.lines.filter((l) => Math.abs(l.at - at) <= 2000).map((l) => l.line);
+  }
+}
 
 /** The client Secret and the members' endpoints with it, read again every second in the background. */
 class EndpointsWatch {
