@@ -33,6 +33,8 @@ const NOT_CONNECTED = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTF
 
 const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'te', 'trailer', 'http2-settings']);
 const BODY_LIMIT = 16 * 1024 * 1024;
+/** A unary call that took longer than this is logged with what each attempt met (warn level). */
+export const SLOW_CALL_MS = 1000;
 
 /** What kind of HTTP request this is, decided from the method and path alone. */
 export type HttpRoute =
@@ -154,11 +156,22 @@ class HttpCall implements ActiveCall {
     const attempts = new CallAttempts(deps.upstreams, this.m.attempts, this.route.kind === 'plain' || this.route.retry, toLeader);
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !hopByHop.has(k) && !k.startsWith(':')) headers[k] = v;
+    const started = performance.now();
     try {
       await this.attempt(attempts, headers, body);
     } finally {
       attempts.finish();
+      const ms = Math.round(performance.now() - started);
+      // What a slow call met, attempt by attempt: the first thing to read when a client saw a stall.
+      if (!this.streaming && ms > SLOW_CALL_MS) this.log.warn({ path: req.path, ms, attempts: this.trail }, 'Slow call');
     }
+  }
+
+  /** Each attempt of a unary call: member, what came of it, and when (ms since the call began). */
+  private readonly trail: string[] = [];
+  private readonly began = performance.now();
+  private note(member: string, what: string): void {
+    this.trail.push(`+${Math.round(performance.now() - this.began)}ms ${member}: ${what}`);
   }
 
   private async attempt(attempts: CallAttempts, headers: Record<string, string | string[]>, body: Buffer | undefined): Promise<void> {
@@ -191,12 +204,14 @@ class HttpCall implements ActiveCall {
         // Failures before a connection exists (no address for the name, refused, unreachable) or in its
         // TLS handshake (tls-errors.ts): the member never read the request.
         const neverSent = NOT_CONNECTED.has(code) || refusedInTlsHandshake(code);
+        this.note(member, `failed (${code || (err as Error).message}${neverSent ? ', never sent' : ''})`);
         // A streamed body (a gateway watch) was consumed by the first attempt: only a whole one can go again.
         if (attempts.lost({ neverSent, memberFailed: true }, body !== undefined)) continue;
         throw new Error(`etcd member ${member} failed: ${(err as Error).message}`, { cause: err });
       }
       this.m.latency.observe((performance.now() - started) / 1000);
       attempts.answered();
+      if (res.statusCode < 400) this.note(member, `answered ${res.statusCode}`);
       if (this.finished) {
         res.body.destroy();
         return;
@@ -210,10 +225,14 @@ class HttpCall implements ActiveCall {
         if (this.finished) return;
         const status = gatewayError(error.toString('utf8'));
         const verdict = status === undefined ? undefined : classifyEtcdError(status.code, status.message);
+        this.note(member, `answered ${res.statusCode}${status ? ` ${status.message}` : ''}`);
         if (verdict?.relearn) void deps.leaders.relearn();
         if (verdict?.notApplied && attempts.notApplied(body !== undefined && !this.reply.body.destroyed)) {
           this.log.debug({ path: req.path, member, reason: verdict.reason }, 'Sending a call etcd did not apply once more');
-          if (attempts.toLeader) await deps.leaders.beforeReplay(sentToLeader, sentTerm);
+          if (attempts.toLeader) {
+            await deps.leaders.beforeReplay(sentToLeader, sentTerm);
+            this.note(deps.upstreams.knownLeader ?? 'no leader', 'leader learned again for the replay');
+          }
           if (this.finished) return;
           afterNotApplied = true;
           continue;

@@ -104,6 +104,33 @@ describe('local cluster', () => {
     expect(pod.status?.message).toMatch(/image "nginx:1.27" has no mapping to a local command/);
   });
 
+  it('keeps a pod whose Secret volume cannot be read yet in ContainerCreating, and starts it once the Secret exists', async () => {
+    const pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'mounter', namespace: NS, labels: { app: 'mounter' } },
+      spec: {
+        nodeName: 'worker-0',
+        terminationGracePeriodSeconds: 1,
+        volumes: [{ name: 's', secret: { secretName: 'later' } }],
+        // Runs only if the Secret's content is there (else it exits, and the test sees restarts).
+        containers: [{ name: 'c', image: 'busybox:1.36', command: ['sh', '-c', 'read v < /s/token && test "$v" = hello && sleep 3600'], volumeMounts: [{ name: 's', mountPath: '/s' }] }],
+      },
+    };
+    await cluster.kubectl(['apply', '-f', '-'], JSON.stringify(pod));
+    const waiting = await waitFor('the pod to wait for its volume', async () => {
+      const p = (await pods('app=mounter'))[0];
+      return p?.status?.containerStatuses?.[0]?.state?.waiting?.reason === 'ContainerCreating' ? p : false;
+    }, { timeoutMs: 30_000 });
+    expect(waiting.status?.phase).toBe('Pending');
+    await cluster.kubectl(['create', 'secret', 'generic', 'later', '-n', NS, '--from-literal=token=hello']);
+    const started = await waitFor('the pod to run with the Secret mounted', async () => {
+      const p = (await pods('app=mounter'))[0];
+      return p && ready(p) ? p : false;
+    }, { timeoutMs: 30_000 });
+    expect(started.status?.containerStatuses?.[0]?.restartCount).toBe(0);
+  });
+
   it('marks a stopped node NotReady with its pods not ready, and recovers it when started', async () => {
     await cluster.agent.stopNode('worker-1');
     await waitFor('worker-1 NotReady', async () => {

@@ -77,12 +77,19 @@ function pick(data: Record<string, Buffer>, items: V1KeyToPath[] | undefined, de
 }
 
 async function objectData(api: KubeRest, kind: 'configmaps' | 'secrets', ns: string, name: string, optional: boolean | undefined): Promise<Record<string, Buffer> | undefined> {
+  const what = `${kind === 'configmaps' ? 'configmap' : 'secret'} "${name}"`;
   const obj = await api
     .call<{ data?: Record<string, string>; binaryData?: Record<string, string> }>('GET', `/api/v1/namespaces/${ns}/${kind}/${name}`)
-    .catch(() => undefined);
+    .catch((err: unknown) => {
+      // As the kubelet: an object that cannot be read now (a slow or restarting API server) is a
+      // volume that cannot be set up yet, and the pod waits in ContainerCreating, mounting again.
+      if ((err as { status?: number }).status !== 404) throw new PodConfigError('ContainerCreating', `MountVolume.SetUp failed: could not read ${what}: ${(err as Error).message}`);
+      return undefined;
+    });
   if (!obj) {
     if (optional) return undefined;
-    throw new PodConfigError('CreateContainerConfigError', `${kind === 'configmaps' ? 'configmap' : 'secret'} "${name}" not found`);
+    // A missing object, too, keeps the pod in ContainerCreating until it exists (FailedMount).
+    throw new PodConfigError('ContainerCreating', `MountVolume.SetUp failed: ${what} not found`);
   }
   const out: Record<string, Buffer> = {};
   for (const [k, v] of Object.entries(obj.data ?? {})) out[k] = kind === 'secrets' ? Buffer.from(v, 'base64') : Buffer.from(v);
