@@ -114,9 +114,11 @@ describe('local cluster', () => {
         terminationGracePeriodSeconds: 1,
         volumes: [{ name: 's', secret: { secretName: 'later' } }],
         // Runs only if the Secret's content is there (else it exits, and the test sees restarts).
-        containers: [{ name: 'c', image: 'busybox:1.36', command: ['sh', '-c', 'read v < /s/token && test "$v" = hello && sleep 3600'], volumeMounts: [{ name: 's', mountPath: '/s' }] }],
+        containers: [{ name: 'c', image: 'busybox:1.36', command: ['sh', '-c', 'test "$(cat /s/token)" = hello && sleep 3600'], volumeMounts: [{ name: 's', mountPath: '/s' }] }],
       },
     };
+    // The service account admission refuses pods until the namespace's default account exists.
+    await waitFor('the default service account', () => cluster.kubectl(['get', 'serviceaccount', 'default', '-n', NS]).then(() => true, () => false), { timeoutMs: 30_000 });
     await cluster.kubectl(['apply', '-f', '-'], JSON.stringify(pod));
     const waiting = await waitFor('the pod to wait for its volume', async () => {
       const p = (await pods('app=mounter'))[0];
