@@ -18,6 +18,7 @@ import { KubeWriter } from './kube.ts';
 import { KubeClient } from './kube-client.ts';
 import { invalidTimings, LeaderElector } from './leader-election.ts';
 import { Reconciler } from './reconciler.ts';
+import { readSecretWith, SecretCache } from './secret-cache.ts';
 import { TopologyMetrics } from './topology-metrics.ts';
 import { Upkeep } from './upkeep.ts';
 
@@ -82,6 +83,8 @@ export async function main(argv: string[]): Promise<number> {
   const kube = KubeClient.load(flags.kubeconfig);
   const writes = new Counter({ name: 'etcd_topology_operator_api_writes_total', help: 'Write calls to the Kubernetes API, by verb and kind.', labelNames: ['verb', 'kind'], registers: [registry] });
   const writer = new KubeWriter(kube, writes);
+  const requests = new Counter({ name: 'etcd_topology_operator_api_requests_total', help: 'Calls to the Kubernetes API, reads included, by verb and resource.', labelNames: ['verb', 'resource'], registers: [registry] });
+  kube.onRequest = (verb, resource) => requests.inc({ verb, resource });
   const admin = new EtcdAdminClient({ timeoutMs: 3000 });
   const controller = new Controller(kube, flags.namespaces, registry, log);
   const identity = process.env['POD_NAME'] ?? `${os.hostname()}_${process.pid}`;
@@ -128,6 +131,7 @@ export async function main(argv: string[]): Promise<number> {
     metrics,
     upkeep: new Upkeep({ admin, events, clock: systemClock, log, metrics, requeue: (key) => controller.enqueue(key) }),
     resyncMs: flags.resyncPeriod,
+    secrets: new SecretCache(controller.informers, readSecretWith(writer)),
     render: {
       owned: (topology, input) => ownedObjects(topology, { ...input, proxyImage: flags.proxyImage }),
       unwanted: (topology, input) => unwantedOwned(topology, { ...input, proxyImage: flags.proxyImage }),

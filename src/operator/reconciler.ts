@@ -26,6 +26,7 @@ import { CONTINUE, requeueAfter, runSteps, StepError, type NamedStep, type StepF
 import { runsPlaintext, TlsCertificates, withTlsEnabled, type TlsState } from './tls-certificates.ts';
 import { sampleOf, type TopologyMetrics } from './topology-metrics.ts';
 import type { Upkeep } from './upkeep.ts';
+import type { SecretSource } from './secret-cache.ts';
 
 /** What a reconcile asks of the queue afterwards. */
 export interface ReconcileResult {
@@ -62,6 +63,8 @@ export interface ReconcilerDeps {
   /** Defragmentation and NOSPACE recovery (spec.maintenance); without it the operator does no upkeep. */
   upkeep?: Upkeep;
   metrics?: TopologyMetrics;
+  /** Where the TLS step reads the built-in CA's Secrets (SecretCache); without it, by GET. */
+  secrets?: SecretSource;
 }
 
 /** One reconcile of one topology: what the steps found and decided so far, filled in in order. */
