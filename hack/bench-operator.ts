@@ -127,12 +127,24 @@ try {
    * Writes per reconcile while `count` reconciles happen with nothing changing; also every API call
    * in that window (reads too, by verb and resource) and the mean reconcile time.
    */
-  const writesPerReconcile = async (count: number): Promise<{ perReconcile: number; reconciles: number; byKind: Record<string, number>; requests: Record<string, number>; meanS: number; seconds: number }> => {
-    const snap = async () => ({ w: await writesNow(), r: await reconcilesNow(), writes: await op.series('etcd_topology_operator_api_writes_total'), requests: await op.series('etcd_topology_operator_api_requests_total'), sum: await op.counter(`${DURATION}_sum`), n: await op.counter(`${DURATION}_count`), t: performance.now() });
+  const writesPerReconcile = async (count: number): Promise<{ perReconcile: number; reconciles: number; byKind: Record<string, number>; requests: Record<string, number>; steps: { step: string; meanMs: number }[]; meanS: number; seconds: number }> => {
+    const snap = async () => ({
+      w: await writesNow(),
+      r: await reconcilesNow(),
+      writes: await op.series('etcd_topology_operator_api_writes_total'),
+      requests: await op.series('etcd_topology_operator_api_requests_total'),
+      stepSum: await op.series('etcd_topology_operator_step_duration_seconds_sum'),
+      stepCount: await op.series('etcd_topology_operator_step_duration_seconds_count'),
+      sum: await op.counter(`${DURATION}_sum`),
+      n: await op.counter(`${DURATION}_count`),
+      t: performance.now(),
+    });
     const a = await snap();
     await waitFor(`${count} reconciles`, async () => (await reconcilesNow()) >= a.r + count, { timeoutMs: 1_200_000, intervalMs: 500 });
     const b = await snap();
-    return { perReconcile: (b.w - a.w) / (b.r - a.r), reconciles: b.r - a.r, byKind: delta(a.writes, b.writes), requests: delta(a.requests, b.requests), meanS: (b.sum - a.sum) / Math.max(1, b.n - a.n), seconds: (b.t - a.t) / 1000 };
+    const stepCounts = delta(a.stepCount, b.stepCount);
+    const steps = Object.entries(delta(a.stepSum, b.stepSum)).map(([l, s]) => ({ step: /step="([^"]*)"/.exec(l)?.[1] ?? l, meanMs: (1000 * s) / Math.max(1, stepCounts[l] ?? 0) }));
+    return { perReconcile: (b.w - a.w) / (b.r - a.r), reconciles: b.r - a.r, byKind: delta(a.writes, b.writes), requests: delta(a.requests, b.requests), steps, meanS: (b.sum - a.sum) / Math.max(1, b.n - a.n), seconds: (b.t - a.t) / 1000 };
   };
   const owned = async (name: string): Promise<boolean> => {
     const out = await k(['get', 'statefulsets,daemonsets,services,poddisruptionbudgets,serviceaccounts', '-n', NS, '-l', `app.kubernetes.io/instance=${name}`, '-o', 'name']);
@@ -248,7 +260,7 @@ try {
   const settleS = (performance.now() - applyStart) / 1000;
   progress(`${many} topologies with status and ${proxiesWanted} proxies ready after ${settleS.toFixed(0)} s`);
   const scaleLoadsFrom = loads.length;
-  await writesPerReconcile(2 * many);
+  const settled = await writesPerReconcile(2 * many);
   const scale = await memory(op);
   const scaleLoad = load();
   progress(`at scale: RSS ${mib(scale.rss)} MiB, heap used ${mib(scale.heapUsed)} MiB`);
@@ -308,21 +320,26 @@ ${settleS.toFixed(0)} s after the apply.
 | operator RSS | ${mib(scale.rss)} MiB | ≤ 150 MiB |
 | spec change → applied StatefulSet, p50 / p99 / max of ${changes} | ${fmt(quantile(latencies, 0.5))} / ${fmt(quantile(latencies, 0.99))} / ${fmt(Math.max(...latencies))} s | p99 ≤ 1 s |
 | queue depth when each change was made, median / max | ${median(depths)} / ${Math.max(...depths)} | |
-| API writes per no-change reconcile (${steady.reconciles} reconciles in ${steady.seconds.toFixed(0)} s) | ${steady.perReconcile.toFixed(3)} | 0 |
-| mean reconcile time in that window | ${(steady.meanS * 1000).toFixed(1)} ms | |
+| API writes per no-change reconcile, settled, before the spec changes (${settled.reconciles} reconciles in ${settled.seconds.toFixed(0)} s) | ${settled.perReconcile.toFixed(3)} | 0 |
+| API writes per reconcile after the spec changes (${steady.reconciles} reconciles in ${steady.seconds.toFixed(0)} s; real-0 may still be replacing members) | ${steady.perReconcile.toFixed(3)} | |
+| mean reconcile time, settled | ${(settled.meanS * 1000).toFixed(1)} ms | |
+
+Mean time of each reconcile step while settled (8 reconciles share one thread, so a step's time
+includes waiting for the others): ${settled.steps.map((x) => `${x.step} ${x.meanMs.toFixed(1)} ms`).join(', ') || 'not reported'}.
 
 Before each change a kwok node's label flips, which queues every topology as a routine visit (no
 member selector matches a kwok node); the spec change goes to the spec lane, which workers take first.
 Latency: from the probe's PATCH of the EtcdTopology to its watch event of the member StatefulSet with
 the new template (hack/spec-change-probe.ts, a process of its own).
 
-${Object.keys(steady.byKind).length ? `Writes in that window: ${Object.entries(steady.byKind).map(([l, v]) => `${l} ${v}`).join(', ')}.` : 'No write at all in that window.'}
+${Object.keys(settled.byKind).length ? `Writes while settled: ${Object.entries(settled.byKind).map(([l, v]) => `${l} ${v}`).join(', ')}.` : 'No write at all while settled.'}
+${Object.keys(steady.byKind).length ? `Writes after the spec changes: ${Object.entries(steady.byKind).map(([l, v]) => `${l} ${v}`).join(', ')}.` : 'No write at all after the spec changes.'}
 
-API calls in that window, per reconcile (reads included; watches are long-lived):
+API calls while settled, per reconcile (reads included; watches are long-lived):
 
 | verb | resource | calls | per reconcile |
 | --- | --- | ---: | ---: |
-${Object.entries(steady.requests).map(([l, v]) => `| ${/verb="([^"]*)"/.exec(l)?.[1] ?? ''} | ${/resource="([^"]*)"/.exec(l)?.[1] ?? ''} | ${v} | ${(v / steady.reconciles).toFixed(3)} |`).join('\n') || '| (none) | | 0 | 0 |'}
+${Object.entries(settled.requests).map(([l, v]) => `| ${/verb="([^"]*)"/.exec(l)?.[1] ?? ''} | ${/resource="([^"]*)"/.exec(l)?.[1] ?? ''} | ${v} | ${(v / settled.reconciles).toFixed(3)} |`).join('\n') || '| (none) | | 0 | 0 |'}
 
 ## Where the memory goes
 

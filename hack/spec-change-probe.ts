@@ -51,8 +51,10 @@ try {
     const name = topologies[c % topologies.length]!;
     const cpu = `${200 + c}m`;
     await kube.call('PATCH', `/api/v1/nodes/${nodes[c % nodes.length]!}`, { ...merge, body: { metadata: { labels: { 'bench.etcdtopology.io/flip': String(c) } } } });
-    // Let the operator's node watch deliver the flip: it queues every topology.
-    await new Promise((r) => setTimeout(r, 200));
+    // Let the operator's node watch deliver the flip, which queues every topology. Not longer: with
+    // no API call in a routine visit, the operator drained the 100 within 200 ms (2026-12-02 run: the
+    // depth read after the spec change was 0 every time).
+    await new Promise((r) => setTimeout(r, 30));
     const seen = new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${name}: StatefulSet not applied within 60 s`)), 60_000);
       waiting.set(`${name}-member`, (got) => {
@@ -62,8 +64,9 @@ try {
       });
     });
     const t0 = performance.now();
-    await kube.call('PATCH', `${etops}/${name}`, { ...merge, body: { spec: { members: { resources: { requests: { cpu } } } } } });
-    depths.push(await queueDepth());
+    // The depth as the change arrives: read while the PATCH is under way.
+    const [depth] = await Promise.all([queueDepth(), kube.call('PATCH', `${etops}/${name}`, { ...merge, body: { spec: { members: { resources: { requests: { cpu } } } } } })]);
+    depths.push(depth);
     latenciesMs.push((await seen) - t0);
     waiting.delete(`${name}-member`);
   }

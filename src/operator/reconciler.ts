@@ -65,6 +65,8 @@ export interface ReconcilerDeps {
   metrics?: TopologyMetrics;
   /** Where the TLS step reads the built-in CA's Secrets (SecretCache); without it, by GET. */
   secrets?: SecretSource;
+  /** Hears how long each step took, and the status write ('status'), in seconds. */
+  stepDuration?: (step: string, seconds: number) => void;
 }
 
 /** One reconcile of one topology: what the steps found and decided so far, filled in in order. */
@@ -139,9 +141,11 @@ export class Reconciler {
       return {};
     }
     const round: Round = { key, log, target, topology };
-    const outcome = await runSteps(this.steps, round);
+    const outcome = await runSteps(this.steps, round, this.deps.stepDuration);
+    const writing = performance.now();
     const status = this.statusOf(round, outcome.failure);
     await writeStatus(this.deps, topology.status, status, target, log);
+    this.deps.stepDuration?.('status', (performance.now() - writing) / 1000);
     if (outcome.failure) throw new StepError(outcome.failure);
     const settled = status.conditions?.filter((c) => CORE_CONDITIONS.has(c.type)).every((c) => (c.type === 'Available' ? c.status === 'True' : c.status === 'False')) ?? false;
     // Otherwise at the resync period, unless a step asked for an earlier look (an action, a Job, a renewal).

@@ -26,6 +26,16 @@ describe('runSteps', () => {
     expect(outcome).toEqual({ requeueAfterMs: 3000, failure: { step: 'apply', error } });
   });
 
+  it('reports how long each step that ran took, the failed one included', async () => {
+    const timed: [string, number][] = [];
+    const slow: NamedStep<unknown> = { name: 'slow', run: () => new Promise((r) => setTimeout(() => r(CONTINUE), 30)) };
+    const error = new TopologyError('ETOP_KUBE_INVALID', 'refused');
+    await runSteps([slow, step('apply', { next: 'error', error }, []), step('never', CONTINUE, [])], {}, (name, seconds) => timed.push([name, seconds]));
+    expect(timed.map(([name]) => name)).toEqual(['slow', 'apply']);
+    expect(timed[0]![1]).toBeGreaterThanOrEqual(0.025);
+    expect(timed[1]![1]).toBeLessThan(timed[0]![1]);
+  });
+
   it('a step that throws fails with its error, coded', async () => {
     const ran: string[] = [];
     const outcome = await runSteps([step('tls', () => { throw Object.assign(new Error('HTTP-Code: 403'), { code: 403, body: '{"kind":"Status","reason":"Forbidden","message":"secrets is forbidden"}' }); }, ran)], {});

@@ -40,16 +40,21 @@ export function coded(err: unknown): TopologyError {
   return new TopologyError('ETOP_INTERNAL', `unexpected error: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }
 
-/** Runs the steps in order until one fails; a step that throws fails with its error, coded. */
-export async function runSteps<R>(steps: readonly NamedStep<R>[], round: R): Promise<StepsOutcome> {
+/**
+ * Runs the steps in order until one fails; a step that throws fails with its error, coded. onStep
+ * hears how long each step that ran took, in seconds (etcd_topology_operator_step_duration_seconds).
+ */
+export async function runSteps<R>(steps: readonly NamedStep<R>[], round: R, onStep?: (step: string, seconds: number) => void): Promise<StepsOutcome> {
   let requeueAfterMs: number | undefined;
   for (const step of steps) {
     let result: StepResult;
+    const start = performance.now();
     try {
       result = await step.run(round);
     } catch (err) {
       result = { next: 'error', error: coded(err) };
     }
+    onStep?.(step.name, (performance.now() - start) / 1000);
     if (result.next === 'error') return { ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}), failure: { step: step.name, error: result.error } };
     if (result.next === 'requeueAfter') requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, result.ms);
   }
