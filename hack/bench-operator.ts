@@ -6,8 +6,10 @@
 // 2. scale: kwok simulates --nodes worker nodes beside the cluster's 3 real central nodes; of
 //    --topologies topologies, 3 run real members on the central nodes and proxies on every kwok node,
 //    the rest have members Pending and proxies on 10 kwok nodes each. Measured: operator RSS, cache
-//    sizes, spec change -> applied StatefulSet latency (p50/p99) while the queue is busy, and API
-//    writes per no-change reconcile.
+//    sizes, spec change -> applied StatefulSet latency (p50/p99) while the queue is busy (before each
+//    change a kwok node's label flips, which queues every topology), API writes per no-change
+//    reconcile and API calls per reconcile by verb and resource.
+// The operator runs with the deployment's V8 flags (OPERATOR_NODE_OPTIONS, the chart's nodeOptions).
 // Writes docs/bench/operator.md.
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -18,6 +20,7 @@ import { defaultNodes, type LocalCluster } from '../test/harness/cluster/local-c
 import { spawnLogged, terminate } from '../test/harness/cluster/processes.ts';
 import { waitFor } from '../test/harness/ports.ts';
 import { OperatorProcess } from '../test/operator/operator-process.ts';
+import { OPERATOR_NODE_OPTIONS } from '../src/operator/node-options.ts';
 import { conditionOf, getTopology, startClusterWithCrd, topologyManifest } from '../test/operator/setup.ts';
 import { summariseHeap, type HeapRow } from './heap-summary.ts';
 
@@ -48,6 +51,8 @@ function quantile(xs: number[], q: number): number {
   return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!;
 }
 const mib = (bytes: number): string => (bytes / 1048576).toFixed(0);
+const load = (): string => os.loadavg().map((l) => l.toFixed(1)).join(' / ');
+const loads: number[] = [];
 const rssMiB = (pid: number): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
 /** The operator's memory as it reports it, and its caches. */
@@ -93,7 +98,9 @@ async function moduleRss(nodeArgs: string[] = []): Promise<number> {
 // scheduler create and bind ~4,000 proxy pods.
 const LEASE_SECONDS = 1200;
 const cluster: LocalCluster = await startClusterWithCrd({ nodes: defaultNodes(3, 0), nodeMonitorGracePeriod: '600s', controllerQps: 200 });
-const progress = (what: string): void => console.error(`[bench:operator ${new Date().toISOString().slice(11, 19)}] ${what}`);
+const progress = (what: string): void => console.error(`[bench:operator ${new Date().toISOString().slice(11, 19)}] ${what} (load ${load()})`);
+const loadSampler = setInterval(() => loads.push(os.loadavg()[0]!), 10_000);
+loadSampler.unref();
 let operator: OperatorProcess | undefined;
 let kwok: ReturnType<typeof spawnLogged> | undefined;
 try {
@@ -102,6 +109,7 @@ try {
   // deadline, and a leader that cannot renew exits (as it should).
   const startOperator = (log: string): Promise<OperatorProcess> =>
     OperatorProcess.start(cluster.kubeconfig, path.join(cluster.dir, log), [`--resync-period=${RESYNC}`, '--leader-elect=false'], undefined, [
+      ...OPERATOR_NODE_OPTIONS.split(' '),
       '--heapsnapshot-signal=SIGUSR2',
       `--diagnostic-dir=${cluster.dir}`,
     ]);
@@ -109,14 +117,34 @@ try {
   let op = operator;
   const reconcilesNow = (): Promise<number> => op.counter('etcd_topology_operator_reconciles_total');
   const writesNow = (): Promise<number> => op.counter('etcd_topology_operator_api_writes_total');
-  /** Writes per reconcile while `count` reconciles happen with nothing changing. */
-  const writesPerReconcile = async (count: number): Promise<{ perReconcile: number; reconciles: number; byKind: Record<string, number> }> => {
-    const [w0, r0, series0] = [await writesNow(), await reconcilesNow(), await op.series('etcd_topology_operator_api_writes_total')];
-    await waitFor(`${count} reconciles`, async () => (await reconcilesNow()) >= r0 + count, { timeoutMs: 1_200_000, intervalMs: 500 });
-    const [w1, r1, series1] = [await writesNow(), await reconcilesNow(), await op.series('etcd_topology_operator_api_writes_total')];
-    const byKind: Record<string, number> = {};
-    for (const [l, v] of Object.entries(series1)) if (v - (series0[l] ?? 0) > 0) byKind[l] = v - (series0[l] ?? 0);
-    return { perReconcile: (w1 - w0) / (r1 - r0), reconciles: r1 - r0, byKind };
+  const delta = (before: Record<string, number>, after: Record<string, number>): Record<string, number> => {
+    const out: Record<string, number> = {};
+    for (const [l, v] of Object.entries(after)) if (v - (before[l] ?? 0) > 0) out[l] = v - (before[l] ?? 0);
+    return out;
+  };
+  const DURATION = 'etcd_topology_operator_reconcile_duration_seconds';
+  /**
+   * Writes per reconcile while `count` reconciles happen with nothing changing; also every API call
+   * in that window (reads too, by verb and resource) and the mean reconcile time.
+   */
+  const writesPerReconcile = async (count: number): Promise<{ perReconcile: number; reconciles: number; byKind: Record<string, number>; requests: Record<string, number>; steps: { step: string; meanMs: number }[]; meanS: number; seconds: number }> => {
+    const snap = async () => ({
+      w: await writesNow(),
+      r: await reconcilesNow(),
+      writes: await op.series('etcd_topology_operator_api_writes_total'),
+      requests: await op.series('etcd_topology_operator_api_requests_total'),
+      stepSum: await op.series('etcd_topology_operator_step_duration_seconds_sum'),
+      stepCount: await op.series('etcd_topology_operator_step_duration_seconds_count'),
+      sum: await op.counter(`${DURATION}_sum`),
+      n: await op.counter(`${DURATION}_count`),
+      t: performance.now(),
+    });
+    const a = await snap();
+    await waitFor(`${count} reconciles`, async () => (await reconcilesNow()) >= a.r + count, { timeoutMs: 1_200_000, intervalMs: 500 });
+    const b = await snap();
+    const stepCounts = delta(a.stepCount, b.stepCount);
+    const steps = Object.entries(delta(a.stepSum, b.stepSum)).map(([l, s]) => ({ step: /step="([^"]*)"/.exec(l)?.[1] ?? l, meanMs: (1000 * s) / Math.max(1, stepCounts[l] ?? 0) }));
+    return { perReconcile: (b.w - a.w) / (b.r - a.r), reconciles: b.r - a.r, byKind: delta(a.writes, b.writes), requests: delta(a.requests, b.requests), steps, meanS: (b.sum - a.sum) / Math.max(1, b.n - a.n), seconds: (b.t - a.t) / 1000 };
   };
   const owned = async (name: string): Promise<boolean> => {
     const out = await k(['get', 'statefulsets,daemonsets,services,poddisruptionbudgets,serviceaccounts', '-n', NS, '-l', `app.kubernetes.io/instance=${name}`, '-o', 'name']);
@@ -148,6 +176,7 @@ try {
   await writesPerReconcile(3);
   const one = await memory(op);
   const [bareRss, modulesRss] = [Number(await (await import('../test/harness/run.ts')).run(process.execPath, ['-e', 'console.log(process.memoryUsage().rss)'])), await moduleRss()];
+  const oneLoad = load();
   const heapOne = await heapSnapshot(op, cluster.dir);
   progress(`rounds done (${rounds}); one settled topology: RSS ${mib(one.rss)} MiB`);
   // Writing a snapshot leaves native memory behind that the process keeps (RSS above the V8 heap by
@@ -230,36 +259,31 @@ try {
   }, { timeoutMs: 1_800_000, intervalMs: 5000 });
   const settleS = (performance.now() - applyStart) / 1000;
   progress(`${many} topologies with status and ${proxiesWanted} proxies ready after ${settleS.toFixed(0)} s`);
-  await writesPerReconcile(2 * many);
+  const scaleLoadsFrom = loads.length;
+  const settled = await writesPerReconcile(2 * many);
   const scale = await memory(op);
+  const scaleLoad = load();
   progress(`at scale: RSS ${mib(scale.rss)} MiB, heap used ${mib(scale.heapUsed)} MiB`);
 
   // Spec change -> applied StatefulSet, one change at a time, on the topologies with running members,
-  // while every Pending topology is reconciled every 5 s: the queue is never empty for long. Not on
-  // a Pending topology: while etcd cannot be read and no member set was ever seen, the member
-  // StatefulSet is held as it is (member-statefulset.ts), so its spec change is never applied.
-  const applied = new Map<string, (cpu: string) => void>();
-  cluster.api.watch<{ metadata: { name: string; namespace?: string; resourceVersion?: string }; spec?: { template?: { spec?: { containers?: { resources?: { requests?: Record<string, string> } }[] } } } }>(
-    `/apis/apps/v1/namespaces/${NS}/statefulsets`,
-    (e) => applied.get(e.object.metadata.name)?.(e.object.spec?.template?.spec?.containers?.[0]?.resources?.requests?.['cpu'] ?? ''),
-    'labelSelector=app.kubernetes.io/component%3Dmember',
-  );
-  const latencies: number[] = [];
-  const depths: number[] = [];
-  for (let c = 0; c < changes; c++) {
-    const name = names[c % REAL]!;
-    const cpu = `${100 + c}m`;
-    const seen = new Promise<number>((resolve) => applied.set(`${name}-member`, (got) => got === cpu && resolve(performance.now())));
-    const t0 = performance.now();
-    await cluster.api.call('PATCH', `${etops}/${name}`, { spec: { members: { resources: { requests: { cpu } } } } }, 'application/merge-patch+json');
-    depths.push(await op.counter('etcd_topology_operator_queue_depth'));
-    latencies.push((await Promise.race([seen, new Promise<number>((_, reject) => setTimeout(() => reject(new Error(`${name}: StatefulSet not applied within 60 s`)), 60_000))])) - t0);
-    applied.delete(`${name}-member`);
-  }
+  // while every Pending topology is reconciled every 5 s and, before each change, a kwok node's label
+  // flips, which queues every topology. Not on a Pending topology: while etcd cannot be read and no
+  // member set was ever seen, the member StatefulSet is held as it is (member-statefulset.ts), so its
+  // spec change is never applied. Measured by hack/spec-change-probe.ts in a process of its own: this
+  // one also runs the node agent, whose work at 4,000 proxy pods delayed its timers by seconds.
+  const changesLoad = load();
+  const { run } = await import('../test/harness/run.ts');
+  const probe = JSON.parse(
+    await run(process.execPath, [path.join(import.meta.dirname, 'spec-change-probe.ts'), cluster.kubeconfig, NS, op.metricsUrl, String(changes), names.slice(0, REAL).join(','), nodeNames.slice(0, 50).join(',')]),
+  ) as { latenciesMs: number[]; depths: number[] };
+  const { latenciesMs: latencies, depths } = probe;
   progress(`${changes} spec changes applied`);
   const steady = await writesPerReconcile(2 * many);
+  const steadyLoad = load();
+  const scaleLoads = loads.slice(scaleLoadsFrom);
+  if (scaleLoads.length === 0) scaleLoads.push(os.loadavg()[0]!);
   const heapScale = await heapSnapshot(op, cluster.dir);
-  const modulesTuned = await moduleRss(['--max-semi-space-size=2']);
+  const modulesTuned = await moduleRss(OPERATOR_NODE_OPTIONS.split(' '));
 
   const row = (r: HeapRow): string => `| ${r.name} | ${r.count} | ${mib(r.bytes)} |`;
   const cachedRow = (kind: string): string => `| ${kind} | ${one.cached[kind] ?? 0} | ${scale.cached[kind] ?? 0} |`;
@@ -269,7 +293,11 @@ try {
 Command: \`npm run bench:operator -- --rounds ${rounds} --nodes ${nodeCount} --topologies ${many} --changes ${changes}\` (${new Date().toISOString().slice(0, 10)}).
 Machine: ${os.cpus().length} cores, shared; the local cluster (real kube-apiserver, controller manager,
 scheduler, etcd members as processes; 3 real central nodes) and kwok run on the same machine as the
-operator. Operator flags: \`--resync-period=${RESYNC} --leader-elect=false\`.
+operator. Operator flags: \`--resync-period=${RESYNC} --leader-elect=false\`; Node flags: the deployment's
+\`NODE_OPTIONS=${OPERATOR_NODE_OPTIONS}\` (src/operator/node-options.ts, the chart's \`nodeOptions\`).
+Load average (1 / 5 / 15 min) with one settled topology ${oneLoad}; at scale ${scaleLoad}; when the
+spec changes began ${changesLoad}; at the end ${steadyLoad}. The 1-minute load over the scale phase
+(sampled every 10 s): min ${Math.min(...scaleLoads).toFixed(1)}, median ${median(scaleLoads).toFixed(1)}, max ${Math.max(...scaleLoads).toFixed(1)}.
 
 ## One topology
 
@@ -292,9 +320,26 @@ ${settleS.toFixed(0)} s after the apply.
 | operator RSS | ${mib(scale.rss)} MiB | ≤ 150 MiB |
 | spec change → applied StatefulSet, p50 / p99 / max of ${changes} | ${fmt(quantile(latencies, 0.5))} / ${fmt(quantile(latencies, 0.99))} / ${fmt(Math.max(...latencies))} s | p99 ≤ 1 s |
 | queue depth when each change was made, median / max | ${median(depths)} / ${Math.max(...depths)} | |
-| API writes per no-change reconcile (${steady.reconciles} reconciles) | ${steady.perReconcile.toFixed(3)} | 0 |
+| API writes per no-change reconcile, settled, before the spec changes (${settled.reconciles} reconciles in ${settled.seconds.toFixed(0)} s) | ${settled.perReconcile.toFixed(3)} | 0 |
+| API writes per reconcile after the spec changes (${steady.reconciles} reconciles in ${steady.seconds.toFixed(0)} s; real-0 may still be replacing members) | ${steady.perReconcile.toFixed(3)} | |
+| mean reconcile time, settled | ${(settled.meanS * 1000).toFixed(1)} ms | |
 
-${Object.keys(steady.byKind).length ? `Writes in that window: ${Object.entries(steady.byKind).map(([l, v]) => `${l} ${v}`).join(', ')}.` : 'No write at all in that window.'}
+Mean time of each reconcile step while settled (8 reconciles share one thread, so a step's time
+includes waiting for the others): ${settled.steps.map((x) => `${x.step} ${x.meanMs.toFixed(1)} ms`).join(', ') || 'not reported'}.
+
+Before each change a kwok node's label flips, which queues every topology as a routine visit (no
+member selector matches a kwok node); the spec change goes to the spec lane, which workers take first.
+Latency: from the probe's PATCH of the EtcdTopology to its watch event of the member StatefulSet with
+the new template (hack/spec-change-probe.ts, a process of its own).
+
+${Object.keys(settled.byKind).length ? `Writes while settled: ${Object.entries(settled.byKind).map(([l, v]) => `${l} ${v}`).join(', ')}.` : 'No write at all while settled.'}
+${Object.keys(steady.byKind).length ? `Writes after the spec changes: ${Object.entries(steady.byKind).map(([l, v]) => `${l} ${v}`).join(', ')}.` : 'No write at all after the spec changes.'}
+
+API calls while settled, per reconcile (reads included; watches are long-lived):
+
+| verb | resource | calls | per reconcile |
+| --- | --- | ---: | ---: |
+${Object.entries(settled.requests).map(([l, v]) => `| ${/verb="([^"]*)"/.exec(l)?.[1] ?? ''} | ${/resource="([^"]*)"/.exec(l)?.[1] ?? ''} | ${v} | ${(v / settled.reconciles).toFixed(3)} |`).join('\n') || '| (none) | | 0 | 0 |'}
 
 ## Where the memory goes
 
@@ -305,8 +350,8 @@ ${Object.keys(steady.byKind).length ? `Writes in that window: ${Object.entries(s
 | external (Buffers, TLS) | ${mib(one.external)} MiB | ${mib(scale.external)} MiB |
 
 Before any work: a bare \`node\` is ${mib(bareRss)} MiB RSS; importing the operator's modules
-(dist/operator/main.js) brings it to ${mib(modulesRss)} MiB (${mib(modulesTuned)} MiB with
-\`--max-semi-space-size=2\`).
+(dist/operator/main.js) brings it to ${mib(modulesRss)} MiB with Node's defaults, ${mib(modulesTuned)} MiB with
+the deployment's flags.
 
 Informer caches (objects):
 

@@ -3,7 +3,8 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { API_VERSION, KIND, PLURAL } from '../api/etcd-topology.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { KubeClient } from './kube-client.ts';
-import { CLAIM_SELECTOR, Informers, MANAGED_SELECTOR, nodeChanges, POD_SELECTOR, type WatchedKind } from './informers.ts';
+import { CLAIM_SELECTOR, Informers, MANAGED_SELECTOR, nodeChanges, POD_SELECTOR, SECRET_SELECTOR, type WatchedKind } from './informers.ts';
+import { nodeLane, topologyLane, topologySeen, type TopologySeen } from './lanes.ts';
 import type { Reconciler } from './reconciler.ts';
 import { WorkQueue } from './work-queue.ts';
 
@@ -18,6 +19,8 @@ export const WATCHED_KINDS: WatchedKind[] = [
   { apiVersion: 'v1', kind: 'Pod', plural: 'pods', namespaced: true, labelSelector: POD_SELECTOR },
   { apiVersion: 'v1', kind: 'PersistentVolumeClaim', plural: 'persistentvolumeclaims', namespaced: true, labelSelector: CLAIM_SELECTOR },
   { apiVersion: 'batch/v1', kind: 'Job', plural: 'jobs', namespaced: true, labelSelector: MANAGED_SELECTOR },
+  // The built-in CA's Secrets, which the TLS step reads in every reconcile (SecretCache); not the user's.
+  { apiVersion: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true, labelSelector: SECRET_SELECTOR },
   { apiVersion: 'v1', kind: 'Node', plural: 'nodes', namespaced: false, changes: nodeChanges },
 ];
 
@@ -30,8 +33,9 @@ export function ownerKey(kind: string, obj: KubernetesObject): string | undefine
 }
 
 /**
- * Informers feed a keyed queue; workers take keys and reconcile them. Node changes concern every
- * topology (central nodes come and go), everything else only its owner.
+ * Informers feed a keyed queue; workers take keys and reconcile them. A topology's own change goes to
+ * the lane lanes.ts gives it (its spec first); a change of an object it owns is news for its owner; a
+ * node change is news for the topologies it concerns and a routine visit for the others.
  */
 export class Controller {
   readonly informers: Informers;
@@ -42,6 +46,10 @@ export class Controller {
   private readonly retries: Counter;
   private reconciler: Reconciler | undefined;
   private workers: Promise<void>[] = [];
+  /** Each topology's generation and metadata as last queued (the lane of its next event). */
+  private readonly topologies = new Map<string, TopologySeen>();
+  /** Each node's labels as last seen (a node that stops matching a selector still concerns it once). */
+  private readonly nodeLabels = new Map<string, Record<string, string> | undefined>();
 
   constructor(client: KubeClient, namespaces: readonly string[] | undefined, registry: Registry, log: Logger) {
     this.log = log;
@@ -88,13 +96,35 @@ export class Controller {
   }
 
   private enqueueFor(kind: string, obj: KubernetesObject): void {
-    if (!this.reconciler) return;
     if (kind === 'Node') {
-      for (const t of this.informers.list<KubernetesObject>(KIND)) this.enqueueFor(KIND, t);
+      const name = obj.metadata?.name ?? '';
+      const before = this.nodeLabels.get(name);
+      const deleted = this.informers.get('Node', name) === undefined;
+      if (deleted) this.nodeLabels.delete(name);
+      else this.nodeLabels.set(name, obj.metadata?.labels);
+      if (!this.reconciler) return;
+      const hosting = new Set(this.informers.list<KubernetesObject & { spec?: { nodeName?: string } }>('Pod').filter((p) => p.spec?.nodeName === name).map((p) => ownerKey('Pod', p)));
+      for (const t of this.informers.list<KubernetesObject>(KIND)) {
+        const key = ownerKey(KIND, t);
+        if (key) this.queue.add(key, nodeLane(t, obj.metadata?.labels, before, hosting.has(key)));
+      }
       return;
     }
+    if (!this.reconciler) return;
     const key = ownerKey(kind, obj);
-    if (key) this.queue.add(key);
+    if (!key) return;
+    if (kind !== KIND) {
+      this.queue.add(key, 'news');
+      return;
+    }
+    if (this.informers.get(KIND, obj.metadata!.name!, obj.metadata!.namespace) === undefined) {
+      this.topologies.delete(key);
+      this.queue.add(key, 'news');
+      return;
+    }
+    const seen = topologySeen(obj);
+    this.queue.add(key, topologyLane(this.topologies.get(key), seen));
+    this.topologies.set(key, seen);
   }
 
   private async work(): Promise<void> {

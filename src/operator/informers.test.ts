@@ -33,6 +33,26 @@ describe('trim', () => {
     expect(n.metadata?.managedFields).toBeUndefined();
     expect((n as { status?: { images?: unknown } }).status?.images).toBeUndefined();
   });
+
+  it('keeps of a Node only what the reconciler and nodeChanges read', () => {
+    const full = {
+      ...node({ images: 2, unschedulable: true }),
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'n', uid: 'u', resourceVersion: '7', labels: { a: 'b' }, annotations: { 'kwok.x-k8s.io/node': 'fake' } },
+      spec: { unschedulable: true, taints: [{ key: 'k', effect: 'NoSchedule' }], podCIDR: '10.0.0.0/24' },
+    } as KubernetesObject;
+    const before = nodeChanges(full);
+    const n = trim(structuredClone(full));
+    expect(n).toEqual({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'n', uid: 'u', resourceVersion: '7', labels: { a: 'b' } },
+      spec: { unschedulable: true, taints: [{ key: 'k', effect: 'NoSchedule' }] },
+      status: { conditions: [{ type: 'Ready', status: 'True' }] },
+    });
+    expect(nodeChanges(n)).toBe(before);
+  });
 });
 
 const pod = (name: string, rv: string, extra: Record<string, unknown> = {}): KubernetesObject => ({ metadata: { name, namespace: 'ns', resourceVersion: rv, ...extra } });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { TopologyError } from '../errors.ts';
-import { resourcePath, targetFromKubeconfig } from './kube-client.ts';
+import { requestKind, resourcePath, targetFromKubeconfig } from './kube-client.ts';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 const kubeconfig = (user: Record<string, unknown>, cluster: Record<string, unknown> = { server: 'https://127.0.0.1:6443/', 'certificate-authority-data': b64('CA PEM') }): string =>
@@ -57,5 +57,20 @@ describe('resourcePath', () => {
   it('refuses a kind it has no path for (or one at another version), naming the known kinds', () => {
     expect(() => resourcePath('v1', 'Widget', 'ns')).toThrow(/no REST path known for v1 Widget; known kinds: Pod, Secret/);
     expect(() => resourcePath('apps/v1beta1', 'StatefulSet', 'ns')).toThrow(/no REST path known for apps\/v1beta1 StatefulSet/);
+  });
+});
+
+describe('requestKind', () => {
+  it.each([
+    ['GET', '/api/v1/namespaces/etcd/secrets/main-ca', false, 'get', 'secrets'],
+    ['GET', '/api/v1/nodes?labelSelector=x', false, 'list', 'nodes'],
+    ['GET', '/api/v1/namespaces/etcd/pods', true, 'watch', 'pods'],
+    ['PATCH', '/apis/etcdtopology.io/v1alpha1/namespaces/etcd/etcdtopologies/main/status', false, 'patch', 'etcdtopologies/status'],
+    ['PATCH', '/apis/apps/v1/namespaces/etcd/statefulsets/main-member', false, 'patch', 'statefulsets'],
+    ['POST', '/api/v1/namespaces/etcd/events', false, 'create', 'events'],
+    ['DELETE', '/api/v1/persistentvolumes/pv-1', false, 'delete', 'persistentvolumes'],
+    ['PUT', '/apis/coordination.k8s.io/v1/namespaces/default/leases/etcd-topology-operator', false, 'update', 'leases'],
+  ])('%s %s (watch %s) is %s %s', (method, urlPath, watch, verb, resource) => {
+    expect(requestKind(method, urlPath, watch)).toEqual({ verb, resource });
   });
 });

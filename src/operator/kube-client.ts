@@ -119,8 +119,26 @@ export interface RequestOptions {
 const CALL_TIMEOUT_MS = 60_000;
 const TOKEN_REREAD_MS = 60_000;
 
+/**
+ * The Kubernetes verb and resource of a request ("get secrets", "list nodes", "watch pods", "patch
+ * etcdtopologies/status"), for counting calls by kind.
+ */
+export function requestKind(method: string, urlPath: string, watch = false): { verb: string; resource: string } {
+  const parts = (urlPath.split('?')[0] ?? '').split('/').filter(Boolean);
+  // /api/v1/... or /apis/group/version/...
+  let rest = parts[0] === 'api' ? parts.slice(2) : parts[0] === 'apis' ? parts.slice(3) : parts;
+  if (rest[0] === 'namespaces' && rest.length > 2) rest = rest.slice(2);
+  const [resource = '', name, sub] = rest;
+  const verb = watch
+    ? 'watch'
+    : ({ GET: name === undefined ? 'list' : 'get', POST: 'create', PUT: 'update', PATCH: 'patch', DELETE: 'delete' } as Record<string, string>)[method] ?? method.toLowerCase();
+  return { verb, resource: sub === undefined ? resource : `${resource}/${sub}` };
+}
+
 export class KubeClient {
   readonly server: string;
+  /** Called once per request sent (a metric of calls by verb and resource). */
+  onRequest: ((verb: string, resource: string) => void) | undefined;
   private readonly agent: Agent;
   private readonly token: KubeTarget['token'];
   private cachedToken: { value: string; readAt: number } | undefined;
@@ -147,6 +165,10 @@ export class KubeClient {
 
   /** Sends one call and resolves the parsed JSON answer; a non-2xx answer throws KubeHttpError. */
   async call<T>(method: Dispatcher.HttpMethod, urlPath: string, options: RequestOptions = {}): Promise<T> {
+    if (this.onRequest) {
+      const { verb, resource } = requestKind(method, urlPath);
+      this.onRequest(verb, resource);
+    }
     const res = await this.send(method, urlPath, options, CALL_TIMEOUT_MS, options.signal ? { signal: options.signal } : {});
     const text = await res.body.text();
     if (res.statusCode < 200 || res.statusCode > 299) throw new KubeHttpError(method, urlPath, res.statusCode, text);
@@ -158,6 +180,7 @@ export class KubeClient {
    * server ends the watch (resolves) or it fails (rejects). signal stops it.
    */
   async watch<T>(urlPath: string, query: Record<string, string | undefined>, onEvent: (e: WatchEvent<T>) => void, signal: AbortSignal): Promise<void> {
+    if (this.onRequest) this.onRequest('watch', requestKind('GET', urlPath, true).resource);
     const timeoutSeconds = 240 + Math.floor(Math.random() * 120);
     const res = await this.send('GET', urlPath, { query: { ...query, watch: 'true', allowWatchBookmarks: 'true', timeoutSeconds: String(timeoutSeconds) } }, 30_000, {
       signal,

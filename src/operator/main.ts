@@ -9,7 +9,7 @@ import { duration, hostPort, namespaceList, parseFlags } from '../flags.ts';
 import { startTelemetryServer } from '../telemetry/http-server.ts';
 import { createRootLogger } from '../telemetry/logger.ts';
 import { createRegistry } from '../telemetry/metrics.ts';
-import { Counter } from 'prom-client';
+import { Counter, Histogram } from 'prom-client';
 import { ownedObjects, unwantedOwned } from './components/registry.ts';
 import { BackupSteps } from './backup.ts';
 import { Controller } from './controller.ts';
@@ -18,6 +18,7 @@ import { KubeWriter } from './kube.ts';
 import { KubeClient } from './kube-client.ts';
 import { invalidTimings, LeaderElector } from './leader-election.ts';
 import { Reconciler } from './reconciler.ts';
+import { readSecretWith, SecretCache } from './secret-cache.ts';
 import { TopologyMetrics } from './topology-metrics.ts';
 import { Upkeep } from './upkeep.ts';
 
@@ -85,6 +86,15 @@ export async function main(argv: string[]): Promise<number> {
   const kube = KubeClient.load(flags.kubeconfig);
   const writes = new Counter({ name: 'etcd_topology_operator_api_writes_total', help: 'Write calls to the Kubernetes API, by verb and kind.', labelNames: ['verb', 'kind'], registers: [registry] });
   const writer = new KubeWriter(kube, writes);
+  const requests = new Counter({ name: 'etcd_topology_operator_api_requests_total', help: 'Calls to the Kubernetes API, reads included, by verb and resource.', labelNames: ['verb', 'resource'], registers: [registry] });
+  kube.onRequest = (verb, resource) => requests.inc({ verb, resource });
+  const steps = new Histogram({
+    name: 'etcd_topology_operator_step_duration_seconds',
+    help: 'Time one reconcile step took, by step (status: computing and writing the status).',
+    labelNames: ['step'],
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
   const admin = new EtcdAdminClient({ timeoutMs: 3000 });
   const controller = new Controller(kube, flags.namespaces, registry, log);
   const identity = process.env['POD_NAME'] ?? `${os.hostname()}_${process.pid}`;
@@ -135,6 +145,8 @@ export async function main(argv: string[]): Promise<number> {
     upkeep: new Upkeep({ admin, events, clock: systemClock, log, metrics, requeue: (key) => controller.enqueue(key) }),
     resyncMs: flags.resyncPeriod,
     acting: acting.signal,
+    secrets: new SecretCache(controller.informers, readSecretWith(writer)),
+    stepDuration: (step, seconds) => steps.observe({ step }, seconds),
     render: {
       owned: (topology, input) => ownedObjects(topology, { ...input, proxyImage: flags.proxyImage }),
       unwanted: (topology, input) => unwantedOwned(topology, { ...input, proxyImage: flags.proxyImage }),

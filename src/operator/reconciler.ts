@@ -26,6 +26,7 @@ import { CONTINUE, requeueAfter, runSteps, StepError, type NamedStep, type StepF
 import { runsPlaintext, TlsCertificates, withTlsEnabled, type TlsState } from './tls-certificates.ts';
 import { sampleOf, type TopologyMetrics } from './topology-metrics.ts';
 import type { Upkeep } from './upkeep.ts';
+import type { SecretSource } from './secret-cache.ts';
 
 /** What a reconcile asks of the queue afterwards. */
 export interface ReconcileResult {
@@ -64,6 +65,10 @@ export interface ReconcilerDeps {
   metrics?: TopologyMetrics;
   /** Aborted when the operator may no longer act (SIGTERM, or the leader lease lost): no further step starts, no status is written. */
   acting?: AbortSignal;
+  /** Where the TLS step reads the built-in CA's Secrets (SecretCache); without it, by GET. */
+  secrets?: SecretSource;
+  /** Hears how long each step took, and the status write ('status'), in seconds. */
+  stepDuration?: (step: string, seconds: number) => void;
 }
 
 /** One reconcile of one topology: what the steps found and decided so far, filled in in order. */
@@ -138,14 +143,16 @@ export class Reconciler {
       return {};
     }
     const round: Round = { key, log, target, topology };
-    const outcome = await runSteps(this.steps, round, this.deps.acting);
+    const outcome = await runSteps(this.steps, round, { acting: this.deps.acting, onStep: this.deps.stepDuration });
     if (outcome.haltedBefore !== undefined) {
       // Not the leader any more (or stopping): the next leader reconciles from what it reads.
       log.info({ step: outcome.haltedBefore }, 'Stopped the reconcile before a step: the operator is no longer acting');
       return {};
     }
+    const writing = performance.now();
     const status = this.statusOf(round, outcome.failure);
     await writeStatus(this.deps, topology.status, status, target, log);
+    this.deps.stepDuration?.('status', (performance.now() - writing) / 1000);
     if (outcome.failure) throw new StepError(outcome.failure);
     const settled = status.conditions?.filter((c) => CORE_CONDITIONS.has(c.type)).every((c) => (c.type === 'Available' ? c.status === 'True' : c.status === 'False')) ?? false;
     // Otherwise at the resync period, unless a step asked for an earlier look (an action, a Job, a renewal).

@@ -30,9 +30,19 @@ describe('runSteps', () => {
     const ran: string[] = [];
     const acting = new AbortController();
     const lose: NamedStep<unknown> = { name: 'plan', run: () => { ran.push('plan'); acting.abort(); return Promise.resolve(CONTINUE); } };
-    const outcome = await runSteps([step('observe', CONTINUE, ran), lose, step('perform', CONTINUE, ran), step('backups', CONTINUE, ran)], {}, acting.signal);
+    const outcome = await runSteps([step('observe', CONTINUE, ran), lose, step('perform', CONTINUE, ran), step('backups', CONTINUE, ran)], {}, { acting: acting.signal });
     expect(ran).toEqual(['observe', 'plan']);
     expect(outcome).toEqual({ haltedBefore: 'perform' });
+  });
+
+  it('reports how long each step that ran took, the failed one included', async () => {
+    const timed: [string, number][] = [];
+    const slow: NamedStep<unknown> = { name: 'slow', run: () => new Promise((r) => setTimeout(() => r(CONTINUE), 30)) };
+    const error = new TopologyError('ETOP_KUBE_INVALID', 'refused');
+    await runSteps([slow, step('apply', { next: 'error', error }, []), step('never', CONTINUE, [])], {}, { onStep: (name, seconds) => timed.push([name, seconds]) });
+    expect(timed.map(([name]) => name)).toEqual(['slow', 'apply']);
+    expect(timed[0]![1]).toBeGreaterThanOrEqual(0.025);
+    expect(timed[1]![1]).toBeLessThan(timed[0]![1]);
   });
 
   it('a step that throws fails with its error, coded', async () => {

@@ -46,18 +46,26 @@ export function coded(err: unknown): TopologyError {
 
 /**
  * Runs the steps in order until one fails; a step that throws fails with its error, coded. Once acting
- * is aborted no further step starts (the one in flight finishes): a leader that lost its lease acts no more.
+ * is aborted no further step starts (the one in flight finishes): a leader that lost its lease acts no
+ * more. onStep hears how long each step that ran took, in seconds (etcd_topology_operator_step_duration_seconds).
  */
-export async function runSteps<R>(steps: readonly NamedStep<R>[], round: R, acting?: AbortSignal): Promise<StepsOutcome> {
+export async function runSteps<R>(
+  steps: readonly NamedStep<R>[],
+  round: R,
+  options: { acting?: AbortSignal | undefined; onStep?: ((step: string, seconds: number) => void) | undefined } = {},
+): Promise<StepsOutcome> {
+  const { acting, onStep } = options;
   let requeueAfterMs: number | undefined;
   for (const step of steps) {
     if (acting?.aborted) return { haltedBefore: step.name };
     let result: StepResult;
+    const start = performance.now();
     try {
       result = await step.run(round);
     } catch (err) {
       result = { next: 'error', error: coded(err) };
     }
+    onStep?.(step.name, (performance.now() - start) / 1000);
     if (result.next === 'error') return { ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}), failure: { step: step.name, error: result.error } };
     if (result.next === 'requeueAfter') requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, result.ms);
   }

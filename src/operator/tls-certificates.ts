@@ -19,6 +19,7 @@ import { TRUST_HASH_ANNOTATION } from './components/member-statefulset/member-st
 import { bundleOf, caSecretContent, caStateOf, tlsStatusOf, trustHashOf, type CaState } from './ca-secret.ts';
 import { LiveTlsObserver, signedBy, type TlsObserver } from './tls-observe.ts';
 import { X509Certificate } from 'node:crypto';
+import { liveSecrets, readSecretWith, type SecretSource } from './secret-cache.ts';
 
 /** The built-in CA's own lifetime; it is rotated at 2/3 of it (src/pki/ca-rotation.ts). */
 const CA_LIFETIME_MS = 10 * 365 * 24 * 3_600_000;
@@ -52,6 +53,8 @@ export interface TlsDeps {
   /** The member pods and proxies a CA rotation watches; with informers, the live observer is used. */
   informers?: Informers;
   observer?: TlsObserver;
+  /** Where Secrets are read (the Secret informer, SecretCache); without it, each read is a GET. */
+  secrets?: SecretSource;
 }
 
 /** How often a CA rotation under way looks again. */
@@ -72,9 +75,11 @@ export class TlsCertificates {
   /** The last good operator client material per topology, kept while its Secret is being fixed. */
   private readonly lastClient = new Map<string, { ca: string; cert: string; key: string }>();
   private readonly observer: TlsObserver | undefined;
+  private readonly secrets: SecretSource;
 
   constructor(deps: TlsDeps) {
     this.deps = deps;
+    this.secrets = deps.secrets ?? liveSecrets(readSecretWith(deps.writer));
     this.observer = deps.observer ?? (deps.informers ? new LiveTlsObserver(deps.informers) : undefined);
   }
 
@@ -188,7 +193,8 @@ export class TlsCertificates {
     const ns = namespaceOf(topology);
     const leaves = leafRequests(topology);
     const live = new Map<string, V1Secret | undefined>();
-    // Read at once: six reads in turn cost six round trips in every reconcile, seconds on a loaded API server.
+    // Read at once: from the Secret informer (SecretCache) these cost nothing; as GETs in turn they cost
+    // six round trips in every reconcile, seconds on a loaded API server.
     const wanted = [names.ca, ...leaves.map((l) => names[l.secret])];
     for (const [i, secret] of (await Promise.all(wanted.map((name) => this.read(ns, name)))).entries()) live.set(wanted[i]!, secret);
     // A deleted topology's Secrets stay until the garbage collector removes them: using (or
@@ -218,7 +224,7 @@ export class TlsCertificates {
       if (isProblem(result) || result.renewal.renew) {
         const why = isProblem(result) ? result.reason : `renewal due (${result.renewal.state})`;
         const leaf = await issueLeaf(ca.signing, request, newValidity(lifetimeMs, now));
-        await this.deps.writer.apply(this.secret(topology, name, leaf, ca.bundle));
+        await this.write(this.secret(topology, name, leaf, ca.bundle));
         const message = `Issued a certificate into Secret ${name}: ${why}`;
         log.info({ secret: name, reason: why }, message);
         this.deps.events.record(target, 'Normal', 'CertificateIssued', message);
@@ -226,7 +232,7 @@ export class TlsCertificates {
       } else if (result.ca !== ca.bundle) {
         // The trust bundle changed (a CA rotation): the same leaf, with the new ca.crt.
         const secretObj = this.secret(topology, name, { cert: result.cert, key: result.key }, ca.bundle);
-        await this.deps.writer.apply(secretObj);
+        await this.write(secretObj);
         log.info({ secret: name }, `Updated the CA bundle in Secret ${name}`);
         result = checkTlsSecret(name, secretObj.data, expect, now);
       }
@@ -275,7 +281,7 @@ export class TlsCertificates {
     if (decision.action === 'None') return { state: ca, requeueAfterMs: Math.min(MAX_REQUEUE_MS, Math.max(1_000, decision.renewAt.getTime() - now.getTime())) };
     if (decision.action === 'Wait') return { state: ca, message: decision.message, requeueAfterMs: ROTATION_POLL_MS };
     const next = await this.nextCaState(topology, ca, decision, requested, now);
-    await this.deps.writer.apply(this.caSecret(topology, names.ca, next));
+    await this.write(this.caSecret(topology, names.ca, next));
     const reason = { Start: 'CARotationStarted', Advance: decision.action === 'Advance' && decision.to === 'Reissuing' ? 'CARotationReissuing' : 'CARotationRetiring', Finish: 'CARotated' }[decision.action];
     const message = decision.message.replace(/^./, (c) => c.toUpperCase());
     log.info({ secret: names.ca, phase: next.phase ?? 'done' }, message);
@@ -333,7 +339,7 @@ export class TlsCertificates {
     if (live === undefined) {
       const pem = await createCa(`${topology.metadata.name}-ca`, newValidity(CA_LIFETIME_MS, now));
       const state: CaState = { signing: pem, bundle: bundleOf(pem.cert) };
-      await this.deps.writer.apply(this.caSecret(topology, name, state));
+      await this.write(this.caSecret(topology, name, state));
       log.info({ secret: name }, `Created CA Secret ${name}`);
       this.deps.events.record(target, 'Normal', 'CACreated', `Created the topology's CA in Secret ${name}`);
       return { state };
@@ -365,11 +371,13 @@ export class TlsCertificates {
     };
   }
 
-  private async read(namespace: string, name: string): Promise<V1Secret | undefined> {
-    return this.deps.writer.core.readNamespacedSecret({ name, namespace }).catch((err: unknown) => {
-      if ((err as { code?: number }).code === 404) return undefined;
-      throw err;
-    });
+  private read(namespace: string, name: string): Promise<V1Secret | undefined> {
+    return this.secrets.read(namespace, name);
+  }
+
+  /** Applies a Secret and tells the source what the API server now holds (read-your-writes). */
+  private async write(secret: V1Secret): Promise<void> {
+    this.secrets.wrote(await this.deps.writer.apply(secret));
   }
 }
 

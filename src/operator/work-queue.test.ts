@@ -104,4 +104,31 @@ describe('WorkQueue', () => {
     q.done(b!);
     expect([await q.next(), await q.next(), await q.next()]).toEqual(['b', 'other', 'a']);
   });
+
+  it('hands out spec changes before news and routine visits, and moves a waiting key up to the spec lane', async () => {
+    const t = manualTimers();
+    const q = new WorkQueue(t);
+    for (const k of ['r1', 'r2']) q.addAfter(k, 5000);
+    t.fire();
+    q.add('n1');
+    q.add('n2');
+    q.add('s1', 'spec');
+    q.add('n2', 'spec');
+    q.add('r2', 'news');
+    q.add('s1', 'routine');
+    expect([q.waitingIn('spec'), q.waitingIn('news'), q.waitingIn('routine')]).toEqual([2, 2, 1]);
+    expect([await q.next(), await q.next(), await q.next(), await q.next(), await q.next()]).toEqual(['s1', 'n2', 'n1', 'r2', 'r1']);
+  });
+
+  it('a key that gets a spec change while in flight runs again in the spec lane, ahead of news', async () => {
+    const q = new WorkQueue();
+    q.add('a');
+    const a = await q.next();
+    q.add(a!, 'news');
+    q.add(a!, 'spec');
+    q.add(a!, 'routine');
+    q.add('b');
+    q.done(a!);
+    expect([await q.next(), await q.next()]).toEqual(['a', 'b']);
+  });
 });

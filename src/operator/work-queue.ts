@@ -7,22 +7,29 @@ export interface WorkQueueOptions {
 }
 
 /**
- * Which lane a key waits in: news (something changed: a watch event, an action's follow-up) or a
- * routine visit (a resync, a scheduled look, a retry after back-off).
+ * Which lane a key waits in, first served first: spec (the topology's spec changed: its generation
+ * moved, or it is new; a user waits for it to be applied), news (something else changed: an owned
+ * object's or a central node's watch event, an action's follow-up) or a routine visit (a resync, a
+ * scheduled look, a retry after back-off, the operator's own status write coming back).
  */
-export type Lane = 'news' | 'routine';
+export type Lane = 'spec' | 'news' | 'routine';
+
+/** The lanes in the order workers take from them. */
+const LANES: readonly Lane[] = ['spec', 'news', 'routine'];
+const rank = (lane: Lane): number => LANES.indexOf(lane);
 
 /**
  * A keyed work queue as controllers use it: adding a key that is already waiting is a no-op, a key is
  * never processed by two workers at once (a key added while in flight runs once more afterwards),
  * failures retry with per-key exponential back-off, and addAfter schedules a later visit.
  *
- * Keys wait in two lanes, and workers take news first (as controller-runtime's priority queue does):
- * with a hundred topologies revisited every few seconds the queue is never empty, and a spec change
- * must not wait behind every routine visit. A routine key that gets news moves to the news lane.
+ * Keys wait in three lanes, and workers take spec changes first, then news, then routine visits (as
+ * controller-runtime's priority queue does): with a hundred topologies revisited every few seconds
+ * and their proxies' DaemonSets changing status all the time, the queue is never empty, and a spec
+ * change must wait behind neither. A waiting key added to a higher lane moves up to it.
  */
 export class WorkQueue {
-  private readonly lanes: Record<Lane, string[]> = { news: [], routine: [] };
+  private readonly lanes: Record<Lane, string[]> = { spec: [], news: [], routine: [] };
   private readonly waiting = new Map<string, Lane>();
   private readonly active = new Set<string>();
   /** Keys added while in flight, and the lane they go back to. */
@@ -42,7 +49,7 @@ export class WorkQueue {
     };
   }
 
-  /** Queues key now (news by default), unless it is already waiting; news moves a waiting routine key ahead. */
+  /** Queues key now (news by default), unless it is already waiting; a higher lane moves a waiting key up. */
   add(key: string, lane: Lane = 'news'): void {
     if (this.shuttingDown) return;
     const timer = this.timers.get(key);
@@ -51,15 +58,16 @@ export class WorkQueue {
       this.timers.delete(key);
     }
     if (this.active.has(key)) {
-      if (this.dirty.get(key) !== 'news') this.dirty.set(key, lane);
+      const dirty = this.dirty.get(key);
+      if (dirty === undefined || rank(lane) < rank(dirty)) this.dirty.set(key, lane);
       return;
     }
     const waitingIn = this.waiting.get(key);
     if (waitingIn !== undefined) {
-      if (waitingIn === 'routine' && lane === 'news') {
-        this.lanes.routine.splice(this.lanes.routine.indexOf(key), 1);
-        this.lanes.news.push(key);
-        this.waiting.set(key, 'news');
+      if (rank(lane) < rank(waitingIn)) {
+        this.lanes[waitingIn].splice(this.lanes[waitingIn].indexOf(key), 1);
+        this.lanes[lane].push(key);
+        this.waiting.set(key, lane);
       }
       return;
     }
@@ -106,7 +114,7 @@ export class WorkQueue {
   /** Resolves the next key to process (marking it in flight), or undefined once shut down. */
   next(): Promise<string | undefined> {
     if (this.shuttingDown) return Promise.resolve(undefined);
-    const key = this.lanes.news.shift() ?? this.lanes.routine.shift();
+    const key = this.lanes.spec.shift() ?? this.lanes.news.shift() ?? this.lanes.routine.shift();
     if (key !== undefined) {
       this.waiting.delete(key);
       this.active.add(key);
@@ -124,9 +132,14 @@ export class WorkQueue {
     this.add(key, lane);
   }
 
-  /** Number of keys waiting (not in flight, not scheduled), in both lanes. */
+  /** Number of keys waiting (not in flight, not scheduled), in every lane. */
   get length(): number {
-    return this.lanes.news.length + this.lanes.routine.length;
+    return this.lanes.spec.length + this.lanes.news.length + this.lanes.routine.length;
+  }
+
+  /** Number of keys waiting in one lane. */
+  waitingIn(lane: Lane): number {
+    return this.lanes[lane].length;
   }
 
   /** Stops handing out keys; pending next() calls resolve undefined. */

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { etcdTopologySchema } from '../../src/api/etcd-topology.ts';
+import { OPERATOR_NODE_OPTIONS } from '../../src/operator/node-options.ts';
 import { run } from '../harness/run.ts';
 
 // The chart under deploy/, checked with the real helm that hack/helm.sh puts in the cache.
@@ -77,7 +78,7 @@ function expectNoPowerTools(rules: PolicyRule[]): void {
 function expectNamespacedRules(rules: PolicyRule[]): void {
   expect(verbs(rules, 'etcdtopology.io', 'etcdtopologies')).toEqual(['get', 'list', 'watch']);
   expect(verbs(rules, 'etcdtopology.io', 'etcdtopologies/status')).toEqual(['get', 'patch', 'update']);
-  expect(verbs(rules, '', 'secrets')).toEqual(['create', 'get', 'patch', 'update']);
+  expect(verbs(rules, '', 'secrets')).toEqual(['create', 'get', 'list', 'patch', 'update', 'watch']);
   expect(verbs(rules, '', 'pods')).toEqual(['delete', 'get', 'list', 'watch']);
   expect(verbs(rules, '', 'pods/status')).toEqual(['patch']);
   expect(verbs(rules, '', 'pods/eviction')).toEqual([]);
@@ -164,6 +165,7 @@ describe('Helm chart deploy/etcd-topology', () => {
     ]);
     expect(container!.env.find((e) => e.name === 'POD_IP')).toEqual({ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } });
     expect(container!.env.find((e) => e.name === 'LOG_LEVEL')?.value).toBe('info');
+    expect(container!.env.find((e) => e.name === 'NODE_OPTIONS')?.value).toBe(OPERATOR_NODE_OPTIONS);
     expect(container!.ports.map((p) => [p.name, p.containerPort])).toEqual([
       ['metrics', 8080],
       ['health', 8081],

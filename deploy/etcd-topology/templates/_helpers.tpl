@@ -112,12 +112,13 @@ one Role in each watched namespace.
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, update, patch, delete]
-# TLS Secrets of the built-in CA (the CA, member, operator, proxy and client certificates): read,
-# create and renew them, and read the user's own TLS Secrets named in spec.tls.secrets. Each is read
-# by name: no list or watch of Secrets; garbage collection deletes them with their topology.
+# TLS Secrets of the built-in CA (the CA, member, operator, proxy and client certificates): create
+# and renew them, and keep them in a cache (list and watch, with the operator's label selector: every
+# reconcile reads them; RBAC cannot restrict a list to a label, see docs/install.md); read the user's
+# own TLS Secrets named in spec.tls.secrets by name. Garbage collection deletes them with their topology.
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, create, update, patch]
+  verbs: [get, list, watch, create, update, patch]
 # Member pods: read them, set the etcdtopology.io/member-healthy readiness gate (status only), and
 # replace a lost member (delete). No patch of the pods themselves and no evictions: drains evict.
 - apiGroups: [""]
