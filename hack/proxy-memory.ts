@@ -112,7 +112,7 @@ async function main(): Promise<void> {
   }
   try {
     await add('bare Node (`node -e "setInterval(...)"`)', measure(bare([])));
-    for (const m of ['node:net', 'node:tls', 'node:http', 'node:http2', 'zod', 'prom-client', '@opentelemetry/api', 'pino', 'undici']) await add(`bare Node + \`import('${m}')\``, measure(bare([m])));
+    for (const m of ['node:net', 'node:tls', 'node:http', 'node:http2', 'zod', 'prom-client', '@opentelemetry/api', 'undici']) await add(`bare Node + \`import('${m}')\``, measure(bare([m])));
     await add('bare Node + prom-client\'s registry, counter, gauge, histogram files', measure(bare(['prom-client/lib/registry.js', 'prom-client/lib/counter.js', 'prom-client/lib/gauge.js', 'prom-client/lib/histogram.js'])));
     await add('bare Node + undici\'s agent and request files', measure(bare(['undici/lib/dispatcher/agent.js', 'undici/lib/api/api-request.js'])));
     if (baseline !== undefined) {
