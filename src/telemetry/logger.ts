@@ -5,8 +5,8 @@ import { UsageError } from '../errors.ts';
 // The process's logger: JSON lines on stdout in pino's shape ({"level":30,"time":...,"pid":...,
 // "hostname":...,"name":...,<bindings>,<fields>,"msg":...}, numeric levels, `err` serialised with its
 // type, message and stack including those of its causes), written synchronously as pino does by
-// default. It replaced pino itself, which with the 8 packages it loads cost the proxy (one on every
-// node) MEASURED MiB of resident memory: docs/bench/proxy-memory.md.
+// default. It replaced pino itself, which with the 8 packages it loads cost the idle proxy (one on
+// every node) 1.8 MiB of RSS: docs/bench/proxy-memory.md.
 
 const LEVELS = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity } as const;
 export type LevelName = keyof typeof LEVELS;
