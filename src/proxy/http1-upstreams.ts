@@ -84,6 +84,8 @@ class TlsAgent extends https.Agent {
   }
 }
 
+interface Target { secure: boolean; protocol: string; hostname: string; port: number }
+
 /** The https: connections of one set of certificate files. */
 interface Pool {
   agent: https.Agent;
@@ -103,6 +105,7 @@ export class HttpUpstreams {
   private pool: Pool;
   private readonly plain: http.Agent;
   private generation: number;
+  private readonly targets = new Map<string, Target>();
   /** Pools of older certificates, closing once their requests (watches included) are done. */
   private readonly retired = new Set<Pool>();
 
@@ -126,15 +129,15 @@ export class HttpUpstreams {
       this.pool = poolFor(files);
       this.generation = this.tls.generation;
     }
-    const url = new URL(origin);
-    const secure = url.protocol === 'https:';
+    const target = this.target(origin);
+    const secure = target.secure;
     const pool = secure ? this.pool : undefined;
     const send = secure ? https.request : http.request;
     return new Promise<UpstreamResponse>((resolve, reject) => {
       const req = send({
-        protocol: url.protocol,
-        hostname: url.hostname.replace(/^\[|\]$/g, ''),
-        port: url.port === '' ? (secure ? 443 : 80) : Number(url.port),
+        protocol: target.protocol,
+        hostname: target.hostname,
+        port: target.port,
         method: options.method,
         path: options.path,
         headers: options.headers,
@@ -164,6 +167,19 @@ export class HttpUpstreams {
         req.end(body ?? undefined);
       }
     });
+  }
+
+  /** A member URL's scheme, host and port, parsed once per member. */
+  private target(origin: string): Target {
+    let t = this.targets.get(origin);
+    if (t === undefined) {
+      const url = new URL(origin);
+      const secure = url.protocol === 'https:';
+      t = { secure, protocol: url.protocol, hostname: url.hostname.replace(/^\[|\]$/g, ''), port: url.port === '' ? (secure ? 443 : 80) : Number(url.port) };
+      if (this.targets.size >= 1024) this.targets.clear();
+      this.targets.set(origin, t);
+    }
+    return t;
   }
 
   /** Closes every pool, aborting what is still open. */
