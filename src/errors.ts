@@ -25,6 +25,8 @@ export type ErrorCode =
   | KubeErrorCode
   // An etcd call failed: unreachable or overloaded, refused, or answered out of contract.
   | 'ETOP_ETCD_UNAVAILABLE'
+  // The proxy's connection to a member (TCP and TLS handshake) was not made in time: nothing was sent.
+  | 'ETOP_CONNECT_TIMEOUT'
   | 'ETOP_ETCD_REQUEST'
   | 'ETOP_ETCD_RESPONSE'
   // Backup and restore (src/backup/errors.ts).

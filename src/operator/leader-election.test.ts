@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { createRootLogger } from '../telemetry/logger.ts';
 import { KubeClient } from './kube-client.ts';
 import { decide, defaultLeaseTimings, invalidTimings, LeaderElector, observe, renewAttemptTimeout, renewDeadlinePassed, timeoutMessage, type V1Lease } from './leader-election.ts';
 
@@ -130,7 +130,7 @@ async function leaseServer(answerAfterCreate: (n: number) => boolean) {
 }
 
 describe('LeaderElector against an API server that stops answering', () => {
-  const logger = pino({ level: 'silent' });
+  const logger = createRootLogger({ name: 'test', level: 'silent' });
 
   it('aborts a renewal it gave up on, so that nothing it wrote lands after it stopped leading', async () => {
     const api = await leaseServer(() => false);

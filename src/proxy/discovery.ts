@@ -2,7 +2,7 @@ import dns from 'node:dns/promises';
 import net from 'node:net';
 import os from 'node:os';
 import type { Logger } from '../telemetry/logger.ts';
-import type { HttpUpstreams } from './http1-upstreams.ts';
+import { readJson, type HttpUpstreams } from './http1-upstreams.ts';
 import type { LeaderTracker } from './leader.ts';
 import { objectOf } from './json-fields.ts';
 import { pointsAtListener, urlPort, type BoundAddress } from './loop.ts';
@@ -131,7 +131,7 @@ export class Discovery {
         body: '{}',
         signal: AbortSignal.timeout(ASK_TIMEOUT_MS),
       });
-      const body: unknown = await res.body.json();
+      const body = await readJson(res.body);
       return res.statusCode === 200 ? body : undefined;
     } catch (err) {
       this.o.log.debug({ member, err: (err as Error).message }, `Failed to read the ${what}`);
@@ -165,7 +165,7 @@ export class Discovery {
       upstreams.list().map(async (m) => {
         try {
           const res = await http.request(m.url, { method: 'GET', path: '/health', signal: AbortSignal.timeout(ASK_TIMEOUT_MS) });
-          await res.body.dump();
+          res.body.resume();
           upstreams.markAnswered(m.url);
         } catch {
           upstreams.markFailed(m.url);

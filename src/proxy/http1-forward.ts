@@ -6,6 +6,7 @@ import { CallAttempts } from './attempts.ts';
 import { refusedInTlsHandshake } from './tls-errors.ts';
 import { classifyEtcdError, gatewayError, gatewayRaftTerm } from './etcd-errors.ts';
 import type { ForwardDeps } from './forward-deps.ts';
+import { readAll } from './http1-upstreams.ts';
 import type { MethodMetrics } from './metrics.ts';
 import { gatewayMethod } from './methods.ts';
 import { classifyGateway, needsBody } from './readonly.ts';
@@ -29,7 +30,7 @@ export interface HttpReply {
 
 // etcd's own HTTP endpoints besides the gateway: health, readiness, version and its Prometheus metrics.
 const plainPaths = /^\/(health|version|metrics|livez|readyz)(\/[A-Za-z0-9_-]*)?(\?.*)?$/;
-const NOT_CONNECTED = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+const NOT_CONNECTED = new Set(['ECONNREFUSED', 'ETOP_CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'te', 'trailer', 'http2-settings']);
 const BODY_LIMIT = 16 * 1024 * 1024;
@@ -62,7 +63,7 @@ export function routeHttp(method: string, path: string, readonly: boolean): Http
   return { kind: 'unknown' };
 }
 
-/** Forwards one HTTP request (gateway, health, version, metrics) to a member with undici. */
+/** Forwards one HTTP request (gateway, health, version, metrics) to a member (http1-upstreams.ts). */
 export function forwardHttp(deps: ForwardDeps, req: HttpRequest, reply: HttpReply, log: Logger): void {
   const route = routeHttp(req.method, req.path, deps.readonly);
   if (route.kind === 'unknown') {
@@ -221,7 +222,7 @@ class HttpCall implements ActiveCall {
       if (unaryGateway && res.statusCode >= 400) {
         // An error answer (small: a gRPC status as JSON) is read whole, to decide whether etcd
         // provably did not apply the call, as for gRPC (etcd-errors.ts).
-        const error = Buffer.from(await res.body.arrayBuffer());
+        const error = await readAll(res.body);
         if (this.finished) return;
         const status = gatewayError(error.toString('utf8'));
         const verdict = status === undefined ? undefined : classifyEtcdError(status.code, status.message);

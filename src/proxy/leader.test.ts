@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { createRootLogger } from '../telemetry/logger.ts';
@@ -50,7 +51,7 @@ describe('LeaderBoundStream: a LeaseKeepAlive stream follows the leader', () => 
         probed.push(url);
         const st = statuses.get(url)!;
         const body = { header: { member_id: st.memberId, raft_term: String(st.term) }, leader: st.leader, raft_term: String(st.term) };
-        return Promise.resolve({ statusCode: 200, body: { json: () => Promise.resolve(body) } });
+        return Promise.resolve({ statusCode: 200, headers: {}, body: Readable.from([Buffer.from(JSON.stringify(body))]) });
       },
     } as unknown as HttpUpstreams;
     const metrics = new ProxyMetrics(new Registry());

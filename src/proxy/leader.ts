@@ -1,7 +1,7 @@
 import type { Logger } from '../telemetry/logger.ts';
 import { responseRaftTerm } from './etcd-errors.ts';
 import { frameMessage, MessageReader } from './grpc-frame.ts';
-import type { HttpUpstreams } from './http1-upstreams.ts';
+import { readJson, type HttpUpstreams } from './http1-upstreams.ts';
 import { objectOf, uint64Field } from './json-fields.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import type { UpstreamSet } from './upstreams.ts';
@@ -204,7 +204,7 @@ export class LeaderTracker {
         body: '{}',
         signal: AbortSignal.timeout(this.o.askTimeoutMs ?? 1000),
       });
-      const body: unknown = await res.body.json();
+      const body = await readJson(res.body);
       return res.statusCode === 200 ? parseStatus(url, body) : undefined;
     } catch (err) {
       this.o.log.debug({ member: url, err: (err as Error).message }, 'Failed to read the member status');

@@ -6,7 +6,7 @@
  *   which Go's TLS server sends when etcd cannot load its certificate files for a handshake, as while
  *   a Secret volume swaps them). Go's net/http and gRPC servers finish the handshake before they read a
  *   byte of a request, and a Go server sends alerts only in the handshake (or on a corrupt record);
- * - this side rejecting the member's certificate (node:tls's verification codes): undici writes a
+ * - this side rejecting the member's certificate (node:tls's verification codes): http1-upstreams.ts writes a
  *   request only after `secureConnect`, which a failed verification never reaches.
  *
  * Anything else (a reset, a timeout, a closed socket) may have reached etcd and is not counted here;
