@@ -1,4 +1,4 @@
-import type { CoreV1Event, KubernetesListObject, KubernetesObject, V1PersistentVolume, V1Secret } from '@kubernetes/client-node';
+import type { CoreV1Event, KubernetesListObject, KubernetesObject, V1PersistentVolume, V1Pod, V1Secret } from '@kubernetes/client-node';
 import type { Counter } from 'prom-client';
 import { GROUP, KIND, PLURAL, VERSION } from '../api/etcd-topology.ts';
 import { isKubeError, KubeApiError, TopologyError, type KubeErrorCode } from '../errors.ts';
@@ -107,6 +107,12 @@ export class KubeWriter {
     this.client = client;
     this.writes = writes;
     this.core = { readNamespacedSecret: ({ name, namespace }) => this.client.call<V1Secret>('GET', resourcePath('v1', 'Secret', namespace, name)) };
+  }
+
+  /** The namespace's pods that carry every one of the labels, read from the API server now. */
+  async listPods(namespace: string, labels: Record<string, string>): Promise<V1Pod[]> {
+    const selector = Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(',');
+    return (await listObjects(this.client, resourcePath('v1', 'Pod', namespace), { apiVersion: 'v1', kind: 'Pod' }, selector)).items;
   }
 
   /** Server-side apply with the operator's one field manager, taking ownership of conflicting fields. */

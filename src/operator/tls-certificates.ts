@@ -80,7 +80,7 @@ export class TlsCertificates {
   constructor(deps: TlsDeps) {
     this.deps = deps;
     this.secrets = deps.secrets ?? liveSecrets(readSecretWith(deps.writer));
-    this.observer = deps.observer ?? (deps.informers ? new LiveTlsObserver(deps.informers) : undefined);
+    this.observer = deps.observer ?? (deps.informers ? new LiveTlsObserver(deps.informers, (namespace, labels) => deps.writer.listPods(namespace, labels)) : undefined);
   }
 
   /** Runs the TLS step; plaintextCluster says the member StatefulSet already runs without TLS. */

@@ -1,11 +1,16 @@
+import type { V1Pod } from '@kubernetes/client-node';
 import { X509Certificate } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import http from 'node:http';
+import { afterAll, describe, expect, it } from 'vitest';
 import { createCa, issueLeaf } from '../pki/issuer.ts';
 import { leafRequests } from '../pki/sans.ts';
 import { tlsReport, type TlsReport } from '../proxy/tls-reload.ts';
 import { bundleOf } from './ca-secret.ts';
+import { selectorLabels } from './components/meta.ts';
+import { PROXY_METRICS_PORT } from './components/names.ts';
 import { topology } from './components/testing.ts';
-import { listenerExpectation, unsignedSides, untrustedSides } from './tls-observe.ts';
+import type { Informers } from './informers.ts';
+import { listenerExpectation, LiveTlsObserver, unsignedSides, untrustedSides } from './tls-observe.ts';
 
 const now = Date.now();
 const validity = { notBefore: new Date(now - 60_000), notAfter: new Date(now + 3_600_000) };
@@ -53,5 +58,35 @@ describe('a proxy report read during a CA rotation', async () => {
     expect(unsignedSides(report({ ca: both, cert: clientNew.cert }), signing, expectation)).toEqual(['on its client port']);
     // A topology whose proxies serve plaintext: only the client certificate counts.
     expect(unsignedSides(report({ ca: both, cert: clientNew.cert }), signing, listenerExpectation(topology({})))).toEqual([]);
+  });
+});
+
+describe('the live observer during a CA rotation', async () => {
+  const t = topology({ proxy: { tls: { enabled: true } } });
+  const oldCa = await createCa('main-ca', validity);
+  const newCa = await createCa('main-ca-2', validity);
+  const client = await issueLeaf(oldCa, leafRequests(t).find((l) => l.secret === 'proxy')!.request, validity);
+  const serving = await issueLeaf(oldCa, leafRequests(t).find((l) => l.secret === 'proxyServing')!.request, validity);
+  // A proxy's telemetry server on a loopback address of its own, reporting trust in the old CA only.
+  const ip = '127.91.0.1';
+  const server = http.createServer((_req, res) => res.end(JSON.stringify(tlsReport({ ca: pem(oldCa.cert), cert: pem(client.cert) }, { ca: pem(oldCa.cert), cert: pem(serving.cert) }))));
+  await new Promise<void>((r) => server.listen(PROXY_METRICS_PORT, ip, r));
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+  const proxyPod = { metadata: { name: 'main-proxy-abcde', labels: selectorLabels(t, 'proxy') }, status: { phase: 'Running', podIP: ip } } as V1Pod;
+  // The pod informer holds members and backups only, never proxies: the observer must list them.
+  const informers = { list: () => [] } as unknown as Informers;
+  const asked: string[] = [];
+  const observer = new LiveTlsObserver(informers, (namespace, labels) => {
+    asked.push(`${namespace} ${JSON.stringify(labels)}`);
+    return Promise.resolve([proxyPod]);
+  });
+
+  it('lists the proxies from the API server and names one that does not trust the bundle yet', async () => {
+    expect(await observer.proxiesNotOnBundle(t, bundleOf(oldCa.cert, newCa.cert))).toEqual(['main-proxy-abcde (towards the members)']);
+    expect(asked).toEqual([`${t.metadata.namespace} ${JSON.stringify(selectorLabels(t, 'proxy'))}`]);
+  });
+
+  it('names a proxy that still presents and serves certificates of the old CA', async () => {
+    expect(await observer.notOnSigningCa(t, newCa.cert, { client, peer: client })).toEqual(['proxy main-proxy-abcde (towards the members and on its client port)']);
   });
 });

@@ -109,12 +109,21 @@ async function proxyReport(ip: string, timeoutMs = 3000): Promise<TlsReport | Er
   }
 }
 
-/** The observer over the live cluster: pods from the informers, members and proxies dialled at their pod IPs. */
+/** Lists a namespace's pods that carry every one of the labels (one API call). */
+export type PodLister = (namespace: string, labels: Record<string, string>) => Promise<V1Pod[]>;
+
+/**
+ * The observer over the live cluster: members from the informers, proxies listed when a rotation asks
+ * (the pod informer holds members and backups only: a cache of every proxy pod grows with the node
+ * count), members and proxies dialled at their pod IPs.
+ */
 export class LiveTlsObserver implements TlsObserver {
   private readonly informers: Informers;
+  private readonly listPods: PodLister;
 
-  constructor(informers: Informers) {
+  constructor(informers: Informers, listPods: PodLister) {
     this.informers = informers;
+    this.listPods = listPods;
   }
 
   private pods(topology: EtcdTopology, role: 'member' | 'proxy'): V1Pod[] {
@@ -122,10 +131,11 @@ export class LiveTlsObserver implements TlsObserver {
     return this.informers.list<V1Pod>('Pod', topology.metadata.namespace).filter((p) => matches(p.metadata?.labels, want));
   }
 
-  /** Running proxy pods with an address (one that is starting reads the current files anyway). */
-  private proxies(topology: EtcdTopology): V1Pod[] {
+  /** Running proxy pods with an address, as the API server lists them now (one that is starting reads the current files anyway). */
+  private async proxies(topology: EtcdTopology): Promise<V1Pod[]> {
     if (!topology.spec.proxy.enabled) return [];
-    return this.pods(topology, 'proxy').filter((p) => !p.metadata?.deletionTimestamp && p.status?.phase === 'Running' && p.status.podIP);
+    const pods = await this.listPods(topology.metadata.namespace!, selectorLabels(topology, 'proxy'));
+    return pods.filter((p) => !p.metadata?.deletionTimestamp && p.status?.phase === 'Running' && p.status.podIP);
   }
 
   membersNotOnBundle(topology: EtcdTopology, trustHash: string): string[] {
@@ -139,7 +149,7 @@ export class LiveTlsObserver implements TlsObserver {
   async proxiesNotOnBundle(topology: EtcdTopology, bundle: string): Promise<string[]> {
     const listener = listenerExpectation(topology);
     const reports = await Promise.all(
-      this.proxies(topology).map(async (p) => {
+      (await this.proxies(topology)).map(async (p) => {
         const r = await proxyReport(p.status!.podIP!);
         if (r instanceof Error) return [`${p.metadata!.name!} (no TLS report: ${r.message})`];
         const sides = untrustedSides(r, bundle, listener);
@@ -161,7 +171,7 @@ export class LiveTlsObserver implements TlsObserver {
       ];
     });
     const listener = listenerExpectation(topology);
-    const proxies = this.proxies(topology).map(async (p) => {
+    const proxies = (await this.proxies(topology)).map(async (p) => {
       const r = await proxyReport(p.status!.podIP!);
       if (r instanceof Error) return [`proxy ${p.metadata!.name!} (no TLS report: ${r.message})`];
       const sides = unsignedSides(r, ca, listener);
