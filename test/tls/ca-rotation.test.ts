@@ -137,6 +137,9 @@ describe('CA rotation by overlapping trust', () => {
         const around = writer.failed.flatMap((f) => probes.around(f.sent));
         console.log(`failed writes:\n${failed.slice(0, 20).join('\n')}\nphases:\n${timeline.join('\n')}\nprobes around them:\n${[...new Set(around)].join('\n')}`);
       }
+      // What a client that follows the client Secret meets: the proxy serves, at every moment, a
+      // certificate of a CA that the Secret's bundle holds (the rotation waits for the proxies).
+      expect(probes.untrusted).toEqual([]);
       expect(failed).toEqual([]);
       expect(writer.failures).toBe(0);
       expect(writer.acked.size).toBeGreaterThan(100);
@@ -217,6 +220,8 @@ const kids = (bundle: string): string => (bundle.match(/-----BEGIN CERTIFICATE--
 /** Samples what a proxy's client port serves (leaf issuer key id) and reports, beside what the writer trusts. */
 class ServedProbe {
   private readonly lines: { at: number; line: string }[] = [];
+  /** Probes at which the proxy served a certificate that the client Secret's bundle, as read then, did not trust. */
+  readonly untrusted: string[] = [];
   private running = false;
   private loop: Promise<void> | undefined;
   private readonly ip: string;
@@ -233,7 +238,11 @@ class ServedProbe {
       while (this.running) {
         const at = Date.now();
         const client = this.endpoints.client;
-        const cert = await served(this.ip, 2379, PROXY_HOST, client).then((c) => `issuer ${authorityKeyId(c)?.slice(0, 8)}`, (e: Error) => `error ${e.message}`);
+        const got = await served(this.ip, 2379, PROXY_HOST, client).catch((e: Error) => e);
+        const issuer = got instanceof Error ? undefined : authorityKeyId(got)?.slice(0, 8);
+        const cert = got instanceof Error ? `error ${got.message}` : `issuer ${issuer}`;
+        const trusted = kids(client.ca).split('+');
+        if (issuer !== undefined && !trusted.includes(issuer)) this.untrusted.push(`${new Date(at).toISOString().slice(11, 23)} served a leaf of ${issuer}, the client Secret trusts ${trusted.join('+')}`);
         const report = await fetch(`http://${this.ip}:${PROXY_METRICS_PORT}${TLS_REPORT_PATH}`, { signal: AbortSignal.timeout(2000) })
           .then(async (r) => (await r.json()) as TlsReport)
           .then((r) => `report listener leaf ${r.listener?.certificate ? kid(r.listener.certificate) : '-'} trusts ${(r.listener?.trusted ?? []).map(kid).join('+')}`, (e: Error) => `report error ${e.message}`);
