@@ -76,7 +76,7 @@ export async function runSteps<R>(
 export class StepError extends TopologyError {
   readonly step: string;
   constructor(failure: StepFailure) {
-    // The cause's message follows this one wherever the error is logged (pino appends causes).
+    // The cause's message follows this one wherever the error is logged (the logger appends causes).
     super(failure.error.code, `reconcile step ${failure.step} failed`, { cause: failure.error });
     this.name = 'StepError';
     this.step = failure.step;
