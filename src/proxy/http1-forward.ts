@@ -157,20 +157,20 @@ class HttpCall implements ActiveCall {
     const attempts = new CallAttempts(deps.upstreams, this.m.attempts, this.route.kind === 'plain' || this.route.retry, toLeader);
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !hopByHop.has(k) && !k.startsWith(':')) headers[k] = v;
-    const started = performance.now();
+    this.began = performance.now();
     try {
       await this.attempt(attempts, headers, body);
     } finally {
       attempts.finish();
-      const ms = Math.round(performance.now() - started);
+      const ms = Math.round(performance.now() - this.began);
       // What a slow call met, attempt by attempt: the first thing to read when a client saw a stall.
       if (!this.streaming && ms > SLOW_CALL_MS) this.log.warn({ path: req.path, ms, attempts: this.trail }, 'Slow call');
     }
   }
 
-  /** Each attempt of a unary call: member, what came of it, and when (ms since the call began). */
+  /** Each attempt of a unary call that did not simply answer at once: member, what came of it, and when (ms since it was sent). */
   private readonly trail: string[] = [];
-  private readonly began = performance.now();
+  private began = 0;
   private note(member: string, what: string): void {
     this.trail.push(`+${Math.round(performance.now() - this.began)}ms ${member}: ${what}`);
   }
@@ -212,7 +212,8 @@ class HttpCall implements ActiveCall {
       }
       this.m.latency.observe((performance.now() - started) / 1000);
       attempts.answered();
-      if (res.statusCode < 400) this.note(member, `answered ${res.statusCode}`);
+      // A call answered at once on its first attempt (nearly all of them) records nothing.
+      if (res.statusCode < 400 && (this.trail.length > 0 || performance.now() - this.began > SLOW_CALL_MS)) this.note(member, `answered ${res.statusCode}`);
       if (this.finished) {
         res.body.destroy();
         return;
