@@ -5,7 +5,8 @@
 //   node hack/spec-change-probe.ts <kubeconfig> <namespace> <metrics URL> <changes> <topology,...> <node,...>
 // For each change: flips a label on one of the nodes (which queues every topology), patches the next
 // topology's spec.members.resources.requests.cpu, and waits for the member StatefulSet's watch event
-// carrying it. Prints one JSON line: { latenciesMs, depths }.
+// carrying it. Prints one JSON line: { latenciesMs, depths, specWait, specReconcile }: the last two from
+// the operator's histograms over the probe (the spec lane's wait for a worker and its reconciles' time).
 import { KubeClient } from '../src/operator/kube-client.ts';
 
 const [kubeconfig, namespace, metricsUrl, changesArg, topologiesArg, nodesArg] = process.argv.slice(2);
@@ -23,6 +24,23 @@ const merge = { contentType: 'application/merge-patch+json' };
 async function queueDepth(): Promise<number> {
   const text = await (await fetch(metricsUrl!)).text();
   return Number(/^etcd_topology_operator_queue_depth (\S+)$/m.exec(text)?.[1] ?? NaN);
+}
+
+/** A histogram's cumulative buckets for lane="spec" (upper bound in s -> count), from /metrics. */
+async function specBuckets(name: string): Promise<Map<number, number>> {
+  const text = await (await fetch(metricsUrl!)).text();
+  const out = new Map<number, number>();
+  for (const m of text.matchAll(new RegExp(`^${name}_bucket\\{(?=[^}]*lane="spec")[^}]*le="([^"]+)"[^}]*\\} (\\S+)$`, 'gm'))) out.set(m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2]));
+  return out;
+}
+
+/** Count and the bucket bounds of p50 and p99 of what a histogram observed between two snapshots. */
+function between(before: Map<number, number>, after: Map<number, number>): { count: number; p50: number; p99: number } {
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  const cumulative = bounds.map((le) => (after.get(le) ?? 0) - (before.get(le) ?? 0));
+  const count = cumulative.at(-1) ?? 0;
+  const bound = (q: number): number => bounds[cumulative.findIndex((c) => c >= q * count)] ?? NaN;
+  return { count, p50: bound(0.5), p99: bound(0.99) };
 }
 
 interface StatefulSet {
@@ -46,6 +64,9 @@ const watching = (async () => {
 
 const latenciesMs: number[] = [];
 const depths: number[] = [];
+const WAIT = 'etcd_topology_operator_queue_wait_seconds';
+const RECONCILE = 'etcd_topology_operator_reconcile_duration_seconds';
+const [waitBefore, reconcileBefore] = [await specBuckets(WAIT), await specBuckets(RECONCILE)];
 try {
   for (let c = 0; c < changes; c++) {
     const name = topologies[c % topologies.length]!;
@@ -70,7 +91,11 @@ try {
     latenciesMs.push((await seen) - t0);
     waiting.delete(`${name}-member`);
   }
-  console.log(JSON.stringify({ latenciesMs, depths }));
+  // The last change's reconcile may still be writing status when its StatefulSet is seen.
+  await new Promise((r) => setTimeout(r, 1000));
+  const specWait = between(waitBefore, await specBuckets(WAIT));
+  const specReconcile = between(reconcileBefore, await specBuckets(RECONCILE));
+  console.log(JSON.stringify({ latenciesMs, depths, specWait, specReconcile }));
 } finally {
   abort.abort();
   await watching;

@@ -24,6 +24,12 @@ export const WATCHED_KINDS: WatchedKind[] = [
   { apiVersion: 'v1', kind: 'Node', plural: 'nodes', namespaced: false, changes: nodeChanges },
 ];
 
+/** Workers, and how many of them may run routine visits at once (work-queue.ts: maxRoutineInFlight). */
+export const WORKERS = 8;
+export const ROUTINE_IN_FLIGHT = 2;
+
+const SECONDS_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
 /** The key of the EtcdTopology an object belongs to, from its own identity or its instance label. */
 export function ownerKey(kind: string, obj: KubernetesObject): string | undefined {
   const ns = obj.metadata?.namespace;
@@ -39,10 +45,10 @@ export function ownerKey(kind: string, obj: KubernetesObject): string | undefine
  */
 export class Controller {
   readonly informers: Informers;
-  private readonly queue = new WorkQueue();
+  private readonly queue: WorkQueue;
   private readonly log: Logger;
   private readonly reconciles: Counter<'result'>;
-  private readonly duration: Histogram;
+  private readonly duration: Histogram<'lane'>;
   private readonly retries: Counter;
   private reconciler: Reconciler | undefined;
   private workers: Promise<void>[] = [];
@@ -56,11 +62,19 @@ export class Controller {
     this.reconciles = new Counter({ name: 'etcd_topology_operator_reconciles_total', help: 'Reconciles by result.', labelNames: ['result'], registers: [registry] });
     this.duration = new Histogram({
       name: 'etcd_topology_operator_reconcile_duration_seconds',
-      help: 'Time one reconcile took.',
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      help: 'Time one reconcile took, by the queue lane it was taken from (spec, news, routine).',
+      labelNames: ['lane'],
+      buckets: SECONDS_BUCKETS,
       registers: [registry],
     });
-    const queue = this.queue;
+    const wait = new Histogram({
+      name: 'etcd_topology_operator_queue_wait_seconds',
+      help: 'Time a topology waited in the work queue for a worker, by lane (spec, news, routine).',
+      labelNames: ['lane'],
+      buckets: SECONDS_BUCKETS,
+      registers: [registry],
+    });
+    const queue = (this.queue = new WorkQueue({ maxRoutineInFlight: ROUTINE_IN_FLIGHT, onTake: (lane, ms) => wait.observe({ lane }, ms / 1000) }));
     new Gauge({ name: 'etcd_topology_operator_queue_depth', help: 'Topologies waiting in the work queue (not in flight, not scheduled).', registers: [registry], collect() { this.set(queue.length); } });
     this.retries = new Counter({ name: 'etcd_topology_operator_queue_retries_total', help: 'Reconciles that failed and were queued again with back-off.', registers: [registry] });
     this.informers = new Informers(client, WATCHED_KINDS, namespaces, (kind, obj) => this.enqueueFor(kind, obj), log, registry);
@@ -75,9 +89,10 @@ export class Controller {
    * Starts reconciling with the given number of workers (called once this replica leads). A reconcile
    * mostly waits (API calls, etcd calls), and one key never runs on two workers at once, so several
    * topologies go forward together: with 2 workers and writes taking 2 s each on a loaded API server,
-   * the first reconciles of 100 new topologies (about 30 writes each) took over half an hour.
+   * the first reconciles of 100 new topologies (about 30 writes each) took over half an hour. Only
+   * ROUTINE_IN_FLIGHT of them run routine visits at once, the rest are kept for spec changes and news.
    */
-  startWorkers(reconciler: Reconciler, count = 8): void {
+  startWorkers(reconciler: Reconciler, count = WORKERS): void {
     this.reconciler = reconciler;
     for (const t of this.informers.list<KubernetesObject>(KIND)) this.enqueueFor(KIND, t);
     for (let i = 0; i < count; i++) this.workers.push(this.work());
@@ -129,7 +144,7 @@ export class Controller {
 
   private async work(): Promise<void> {
     for (let key = await this.queue.next(); key !== undefined; key = await this.queue.next()) {
-      const end = this.duration.startTimer();
+      const end = this.duration.startTimer({ lane: this.queue.laneOf(key) ?? 'news' });
       try {
         const result = await this.reconciler!.reconcile(key);
         this.queue.forget(key);

@@ -131,4 +131,50 @@ describe('WorkQueue', () => {
     q.done(a!);
     expect([await q.next(), await q.next()]).toEqual(['a', 'b']);
   });
+
+  it('runs at most maxRoutineInFlight routine visits at once, and spec changes and news beside them', async () => {
+    const t = manualTimers();
+    const q = new WorkQueue({ ...t, maxRoutineInFlight: 2 });
+    for (const k of ['r1', 'r2', 'r3', 'r4']) q.addAfter(k, 5000);
+    t.fire();
+    const first = [await q.next(), await q.next()];
+    expect(first).toEqual(['r1', 'r2']);
+    let third: string | undefined;
+    void q.next().then((k) => (third = k));
+    await Promise.resolve();
+    expect(third).toBeUndefined();
+    q.add('s', 'spec');
+    await Promise.resolve();
+    expect(third).toBe('s');
+    q.add('n', 'news');
+    expect(await q.next()).toBe('n');
+    const waiting = q.next();
+    q.done('s');
+    q.done('r1');
+    expect(await waiting).toBe('r3');
+    expect(q.waitingIn('routine')).toBe(1);
+  });
+
+  it('reports each key\'s lane and how long it waited, from its spec change, not its earlier routine entry', async () => {
+    let now = 0;
+    const taken: [string, number][] = [];
+    const q = new WorkQueue({ now: () => now, onTake: (lane, ms) => taken.push([lane, ms]) });
+    q.add('a', 'routine');
+    now = 100;
+    q.add('a', 'spec');
+    now = 250;
+    expect(await q.next()).toBe('a');
+    expect(q.laneOf('a')).toBe('spec');
+    now = 300;
+    q.add('a', 'news');
+    now = 400;
+    q.done('a');
+    now = 450;
+    expect(await q.next()).toBe('a');
+    expect(taken).toEqual([['spec', 150], ['news', 150]]);
+  });
+
+  it('refuses a routine cap below 1', () => {
+    expect(() => new WorkQueue({ maxRoutineInFlight: 0 })).toThrow(/maxRoutineInFlight must be at least 1, got 0/);
+  });
 });

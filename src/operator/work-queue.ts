@@ -2,6 +2,16 @@
 export interface WorkQueueOptions {
   baseDelayMs?: number;
   maxDelayMs?: number;
+  /**
+   * How many routine visits may be in flight at once (the other workers wait for spec changes and
+   * news). Priority decides only the order of taking: the reconciles in flight share one JavaScript
+   * thread, so a spec change taken first still waits at each of its awaits behind every routine visit
+   * running beside it. Capping them bounds that.
+   */
+  maxRoutineInFlight?: number;
+  /** Hears, as each key is handed out, its lane and how long it waited for a worker, in ms. */
+  onTake?: (lane: Lane, waitedMs: number) => void;
+  now?: () => number;
   setTimer?: (fn: () => void, ms: number) => unknown;
   clearTimer?: (handle: unknown) => void;
 }
@@ -26,18 +36,24 @@ const rank = (lane: Lane): number => LANES.indexOf(lane);
  * Keys wait in three lanes, and workers take spec changes first, then news, then routine visits (as
  * controller-runtime's priority queue does): with a hundred topologies revisited every few seconds
  * and their proxies' DaemonSets changing status all the time, the queue is never empty, and a spec
- * change must wait behind neither. A waiting key added to a higher lane moves up to it.
+ * change must wait behind neither. A waiting key added to a higher lane moves up to it. With
+ * maxRoutineInFlight, at most that many routine visits run at once, however many workers are idle,
+ * so that a spec change shares the thread with few of them.
  */
 export class WorkQueue {
   private readonly lanes: Record<Lane, string[]> = { spec: [], news: [], routine: [] };
   private readonly waiting = new Map<string, Lane>();
-  private readonly active = new Set<string>();
-  /** Keys added while in flight, and the lane they go back to. */
-  private readonly dirty = new Map<string, Lane>();
+  /** Since when each waiting key has waited in its lane (reset when it moves up). */
+  private readonly since = new Map<string, number>();
+  /** Keys in flight and the lane each was taken from. */
+  private readonly active = new Map<string, Lane>();
+  private routineInFlight = 0;
+  /** Keys added while in flight, the lane they go back to and since when. */
+  private readonly dirty = new Map<string, { lane: Lane; since: number }>();
   private readonly failures = new Map<string, number>();
   private readonly timers = new Map<string, { handle: unknown; due: number }>();
   private readonly waiters: ((key: string | undefined) => void)[] = [];
-  private readonly options: Required<WorkQueueOptions>;
+  private readonly options: Required<Omit<WorkQueueOptions, 'onTake'>> & Pick<WorkQueueOptions, 'onTake'>;
   private shuttingDown = false;
 
   constructor(options: WorkQueueOptions = {}) {
@@ -46,11 +62,19 @@ export class WorkQueue {
       maxDelayMs: options.maxDelayMs ?? 60_000,
       setTimer: options.setTimer ?? ((fn, ms) => setTimeout(fn, ms).unref()),
       clearTimer: options.clearTimer ?? ((h) => clearTimeout(h as NodeJS.Timeout)),
+      maxRoutineInFlight: options.maxRoutineInFlight ?? Infinity,
+      onTake: options.onTake,
+      now: options.now ?? (() => performance.now()),
     };
+    if (!(this.options.maxRoutineInFlight >= 1)) throw new Error(`WorkQueue: maxRoutineInFlight must be at least 1, got ${this.options.maxRoutineInFlight}`);
   }
 
   /** Queues key now (news by default), unless it is already waiting; a higher lane moves a waiting key up. */
   add(key: string, lane: Lane = 'news'): void {
+    this.enter(key, lane, this.options.now());
+  }
+
+  private enter(key: string, lane: Lane, since: number): void {
     if (this.shuttingDown) return;
     const timer = this.timers.get(key);
     if (timer !== undefined) {
@@ -59,7 +83,7 @@ export class WorkQueue {
     }
     if (this.active.has(key)) {
       const dirty = this.dirty.get(key);
-      if (dirty === undefined || rank(lane) < rank(dirty)) this.dirty.set(key, lane);
+      if (dirty === undefined || rank(lane) < rank(dirty.lane)) this.dirty.set(key, { lane, since });
       return;
     }
     const waitingIn = this.waiting.get(key);
@@ -68,17 +92,14 @@ export class WorkQueue {
         this.lanes[waitingIn].splice(this.lanes[waitingIn].indexOf(key), 1);
         this.lanes[lane].push(key);
         this.waiting.set(key, lane);
+        this.since.set(key, since);
       }
       return;
     }
-    const waiter = this.waiters.shift();
-    if (waiter) {
-      this.active.add(key);
-      waiter(key);
-      return;
-    }
     this.waiting.set(key, lane);
+    this.since.set(key, since);
     this.lanes[lane].push(key);
+    this.handOut();
   }
 
   /** Queues key after ms, keeping the earlier of two scheduled visits. */
@@ -114,22 +135,49 @@ export class WorkQueue {
   /** Resolves the next key to process (marking it in flight), or undefined once shut down. */
   next(): Promise<string | undefined> {
     if (this.shuttingDown) return Promise.resolve(undefined);
-    const key = this.lanes.spec.shift() ?? this.lanes.news.shift() ?? this.lanes.routine.shift();
-    if (key !== undefined) {
-      this.waiting.delete(key);
-      this.active.add(key);
-      return Promise.resolve(key);
-    }
+    const key = this.take();
+    if (key !== undefined) return Promise.resolve(key);
     return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** The lane a key in flight was taken from. */
+  laneOf(key: string): Lane | undefined {
+    return this.active.get(key);
   }
 
   /** Marks a key finished; if it was added while in flight, it is queued again. */
   done(key: string): void {
+    if (this.active.get(key) === 'routine') this.routineInFlight--;
     this.active.delete(key);
-    const lane = this.dirty.get(key);
-    if (lane === undefined) return;
-    this.dirty.delete(key);
-    this.add(key, lane);
+    const dirty = this.dirty.get(key);
+    if (dirty !== undefined) {
+      this.dirty.delete(key);
+      this.enter(key, dirty.lane, dirty.since);
+    }
+    this.handOut();
+  }
+
+  /** The first key of the first lane that may be taken now, marked in flight. */
+  private take(): string | undefined {
+    const lane = LANES.find((l) => this.lanes[l].length > 0 && (l !== 'routine' || this.routineInFlight < this.options.maxRoutineInFlight));
+    if (lane === undefined) return undefined;
+    const key = this.lanes[lane].shift()!;
+    this.waiting.delete(key);
+    this.active.set(key, lane);
+    if (lane === 'routine') this.routineInFlight++;
+    const since = this.since.get(key)!;
+    this.since.delete(key);
+    this.options.onTake?.(lane, this.options.now() - since);
+    return key;
+  }
+
+  /** Gives waiting workers what may be taken. */
+  private handOut(): void {
+    while (this.waiters.length > 0) {
+      const key = this.take();
+      if (key === undefined) return;
+      this.waiters.shift()!(key);
+    }
   }
 
   /** Number of keys waiting (not in flight, not scheduled), in every lane. */
