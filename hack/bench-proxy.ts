@@ -17,7 +17,7 @@
 // has it (tsc -p tsconfig.build.json; running src/*.ts through Node's type stripping costs ~30 MiB
 // more), with and without the DaemonSet's V8 flags, beside grpc-proxy and the --baseline build: idle,
 // after the throughput runs (which it also reports, ours against the baseline, interleaved), and with
-// 10,000 open watch streams. It replaces only its section of docs/bench/proxy.md.
+// 10,000 open watch streams. It replaces only its section of docs/bench/proxy.md; a full run ends with it.
 // Every run also measures the proxy against a second member that serves mutual TLS (the proxy
 // presenting its client certificate, as deployed) beside the plaintext one; --tls-only runs just
 // those two targets and replaces only that section of docs/bench/proxy.md (with --baseline=DIR, the
@@ -738,6 +738,8 @@ async function main(): Promise<void> {
     // The other targets are stopped first: the comparison restarts the member under them.
     for (const t of targets) t.stop();
     const coalescing = await coalescingSection(cluster, coProxy, bin.etcdctl);
+    // Last, resident memory as deployed, with fresh processes of every build: the whole report comes from this one run.
+    const footprint = await footprintSection(bin, cluster, proxy, { current: cli, baseline: baselineCli });
     const loadEnd = os.loadavg();
 
     const lines: string[] = [];
@@ -789,16 +791,15 @@ async function main(): Promise<void> {
     lines.push('', ...leader.lines);
     lines.push('', ...tlsSection);
     lines.push('', ...coalescing);
+    lines.push(...footprint.lines);
     lines.push('## Target restarts', '');
-    const restarts = [...targets.flatMap((t) => t.restarts.map((r) => `- ${t.name}: ${r}`)), ...leader.restarts];
+    const restarts = [...targets.flatMap((t) => t.restarts.map((r) => `- ${t.name}: ${r}`)), ...leader.restarts, ...footprint.restarts];
     lines.push(...(restarts.length > 0 ? ['Each of these runs was redone after the target was restarted:', '', ...restarts] : ['None: every target stayed up for the whole run.']));
     lines.push('', `Targets (issue 3): throughput at least 0.9 x direct and 1.0 x grpc-proxy; added p99 at 1 client at most 0.5 ms.`);
     lines.push('The numbers above are what this run measured; nothing in the benchmark is tuned to them.');
     lines.push('Where the proxy\'s time goes, and what was tried: [proxy-analysis.md](proxy-analysis.md).', '');
     await mkdir(path.join(root, 'docs', 'bench'), { recursive: true });
-    // The footprint section comes from its own run (--only=footprint): kept as it was.
-    const footprint = sectionOf(await readFile(reportPath, 'utf8').catch(() => ''), FOOTPRINT_SECTION);
-    await writeFile(reportPath, footprint === undefined ? lines.join('\n') : withSection(lines.join('\n'), FOOTPRINT_SECTION, footprint));
+    await writeFile(reportPath, lines.join('\n'));
     console.log(lines.join('\n'));
   } finally {
     for (const t of targets) t.stop();
@@ -849,17 +850,6 @@ function tlsReport(results: Map<string, Result[]>, minutes: number, load: number
     out.push('| workload | clients | plaintext req/s | mTLS req/s | plaintext CPU/request | mTLS CPU/request |', '| --- | --- | ---: | ---: | ---: | ---: |', ...abRows);
   }
   return out;
-}
-
-/** The lines of the section under heading, up to the next "## " heading; undefined when there is none. */
-function sectionOf(doc: string, heading: string): string[] | undefined {
-  const lines = doc.split('\n');
-  const start = lines.indexOf(heading);
-  if (start < 0) return undefined;
-  const next = lines.findIndex((l, i) => i > start && l.startsWith('## '));
-  const section = lines.slice(start, next < 0 ? lines.length : next);
-  while (section.at(-1) === '') section.pop();
-  return section;
 }
 
 /** The report with the section under heading replaced (or added before "Target restarts"), everything else kept. */
