@@ -22,6 +22,8 @@ import { waitFor } from '../test/harness/ports.ts';
 import { OperatorProcess } from '../test/operator/operator-process.ts';
 import { OPERATOR_NODE_OPTIONS } from '../src/operator/node-options.ts';
 import { ROUTINE_IN_FLIGHT, WORKERS } from '../src/operator/controller.ts';
+import { conditionOf, getTopology, startClusterWithCrd, topologyManifest } from '../test/operator/setup.ts';
+import { summariseHeap, type HeapRow } from './heap-summary.ts';
 
 /** What the spec-change probe read of one of the operator's histograms (bucket bounds in s). */
 interface LaneFigures {
@@ -29,8 +31,6 @@ interface LaneFigures {
   p50: number;
   p99: number;
 }
-import { conditionOf, getTopology, startClusterWithCrd, topologyManifest } from '../test/operator/setup.ts';
-import { summariseHeap, type HeapRow } from './heap-summary.ts';
 
 const { values } = parseArgs({
   options: {

@@ -21,14 +21,14 @@ const kube = KubeClient.load(kubeconfig);
 const etops = `/apis/etcdtopology.io/v1alpha1/namespaces/${namespace}/etcdtopologies`;
 const merge = { contentType: 'application/merge-patch+json' };
 
+const metrics = async (): Promise<string> => (await fetch(metricsUrl)).text();
+
 async function queueDepth(): Promise<number> {
-  const text = await (await fetch(metricsUrl!)).text();
-  return Number(/^etcd_topology_operator_queue_depth (\S+)$/m.exec(text)?.[1] ?? NaN);
+  return Number(/^etcd_topology_operator_queue_depth (\S+)$/m.exec(await metrics())?.[1] ?? NaN);
 }
 
-/** A histogram's cumulative buckets for lane="spec" (upper bound in s -> count), from /metrics. */
-async function specBuckets(name: string): Promise<Map<number, number>> {
-  const text = await (await fetch(metricsUrl!)).text();
+/** A histogram's cumulative buckets for lane="spec" (upper bound in s -> count), from a /metrics text. */
+function specBuckets(text: string, name: string): Map<number, number> {
   const out = new Map<number, number>();
   for (const m of text.matchAll(new RegExp(`^${name}_bucket\\{(?=[^}]*lane="spec")[^}]*le="([^"]+)"[^}]*\\} (\\S+)$`, 'gm'))) out.set(m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2]));
   return out;
@@ -66,7 +66,8 @@ const latenciesMs: number[] = [];
 const depths: number[] = [];
 const WAIT = 'etcd_topology_operator_queue_wait_seconds';
 const RECONCILE = 'etcd_topology_operator_reconcile_duration_seconds';
-const [waitBefore, reconcileBefore] = [await specBuckets(WAIT), await specBuckets(RECONCILE)];
+const before = await metrics();
+const [waitBefore, reconcileBefore] = [specBuckets(before, WAIT), specBuckets(before, RECONCILE)];
 try {
   for (let c = 0; c < changes; c++) {
     const name = topologies[c % topologies.length]!;
@@ -93,8 +94,9 @@ try {
   }
   // The last change's reconcile may still be writing status when its StatefulSet is seen.
   await new Promise((r) => setTimeout(r, 1000));
-  const specWait = between(waitBefore, await specBuckets(WAIT));
-  const specReconcile = between(reconcileBefore, await specBuckets(RECONCILE));
+  const after = await metrics();
+  const specWait = between(waitBefore, specBuckets(after, WAIT));
+  const specReconcile = between(reconcileBefore, specBuckets(after, RECONCILE));
   console.log(JSON.stringify({ latenciesMs, depths, specWait, specReconcile }));
 } finally {
   abort.abort();

@@ -24,6 +24,12 @@ export interface WorkQueueOptions {
  */
 export type Lane = 'spec' | 'news' | 'routine';
 
+/** A key's lane and since when it has waited for it (ms, the queue's clock). */
+interface Entry {
+  lane: Lane;
+  since: number;
+}
+
 /** The lanes in the order workers take from them. */
 const LANES: readonly Lane[] = ['spec', 'news', 'routine'];
 const rank = (lane: Lane): number => LANES.indexOf(lane);
@@ -42,14 +48,13 @@ const rank = (lane: Lane): number => LANES.indexOf(lane);
  */
 export class WorkQueue {
   private readonly lanes: Record<Lane, string[]> = { spec: [], news: [], routine: [] };
-  private readonly waiting = new Map<string, Lane>();
-  /** Since when each waiting key has waited in its lane (reset when it moves up). */
-  private readonly since = new Map<string, number>();
+  /** Keys waiting, each one's lane and since when it has waited there (reset when it moves up). */
+  private readonly waiting = new Map<string, Entry>();
   /** Keys in flight and the lane each was taken from. */
   private readonly active = new Map<string, Lane>();
   private routineInFlight = 0;
   /** Keys added while in flight, the lane they go back to and since when. */
-  private readonly dirty = new Map<string, { lane: Lane; since: number }>();
+  private readonly dirty = new Map<string, Entry>();
   private readonly failures = new Map<string, number>();
   private readonly timers = new Map<string, { handle: unknown; due: number }>();
   private readonly waiters: ((key: string | undefined) => void)[] = [];
@@ -86,18 +91,16 @@ export class WorkQueue {
       if (dirty === undefined || rank(lane) < rank(dirty.lane)) this.dirty.set(key, { lane, since });
       return;
     }
-    const waitingIn = this.waiting.get(key);
+    const waitingIn = this.waiting.get(key)?.lane;
     if (waitingIn !== undefined) {
       if (rank(lane) < rank(waitingIn)) {
         this.lanes[waitingIn].splice(this.lanes[waitingIn].indexOf(key), 1);
         this.lanes[lane].push(key);
-        this.waiting.set(key, lane);
-        this.since.set(key, since);
+        this.waiting.set(key, { lane, since });
       }
       return;
     }
-    this.waiting.set(key, lane);
-    this.since.set(key, since);
+    this.waiting.set(key, { lane, since });
     this.lanes[lane].push(key);
     this.handOut();
   }
@@ -162,11 +165,10 @@ export class WorkQueue {
     const lane = LANES.find((l) => this.lanes[l].length > 0 && (l !== 'routine' || this.routineInFlight < this.options.maxRoutineInFlight));
     if (lane === undefined) return undefined;
     const key = this.lanes[lane].shift()!;
+    const { since } = this.waiting.get(key)!;
     this.waiting.delete(key);
     this.active.set(key, lane);
     if (lane === 'routine') this.routineInFlight++;
-    const since = this.since.get(key)!;
-    this.since.delete(key);
     this.options.onTake?.(lane, this.options.now() - since);
     return key;
   }
