@@ -17,14 +17,19 @@ export async function memoryOf(pid: number): Promise<Memory> {
 
 /**
  * Compiles the proxy in srcDir (a checkout: src/, tsconfig.json, tsconfig.build.json) to JavaScript
- * as the image build does, into bench-results/build/NAME, and returns its cli.js. The output resolves
- * packages from this repository's node_modules; a checkout without node_modules gets a link to them
- * so that it type-checks against the same packages.
+ * as the image build does, into SRCDIR/bench-results/build/NAME, and returns its cli.js. The output
+ * resolves packages from srcDir's node_modules: a checkout whose package-lock.json is this
+ * repository's gets a link to ours, one with other packages (an older proxy on undici and pino) gets
+ * its own from `npm ci`, so that each build runs with the packages it was written for.
  */
 export async function buildProxy(srcDir: string, name: string): Promise<string> {
-  const out = path.join(root, 'bench-results', 'build', name);
+  const out = path.join(srcDir, 'bench-results', 'build', name);
   await rm(out, { recursive: true, force: true });
-  if (!(await access(path.join(srcDir, 'node_modules')).then(() => true, () => false))) await symlink(path.join(root, 'node_modules'), path.join(srcDir, 'node_modules'));
-  await run(path.join(root, 'node_modules', '.bin', 'tsc'), ['-p', path.join(srcDir, 'tsconfig.build.json'), '--outDir', out]);
+  if (!(await access(path.join(srcDir, 'node_modules')).then(() => true, () => false))) {
+    const lock = async (dir: string): Promise<string> => readFile(path.join(dir, 'package-lock.json'), 'utf8').catch(() => '');
+    if (srcDir === root || (await lock(srcDir)) === (await lock(root))) await symlink(path.join(root, 'node_modules'), path.join(srcDir, 'node_modules'));
+    else await run('npm', ['ci', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: srcDir });
+  }
+  await run(path.join(srcDir, 'node_modules', '.bin', 'tsc'), ['-p', path.join(srcDir, 'tsconfig.build.json'), '--outDir', out]);
   return path.join(out, 'cli.js');
 }
