@@ -6,7 +6,7 @@ import { CallAttempts } from './attempts.ts';
 import { refusedInTlsHandshake } from './tls-errors.ts';
 import { classifyEtcdError, gatewayError, gatewayRaftTerm } from './etcd-errors.ts';
 import type { ForwardDeps } from './forward-deps.ts';
-import { readAll } from './http1-upstreams.ts';
+import { Cancel, readAll } from './http1-upstreams.ts';
 import type { MethodMetrics } from './metrics.ts';
 import { gatewayMethod } from './methods.ts';
 import { classifyGateway, needsBody } from './readonly.ts';
@@ -90,7 +90,7 @@ class HttpCall implements ActiveCall {
   private readonly m: MethodMetrics;
   private readonly route: Exclude<HttpRoute, { kind: 'unknown' }>;
   private readonly log: Logger;
-  private readonly abortController = new AbortController();
+  private readonly cancel = new Cancel();
   private finished = false;
 
   constructor(deps: ForwardDeps, req: HttpRequest, reply: HttpReply, m: MethodMetrics, route: Exclude<HttpRoute, { kind: 'unknown' }>, log: Logger) {
@@ -106,7 +106,7 @@ class HttpCall implements ActiveCall {
   abort(reason: string): void {
     if (this.finished) return;
     this.log.debug({ path: this.req.path, reason }, 'Ended an HTTP stream');
-    this.abortController.abort(new Error(reason));
+    this.cancel.cancel(new Error(reason));
     if (this.reply.headersSent()) this.reply.body.end();
     else answer(this.reply, 503, `etcd-topology proxy: ${reason}\n`);
     this.complete('503');
@@ -119,7 +119,7 @@ class HttpCall implements ActiveCall {
     this.reply.body.on('close', () => {
       // 'close' also follows a response written in full; only an unfinished one means the client left.
       if (!this.finished && !this.reply.body.writableFinished) {
-        this.abortController.abort(new Error('client went away'));
+        this.cancel.cancel(new Error('client went away'));
         this.complete('499');
       }
     });
@@ -197,7 +197,7 @@ class HttpCall implements ActiveCall {
           path: req.path,
           headers,
           body: req.method === 'GET' || req.method === 'HEAD' ? null : (body ?? req.body),
-          signal: this.abortController.signal,
+          cancel: this.cancel,
         });
       } catch (err) {
         if (this.finished) return;
@@ -254,38 +254,55 @@ class HttpCall implements ActiveCall {
   /**
    * Copies the member's response body to the client, pausing whenever the client is slow. For a
    * unary gateway answer (readTerm), the raft term in its header tells the leader tracker about
-   * elections, as the header of a gRPC answer does.
+   * elections, as the header of a gRPC answer does. Stream events, not an async iterator: this runs
+   * for every gateway call, and an iterator costs promises and a finished() watcher per response.
    */
-  private async pipe(src: Readable, readTerm: boolean): Promise<void> {
+  private pipe(src: Readable, readTerm: boolean): Promise<void> {
     const dst = this.reply.body;
     let first = readTerm;
-    try {
-      for await (const chunk of src) {
-        if (this.finished || dst.destroyed) break;
+    return new Promise<void>((resolve) => {
+      let settled = false;
+      const settle = (): void => {
+        if (settled) return;
+        settled = true;
+        src.off('data', data);
+        dst.off('drain', resume);
+        dst.off('close', clientClosed);
+        src.destroy();
+        resolve();
+      };
+      const resume = (): void => {
+        src.resume();
+      };
+      const clientClosed = (): void => settle();
+      const data = (chunk: Buffer): void => {
+        if (this.finished || dst.destroyed) return settle();
         if (first) {
           first = false;
-          const term = gatewayRaftTerm(chunk as Buffer);
+          const term = gatewayRaftTerm(chunk);
           if (term !== undefined) this.deps.leaders.observeTerm(term);
         }
-        if (!dst.write(chunk)) await new Promise<void>((resolve) => {
-          const done = (): void => {
-            dst.off('drain', done);
-            dst.off('close', done);
-            resolve();
-          };
-          dst.on('drain', done);
-          dst.on('close', done);
-        });
-      }
-      if (!dst.destroyed && !dst.writableEnded) dst.end();
-    } catch (err) {
-      if (this.finished) return;
-      // The member went away in the middle of a response; the client must not mistake it for a whole one.
-      this.log.warn({ path: this.req.path, err: (err as Error).message }, 'Lost an HTTP response from etcd member');
-      this.reply.destroy();
-    } finally {
-      src.destroy();
-    }
+        if (!dst.write(chunk)) src.pause();
+      };
+      // A response that ends before its last byte (the member went away) must not pass for a whole one.
+      const lost = (err?: Error): void => {
+        if (settled) return;
+        if (!this.finished) {
+          this.log.warn({ path: this.req.path, err: err?.message ?? 'closed before its end' }, 'Lost an HTTP response from etcd member');
+          this.reply.destroy();
+        }
+        settle();
+      };
+      src.on('data', data);
+      dst.on('drain', resume);
+      dst.once('close', clientClosed);
+      src.once('error', lost);
+      src.once('close', () => lost());
+      src.once('end', () => {
+        if (!dst.destroyed && !dst.writableEnded && !this.finished) dst.end();
+        settle();
+      });
+    });
   }
 
   private complete(code: string): void {
@@ -312,17 +329,33 @@ function answerAfterBody(req: HttpRequest, reply: HttpReply, status: number, tex
   req.body.resume();
 }
 
-/** Reads a request body whole, or 'too-large' past limit. */
-async function readBody(body: Readable, limit: number): Promise<Buffer | 'too-large'> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length;
-    if (size > limit) {
-      body.resume();
-      return 'too-large';
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
+/** Reads a request body whole, or 'too-large' past limit (with stream events, as pipe() above). */
+function readBody(body: Readable, limit: number): Promise<Buffer | 'too-large'> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const data = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limit) {
+        body.off('data', data);
+        body.off('end', end);
+        body.resume();
+        resolve('too-large');
+        return;
+      }
+      chunks.push(chunk);
+    };
+    let ended = false;
+    const end = (): void => {
+      ended = true;
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+    };
+    body.on('data', data);
+    body.once('end', end);
+    body.once('error', reject);
+    // A client that goes away mid-body may only close the stream: the call fails as for an error.
+    body.once('close', () => {
+      if (!ended) reject(new Error('the client closed the request before the end of its body'));
+    });
+  });
 }

@@ -27,6 +27,34 @@ export interface UpstreamRequest {
   headers?: Record<string, string | string[]>;
   body?: Buffer | string | Readable | null;
   signal?: AbortSignal;
+  /** The hot path's cheaper signal: a Cancel costs no EventTarget and no listeners on the request. */
+  cancel?: Cancel;
+}
+
+/**
+ * Ends a request in flight, and its response, from outside, as an AbortSignal does, for the proxy's
+ * per-call path: node:http ties a signal to each request with an abort listener and a stream
+ * finished() watcher of several listeners more, where this is one function reference.
+ */
+export class Cancel {
+  private reason: Error | undefined;
+  private target: ((reason: Error) => void) | undefined;
+
+  get cancelled(): boolean {
+    return this.reason !== undefined;
+  }
+
+  cancel(reason: Error): void {
+    if (this.reason !== undefined) return;
+    this.reason = reason;
+    this.target?.(reason);
+  }
+
+  /** Called by request() with what ends the request it just sent; a cancel made before ends it at once. */
+  attach(end: (reason: Error) => void): void {
+    if (this.reason !== undefined) end(this.reason);
+    else this.target = end;
+  }
 }
 
 /** The member's answer: status and headers; the body streams and must be read, resumed or destroyed. */
@@ -120,7 +148,7 @@ export class HttpUpstreams {
    * Sends one request to the member at origin (http: or https:, on a pool with the newest certificate
    * files). Resolves with the response head; rejects when no answer came: a failed connection (its code,
    * or ETOP_CONNECT_TIMEOUT after CONNECT_TIMEOUT_MS), a TLS handshake that failed (node:tls's code),
-   * a connection closed before the answer (ECONNRESET), or the signal (AbortError).
+   * a connection closed before the answer (ECONNRESET), the signal (AbortError) or the cancel (its reason).
    */
   request(origin: string, options: UpstreamRequest): Promise<UpstreamResponse> {
     const files = this.tls.current();
@@ -144,21 +172,35 @@ export class HttpUpstreams {
         agent: pool?.agent ?? this.plain,
         signal: options.signal,
       });
-      if (pool !== undefined) pool.open++;
-      let ended = false;
-      const end = (): void => {
-        if (ended || pool === undefined) return;
-        ended = true;
-        pool.open--;
-        if (pool.retired && pool.open === 0) this.closePool(pool);
-      };
-      req.once('close', end);
+      let response: http.IncomingMessage | undefined;
+      options.cancel?.attach((reason) => {
+        req.destroy(reason);
+        response?.destroy(reason);
+      });
       // Kept for the request's life: an error after the answer (an abort) must not go unhandled.
       req.on('error', reject);
-      req.once('response', (res) => {
-        res.once('close', end);
-        resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: res });
-      });
+      if (pool === undefined) {
+        req.once('response', (res) => {
+          response = res;
+          resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: res });
+        });
+      } else {
+        // A TLS pool counts what is open on it, so that a retired one closes when its last request ends.
+        pool.open++;
+        let ended = false;
+        const end = (): void => {
+          if (ended) return;
+          ended = true;
+          pool.open--;
+          if (pool.retired && pool.open === 0) this.closePool(pool);
+        };
+        req.once('close', end);
+        req.once('response', (res) => {
+          response = res;
+          res.once('close', end);
+          resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: res });
+        });
+      }
       const body = options.body;
       if (body instanceof Readable) {
         body.once('error', (err) => req.destroy(err));
