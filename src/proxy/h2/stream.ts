@@ -73,7 +73,10 @@ export class H2Stream {
   // Whether the local side resets the stream with NO_ERROR once it has ended its side while the peer has
   // not (what a server does once its response is complete, RFC 9113 section 8.1).
   private readonly resetAfterEnd: boolean;
+  // DATA waiting for window: queue[head..] (a read index, not shift(), which copies a long array on
+  // every call: a watch stream held back by its window can queue tens of thousands of messages).
   private queue: Buffer[] = [];
+  private head = 0;
   private queuedBytes = 0;
   private endQueued = false;
   private trailers: readonly string[] | undefined;
@@ -147,13 +150,20 @@ export class H2Stream {
   flush(): number {
     let written = 0;
     const owner = this.owner;
-    while (this.queue.length > 0) {
+    while (this.head < this.queue.length) {
       const allowed = Math.min(this.sendWindow, owner.sendWindow, owner.peerMaxFrameSize);
       if (allowed <= 0 || !owner.canWrite()) break;
-      const head = this.queue[0]!;
+      const head = this.queue[this.head]!;
       const n = Math.min(head.length, allowed);
-      if (n === head.length) this.queue.shift();
-      else this.queue[0] = head.subarray(n);
+      if (n === head.length) this.queue[this.head++] = EMPTY;
+      else this.queue[this.head] = head.subarray(n);
+      if (this.head === this.queue.length) {
+        this.queue = [];
+        this.head = 0;
+      } else if (this.head >= 1024 && this.head * 2 >= this.queue.length) {
+        this.queue = this.queue.slice(this.head);
+        this.head = 0;
+      }
       this.queuedBytes -= n;
       this.sendWindow -= n;
       owner.sendWindow -= n;
@@ -188,6 +198,7 @@ export class H2Stream {
     if (this.isClosed) return;
     this.isClosed = true;
     this.queue = [];
+    this.head = 0;
     this.queuedBytes = 0;
     this.owner.forget(this);
   }
