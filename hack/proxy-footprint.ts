@@ -27,7 +27,7 @@ export async function buildProxy(srcDir: string, name: string): Promise<string> 
   await rm(out, { recursive: true, force: true });
   if (!(await access(path.join(srcDir, 'node_modules')).then(() => true, () => false))) {
     const lock = async (dir: string): Promise<string> => readFile(path.join(dir, 'package-lock.json'), 'utf8').catch(() => '');
-    if (srcDir === root || (await lock(srcDir)) === (await lock(root))) await symlink(path.join(root, 'node_modules'), path.join(srcDir, 'node_modules'));
+    if ((await lock(srcDir)) === (await lock(root))) await symlink(path.join(root, 'node_modules'), path.join(srcDir, 'node_modules'));
     else await run('npm', ['ci', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: srcDir });
   }
   await run(path.join(srcDir, 'node_modules', '.bin', 'tsc'), ['-p', path.join(srcDir, 'tsconfig.build.json'), '--outDir', out]);

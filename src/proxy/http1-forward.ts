@@ -267,14 +267,13 @@ class HttpCall implements ActiveCall {
         settled = true;
         src.off('data', data);
         dst.off('drain', resume);
-        dst.off('close', clientClosed);
+        dst.off('close', settle);
         src.destroy();
         resolve();
       };
       const resume = (): void => {
         src.resume();
       };
-      const clientClosed = (): void => settle();
       const data = (chunk: Buffer): void => {
         if (this.finished || dst.destroyed) return settle();
         if (first) {
@@ -295,7 +294,7 @@ class HttpCall implements ActiveCall {
       };
       src.on('data', data);
       dst.on('drain', resume);
-      dst.once('close', clientClosed);
+      dst.once('close', settle);
       src.once('error', lost);
       src.once('close', () => lost());
       src.once('end', () => {
@@ -345,17 +344,12 @@ function readBody(body: Readable, limit: number): Promise<Buffer | 'too-large'> 
       }
       chunks.push(chunk);
     };
-    let ended = false;
-    const end = (): void => {
-      ended = true;
-      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
-    };
+    const end = (): void => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
     body.on('data', data);
     body.once('end', end);
     body.once('error', reject);
-    // A client that goes away mid-body may only close the stream: the call fails as for an error.
-    body.once('close', () => {
-      if (!ended) reject(new Error('the client closed the request before the end of its body'));
-    });
+    // A client that goes away mid-body may only close the stream: the call fails as for an error
+    // (after 'end' or 'too-large' the promise is settled and this does nothing).
+    body.once('close', () => reject(new Error('the client closed the request before the end of its body')));
   });
 }

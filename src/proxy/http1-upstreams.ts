@@ -40,10 +40,6 @@ export class Cancel {
   private reason: Error | undefined;
   private target: ((reason: Error) => void) | undefined;
 
-  get cancelled(): boolean {
-    return this.reason !== undefined;
-  }
-
   cancel(reason: Error): void {
     if (this.reason !== undefined) return;
     this.reason = reason;
@@ -179,28 +175,13 @@ export class HttpUpstreams {
       });
       // Kept for the request's life: an error after the answer (an abort) must not go unhandled.
       req.on('error', reject);
-      if (pool === undefined) {
-        req.once('response', (res) => {
-          response = res;
-          resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: res });
-        });
-      } else {
-        // A TLS pool counts what is open on it, so that a retired one closes when its last request ends.
-        pool.open++;
-        let ended = false;
-        const end = (): void => {
-          if (ended) return;
-          ended = true;
-          pool.open--;
-          if (pool.retired && pool.open === 0) this.closePool(pool);
-        };
-        req.once('close', end);
-        req.once('response', (res) => {
-          response = res;
-          res.once('close', end);
-          resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: res });
-        });
-      }
+      const end = pool === undefined ? undefined : this.opened(pool);
+      if (end !== undefined) req.once('close', end);
+      req.once('response', (res) => {
+        response = res;
+        if (end !== undefined) res.once('close', end);
+        resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: res });
+      });
       const body = options.body;
       if (body instanceof Readable) {
         body.once('error', (err) => req.destroy(err));
@@ -230,6 +211,21 @@ export class HttpUpstreams {
     this.retired.clear();
     this.plain.destroy();
     return Promise.resolve();
+  }
+
+  /**
+   * Counts a request sent on a TLS pool, so that a retired pool closes when its last request ends;
+   * returns what ends it (idempotent: both the request's and the response's close call it).
+   */
+  private opened(pool: Pool): () => void {
+    pool.open++;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      pool.open--;
+      if (pool.retired && pool.open === 0) this.closePool(pool);
+    };
   }
 
   private retire(pool: Pool): void {
