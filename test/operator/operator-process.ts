@@ -40,13 +40,27 @@ export class OperatorProcess {
 
   /** A counter's value per label set, from /metrics. */
   async series(name: string): Promise<Record<string, number>> {
-    const text = await (await fetch(this.metricsUrl)).text();
+    const text = await this.scrape();
     const out: Record<string, number> = {};
     for (const line of text.split('\n')) {
       const m = new RegExp(`^${name}(\\{[^}]*\\})? ([0-9.e+-]+)$`).exec(line);
       if (m) out[m[1] ?? ''] = Number(m[2]);
     }
     return out;
+  }
+
+  /**
+   * The /metrics text. A request that fails on the socket is sent once more: fetch reuses a
+   * keep-alive connection that the operator's HTTP server may be closing at that moment (its idle
+   * timeout), and the request then fails with "other side closed" although the server is fine.
+   */
+  async scrape(): Promise<string> {
+    try {
+      return await (await fetch(this.metricsUrl)).text();
+    } catch (err) {
+      if (!this.alive) throw err;
+      return await (await fetch(this.metricsUrl)).text();
+    }
   }
 
   /** Sum of a counter over the label sets that pass filter. */
