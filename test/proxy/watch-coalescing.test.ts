@@ -266,6 +266,43 @@ describe('a slow watch client through the proxy', () => {
     session.close();
     fast.call.cancel();
   });
+
+  it('gives a client that reads behind the events of each watch merged into fewer responses, every event once and in order', async () => {
+    const fast = new WatchClient(f.c).create('/merge/a');
+    // One stream with two watches; it stops reading, so what the proxy sends it waits for its window.
+    const behind = new WatchClient(f.c).create('/merge/a').create('/merge/b');
+    await waitFor('created', () => fast.created.length === 1 && behind.created.length === 2, { timeoutMs: 10_000 });
+    const [idA, idB] = behind.created.map((r) => r.watch_id);
+    const cutOff = await f.proxy.metric('etcd_topology_proxy_watch_slow_clients_cancelled_total');
+    behind.call.pause();
+    // About 170 KB for the paused client: more than its 64 KiB window, less than the 256 KiB it may leave unread.
+    const value = 'y'.repeat(500);
+    const written: Record<string, string[]> = { '/merge/a': [], '/merge/b': [] };
+    let last = '';
+    for (let i = 0; i < 300; i++) {
+      const key = i % 2 === 0 ? '/merge/a' : '/merge/b';
+      last = (await put(f.c, key, `${i}${value}`)).header.revision;
+      written[key]!.push(`${key}=${i}${value}@${last}`);
+    }
+    behind.call.write({ progress_request: {} });
+    await waitFor('the fast client has every event', () => fast.events().length === 150, { timeoutMs: 20_000 });
+    behind.call.resume();
+    await waitFor('the progress answer', () => behind.responses.some((r) => r.watch_id === '-1'), { timeoutMs: 20_000 });
+    expect(behind.error).toBeUndefined();
+    const progress = behind.responses.findIndex((r) => r.watch_id === '-1');
+    expect(Number(behind.responses[progress]!.header!.revision)).toBeGreaterThanOrEqual(Number(last));
+    // Every event of each watch once, in order, before the progress answer.
+    const of = (id: string | undefined) => behind.responses.slice(0, progress).filter((r) => r.watch_id === id && r.events.length > 0);
+    const events = (rs: WatchResponse[]) => rs.flatMap((r) => r.events.map((e) => `${e.kv.key.toString()}=${e.kv.value.toString()}@${e.kv.mod_revision}`));
+    expect(events(of(idA))).toEqual(written['/merge/a']);
+    expect(events(of(idB))).toEqual(written['/merge/b']);
+    // Merged: fewer responses than events, each under a header at or above its last event.
+    expect(of(idA).length + of(idB).length).toBeLessThan(300);
+    for (const r of [...of(idA), ...of(idB)]) expect(Number(r.header!.revision)).toBeGreaterThanOrEqual(Number(r.events.at(-1)!.kv.mod_revision));
+    expect(fast.events()).toEqual(written['/merge/a']);
+    expect(await f.proxy.metric('etcd_topology_proxy_watch_slow_clients_cancelled_total')).toBe(cutOff);
+    closeAll([fast, behind]);
+  });
 });
 
 describe('watch coalescing turned off (--watch-coalescing=false)', () => {

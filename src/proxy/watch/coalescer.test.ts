@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MessageWriter } from '../protobuf.ts';
 import { Coalescer, DUPLICATE_ID, type CoalescerPorts, type Scope } from './coalescer.ts';
-import { decodeWatchRequest, decodeWatchResponse, encodeCreateRequest, encodeWatchResponse, PROGRESS_REQUEST, type WatchResponse, type WatchSpec } from './wire.ts';
+import { decodeWatchRequest, decodeWatchResponse, encodeCreateRequest, encodeWatchResponse, PROGRESS_REQUEST, withWatchId, type WatchResponse, type WatchSpec } from './wire.ts';
 
 const scope: Scope = { key: '[]', headers: [] };
 const other: Scope = { key: '["authorization","t2"]', headers: ['authorization', 't2'] };
@@ -46,6 +46,9 @@ class FakePorts implements CoalescerPorts<Client> {
   }
   send(stream: Client, message: Uint8Array): void {
     stream.got.push(decodeWatchResponse(message));
+  }
+  sendEvents(stream: Client, watchId: number, r: WatchResponse): void {
+    this.send(stream, withWatchId(r, watchId));
   }
   end(stream: Client, code: number, message: string): void {
     stream.ended = { code, message };
@@ -234,6 +237,7 @@ describe('Coalescer', () => {
     core.request(b.ref, create('x'));
     core.request(a.ref, create('k'));
     core.request(b.ref, create('k'));
+    core.upstreamResponse(1, created(10));
     core.upstreamResponse(2, created(10));
     core.upstreamResponse(2, progress(10));
     core.upstreamResponse(2, encodeWatchResponse({ header: header(20), watchId: 0, canceled: true, compactRevision: 15 }));
@@ -265,6 +269,7 @@ describe('Coalescer', () => {
     const b = client();
     const c = client();
     core.request(a.ref, create('k'));
+    core.upstreamResponse(1, created(3));
     core.request(a.ref, create('only-a'));
     core.request(b.ref, create('k'));
     core.request(c.ref, create('x'));
@@ -282,10 +287,33 @@ describe('Coalescer', () => {
     const withId = (id: number) => new MessageWriter().bytesField(1, new MessageWriter().bytesField(1, Buffer.from('k')).varint(7, id).finish()).finish();
     core.request(a.ref, withId(4));
     core.request(a.ref, withId(4));
-    expect(a.c.got.at(-1)).toMatchObject({ watchId: -1, created: true, canceled: true });
-    expect(Buffer.from(a.c.got.at(-1)!.bytes).toString()).toContain(DUPLICATE_ID);
+    expect(a.c.got).toEqual([]); // the second waits for the first to be answered, as in etcd
     core.upstreamResponse(1, created(3));
-    expect(a.c.got.at(-1)).toMatchObject({ watchId: 4, created: true, canceled: false });
+    expect(a.c.got.map((r) => ({ watchId: r.watchId, created: r.created, canceled: r.canceled }))).toEqual([
+      { watchId: 4, created: true, canceled: false },
+      { watchId: -1, created: true, canceled: true },
+    ]);
+    expect(Buffer.from(a.c.got.at(-1)!.bytes).toString()).toContain(DUPLICATE_ID);
+  });
+
+  it('answers creates sent without waiting in the order they were sent, whichever upstream answers first', () => {
+    const { core, client } = setup();
+    const first = client();
+    core.request(first.ref, create('k'));
+    core.upstreamResponse(1, created(3));
+    const a = client();
+    // 'k' joins group 1 and waits for its progress answer; 'x' would found group 2 and be answered at once.
+    core.request(a.ref, create('k'));
+    core.request(a.ref, create('x'));
+    core.request(a.ref, new MessageWriter().bytesField(2, new MessageWriter().varint(1, 0).finish()).finish()); // cancel watch 0
+    expect(core.upstreamWatches).toBe(1); // 'x' waits behind 'k'
+    core.upstreamResponse(1, progress(5));
+    core.upstreamResponse(2, created(5));
+    expect(a.c.got.map((r) => ({ watchId: r.watchId, created: r.created, canceled: r.canceled }))).toEqual([
+      { watchId: 0, created: true, canceled: false },
+      { watchId: 1, created: true, canceled: false },
+      { watchId: 0, created: false, canceled: true },
+    ]);
   });
 
   it('forgets a client stream that went away; its group closes when it was the last', () => {

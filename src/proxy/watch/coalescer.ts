@@ -1,7 +1,7 @@
 import { Status } from '../grpc-status.ts';
 import {
   decodeWatchRequest, decodeWatchResponse, encodeCreateRequest, encodeWatchResponse, specKey, withWatchId,
-  type WatchResponse, type WatchSpec,
+  type WatchRequest, type WatchResponse, type WatchSpec,
 } from './wire.ts';
 
 /**
@@ -26,6 +26,12 @@ export interface CoalescerPorts<S> {
   closeUpstream(group: number): void;
   /** Sends one WatchResponse message to a client stream. */
   send(stream: S, message: Uint8Array): void;
+  /**
+   * Sends a response of the group's upstream watch (its events, or a progress notification) to a
+   * client stream, as the response of the client's watch watchId. The shell may merge consecutive
+   * event responses of one watch that wait for the same client (wire.ts mergeable).
+   */
+  sendEvents(stream: S, watchId: number, r: WatchResponse): void;
   /** Ends a client stream with a gRPC status (its watches are already gone from the coalescer). */
   end(stream: S, code: number, message: string): void;
 }
@@ -84,6 +90,10 @@ export interface ClientStream<S> {
   nextId: number;
   progress: ProgressAsk<S> | undefined;
   closed: boolean;
+  /** The watch whose create is being answered: the stream's later requests wait for it (see request). */
+  creating: ClientWatch<S> | undefined;
+  /** Requests that arrived while a create was being answered, in order. */
+  backlog: WatchRequest[];
 }
 
 /** One upstream watch and the client watches it serves. */
@@ -136,6 +146,7 @@ export class Coalescer<S> {
   private readonly shared = new Map<string, Group<S>>();
   private nextGroup = 1;
   private watches = 0;
+  private readonly resumable = new Set<ClientStream<S>>();
   private readonly now: () => number;
   private readonly progressWaitMs: number;
 
@@ -156,22 +167,53 @@ export class Coalescer<S> {
   }
 
   openStream(handle: S, scope: Scope): ClientStream<S> {
-    return { handle, scope, watches: new Map(), nextId: 0, progress: undefined, closed: false };
+    return { handle, scope, watches: new Map(), nextId: 0, progress: undefined, closed: false, creating: undefined, backlog: [] };
   }
 
-  /** One WatchRequest from a client. Throws MalformedMessage when it does not decode. */
+  /**
+   * One WatchRequest from a client. Throws MalformedMessage when it does not decode. Like etcd,
+   * which handles a stream's requests one after the other, a request that comes while a create on
+   * the same stream is still being answered (a joiner waits for a progress answer, a new group for
+   * the member) waits for it: created responses leave in the order of their requests, which clients
+   * that send several creates without waiting match their watches by.
+   */
   request(stream: ClientStream<S>, message: Uint8Array): void {
     if (stream.closed) return;
     const req = decodeWatchRequest(message);
+    if (stream.creating !== undefined) stream.backlog.push(req);
+    else this.handle(stream, req);
+    this.resumeStreams();
+  }
+
+  private handle(stream: ClientStream<S>, req: WatchRequest): void {
     if (req.kind === 'create') this.create(stream, req.spec, req.watchId);
     else if (req.kind === 'cancel') this.cancel(stream, req.watchId);
     else if (req.kind === 'progress') this.askProgress(stream);
+  }
+
+  /** The create of w was answered (created or refused): the stream's waiting requests go on. */
+  private answered(w: ClientWatch<S>): void {
+    const stream = w.stream;
+    if (stream.creating !== w) return;
+    stream.creating = undefined;
+    // Not from inside a loop over a group's members, which the next create may join: once the
+    // upstream response or expiry that answered it is handled (resumeStreams).
+    if (stream.backlog.length > 0) this.resumable.add(stream);
+  }
+
+  /** Handles the waiting requests of streams whose create was answered. */
+  private resumeStreams(): void {
+    for (const stream of this.resumable) {
+      this.resumable.delete(stream);
+      while (!stream.closed && stream.creating === undefined && stream.backlog.length > 0) this.handle(stream, stream.backlog.shift()!);
+    }
   }
 
   /** The client stream is gone (reset, lost, or ended by the proxy): its watches leave their groups. */
   closeStream(stream: ClientStream<S>): void {
     if (stream.closed) return;
     stream.closed = true;
+    stream.backlog = [];
     for (const w of stream.watches.values()) this.leave(w);
     stream.watches.clear();
   }
@@ -180,7 +222,11 @@ export class Coalescer<S> {
   upstreamResponse(groupId: number, message: Uint8Array): void {
     const g = this.groups.get(groupId);
     if (g === undefined || g.state === 'closed') return;
-    const r = decodeWatchResponse(message);
+    this.route(g, decodeWatchResponse(message));
+    this.resumeStreams();
+  }
+
+  private route(g: Group<S>, r: WatchResponse): void {
     if (r.header !== undefined) g.header = r.header;
     if (g.state === 'opening') {
       if (r.created) this.opened(g, r);
@@ -228,6 +274,7 @@ export class Coalescer<S> {
     const w: ClientWatch<S> = { kind: 'watch', stream, id, spec, group: undefined as unknown as Group<S>, state: 'joining', askedAt: 0 };
     stream.watches.set(id, w);
     this.watches++;
+    stream.creating = w;
     this.place(w, true);
   }
 
@@ -301,6 +348,11 @@ export class Coalescer<S> {
    * so that the client watches again. Watches already receiving from the group keep receiving.
    */
   expireProgress(): void {
+    this.expire();
+    this.resumeStreams();
+  }
+
+  private expire(): void {
     const now = this.now();
     const due = (w: Waiter<S>): boolean => now - w.askedAt >= this.progressWaitMs;
     for (const g of [...this.groups.values()]) {
@@ -368,6 +420,7 @@ export class Coalescer<S> {
     w.state = 'active';
     g.receivers.add(w);
     this.ports.send(w.stream.handle, encodeWatchResponse({ header: r.header, watchId: w.id, created: true }));
+    this.answered(w);
   }
 
   private progressOf(ask: ProgressAsk<S>, g: Group<S>, revision: number, header: Uint8Array | undefined): void {
@@ -392,6 +445,7 @@ export class Coalescer<S> {
         if (w.state !== 'founding') continue;
         w.stream.watches.delete(w.id);
         this.ports.send(w.stream.handle, withWatchId(r, w.id));
+        this.answered(w);
       }
       for (const w of g.members) if (w.state === 'founding') this.leaveQuietly(w);
       this.closeGroup(g, true);
@@ -406,6 +460,7 @@ export class Coalescer<S> {
       w.state = 'active';
       g.receivers.add(w);
       this.ports.send(w.stream.handle, withWatchId(r, w.id));
+      this.answered(w);
     }
     if (g.waiting.length > 0) {
       g.progressInFlight = true;
@@ -428,13 +483,7 @@ export class Coalescer<S> {
   }
 
   private fanOut(g: Group<S>, r: WatchResponse): void {
-    // Most clients' first watch has ID 0: one encoding per distinct ID, shared by the clients with it.
-    const byId = new Map<number, Uint8Array>();
-    for (const w of g.receivers) {
-      let m = byId.get(w.id);
-      if (m === undefined) byId.set(w.id, (m = withWatchId(r, w.id)));
-      this.ports.send(w.stream.handle, m);
-    }
+    for (const w of g.receivers) this.ports.sendEvents(w.stream.handle, w.id, r);
     if (g.receivers.size > 1) this.coalescedEvents += r.events * (g.receivers.size - 1);
   }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MalformedMessage, MessageWriter } from '../protobuf.ts';
-import { decodeWatchRequest, decodeWatchResponse, encodeCreateRequest, encodeWatchResponse, Filter, specKey, withWatchId, type WatchSpec } from './wire.ts';
+import { decodeWatchRequest, decodeWatchResponse, encodeCreateRequest, encodeWatchResponse, Filter, mergeable, mergeEvents, specKey, withWatchId, type WatchSpec } from './wire.ts';
 
 const base: WatchSpec = { key: Buffer.from('a'), rangeEnd: Buffer.from('b'), startRevision: 7, progressNotify: true, filters: Filter.NODELETE, prevKv: true, fragment: true };
 
@@ -42,5 +42,26 @@ describe('watch wire format', () => {
       expect(specKey({ ...base, ...change })).not.toBe(k);
     }
     expect(specKey({ ...base, key: new Uint8Array(0) })).toBe(specKey({ ...base, key: Uint8Array.from([0]) }));
+  });
+  it('merges event responses of one watch into one, in order, under the newest header; other responses stay whole', () => {
+    const event = (rev: number) => new MessageWriter().bytesField(2, new MessageWriter().bytesField(1, Buffer.from(`k${rev}`)).varint(3, rev).finish()).finish();
+    const response = (rev: number, events: number[], more: (w: MessageWriter) => void = () => {}) => {
+      const w = new MessageWriter().bytesField(1, new MessageWriter().varint(3, rev).finish()).varint(2, 4);
+      for (const e of events) w.bytesField(11, event(e));
+      more(w);
+      return decodeWatchResponse(w.finish());
+    };
+    const a = response(5, [4, 5]);
+    const b = response(7, [7]);
+    expect([a, b].map(mergeable)).toEqual([true, true]);
+    const merged = decodeWatchResponse(mergeEvents([a, b], 9));
+    expect(merged).toMatchObject({ watchId: 9, revision: 7, events: 3, lastEventRevision: 7, fragment: false });
+    expect(merged.fields.filter((f) => f.num === 11).map((f) => Buffer.from(f.bytes!))).toEqual([event(4), event(5), event(7)].map((e) => Buffer.from(e)));
+    expect(decodeWatchResponse(mergeEvents([a], 0)).watchId).toBe(0);
+    // A fragment, a response without events, and one with a field this proxy does not know stay whole.
+    expect(mergeable(response(8, [8], (w) => w.varint(7, true)))).toBe(false);
+    expect(mergeable(response(8, []))).toBe(false);
+    expect(mergeable(response(8, [8], (w) => w.varint(15, 1)))).toBe(false);
+    expect(mergeable(decodeWatchResponse(encodeWatchResponse({ header: undefined, watchId: 4, canceled: true })))).toBe(false);
   });
 });

@@ -180,6 +180,30 @@ export function withWatchId(r: WatchResponse, watchId: number): Uint8Array {
   return w.finish();
 }
 
+/**
+ * Whether a response carries nothing but its header, its watch ID and whole revisions of events, so
+ * that it may be merged with the next responses of its watch (mergeEvents). A fragment, a progress
+ * notification, a created or canceled response, and any field this proxy does not know stay whole.
+ */
+export function mergeable(r: WatchResponse): boolean {
+  if (r.events === 0 || r.fragment) return false;
+  for (const f of r.fields) if (f.num !== 1 && f.num !== 2 && f.num !== 11) return false;
+  return true;
+}
+
+/**
+ * One response holding the events of several mergeable responses of one watch, in order, under the
+ * newest header: what etcd itself sends a watcher that fell behind (its events batched by revision).
+ */
+export function mergeEvents(responses: readonly WatchResponse[], watchId: number): Buffer {
+  const w = new MessageWriter();
+  const header = responses.findLast((r) => r.header !== undefined)?.header;
+  if (header !== undefined) w.bytesField(1, header);
+  if (watchId !== 0) w.varint(2, watchId);
+  for (const r of responses) for (const f of r.fields) if (f.num === 11) w.copy(r.bytes.subarray(f.start, f.end));
+  return w.finish();
+}
+
 /** A response the proxy writes itself (created, canceled or a progress notification). */
 export interface OwnResponse {
   header: Uint8Array | undefined;
