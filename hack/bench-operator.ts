@@ -11,7 +11,7 @@
 //    reconcile and API calls per reconcile by verb and resource.
 // The operator runs with the deployment's V8 flags (OPERATOR_NODE_OPTIONS, the chart's nodeOptions).
 // Writes docs/bench/operator.md.
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -388,5 +388,10 @@ ${heapScale.byName.map(row).join('\n')}
 } finally {
   if (kwok) await terminate(kwok, 5000);
   await operator?.stop();
+  // The logs outlive the cluster's directory, for a run that failed.
+  const logs = path.join(import.meta.dirname, '..', 'bench-results', 'operator');
+  mkdirSync(logs, { recursive: true });
+  for (const f of readdirSync(cluster.dir)) if (f.endsWith('.log')) cpSync(path.join(cluster.dir, f), path.join(logs, f));
+  console.error(`bench:operator: logs in ${logs}`);
   await cluster.stop();
 }
