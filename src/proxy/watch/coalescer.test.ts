@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MessageWriter } from '../protobuf.ts';
-import { Coalescer, DUPLICATE_ID, type CoalescerPorts, type Scope } from './coalescer.ts';
+import { Coalescer, DUPLICATE_ID, MAX_BACKLOG, type CoalescerPorts, type Scope } from './coalescer.ts';
 import { decodeWatchRequest, decodeWatchResponse, encodeCreateRequest, encodeWatchResponse, PROGRESS_REQUEST, withWatchId, type WatchResponse, type WatchSpec } from './wire.ts';
 
 const scope: Scope = { key: '[]', headers: [] };
@@ -294,6 +294,18 @@ describe('Coalescer', () => {
       { watchId: -1, created: true, canceled: true },
     ]);
     expect(Buffer.from(a.c.got.at(-1)!.bytes).toString()).toContain(DUPLICATE_ID);
+  });
+
+  it('ends a stream that sends more than MAX_BACKLOG requests while a create is being answered', () => {
+    const { core, client } = setup();
+    const a = client();
+    for (let i = 0; i <= MAX_BACKLOG; i++) core.request(a.ref, create(`k${i}`));
+    expect(a.c.ended).toBeUndefined();
+    core.request(a.ref, create('one-more'));
+    expect(a.c.ended?.code).toBe(8);
+    expect(a.c.ended?.message).toMatch(/more than 1000 watch requests waited/);
+    expect(core.clientWatches).toBe(0);
+    expect(core.upstreamWatches).toBe(0);
   });
 
   it('answers creates sent without waiting in the order they were sent, whichever upstream answers first', () => {

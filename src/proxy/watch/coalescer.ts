@@ -82,6 +82,14 @@ export interface CoalescerOptions {
  */
 export const PROGRESS_WAIT_MS = 10_000;
 
+/**
+ * How many requests a client stream may send while one of its creates is being answered (see
+ * request); clientv3 sends the next create only after the previous one is answered. Beyond it the
+ * stream ends: the proxy credits a client's flow-control window as it reads, so this is what bounds
+ * the memory a client that floods one stream with requests can take.
+ */
+export const MAX_BACKLOG = 1000;
+
 /** One client Watch stream. */
 export interface ClientStream<S> {
   readonly handle: S;
@@ -180,8 +188,16 @@ export class Coalescer<S> {
   request(stream: ClientStream<S>, message: Uint8Array): void {
     if (stream.closed) return;
     const req = decodeWatchRequest(message);
-    if (stream.creating !== undefined) stream.backlog.push(req);
-    else this.handle(stream, req);
+    if (stream.creating === undefined) this.handle(stream, req);
+    else if (stream.backlog.length < MAX_BACKLOG) stream.backlog.push(req);
+    else {
+      this.closeStream(stream);
+      this.ports.end(
+        stream.handle,
+        Status.RESOURCE_EXHAUSTED,
+        `etcd-topology proxy: more than ${MAX_BACKLOG} watch requests waited on this stream for a create to be answered, so its watches were cancelled; send a create after the previous one is answered`,
+      );
+    }
     this.resumeStreams();
   }
 
