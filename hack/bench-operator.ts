@@ -124,7 +124,6 @@ try {
   operator = await startOperator('operator.log');
   let op = operator;
   const reconcilesNow = (): Promise<number> => op.counter('etcd_topology_operator_reconciles_total');
-  const writesNow = (): Promise<number> => op.counter('etcd_topology_operator_api_writes_total');
   const delta = (before: Record<string, number>, after: Record<string, number>): Record<string, number> => {
     const out: Record<string, number> = {};
     for (const [l, v] of Object.entries(after)) if (v - (before[l] ?? 0) > 0) out[l] = v - (before[l] ?? 0);
@@ -136,17 +135,24 @@ try {
    * in that window (reads too, by verb and resource) and the mean reconcile time.
    */
   const writesPerReconcile = async (count: number): Promise<{ perReconcile: number; reconciles: number; byKind: Record<string, number>; requests: Record<string, number>; steps: { step: string; meanMs: number }[]; meanS: number; seconds: number }> => {
-    const snap = async () => ({
-      w: await writesNow(),
-      r: await reconcilesNow(),
-      writes: await op.series('etcd_topology_operator_api_writes_total'),
-      requests: await op.series('etcd_topology_operator_api_requests_total'),
-      stepSum: await op.series('etcd_topology_operator_step_duration_seconds_sum'),
-      stepCount: await op.series('etcd_topology_operator_step_duration_seconds_count'),
-      sum: await op.counter(`${DURATION}_sum`),
-      n: await op.counter(`${DURATION}_count`),
-      t: performance.now(),
-    });
+    // One scrape per snapshot, so that every figure in it is of the same instant.
+    const snap = async () => {
+      const text = await op.scrape();
+      const t = performance.now();
+      const series = (name: string): Record<string, number> => OperatorProcess.seriesIn(text, name);
+      const total = (name: string): number => Object.values(series(name)).reduce((a, b) => a + b, 0);
+      return {
+        w: total('etcd_topology_operator_api_writes_total'),
+        r: total('etcd_topology_operator_reconciles_total'),
+        writes: series('etcd_topology_operator_api_writes_total'),
+        requests: series('etcd_topology_operator_api_requests_total'),
+        stepSum: series('etcd_topology_operator_step_duration_seconds_sum'),
+        stepCount: series('etcd_topology_operator_step_duration_seconds_count'),
+        sum: total(`${DURATION}_sum`),
+        n: total(`${DURATION}_count`),
+        t,
+      };
+    };
     const a = await snap();
     await waitFor(`${count} reconciles`, async () => (await reconcilesNow()) >= a.r + count, { timeoutMs: 1_200_000, intervalMs: 500 });
     const b = await snap();

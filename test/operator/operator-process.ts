@@ -40,7 +40,11 @@ export class OperatorProcess {
 
   /** A counter's value per label set, from /metrics. */
   async series(name: string): Promise<Record<string, number>> {
-    const text = await this.scrape();
+    return OperatorProcess.seriesIn(await this.scrape(), name);
+  }
+
+  /** A counter's value per label set, from one /metrics text (to read several series of one instant). */
+  static seriesIn(text: string, name: string): Record<string, number> {
     const out: Record<string, number> = {};
     for (const line of text.split('\n')) {
       const m = new RegExp(`^${name}(\\{[^}]*\\})? ([0-9.e+-]+)$`).exec(line);
