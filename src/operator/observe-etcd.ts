@@ -33,10 +33,13 @@ export async function observeEtcd(admin: EtcdReader, endpoints: readonly MemberE
   try {
     // Without quorum no member answers a linearizable member list; a serializable one from any member
     // still shows who is there, so a quorum loss is reported as such rather than as "unreachable".
-    const list = await admin
-      .onFirstAvailable(answering, (url) => admin.memberList(url))
-      .catch(() => admin.onFirstAvailable(answering, (url) => admin.memberList(url, { linearizable: false })));
-    const alarms = await admin.onFirstAvailable(answering, (url) => admin.alarms(url)).catch(() => ({ alarms: [] }));
+    // The member list and the alarms at once: one round trip to the members less in every reconcile.
+    const [list, alarms] = await Promise.all([
+      admin
+        .onFirstAvailable(answering, (url) => admin.memberList(url))
+        .catch(() => admin.onFirstAvailable(answering, (url) => admin.memberList(url, { linearizable: false }))),
+      admin.onFirstAvailable(answering, (url) => admin.alarms(url)).catch(() => ({ alarms: [] })),
+    ]);
     const statuses = new Map<string, StatusResponse | Error>(list.members.map((m) => [m.ID, byName.get(memberName(m)) ?? new Error('no running pod for this member')]));
     return {
       members: toMemberHealth(list.members, statuses, alarms.alarms, list.header.cluster_id),
