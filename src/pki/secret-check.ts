@@ -1,4 +1,4 @@
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { renewalDecision, type RenewalDecision } from './renewal.ts';
 
 /** The keys of a kubernetes.io/tls Secret in the shape cert-manager writes. */
@@ -43,6 +43,34 @@ export function checkTlsSecret(name: string, data: Record<string, string> | unde
   if (data === undefined) return { reason: 'SecretMissing', message: `Secret ${name} does not exist` };
   const missing = [TLS_CRT, TLS_KEY, CA_CRT].filter((k) => !data[k]);
   if (missing.length > 0) return { reason: 'SecretKeyMissing', message: `Secret ${name} has no ${missing.join(', ')}: a kubernetes.io/tls Secret with ca.crt is needed (cert-manager's shape)` };
+  // Parsing and verifying is most of a settled reconcile's CPU (a few ms for a topology's secrets),
+  // and its result changes only with the Secret: it is kept per content, and only the validity
+  // window is checked against now each time. Keyed by a digest and holding only the certificate, so
+  // that no key material is kept beyond the Secret's own copy.
+  const digest = createHash('sha256')
+    .update(JSON.stringify([name, data[TLS_CRT], data[TLS_KEY], data[CA_CRT], expect.trustedCa ?? null, expect.hosts ?? []]))
+    .digest('base64');
+  let checked = verified.get(digest);
+  if (checked === undefined) {
+    if (verified.size >= VERIFIED_MAX) verified.clear();
+    verified.set(digest, (checked = verify(name, data, expect)));
+  }
+  if ('reason' in checked) return checked;
+  const { leaf } = checked;
+  const text = (k: string): string => Buffer.from(data[k]!, 'base64').toString('utf8');
+  const renewal = renewalDecision({ notBefore: new Date(leaf.validFrom), notAfter: new Date(leaf.validTo) }, now);
+  if (renewal.state === 'NotYetValid') return { reason: 'CertificateNotYetValid', message: `Secret ${name}: the certificate is not valid before ${new Date(leaf.validFrom).toISOString()}` };
+  if (renewal.state === 'Expired') return { reason: 'CertificateExpired', message: `Secret ${name}: the certificate expired at ${new Date(leaf.validTo).toISOString()}` };
+  return { cert: text(TLS_CRT), key: text(TLS_KEY), ca: text(CA_CRT), leaf, renewal };
+}
+
+/** Results of verify by digest of what they were computed from; cleared when it reaches VERIFIED_MAX. */
+const verified = new Map<string, { leaf: X509Certificate } | TlsProblem>();
+// Some secrets per topology (server, peer, client, operator, proxy), with room for renewals.
+const VERIFIED_MAX = 4096;
+
+/** The checks of checkTlsSecret that do not depend on the time. */
+function verify(name: string, data: Record<string, string>, expect: SecretExpectation): { leaf: X509Certificate } | TlsProblem {
   const text = (k: string): string => Buffer.from(data[k]!, 'base64').toString('utf8');
   const [cert, key, ca] = [text(TLS_CRT), text(TLS_KEY), text(CA_CRT)];
   let leaf: X509Certificate;
@@ -70,10 +98,7 @@ export function checkTlsSecret(name: string, data: Record<string, string> | unde
   }
   const uncovered = (expect.hosts ?? []).filter((h) => leaf.checkHost(h) === undefined);
   if (uncovered.length > 0) return { reason: 'NamesNotCovered', message: `Secret ${name}: the certificate's names do not cover ${uncovered.join(', ')}` };
-  const renewal = renewalDecision({ notBefore: new Date(leaf.validFrom), notAfter: new Date(leaf.validTo) }, now);
-  if (renewal.state === 'NotYetValid') return { reason: 'CertificateNotYetValid', message: `Secret ${name}: the certificate is not valid before ${new Date(leaf.validFrom).toISOString()}` };
-  if (renewal.state === 'Expired') return { reason: 'CertificateExpired', message: `Secret ${name}: the certificate expired at ${new Date(leaf.validTo).toISOString()}` };
-  return { cert, key, ca, leaf, renewal };
+  return { leaf };
 }
 
 /** Whether a check result is a problem. */
