@@ -140,7 +140,7 @@ try {
       const text = await op.scrape();
       const t = performance.now();
       const series = (name: string): Record<string, number> => OperatorProcess.seriesIn(text, name);
-      const total = (name: string): number => Object.values(series(name)).reduce((a, b) => a + b, 0);
+      const total = (name: string): number => OperatorProcess.counterIn(text, name);
       return {
         w: total('etcd_topology_operator_api_writes_total'),
         r: total('etcd_topology_operator_reconciles_total'),

@@ -169,8 +169,9 @@ async function openKeyWatchers(target: string): Promise<{ untilDelivered(events:
       s.on('data', (d: Buffer) => {
         pending = pending.length === 0 ? d : Buffer.concat([pending, d]);
         while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
-          const r = decodeWatchResponse(pending.subarray(5, 5 + pending.readUInt32BE(1)));
-          pending = pending.subarray(5 + pending.readUInt32BE(1));
+          const end = 5 + pending.readUInt32BE(1);
+          const r = decodeWatchResponse(pending.subarray(5, end));
+          pending = pending.subarray(end);
           if (r.created) created[i] = 1;
           counts[i]! += r.events;
         }

@@ -57,11 +57,15 @@ export function checkTlsSecret(name: string, data: Record<string, string> | unde
   }
   if ('reason' in checked) return checked;
   const { leaf } = checked;
-  const text = (k: string): string => Buffer.from(data[k]!, 'base64').toString('utf8');
   const renewal = renewalDecision({ notBefore: new Date(leaf.validFrom), notAfter: new Date(leaf.validTo) }, now);
   if (renewal.state === 'NotYetValid') return { reason: 'CertificateNotYetValid', message: `Secret ${name}: the certificate is not valid before ${new Date(leaf.validFrom).toISOString()}` };
   if (renewal.state === 'Expired') return { reason: 'CertificateExpired', message: `Secret ${name}: the certificate expired at ${new Date(leaf.validTo).toISOString()}` };
-  return { cert: text(TLS_CRT), key: text(TLS_KEY), ca: text(CA_CRT), leaf, renewal };
+  return { cert: text(data, TLS_CRT), key: text(data, TLS_KEY), ca: text(data, CA_CRT), leaf, renewal };
+}
+
+/** A Secret's value, decoded from base64. */
+function text(data: Record<string, string>, key: string): string {
+  return Buffer.from(data[key]!, 'base64').toString('utf8');
 }
 
 /** Results of verify by digest of what they were computed from; cleared when it reaches VERIFIED_MAX. */
@@ -71,8 +75,7 @@ const VERIFIED_MAX = 4096;
 
 /** The checks of checkTlsSecret that do not depend on the time. */
 function verify(name: string, data: Record<string, string>, expect: SecretExpectation): { leaf: X509Certificate } | TlsProblem {
-  const text = (k: string): string => Buffer.from(data[k]!, 'base64').toString('utf8');
-  const [cert, key, ca] = [text(TLS_CRT), text(TLS_KEY), text(CA_CRT)];
+  const [cert, key, ca] = [text(data, TLS_CRT), text(data, TLS_KEY), text(data, CA_CRT)];
   let leaf: X509Certificate;
   try {
     leaf = new X509Certificate(cert);

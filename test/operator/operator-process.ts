@@ -69,7 +69,12 @@ export class OperatorProcess {
 
   /** Sum of a counter over the label sets that pass filter. */
   async counter(name: string, filter: (labels: string) => boolean = () => true): Promise<number> {
-    return Object.entries(await this.series(name))
+    return OperatorProcess.counterIn(await this.scrape(), name, filter);
+  }
+
+  /** Sum of a counter over the label sets that pass filter, from one /metrics text. */
+  static counterIn(text: string, name: string, filter: (labels: string) => boolean = () => true): number {
+    return Object.entries(OperatorProcess.seriesIn(text, name))
       .filter(([labels]) => filter(labels))
       .reduce((sum, [, v]) => sum + v, 0);
   }

@@ -238,14 +238,18 @@ class WatchSession implements ActiveCall, StreamHandler {
   }
 
   onSent(): void {
-    if (this.held !== undefined && this.down.queued === 0 && !this.finished) this.release();
+    this.releaseIfDrained();
   }
 
   private readonly releaseNow = (): void => {
     this.releaseQueued = false;
-    // Held responses wait behind the queue of a client that does not read (onSent releases them).
-    if (this.held !== undefined && this.down.queued === 0 && !this.finished) this.release();
+    this.releaseIfDrained();
   };
+
+  /** Releases the held responses unless they wait behind the queue of a client that does not read (onSent releases them then). */
+  private releaseIfDrained(): void {
+    if (this.held !== undefined && this.down.queued === 0 && !this.finished) this.release();
+  }
 
   /** Queues the held responses, merged per watch (at most MERGE_MAX_RESPONSES and MERGE_MAX_BYTES each). */
   private release(): void {
