@@ -13,7 +13,7 @@ import { takeBackup } from '../../src/backup/take.ts';
 import { VolumeStore } from '../../src/backup/volume-store.ts';
 import { EtcdAdminClient } from '../../src/etcd/admin-client.ts';
 import { binaries } from '../harness/binaries.ts';
-import { EtcdCluster } from '../harness/etcd-cluster.ts';
+import { EtcdCluster, printEtcdLogsOnFailure } from '../harness/etcd-cluster.ts';
 import { freePort } from '../harness/ports.ts';
 import { S3Server } from '../harness/s3-server.ts';
 
@@ -51,6 +51,7 @@ describe('backup and restore against etcd, versitygw and etcdutl', () => {
     tmp = await mkdtemp(path.join(os.tmpdir(), 'backup-test-'));
     for (let i = 0; i < 200; i++) await etcd.etcdctl(['put', `/registry/k${String(i).padStart(4, '0')}`, `value-${i}`]);
   });
+  printEtcdLogsOnFailure(() => etcd);
   afterAll(async () => {
     await admin.close();
     await Promise.all([etcd?.stop(), s3?.stop()]);

@@ -4,7 +4,7 @@ import { EtcdAdminClient, memberIdHex } from '../../src/etcd/admin-client.ts';
 import { EtcdError } from '../../src/etcd/errors.ts';
 import { toMemberHealth } from '../../src/etcd/member-health.ts';
 import type { StatusResponse } from '../../src/etcd/responses.ts';
-import { EtcdCluster } from '../harness/etcd-cluster.ts';
+import { EtcdCluster, printEtcdLogsOnFailure } from '../harness/etcd-cluster.ts';
 import { freePort, StopWaiting, waitFor } from '../harness/ports.ts';
 
 describe('etcd admin client against a real 3-member cluster', () => {
@@ -31,6 +31,7 @@ describe('etcd admin client against a real 3-member cluster', () => {
   beforeAll(async () => {
     cluster = await EtcdCluster.start({ size: 3 });
   });
+  printEtcdLogsOnFailure(() => cluster);
   afterAll(async () => {
     await client.close();
     await cluster?.stop();

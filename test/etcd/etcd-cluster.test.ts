@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EtcdCluster } from '../harness/etcd-cluster.ts';
+import { EtcdCluster, printEtcdLogsOnFailure } from '../harness/etcd-cluster.ts';
 import { waitFor } from '../harness/ports.ts';
 
 describe('etcd cluster harness', () => {
@@ -7,6 +7,7 @@ describe('etcd cluster harness', () => {
   beforeAll(async () => {
     cluster = await EtcdCluster.start({ size: 3 });
   });
+  printEtcdLogsOnFailure(() => cluster);
   afterAll(async () => {
     await cluster?.stop();
   });

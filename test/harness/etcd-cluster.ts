@@ -1,12 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { binaries } from './binaries.ts';
 import { freePort, StopWaiting, waitFor } from './ports.ts';
 import { dyingWithParent } from './cluster/processes.ts';
 import { run } from './run.ts';
+import { beforeEach } from 'vitest';
 
 /** One etcd member run as a local process on 127.0.0.1. */
 export interface EtcdMember {
@@ -51,10 +52,12 @@ export class EtcdCluster {
         cluster.spawn(m);
       }
       await Promise.all(cluster.members.map((m) => cluster.waitHealthy(m)));
+      await cluster.waitFormed();
       return cluster;
     } catch (err) {
+      const logs = await cluster.logTails();
       await cluster.stop();
-      throw err;
+      throw new Error(`${err instanceof Error ? err.message : String(err)}\n${logs}`, { cause: err });
     }
   }
 
@@ -121,6 +124,19 @@ export class EtcdCluster {
     return run(binaries().etcdctl, [`--endpoints=${endpoints}`, ...args]);
   }
 
+  /**
+   * The last lines of each member's log, for a failing test to print: the temp dir with the logs
+   * is gone after stop().
+   */
+  async logTails(lines = 30): Promise<string> {
+    const parts = await Promise.all(this.members.map(async (m) => {
+      const text = await readFile(path.join(this.dir, `${m.name}.log`), 'utf8').catch(() => '(no log)');
+      const state = m.process === undefined ? 'stopped' : m.process.exitCode !== null ? `exited ${m.process.exitCode}` : `pid ${m.process.pid}`;
+      return `--- etcd ${m.name} (${state}, client ${m.clientUrl}, peer ${m.peerUrl}), last ${lines} log lines:\n${text.trimEnd().split('\n').slice(-lines).join('\n')}`;
+    }));
+    return parts.join('\n');
+  }
+
   /** Kills every member and removes the temp dir. */
   async stop(): Promise<void> {
     await Promise.all(this.members.map((m) => this.kill(m.name)));
@@ -169,6 +185,23 @@ export class EtcdCluster {
     m.process = child;
   }
 
+  /**
+   * Waits until every member lists every member with its client URL: a member serves clients 5 s
+   * after start even when it has not yet published its attributes through raft (etcd's
+   * wait-cluster-ready timeout), and a test reading the member list must not see that half state.
+   */
+  private async waitFormed(): Promise<void> {
+    const names = this.members.map((m) => m.name).sort().join(',');
+    await waitFor(`etcd members ${names} to list each other with client URLs`, async () => {
+      const lists = await Promise.all(this.members.map(async (m) => {
+        const res = await fetch(`${m.clientUrl}/v3/cluster/member/list`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(3_000) });
+        const body = (await res.json()) as { members?: { name?: string; clientURLs?: string[] }[] };
+        return body.members ?? [];
+      }));
+      return lists.every((list) => list.filter((x) => x.clientURLs?.length).map((x) => x.name).sort().join(',') === names);
+    });
+  }
+
   private async waitHealthy(m: EtcdMember, learner = false): Promise<void> {
     // A learner does not serve /health as healthy until promoted; it is ready once it answers at all.
     await waitFor(`etcd member ${m.name} at ${m.clientUrl}`, async () => {
@@ -182,4 +215,17 @@ export class EtcdCluster {
       return body.health === 'true';
     });
   }
+}
+
+/**
+ * Registers a beforeEach in the calling describe block that prints the members' log tails when a
+ * test fails: the logs live in the cluster's temp dir, which stop() removes.
+ */
+export function printEtcdLogsOnFailure(cluster: () => EtcdCluster | undefined): void {
+  beforeEach(({ onTestFailed }) => {
+    onTestFailed(async () => {
+      const c = cluster();
+      if (c) console.error(await c.logTails());
+    });
+  });
 }

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll } from 'vitest';
-import { EtcdCluster, type EtcdClusterOptions } from '../harness/etcd-cluster.ts';
+import { EtcdCluster, type EtcdClusterOptions, printEtcdLogsOnFailure } from '../harness/etcd-cluster.ts';
 import { etcdClients, type EtcdClients } from './grpc-client.ts';
 import { startProxyProcess, type ProxyProcess } from './proxy-process.ts';
 
@@ -36,6 +36,7 @@ export function useProxyFixture(options: ProxyFixtureOptions = {}): ProxyFixture
     f.proxy = await startProxyProcess(endpoints, options.proxyArgs ?? [], await options.proxyOptions?.());
     f.c = etcdClients(f.proxy.target);
   });
+  printEtcdLogsOnFailure(() => f.cluster);
   afterAll(async () => {
     // Each part is stopped even when starting a later one failed.
     f.c?.close();
