@@ -1,5 +1,18 @@
 import type { UpstreamSet } from './upstreams.ts';
 
+/**
+ * A new connection to a member that has not finished its TCP and TLS handshakes this long after it
+ * was opened is given up when another member could take its calls (HTTP: the call's own request;
+ * gRPC: the connection, every stream on it), and those calls go to another member: nothing was
+ * written to the member yet (a TLS client sends no request before its handshake is done), so this is
+ * a never-sent replay, never a second write. It is what a member whose listener is bound but that
+ * does not serve yet looks like: etcd binds its client port at start and serves only once it has
+ * joined the cluster (or after --wait-cluster-ready-timeout, 5 s), and the kernel completes the TCP
+ * handshake meanwhile. A handshake on loopback or a pod network takes milliseconds, even on a loaded
+ * node; the last member left still gets the full connect timeout.
+ */
+export const CONNECT_FALLBACK_MS = 1_000;
+
 /** How an attempt on a member ended without an answer. */
 export interface AttemptLoss {
   /**
@@ -90,6 +103,11 @@ export class CallAttempts {
     this.upstreams.begin(member);
     this.counters.sent(member);
     return member;
+  }
+
+  /** Whether another member, not tried yet and not held off, could take the call if the current attempt fails. */
+  hasAlternative(): boolean {
+    return this.upstreams.hasAvailable(this.tried);
   }
 
   /** The current attempt is over (the answer ended, or the call was cancelled): its member has one call less open. */

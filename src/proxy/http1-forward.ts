@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from '../telemetry/logger.ts';
 import type { ActiveCall } from './active-calls.ts';
-import { CallAttempts } from './attempts.ts';
+import { CallAttempts, CONNECT_FALLBACK_MS } from './attempts.ts';
 import { refusedInTlsHandshake } from './tls-errors.ts';
 import { classifyEtcdError, gatewayError, gatewayRaftTerm } from './etcd-errors.ts';
 import type { ForwardDeps } from './forward-deps.ts';
@@ -190,6 +190,7 @@ class HttpCall implements ActiveCall {
         return;
       }
       const started = performance.now();
+      const connectWithinMs = body !== undefined && attempts.hasAlternative() ? CONNECT_FALLBACK_MS : undefined;
       let res;
       try {
         res = await deps.http.request(member, {
@@ -198,6 +199,8 @@ class HttpCall implements ActiveCall {
           headers,
           body: req.method === 'GET' || req.method === 'HEAD' ? null : (body ?? req.body),
           cancel: this.cancel,
+          // A call held whole may go to another member when this one's connection is slow to open.
+          connectWithinMs,
         });
       } catch (err) {
         if (this.finished) return;
@@ -205,6 +208,7 @@ class HttpCall implements ActiveCall {
         // Failures before a connection exists (no address for the name, refused, unreachable) or in its
         // TLS handshake (tls-errors.ts): the member never read the request.
         const neverSent = NOT_CONNECTED.has(code) || refusedInTlsHandshake(code);
+        if (code === 'ETOP_CONNECT_TIMEOUT' && connectWithinMs !== undefined) deps.metrics.slowConnects.labels(member).inc();
         this.note(member, `failed (${code || (err as Error).message}${neverSent ? ', never sent' : ''})`);
         // A streamed body (a gateway watch) was consumed by the first attempt: only a whole one can go again.
         if (attempts.lost({ neverSent, memberFailed: true }, body !== undefined)) continue;

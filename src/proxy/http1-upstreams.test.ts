@@ -88,6 +88,26 @@ describe('HttpUpstreams: the HTTP/1.1 pools to the members', async () => {
     }
   });
 
+  it('gives a request up after connectWithinMs when its connection is still in the handshake, and serves the next one on a ready connection', async () => {
+    const upstreams = new HttpUpstreams({ current: () => files(clientA), generation: 0 });
+    try {
+      const started = Date.now();
+      const err = await upstreams.request(`https://localhost:${port(mute)}`, { method: 'POST', path: '/v3/kv/put', body: '{}', connectWithinMs: 200 }).then(() => undefined, (e: unknown) => e as Error & { code?: string });
+      expect(err?.code).toBe('ETOP_CONNECT_TIMEOUT');
+      expect(err?.message).toContain('within 200 ms');
+      expect(Date.now() - started).toBeLessThan(CONNECT_TIMEOUT_MS);
+      // A request that gets a connection in time is not cut off by the timer afterwards.
+      const origin = `https://localhost:${port(secure)}`;
+      for (let i = 0; i < 2; i++) {
+        const res = await upstreams.request(origin, { method: 'GET', path: '/now', connectWithinMs: 200 });
+        await new Promise((r) => setTimeout(r, 250));
+        expect((await readJson(res.body)) as { cn: string }).toMatchObject({ cn: 'proxy-a' });
+      }
+    } finally {
+      await upstreams.close();
+    }
+  });
+
   it('rejects with the abort reason when the signal fires before the answer', async () => {
     const upstreams = new HttpUpstreams({ current: () => ({}), generation: 0 });
     try {

@@ -29,6 +29,12 @@ export interface UpstreamRequest {
   signal?: AbortSignal;
   /** The hot path's cheaper signal: a Cancel costs no EventTarget and no listeners on the request. */
   cancel?: Cancel;
+  /**
+   * Gives the request up (ETOP_CONNECT_TIMEOUT, before anything of it was written) when no connection
+   * was ready for it this long after it was made: a new connection still in its handshake, or every
+   * connection to the member busy. The connection itself goes on, to serve later requests.
+   */
+  connectWithinMs?: number;
 }
 
 /**
@@ -175,6 +181,20 @@ export class HttpUpstreams {
       });
       // Kept for the request's life: an error after the answer (an abort) must not go unhandled.
       req.on('error', reject);
+      const within = options.connectWithinMs;
+      if (within !== undefined) {
+        // 'socket' comes once a connection is ready for the request (the agents hand one on only
+        // once connected); until then the request is only in memory, and destroying it sends nothing.
+        // A request destroyed before it has a socket says so only when the socket comes (node:http),
+        // so the call is failed here at once.
+        const timer = setTimeout(() => {
+          const err = new TopologyError('ETOP_CONNECT_TIMEOUT', `no connection to the etcd member ${origin} within ${within} ms`);
+          req.destroy(err);
+          reject(err);
+        }, within);
+        req.once('socket', () => clearTimeout(timer));
+        req.once('close', () => clearTimeout(timer));
+      }
       const end = pool === undefined ? undefined : this.opened(pool);
       if (end !== undefined) req.once('close', end);
       req.once('response', (res) => {

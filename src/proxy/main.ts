@@ -50,6 +50,8 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
       if (url === upstreams.knownLeader) void leaders.relearn();
     },
     onKeepaliveTimeout: (url) => metrics.keepaliveFailures.labels(url).inc(),
+    hasAlternative: (url) => upstreams.hasAvailable(new Set([url])),
+    onSlowConnect: (url) => metrics.slowConnects.labels(url).inc(),
   });
   const health = new MemberHealth({ upstreams, members, retryMs: config.failureWait, log: log.child({ component: 'member-health' }) });
   const calls = new ActiveCalls();

@@ -4,6 +4,7 @@ import type { Logger } from '../telemetry/logger.ts';
 import type { TlsSource } from './tls-reload.ts';
 import { ClientConnection, type Keepalive } from './h2/client-connection.ts';
 import type { LocalSettings } from './h2/connection.ts';
+import { CONNECT_FALLBACK_MS } from './attempts.ts';
 
 /** An HTTP/2 connection to one member, and whether its socket ever connected. */
 export interface MemberConnection {
@@ -32,6 +33,10 @@ export interface MemberConnectionEvents {
   onFailure(url: string, err: Error | undefined): void;
   /** A connection was ended because the member did not answer a keepalive PING (or its SETTINGS) in time. */
   onKeepaliveTimeout(url: string): void;
+  /** Whether a member other than url could take calls now (not held off): a slow new connection to url is then given up. */
+  hasAlternative(url: string): boolean;
+  /** A new connection was given up after CONNECT_FALLBACK_MS because its handshake had not finished. */
+  onSlowConnect(url: string): void;
 }
 
 /**
@@ -112,7 +117,17 @@ export class MemberConnections {
     pool.push(entry);
     this.pools.set(url, pool);
     let lastError: Error | undefined;
+    // Until the handshake is done nothing written to the connection has left this host (a TLS
+    // socket holds a request back until then), so its streams can go to another member unsent.
+    const fallback = setTimeout(() => {
+      if (entry.connected || !this.events.hasAlternative(url)) return;
+      log.warn({ ms: CONNECT_FALLBACK_MS }, 'etcd member did not finish the connection handshake; its calls go to another member');
+      this.events.onSlowConnect(url);
+      conn.destroy(new Error(`no connection to the etcd member within ${CONNECT_FALLBACK_MS} ms`));
+    }, CONNECT_FALLBACK_MS);
+    fallback.unref();
     socket.once(secure ? 'secureConnect' : 'connect', () => {
+      clearTimeout(fallback);
       entry.connected = true;
       log.debug('Connected to etcd member');
     });
@@ -120,6 +135,7 @@ export class MemberConnections {
       lastError = err;
     });
     conn.onClose(() => {
+      clearTimeout(fallback);
       const current = this.pools.get(url);
       if (current !== undefined) {
         const rest = current.filter((e) => e !== entry);

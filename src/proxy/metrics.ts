@@ -24,6 +24,7 @@ export class ProxyMetrics {
   readonly retries: Counter<'protocol' | 'service' | 'method' | 'reason'>;
   readonly clientCutOffs: Counter<'reason'>;
   readonly keepaliveFailures: Counter<'member'>;
+  readonly slowConnects: Counter<'member'>;
   readonly leaderChanges: Counter;
   readonly streamsMovedToLeader: Counter;
   private readonly cache = new Map<string, MethodMetrics>();
@@ -107,6 +108,12 @@ export class ProxyMetrics {
     this.keepaliveFailures = new Counter({
       name: 'etcd_topology_proxy_member_keepalive_failures_total',
       help: 'Connections to a member closed because it did not answer a keepalive PING (or, on a new connection, send its SETTINGS) within 5 s.',
+      labelNames: ['member'],
+      registers,
+    });
+    this.slowConnects = new Counter({
+      name: 'etcd_topology_proxy_member_slow_connects_total',
+      help: 'Times calls stopped waiting for a new connection to a member whose TCP/TLS handshake had not finished after 1 s while another member could take them (a gRPC connection with its streams, or one HTTP request); the calls went to another member, unsent.',
       labelNames: ['member'],
       registers,
     });

@@ -9,16 +9,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { binaries } from '../harness/binaries.ts';
 import { createPki, type Pki } from '../harness/cluster/pki.ts';
 import { spawnLogged, terminate } from '../harness/cluster/processes.ts';
-import { freePort, waitFor } from '../harness/ports.ts';
+import { freePort, StopWaiting, waitFor } from '../harness/ports.ts';
 import { run } from '../harness/run.ts';
-import { grpc, h2Get } from './grpc-client.ts';
+import net from 'node:net';
+import { etcdClients, grpc, h2Get } from './grpc-client.ts';
 import { startProxyProcess, type ProxyProcess } from './proxy-process.ts';
 
 /**
  * One etcd member that serves clients only over TLS and requires a client certificate
  * (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth), on 127.0.0.1.
  */
-async function startTlsMember(dir: string, pki: Pki): Promise<{ url: string; child: ChildProcess }> {
+async function startTlsMember(dir: string, pki: Pki, advertiseAlso: string[] = []): Promise<{ url: string; child: ChildProcess }> {
   const [clientPort, peerPort] = [await freePort(), await freePort()];
   const url = `https://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
@@ -28,7 +29,7 @@ async function startTlsMember(dir: string, pki: Pki): Promise<{ url: string; chi
       '--name=t0',
       `--data-dir=${path.join(dir, 'data')}`,
       `--listen-client-urls=${url}`,
-      `--advertise-client-urls=${url}`,
+      `--advertise-client-urls=${[url, ...advertiseAlso].join(',')}`,
       `--listen-peer-urls=${peer}`,
       `--initial-advertise-peer-urls=${peer}`,
       `--initial-cluster=t0=${peer}`,
@@ -114,5 +115,67 @@ describe('proxy over TLS: a TLS listener (ALPN h2 and http/1.1) and TLS with cli
     const err = await run(binaries().etcdctl, [`--endpoints=${proxy.url}`, '--dial-timeout=2s', '--command-timeout=3s', 'get', '/tls/a']).catch((e: Error) => e);
     expect(err).toBeInstanceOf(Error);
     expect((err as Error).message).toMatch(/certificate|authority|deadline/i);
+  });
+});
+
+describe('proxy over TLS to a member whose port is bound but that does not serve yet', () => {
+  let dir: string;
+  let pki: Pki;
+  let member: { url: string; child: ChildProcess } | undefined;
+  let proxy: ProxyProcess;
+  // Accepts TCP connections and never answers: what an etcd member that has bound its client port
+  // but not yet joined its cluster looks like (etcd serves only once ready, or after 5 s), and
+  // what the node-pool upgrade meets when a member restarts. A TLS handshake with it never ends.
+  const silent = net.createServer(() => undefined);
+  let silentUrl: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'proxy-tls-slow-'));
+    pki = await createPki(dir);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    silentUrl = `https://127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+    // The member advertises the silent port as a second client URL, so the proxy sends calls to both.
+    member = await startTlsMember(dir, pki, [silentUrl]);
+    // Writes spread like reads (no leader routing), and a failed member is held off for 1 s only,
+    // so that calls keep going to the silent one.
+    proxy = await startProxyProcess(member.url, [`--cacert=${pki.ca.cert}`, `--cert=${pki.admin.cert}`, `--key=${pki.admin.key}`, '--leader-routing=false', '--failure-wait=1s']);
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    silent.close();
+    await terminate(member?.child);
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('sends a gRPC call and an HTTP call that met the silent member to the other one after 1 s, not after the 3-5 s connect timeouts', async () => {
+    const c = etcdClients(proxy.target);
+    try {
+      /** A put by gRPC or by the JSON gateway; it must succeed, well before the connect timeout it would otherwise wait out. */
+      const put = async (protocol: 'grpc' | 'http', key: string): Promise<void> => {
+        const started = Date.now();
+        if (protocol === 'grpc') {
+          await c.unary(c.kv, 'Put', { key: Buffer.from(key), value: Buffer.from('grpc') });
+        } else {
+          const body = JSON.stringify({ key: Buffer.from(key).toString('base64'), value: Buffer.from('http').toString('base64') });
+          const res = await fetch(`${proxy.url}/v3/kv/put`, { method: 'POST', body });
+          expect(`${res.status} ${await res.text()}`).toMatch(/^200 /);
+        }
+        expect(Date.now() - started, `${protocol} put`).toBeLessThan(2_900);
+      };
+      // Puts one after another until one of them met the silent member and was sent again unsent;
+      // without the fallback such a put waits out the connect timeout (HTTP 3 s, gRPC 5 s).
+      for (const protocol of ['grpc', 'http'] as const) {
+        let n = 0;
+        await waitFor(`a ${protocol} put sent again after meeting the silent member`, async () => {
+          await put(protocol, `/slow/${protocol}/${n++}`).catch((err: unknown) => {
+            throw new StopWaiting(err);
+          });
+          return (await proxy.metric('etcd_topology_proxy_retries_total', { protocol, method: 'Put', reason: 'never_sent' })) >= 1;
+        }, { timeoutMs: 60_000, intervalMs: 100 });
+      }
+      expect(await proxy.metric('etcd_topology_proxy_member_slow_connects_total', { member: silentUrl })).toBeGreaterThanOrEqual(2);
+      expect(proxy.output()).toContain('did not finish the connection handshake');
+    } finally {
+      c.close();
+    }
   });
 });
