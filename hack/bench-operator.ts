@@ -156,8 +156,17 @@ try {
     const a = await snap();
     await waitFor(`${count} reconciles`, async () => (await reconcilesNow()) >= a.r + count, { timeoutMs: 1_200_000, intervalMs: 500 });
     const b = await snap();
-    const stepCounts = delta(a.stepCount, b.stepCount);
-    const steps = Object.entries(delta(a.stepSum, b.stepSum)).map(([l, s]) => ({ step: /step="([^"]*)"/.exec(l)?.[1] ?? l, meanMs: (1000 * s) / Math.max(1, stepCounts[l] ?? 0) }));
+    // By step, over every lane (the histogram also has the lane a reconcile came from).
+    const byStep = (series: Record<string, number>): Map<string, number> => {
+      const out = new Map<string, number>();
+      for (const [l, v] of Object.entries(series)) {
+        const step = /step="([^"]*)"/.exec(l)?.[1] ?? l;
+        out.set(step, (out.get(step) ?? 0) + v);
+      }
+      return out;
+    };
+    const stepCounts = byStep(delta(a.stepCount, b.stepCount));
+    const steps = [...byStep(delta(a.stepSum, b.stepSum))].map(([step, sum]) => ({ step, meanMs: (1000 * sum) / Math.max(1, stepCounts.get(step) ?? 0) }));
     return { perReconcile: (b.w - a.w) / (b.r - a.r), reconciles: b.r - a.r, byKind: delta(a.writes, b.writes), requests: delta(a.requests, b.requests), steps, meanS: (b.sum - a.sum) / Math.max(1, b.n - a.n), seconds: (b.t - a.t) / 1000 };
   };
   const owned = async (name: string): Promise<boolean> => {
@@ -280,8 +289,8 @@ try {
   progress(`at scale: RSS ${mib(scale.rss)} MiB, heap used ${mib(scale.heapUsed)} MiB`);
 
   // Spec change -> applied StatefulSet, one change at a time, on the topologies with running members,
-  // while every Pending topology is reconciled every 5 s and, before each change, a kwok node's label
-  // flips, which queues every topology. Not on a Pending topology: while etcd cannot be read and no
+  // while every Pending topology is reconciled every 5 s and a kwok node's label flips every 250 ms,
+  // each flip queueing every topology. Not on a Pending topology: while etcd cannot be read and no
   // member set was ever seen, the member StatefulSet is held as it is (member-statefulset.ts), so its
   // spec change is never applied. Measured by hack/spec-change-probe.ts in a process of its own: this
   // one also runs the node agent, whose work at 4,000 proxy pods delayed its timers by seconds.
@@ -289,8 +298,8 @@ try {
   const { run } = await import('../test/harness/run.ts');
   const probe = JSON.parse(
     await run(process.execPath, [path.join(import.meta.dirname, 'spec-change-probe.ts'), cluster.kubeconfig, NS, op.metricsUrl, String(changes), names.slice(0, REAL).join(','), nodeNames.slice(0, 50).join(',')]),
-  ) as { latenciesMs: number[]; depths: number[]; specWait: LaneFigures; specReconcile: LaneFigures };
-  const { latenciesMs: latencies, depths, specWait, specReconcile } = probe;
+  ) as { latenciesMs: number[]; depths: number[]; flips: number; specWait: LaneFigures; specReconcile: LaneFigures; specSteps: (LaneFigures & { step: string })[] };
+  const { latenciesMs: latencies, depths, flips, specWait, specReconcile, specSteps } = probe;
   progress(`${changes} spec changes applied`);
   const steady = await writesPerReconcile(2 * many);
   const steadyLoad = load();
@@ -335,7 +344,7 @@ ${settleS.toFixed(0)} s after the apply.
 | spec change → applied StatefulSet, p50 / p99 / max of ${changes} | ${fmt(quantile(latencies, 0.5))} / ${fmt(quantile(latencies, 0.99))} / ${fmt(Math.max(...latencies))} s | p99 ≤ 1 s |
 | of which: the spec change waiting for a worker, p50 / p99 (histogram bucket bounds, ${specWait.count} observed) | ≤ ${specWait.p50} / ≤ ${specWait.p99} s | |
 | of which: the reconcile that applied it, p50 / p99 (bucket bounds, ${specReconcile.count} observed; it goes on after the apply) | ≤ ${specReconcile.p50} / ≤ ${specReconcile.p99} s | |
-| queue depth when each change was made, median / max | ${median(depths)} / ${Math.max(...depths)} | |
+| queue depth when each change was made, median / min / max | ${median(depths)} / ${Math.min(...depths)} / ${Math.max(...depths)} | |
 | API writes per no-change reconcile, settled, before the spec changes (${settled.reconciles} reconciles in ${settled.seconds.toFixed(0)} s) | ${settled.perReconcile.toFixed(3)} | 0 |
 | API writes per reconcile after the spec changes (${steady.reconciles} reconciles in ${steady.seconds.toFixed(0)} s; real-0 may still be replacing members) | ${steady.perReconcile.toFixed(3)} | |
 | mean reconcile time, settled | ${(settled.meanS * 1000).toFixed(1)} ms | |
@@ -343,8 +352,12 @@ ${settleS.toFixed(0)} s after the apply.
 Mean time of each reconcile step while settled (8 reconciles share one thread, so a step's time
 includes waiting for the others): ${settled.steps.map((x) => `${x.step} ${x.meanMs.toFixed(1)} ms`).join(', ') || 'not reported'}.
 
-Before each change a kwok node's label flips, which queues every topology as a routine visit (no
-member selector matches a kwok node); the spec change goes to the spec lane, which workers take first,
+Steps of the reconciles that applied a spec change (lane \`spec\`; bucket bounds of p50 / p99, s):
+${specSteps.filter((x) => x.count > 0).map((x) => `${x.step} ≤ ${x.p50} / ≤ ${x.p99}`).join(', ') || 'not reported'}.
+
+Throughout the changes a kwok node's label flips every 250 ms (${flips} flips), and each flip queues every
+topology as a routine visit (no member selector matches a kwok node), so the queue stays busy; the spec
+change goes to the spec lane, which workers take first,
 and at most ${ROUTINE_IN_FLIGHT} of the ${WORKERS} workers run routine visits at once. The rest of the latency is the API server's:
 the PATCH, its watch event reaching the operator, the StatefulSet's write and its watch event reaching the probe.
 Latency: from the probe's PATCH of the EtcdTopology to its watch event of the member StatefulSet with

@@ -3,10 +3,12 @@
 // rewrites the hosts files) to delay its own timers and watch callbacks by seconds, so latencies
 // measured there were the harness's, not the operator's. This process does nothing else.
 //   node hack/spec-change-probe.ts <kubeconfig> <namespace> <metrics URL> <changes> <topology,...> <node,...>
-// For each change: flips a label on one of the nodes (which queues every topology), patches the next
-// topology's spec.members.resources.requests.cpu, and waits for the member StatefulSet's watch event
-// carrying it. Prints one JSON line: { latenciesMs, depths, specWait, specReconcile }: the last two from
-// the operator's histograms over the probe (the spec lane's wait for a worker and its reconciles' time).
+// Keeps the operator's queue busy for the whole run: every FLIP_MS a label flips on the next of the
+// nodes, and each flip queues every topology as a routine visit. Meanwhile, one change at a time: patches
+// the next topology's spec.members.resources.requests.cpu and waits for the member StatefulSet's watch
+// event carrying it. Prints one JSON line: { latenciesMs, depths, flips, specWait, specReconcile, specSteps }:
+// the last three from the operator's histograms over the probe (the spec lane's wait for a worker, its
+// reconciles' time, and each step of those reconciles).
 import { KubeClient } from '../src/operator/kube-client.ts';
 
 const [kubeconfig, namespace, metricsUrl, changesArg, topologiesArg, nodesArg] = process.argv.slice(2);
@@ -27,11 +29,17 @@ async function queueDepth(): Promise<number> {
   return Number(/^etcd_topology_operator_queue_depth (\S+)$/m.exec(await metrics())?.[1] ?? NaN);
 }
 
-/** A histogram's cumulative buckets for lane="spec" (upper bound in s -> count), from a /metrics text. */
-function specBuckets(text: string, name: string): Map<number, number> {
+/** A histogram's cumulative buckets for lane="spec" (upper bound in s -> count), from a /metrics text; with step, that step's only. */
+function specBuckets(text: string, name: string, step?: string): Map<number, number> {
   const out = new Map<number, number>();
-  for (const m of text.matchAll(new RegExp(`^${name}_bucket\\{(?=[^}]*lane="spec")[^}]*le="([^"]+)"[^}]*\\} (\\S+)$`, 'gm'))) out.set(m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2]));
+  const stepFilter = step === undefined ? '' : `(?=[^}]*step="${step}")`;
+  for (const m of text.matchAll(new RegExp(`^${name}_bucket\\{(?=[^}]*lane="spec")${stepFilter}[^}]*le="([^"]+)"[^}]*\\} (\\S+)$`, 'gm'))) out.set(m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2]));
   return out;
+}
+
+/** The steps the step histogram has seen, in the order of their first series. */
+function stepsIn(text: string, name: string): string[] {
+  return [...new Set([...text.matchAll(new RegExp(`^${name}_count\\{[^}]*step="([^"]+)"`, 'gm'))].map((m) => m[1]!))];
 }
 
 /** Count and the bucket bounds of p50 and p99 of what a histogram observed between two snapshots. */
@@ -66,17 +74,33 @@ const latenciesMs: number[] = [];
 const depths: number[] = [];
 const WAIT = 'etcd_topology_operator_queue_wait_seconds';
 const RECONCILE = 'etcd_topology_operator_reconcile_duration_seconds';
+const STEP = 'etcd_topology_operator_step_duration_seconds';
+// One node label flip queues every topology (100 routine visits); at 9 ms a visit and at most 2 routine
+// visits in flight the operator drains about 200 a second, so a flip every 250 ms keeps it behind: the
+// queue stays busy, as the target asks ("with the queue busy"), instead of being empty by the time a
+// change arrives (2026-12-03 run with one flip 30 ms before each change: depth median 0).
+const FLIP_MS = 250;
+let flips = 0;
+const flipping = (async () => {
+  while (!abort.signal.aborted) {
+    const flip = flips++;
+    await kube.call('PATCH', `/api/v1/nodes/${nodes[flip % nodes.length]!}`, { ...merge, body: { metadata: { labels: { 'bench.etcdtopology.io/flip': String(flip) } } } }).catch((err: unknown) => {
+      if (!abort.signal.aborted) console.error(`spec-change-probe: flip: ${String(err)}`);
+    });
+    await new Promise((r) => setTimeout(r, FLIP_MS));
+  }
+})();
+// The queue fills before the first change.
+await new Promise((r) => setTimeout(r, 2_000));
 const before = await metrics();
 const [waitBefore, reconcileBefore] = [specBuckets(before, WAIT), specBuckets(before, RECONCILE)];
+const stepsBefore = new Map(stepsIn(before, STEP).map((step) => [step, specBuckets(before, STEP, step)]));
 try {
   for (let c = 0; c < changes; c++) {
     const name = topologies[c % topologies.length]!;
     const cpu = `${200 + c}m`;
-    await kube.call('PATCH', `/api/v1/nodes/${nodes[c % nodes.length]!}`, { ...merge, body: { metadata: { labels: { 'bench.etcdtopology.io/flip': String(c) } } } });
-    // Let the operator's node watch deliver the flip, which queues every topology. Not longer: with
-    // no API call in a routine visit, the operator drained the 100 within 200 ms (2026-12-02 run: the
-    // depth read after the spec change was 0 every time).
-    await new Promise((r) => setTimeout(r, 30));
+    // Changes at varied points of the flips' cycle.
+    await new Promise((r) => setTimeout(r, Math.floor(Math.random() * FLIP_MS)));
     const seen = new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${name}: StatefulSet not applied within 60 s`)), 60_000);
       waiting.set(`${name}-member`, (got) => {
@@ -97,9 +121,10 @@ try {
   const after = await metrics();
   const specWait = between(waitBefore, specBuckets(after, WAIT));
   const specReconcile = between(reconcileBefore, specBuckets(after, RECONCILE));
-  console.log(JSON.stringify({ latenciesMs, depths, specWait, specReconcile }));
+  const specSteps = stepsIn(after, STEP).map((step) => ({ step, ...between(stepsBefore.get(step) ?? new Map<number, number>(), specBuckets(after, STEP, step)) }));
+  console.log(JSON.stringify({ latenciesMs, depths, flips, specWait, specReconcile, specSteps }));
 } finally {
   abort.abort();
-  await watching;
+  await Promise.all([watching, flipping]);
   await kube.close();
 }

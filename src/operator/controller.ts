@@ -144,9 +144,10 @@ export class Controller {
 
   private async work(): Promise<void> {
     for (let key = await this.queue.next(); key !== undefined; key = await this.queue.next()) {
-      const end = this.duration.startTimer({ lane: this.queue.laneOf(key) ?? 'news' });
+      const lane = this.queue.laneOf(key) ?? 'news';
+      const end = this.duration.startTimer({ lane });
       try {
-        const result = await this.reconciler!.reconcile(key);
+        const result = await this.reconciler!.reconcile(key, lane);
         this.queue.forget(key);
         if (result.requeueAfterMs !== undefined) this.queue.addAfter(key, result.requeueAfterMs);
         this.reconciles.inc({ result: 'success' });

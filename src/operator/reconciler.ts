@@ -1,3 +1,4 @@
+import type { Lane } from './work-queue.ts';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { conditionSchema, findCondition, setConditions, type Clock, type ConditionUpdate } from '../api/conditions.ts';
 import type { BackupStatus, RestoreStatus } from '../api/backup.ts';
@@ -68,7 +69,7 @@ export interface ReconcilerDeps {
   /** Where the TLS step reads the built-in CA's Secrets (SecretCache); without it, by GET. */
   secrets?: SecretSource;
   /** Hears how long each step took, and the status write ('status'), in seconds. */
-  stepDuration?: (step: string, seconds: number) => void;
+  stepDuration?: (step: string, seconds: number, lane: Lane) => void;
 }
 
 /** One reconcile of one topology: what the steps found and decided so far, filled in in order. */
@@ -123,8 +124,11 @@ export class Reconciler {
     this.tls = new TlsCertificates(deps);
   }
 
-  /** Reconciles the topology with key "namespace/name"; throws (for the queue's back-off) when a step failed, after writing status. */
-  async reconcile(key: string): Promise<ReconcileResult> {
+  /**
+   * Reconciles the topology with key "namespace/name", taken from the queue's lane (which labels
+   * the step times); throws (for the queue's back-off) when a step failed, after writing status.
+   */
+  async reconcile(key: string, lane: Lane = 'news'): Promise<ReconcileResult> {
     const [namespace, name] = key.split('/') as [string, string];
     const log = this.deps.log.child({ etcdtopology: key });
     const raw = this.deps.informers.get<KubernetesObject>(KIND, name, namespace);
@@ -143,7 +147,9 @@ export class Reconciler {
       return {};
     }
     const round: Round = { key, log, target, topology };
-    const outcome = await runSteps(this.steps, round, { acting: this.deps.acting, onStep: this.deps.stepDuration });
+    const stepDuration = this.deps.stepDuration;
+    const onStep = stepDuration === undefined ? undefined : (step: string, seconds: number): void => stepDuration(step, seconds, lane);
+    const outcome = await runSteps(this.steps, round, { acting: this.deps.acting, onStep });
     if (outcome.haltedBefore !== undefined) {
       // Not the leader any more (or stopping): the next leader reconciles from what it reads.
       log.info({ step: outcome.haltedBefore }, 'Stopped the reconcile before a step: the operator is no longer acting');
@@ -152,7 +158,7 @@ export class Reconciler {
     const writing = performance.now();
     const status = this.statusOf(round, outcome.failure);
     await writeStatus(this.deps, topology.status, status, target, log);
-    this.deps.stepDuration?.('status', (performance.now() - writing) / 1000);
+    stepDuration?.('status', (performance.now() - writing) / 1000, lane);
     if (outcome.failure) throw new StepError(outcome.failure);
     const settled = status.conditions?.filter((c) => CORE_CONDITIONS.has(c.type)).every((c) => (c.type === 'Available' ? c.status === 'True' : c.status === 'False')) ?? false;
     // Otherwise at the resync period, unless a step asked for an earlier look (an action, a Job, a renewal).
