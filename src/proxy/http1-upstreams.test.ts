@@ -108,6 +108,18 @@ describe('HttpUpstreams: the HTTP/1.1 pools to the members', async () => {
     }
   });
 
+  it('rejects at once when the signal fires while the connection is still in its TLS handshake, not at the connect timeout', async () => {
+    const upstreams = new HttpUpstreams({ current: () => files(clientA), generation: 0 });
+    try {
+      const started = Date.now();
+      const err = await upstreams.request(`https://localhost:${port(mute)}`, { method: 'POST', path: '/v3/maintenance/status', body: '{}', signal: AbortSignal.timeout(200) }).then(() => undefined, (e: unknown) => e as Error);
+      expect(err?.name).toBe('AbortError');
+      expect(Date.now() - started).toBeLessThan(CONNECT_TIMEOUT_MS);
+    } finally {
+      await upstreams.close();
+    }
+  });
+
   it('rejects with the abort reason when the signal fires before the answer', async () => {
     const upstreams = new HttpUpstreams({ current: () => ({}), generation: 0 });
     try {

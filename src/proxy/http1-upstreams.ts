@@ -172,34 +172,41 @@ export class HttpUpstreams {
         path: options.path,
         headers: options.headers,
         agent: pool?.agent ?? this.plain,
-        signal: options.signal,
       });
       let response: http.IncomingMessage | undefined;
-      options.cancel?.attach((reason) => {
+      // Ends the request and its response. node:http reports a request destroyed before it has a
+      // socket (a connection still in its handshake) only once the socket comes, which can be the
+      // connect timeout later, so the call is failed here at once as well.
+      const fail = (reason: Error): void => {
         req.destroy(reason);
         response?.destroy(reason);
-      });
+        reject(reason);
+      };
+      options.cancel?.attach(fail);
+      const signal = options.signal;
+      if (signal !== undefined) {
+        const aborted = (): void => fail(Object.assign(new Error('The operation was aborted', { cause: signal.reason }), { name: 'AbortError', code: 'ABORT_ERR' }));
+        if (signal.aborted) aborted();
+        else {
+          signal.addEventListener('abort', aborted, { once: true });
+          req.once('close', () => signal.removeEventListener('abort', aborted));
+        }
+      }
       // Kept for the request's life: an error after the answer (an abort) must not go unhandled.
       req.on('error', reject);
       const within = options.connectWithinMs;
       if (within !== undefined) {
         // 'socket' comes once a connection is ready for the request (the agents hand one on only
         // once connected); until then the request is only in memory, and destroying it sends nothing.
-        // A request destroyed before it has a socket says so only when the socket comes (node:http),
-        // so the call is failed here at once.
-        const timer = setTimeout(() => {
-          const err = new TopologyError('ETOP_CONNECT_TIMEOUT', `no connection to the etcd member ${origin} within ${within} ms`);
-          req.destroy(err);
-          reject(err);
-        }, within);
+        const timer = setTimeout(() => fail(new TopologyError('ETOP_CONNECT_TIMEOUT', `no connection to the etcd member ${origin} within ${within} ms`)), within);
         req.once('socket', () => clearTimeout(timer));
         req.once('close', () => clearTimeout(timer));
       }
-      const end = pool === undefined ? undefined : this.opened(pool);
-      if (end !== undefined) req.once('close', end);
+      const closed = pool === undefined ? undefined : this.opened(pool);
+      if (closed !== undefined) req.once('close', closed);
       req.once('response', (res) => {
         response = res;
-        if (end !== undefined) res.once('close', end);
+        if (closed !== undefined) res.once('close', closed);
         resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: res });
       });
       const body = options.body;
