@@ -25,6 +25,14 @@ import { ROUTINE_IN_FLIGHT, WORKERS } from '../src/operator/controller.ts';
 import { conditionOf, getTopology, startClusterWithCrd, topologyManifest } from '../test/operator/setup.ts';
 import { summariseHeap, type HeapRow } from './heap-summary.ts';
 
+/**
+ * A quantile read as a histogram bucket's upper bound; the +Inf bucket reaches here as null (JSON
+ * has no Infinity): the value was above the largest finite bucket.
+ */
+function upTo(bound: number | null): string {
+  return bound === null || !Number.isFinite(bound) ? '> largest bucket' : `≤ ${bound}`;
+}
+
 /** What the spec-change probe read of one of the operator's histograms (bucket bounds in s). */
 interface LaneFigures {
   count: number;
@@ -342,8 +350,8 @@ ${settleS.toFixed(0)} s after the apply.
 | --- | ---: | ---: |
 | operator RSS | ${mib(scale.rss)} MiB | ≤ 150 MiB |
 | spec change → applied StatefulSet, p50 / p99 / max of ${changes} | ${fmt(quantile(latencies, 0.5))} / ${fmt(quantile(latencies, 0.99))} / ${fmt(Math.max(...latencies))} s | p99 ≤ 1 s |
-| of which: the spec change waiting for a worker, p50 / p99 (histogram bucket bounds, ${specWait.count} observed) | ≤ ${specWait.p50} / ≤ ${specWait.p99} s | |
-| of which: the reconcile that applied it, p50 / p99 (bucket bounds, ${specReconcile.count} observed; it goes on after the apply) | ≤ ${specReconcile.p50} / ≤ ${specReconcile.p99} s | |
+| of which: the spec change waiting for a worker, p50 / p99 (histogram bucket bounds, ${specWait.count} observed) | ${upTo(specWait.p50)} / ${upTo(specWait.p99)} s | |
+| of which: the reconcile that applied it, p50 / p99 (bucket bounds, ${specReconcile.count} observed; it goes on after the apply) | ${upTo(specReconcile.p50)} / ${upTo(specReconcile.p99)} s | |
 | queue depth when each change was made, median / min / max | ${median(depths)} / ${Math.min(...depths)} / ${Math.max(...depths)} | |
 | API writes per no-change reconcile, settled, before the spec changes (${settled.reconciles} reconciles in ${settled.seconds.toFixed(0)} s) | ${settled.perReconcile.toFixed(3)} | 0 |
 | API writes per reconcile after the spec changes (${steady.reconciles} reconciles in ${steady.seconds.toFixed(0)} s; real-0 may still be replacing members) | ${steady.perReconcile.toFixed(3)} | |
@@ -353,7 +361,7 @@ Mean time of each reconcile step while settled (8 reconciles share one thread, s
 includes waiting for the others): ${settled.steps.map((x) => `${x.step} ${x.meanMs.toFixed(1)} ms`).join(', ') || 'not reported'}.
 
 Steps of the reconciles that applied a spec change (lane \`spec\`; bucket bounds of p50 / p99, s):
-${specSteps.filter((x) => x.count > 0).map((x) => `${x.step} ≤ ${x.p50} / ≤ ${x.p99}`).join(', ') || 'not reported'}.
+${specSteps.filter((x) => x.count > 0).map((x) => `${x.step} ${upTo(x.p50)} / ${upTo(x.p99)}`).join(', ') || 'not reported'}.
 
 Throughout the changes a kwok node's label flips every 250 ms (${flips} flips), and each flip queues every
 topology as a routine visit (no member selector matches a kwok node), so the queue stays busy; the spec
