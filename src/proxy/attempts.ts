@@ -2,14 +2,14 @@ import type { UpstreamSet } from './upstreams.ts';
 
 /**
  * A new connection to a member that has not finished its TCP and TLS handshakes this long after it
- * was opened is given up when another member could take its calls (HTTP: the call's own request;
- * gRPC: the connection, every stream on it), and those calls go to another member: nothing was
- * written to the member yet (a TLS client sends no request before its handshake is done), so this is
- * a never-sent replay, never a second write. It is what a member whose listener is bound but that
- * does not serve yet looks like: etcd binds its client port at start and serves only once it has
- * joined the cluster (or after --wait-cluster-ready-timeout, 5 s), and the kernel completes the TCP
- * handshake meanwhile. A handshake on loopback or a pod network takes milliseconds, even on a loaded
- * node; the last member left still gets the full connect timeout.
+ * was opened is closed when another member could take its calls (HTTP: the connection a call's
+ * request opened; gRPC: the connection, every stream on it), and those calls go to another member:
+ * nothing was written to the member yet (a TLS client sends no request before its handshake is
+ * done), so this is a never-sent replay, never a second write. It is what a member whose listener is
+ * bound but that does not serve yet looks like: etcd binds its client port at start and serves only
+ * once it has joined the cluster (or after --wait-cluster-ready-timeout, 5 s), and the kernel
+ * completes the TCP handshake meanwhile. A handshake on loopback or a pod network takes
+ * milliseconds, even on a loaded node; the last member left still gets the full connect timeout.
  */
 export const CONNECT_FALLBACK_MS = 1_000;
 

@@ -30,9 +30,10 @@ export interface UpstreamRequest {
   /** The hot path's cheaper signal: a Cancel costs no EventTarget and no listeners on the request. */
   cancel?: Cancel;
   /**
-   * Gives the request up (ETOP_CONNECT_TIMEOUT, before anything of it was written) when no connection
-   * was ready for it this long after it was made: a new connection still in its handshake, or every
-   * connection to the member busy. The connection itself goes on, to serve later requests.
+   * When the request needs a new connection, that connection gets this long (instead of
+   * CONNECT_TIMEOUT_MS) to finish its handshake; then it is closed and the request fails with
+   * ETOP_CONNECT_TIMEOUT, before anything of it was written. A request on an open connection is
+   * not affected.
    */
   connectWithinMs?: number;
 }
@@ -71,6 +72,8 @@ export interface UpstreamResponse {
 const agentOptions = { keepAlive: true, maxSockets: CONNECTIONS_PER_MEMBER, timeout: IDLE_TIMEOUT_MS, scheduling: 'lifo' as const };
 
 type Connected = (err: Error | null, stream: Duplex) => void;
+/** What the agents' createConnection receives: the request's options, node:http passing them through. */
+type ConnectOptions = http.ClientRequestArgs & Pick<UpstreamRequest, 'connectWithinMs'>;
 
 /**
  * Hands a new connection to the agent only once it is connected (for TLS: its handshake done), as
@@ -78,7 +81,9 @@ type Connected = (err: Error | null, stream: Duplex) => void;
  * fails the request with node:tls's own code (an alert, a rejected certificate: tls-errors.ts) and a
  * member that never answers with ETOP_CONNECT_TIMEOUT, both provably before anything was sent.
  */
-function whenConnected(origin: (socket: net.Socket) => string, socket: net.Socket, event: 'connect' | 'secureConnect', callback: Connected): void {
+function whenConnected(origin: (socket: net.Socket) => string, socket: net.Socket, event: 'connect' | 'secureConnect', callback: Connected, options: ConnectOptions): void {
+  // The request that made the connection may ask for a shorter deadline (UpstreamRequest.connectWithinMs).
+  const deadlineMs = Math.min(options.connectWithinMs ?? CONNECT_TIMEOUT_MS, CONNECT_TIMEOUT_MS);
   const fail = (err: Error): void => {
     clearTimeout(timer);
     socket.off(event, ready);
@@ -90,7 +95,7 @@ function whenConnected(origin: (socket: net.Socket) => string, socket: net.Socke
     socket.off('error', fail);
     callback(null, socket);
   };
-  const timer = setTimeout(() => fail(new TopologyError('ETOP_CONNECT_TIMEOUT', `no connection to the etcd member ${origin(socket)} within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
+  const timer = setTimeout(() => fail(new TopologyError('ETOP_CONNECT_TIMEOUT', `no connection to the etcd member ${origin(socket)} within ${deadlineMs} ms`)), deadlineMs);
   socket.once(event, ready);
   socket.once('error', fail);
 }
@@ -98,18 +103,18 @@ function whenConnected(origin: (socket: net.Socket) => string, socket: net.Socke
 const describe = (scheme: string, options: { host?: string | null; port?: number | string | null }) => (): string => `${scheme}://${options.host ?? ''}:${options.port ?? ''}`;
 
 class PlainAgent extends http.Agent {
-  override createConnection(options: http.ClientRequestArgs, callback?: Connected): Duplex | null | undefined {
+  override createConnection(options: ConnectOptions, callback?: Connected): Duplex | null | undefined {
     const socket = net.connect(options as net.NetConnectOpts);
-    whenConnected(describe('http', options), socket, 'connect', callback!);
+    whenConnected(describe('http', options), socket, 'connect', callback!, options);
     return undefined;
   }
 }
 
 class TlsAgent extends https.Agent {
-  override createConnection(options: http.ClientRequestArgs, callback?: Connected): Duplex | null | undefined {
+  override createConnection(options: ConnectOptions, callback?: Connected): Duplex | null | undefined {
     // https.Agent's own connection keeps TLS sessions for resumption; it is handed on once secure.
     const socket = super.createConnection(options) as tls.TLSSocket;
-    whenConnected(describe('https', options), socket, 'secureConnect', callback!);
+    whenConnected(describe('https', options), socket, 'secureConnect', callback!, options);
     return undefined;
   }
 }
@@ -172,7 +177,9 @@ export class HttpUpstreams {
         path: options.path,
         headers: options.headers,
         agent: pool?.agent ?? this.plain,
-      });
+        // Read by the agent only when it opens a connection for this request (whenConnected).
+        connectWithinMs: options.connectWithinMs,
+      } as ConnectOptions);
       let response: http.IncomingMessage | undefined;
       // Ends the request and its response. node:http reports a request destroyed before it has a
       // socket (a connection still in its handshake) only once the socket comes, which can be the
@@ -194,14 +201,6 @@ export class HttpUpstreams {
       }
       // Kept for the request's life: an error after the answer (an abort) must not go unhandled.
       req.on('error', reject);
-      const within = options.connectWithinMs;
-      if (within !== undefined) {
-        // 'socket' comes once a connection is ready for the request (the agents hand one on only
-        // once connected); until then the request is only in memory, and destroying it sends nothing.
-        const timer = setTimeout(() => fail(new TopologyError('ETOP_CONNECT_TIMEOUT', `no connection to the etcd member ${origin} within ${within} ms`)), within);
-        req.once('socket', () => clearTimeout(timer));
-        req.once('close', () => clearTimeout(timer));
-      }
       const closed = pool === undefined ? undefined : this.opened(pool);
       if (closed !== undefined) req.once('close', closed);
       req.once('response', (res) => {

@@ -113,7 +113,7 @@ export class ProxyMetrics {
     });
     this.slowConnects = new Counter({
       name: 'etcd_topology_proxy_member_slow_connects_total',
-      help: 'Times calls stopped waiting for a new connection to a member whose TCP/TLS handshake had not finished after 1 s while another member could take them (a gRPC connection with its streams, or one HTTP request); the calls went to another member, unsent.',
+      help: 'Times calls stopped waiting for a new connection to a member whose TCP/TLS handshake had not finished after 1 s while another member could take them (a gRPC connection with its streams, or an HTTP connection opened for one request); the calls went to another member, unsent.',
       labelNames: ['member'],
       registers,
     });
