@@ -1,4 +1,3 @@
-import type { Lane } from './work-queue.ts';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { conditionSchema, findCondition, setConditions, type Clock, type ConditionUpdate } from '../api/conditions.ts';
 import type { BackupStatus, RestoreStatus } from '../api/backup.ts';
@@ -28,6 +27,7 @@ import { runsPlaintext, TlsCertificates, withTlsEnabled, type TlsState } from '.
 import { sampleOf, type TopologyMetrics } from './topology-metrics.ts';
 import type { Upkeep } from './upkeep.ts';
 import type { SecretSource } from './secret-cache.ts';
+import type { Lane } from './work-queue.ts';
 
 /** What a reconcile asks of the queue afterwards. */
 export interface ReconcileResult {

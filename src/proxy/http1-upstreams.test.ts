@@ -4,7 +4,7 @@ import net, { type AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createCa, issueLeaf } from '../pki/issuer.ts';
-import { CONNECT_TIMEOUT_MS, HttpUpstreams, readAll, readJson } from './http1-upstreams.ts';
+import { CONNECT_TIMEOUT_MS, HttpUpstreams, readAll, readJson, type UpstreamRequest } from './http1-upstreams.ts';
 import type { TlsFiles } from './config.ts';
 
 const now = Date.now();
@@ -43,6 +43,15 @@ describe('HttpUpstreams: the HTTP/1.1 pools to the members', async () => {
   });
 
   const files = (client: { cert: string; key: string }): TlsFiles => ({ ca: Buffer.from(ca.cert), cert: Buffer.from(client.cert), key: Buffer.from(client.key) });
+  /** A request over TLS to the mute member, which must fail: its error, and how long it took. */
+  const failureAtMute = async (upstreams: HttpUpstreams, extra: Partial<UpstreamRequest> = {}): Promise<{ err: Error & { code?: string }; ms: number }> => {
+    const started = Date.now();
+    const err = await upstreams.request(`https://localhost:${port(mute)}`, { method: 'POST', path: '/v3/kv/put', body: '{}', ...extra }).then(
+      () => new Error('the mute member answered'),
+      (e: unknown) => e as Error & { code?: string },
+    );
+    return { err, ms: Date.now() - started };
+  };
 
   it('keeps a connection open between requests and sends bodies given whole or as a stream', async () => {
     const upstreams = new HttpUpstreams({ current: () => ({}), generation: 0 });
@@ -78,11 +87,10 @@ describe('HttpUpstreams: the HTTP/1.1 pools to the members', async () => {
   it('gives up a member that takes the connection but never finishes the TLS handshake, with ETOP_CONNECT_TIMEOUT', async () => {
     const upstreams = new HttpUpstreams({ current: () => files(clientA), generation: 0 });
     try {
-      const started = Date.now();
-      const err = await upstreams.request(`https://localhost:${port(mute)}`, { method: 'POST', path: '/v3/kv/put', body: '{}' }).then(() => undefined, (e: unknown) => e as { code?: string });
-      expect(err?.code).toBe('ETOP_CONNECT_TIMEOUT');
-      expect(Date.now() - started).toBeGreaterThanOrEqual(CONNECT_TIMEOUT_MS - 50);
-      expect(Date.now() - started).toBeLessThan(CONNECT_TIMEOUT_MS + 2000);
+      const { err, ms } = await failureAtMute(upstreams);
+      expect(err.code).toBe('ETOP_CONNECT_TIMEOUT');
+      expect(ms).toBeGreaterThanOrEqual(CONNECT_TIMEOUT_MS - 50);
+      expect(ms).toBeLessThan(CONNECT_TIMEOUT_MS + 2000);
     } finally {
       await upstreams.close();
     }
@@ -91,11 +99,10 @@ describe('HttpUpstreams: the HTTP/1.1 pools to the members', async () => {
   it('gives a request up after connectWithinMs when its connection is still in the handshake, and serves the next one on a ready connection', async () => {
     const upstreams = new HttpUpstreams({ current: () => files(clientA), generation: 0 });
     try {
-      const started = Date.now();
-      const err = await upstreams.request(`https://localhost:${port(mute)}`, { method: 'POST', path: '/v3/kv/put', body: '{}', connectWithinMs: 200 }).then(() => undefined, (e: unknown) => e as Error & { code?: string });
-      expect(err?.code).toBe('ETOP_CONNECT_TIMEOUT');
-      expect(err?.message).toContain('within 200 ms');
-      expect(Date.now() - started).toBeLessThan(CONNECT_TIMEOUT_MS);
+      const { err, ms } = await failureAtMute(upstreams, { connectWithinMs: 200 });
+      expect(err.code).toBe('ETOP_CONNECT_TIMEOUT');
+      expect(err.message).toContain('within 200 ms');
+      expect(ms).toBeLessThan(CONNECT_TIMEOUT_MS);
       // A request that gets a connection in time is not cut off by the timer afterwards.
       const origin = `https://localhost:${port(secure)}`;
       for (let i = 0; i < 2; i++) {
@@ -111,10 +118,9 @@ describe('HttpUpstreams: the HTTP/1.1 pools to the members', async () => {
   it('rejects at once when the signal fires while the connection is still in its TLS handshake, not at the connect timeout', async () => {
     const upstreams = new HttpUpstreams({ current: () => files(clientA), generation: 0 });
     try {
-      const started = Date.now();
-      const err = await upstreams.request(`https://localhost:${port(mute)}`, { method: 'POST', path: '/v3/maintenance/status', body: '{}', signal: AbortSignal.timeout(200) }).then(() => undefined, (e: unknown) => e as Error);
-      expect(err?.name).toBe('AbortError');
-      expect(Date.now() - started).toBeLessThan(CONNECT_TIMEOUT_MS);
+      const { err, ms } = await failureAtMute(upstreams, { path: '/v3/maintenance/status', signal: AbortSignal.timeout(200) });
+      expect(err.name).toBe('AbortError');
+      expect(ms).toBeLessThan(CONNECT_TIMEOUT_MS);
     } finally {
       await upstreams.close();
     }
