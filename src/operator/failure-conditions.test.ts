@@ -24,6 +24,12 @@ describe('stepFailedConditions', () => {
     expect(fine!.message).not.toContain('also');
   });
 
+  it("does not repeat an earlier round's failure kept by a round that failed before observing", () => {
+    const [first] = stepFailedConditions(failure);
+    const [again] = stepFailedConditions(failure, first);
+    expect(again).toEqual(first);
+  });
+
   it('a code without advice just says it retries', () => {
     const [degraded] = stepFailedConditions({ step: 'observe', error: { code: 'ETOP_INTERNAL', message: 'unexpected error: boom' } });
     expect(degraded!.message).toBe('reconcile step observe failed (ETOP_INTERNAL): unexpected error: boom; retrying with back-off');

@@ -17,7 +17,8 @@ const ADVICE: Partial<Record<ErrorCode, string>> = {
  */
 export function stepFailedConditions(failure: { step: string; error: { code: ErrorCode; message: string } }, observed?: ConditionUpdate | Condition): ConditionUpdate[] {
   const advice = ADVICE[failure.error.code];
-  const also = observed?.type === 'Degraded' && observed.status === 'True' ? `; also ${observed.reason}: ${observed.message}` : '';
+  // Not a ReconcileFailed of an earlier round (a round that failed before observing keeps the conditions it had).
+  const also = observed?.type === 'Degraded' && observed.status === 'True' && observed.reason !== 'ReconcileFailed' ? `; also ${observed.reason}: ${observed.message}` : '';
   const message = `reconcile step ${failure.step} failed (${failure.error.code}): ${failure.error.message}${advice ? `; ${advice}` : ''}; retrying with back-off${also}`;
   return [
     { type: 'Degraded', status: 'True', reason: 'ReconcileFailed', message },

@@ -8,11 +8,10 @@ import { observeEtcd, type EtcdObservation, type MemberEndpoint } from './observ
 import { useMemberTls, type TlsState } from './tls-certificates.ts';
 
 /**
- * Everything one reconcile decides from, read once (cert-manager's "gather, then decide"): the member
- * pods, their claims, the nodes, the proxies and etcd's own view. Every policy after this reads the
- * snapshot, never the caches or etcd again.
+ * What the caches say of one topology, read once: the member pods, their claims, the nodes, the
+ * proxies. Every policy reads it (with etcd's view, a Snapshot), never the caches again.
  */
-export interface Snapshot {
+export interface ClusterSnapshot {
   /** Every member pod, terminating ones included (the planner must see a pod on its way out). */
   memberPods: V1Pod[];
   /** The member pods not being deleted: what etcd is dialled through and status reports. */
@@ -27,13 +26,15 @@ export interface Snapshot {
   /** The member StatefulSet exists (a restore decides on it). */
   statefulSetExists: boolean;
   proxies: { desired: number; ready: number };
-  /** Members and alarms as etcd reports them, or why etcd could not be read. */
-  etcd: EtcdObservation;
 }
 
-export interface GatherDeps {
-  informers: Informers;
-  admin: EtcdAdminClient;
+/**
+ * Everything one reconcile decides from, read once (cert-manager's "gather, then decide"): the
+ * cluster snapshot and etcd's own view. Every policy after this reads it, never the caches or etcd again.
+ */
+export interface Snapshot extends ClusterSnapshot {
+  /** Members and alarms as etcd reports them, or why etcd could not be read. */
+  etcd: EtcdObservation;
 }
 
 const matches = (labels: Record<string, string> | undefined, want: Record<string, string>): boolean => Object.entries(want).every(([k, v]) => labels?.[k] === v);
@@ -49,27 +50,29 @@ export function memberEndpoints(topology: EtcdTopology, pods: readonly V1Pod[]):
   return pods.filter((p) => p.status?.phase === 'Running' && p.status.podIP).map((p) => ({ name: p.metadata!.name!, url: `${memberScheme(topology)}://${p.status!.podIP}:${CLIENT_PORT}` }));
 }
 
-/** Builds the snapshot of one topology; tls is the certificates step's outcome, which etcd is dialled with. */
-export async function gather(deps: GatherDeps, topology: EtcdTopology, tls: TlsState): Promise<Snapshot> {
-  const { informers } = deps;
+/** Reads the cluster snapshot of one topology from the caches (no call leaves the process). */
+export function gatherCluster(informers: Informers, topology: EtcdTopology): ClusterSnapshot {
   const namespace = topology.metadata.namespace;
   const memberSelector = selectorLabels(topology, 'member');
   const memberPods = informers.list<V1Pod>('Pod', namespace).filter((p) => matches(p.metadata?.labels, memberSelector));
   const activeMemberPods = memberPods.filter((p) => !p.metadata?.deletionTimestamp);
-  const endpoints = memberEndpoints(topology, activeMemberPods);
-  useMemberTls(deps.admin, topology, endpoints, tls);
   const nodes = informers.list<V1Node>('Node');
   return {
     memberPods,
     activeMemberPods,
-    endpoints,
+    endpoints: memberEndpoints(topology, activeMemberPods),
     claims: informers.list<V1PersistentVolumeClaim>('PersistentVolumeClaim', namespace).filter((c) => matches(c.metadata?.labels, memberSelector)),
     nodes,
     eligibleCentralNodes: nodes.filter((n) => matches(n.metadata?.labels, topology.spec.members.nodeSelector) && isReadyNode(n)).length,
     statefulSetExists: informers.get('StatefulSet', namesOf(topology).memberStatefulSet, namespace) !== undefined,
     proxies: proxiesOf(informers, topology),
-    etcd: await observeEtcd(deps.admin, endpoints),
   };
+}
+
+/** Asks etcd for its view through the snapshot's endpoints, dialled with the certificates step's TLS. */
+export function readEtcd(admin: EtcdAdminClient, topology: EtcdTopology, cluster: ClusterSnapshot, tls: TlsState): Promise<EtcdObservation> {
+  useMemberTls(admin, topology, cluster.endpoints, tls);
+  return observeEtcd(admin, cluster.endpoints);
 }
 
 function proxiesOf(informers: Informers, topology: EtcdTopology): { desired: number; ready: number } {

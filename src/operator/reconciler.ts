@@ -14,9 +14,10 @@ import { restoreConditions, restoreFailureOf, type BackupSteps, type RestoreDeci
 import type { OwnedObject } from './components/meta.ts';
 import type { EventRecorder, EventTarget } from './events.ts';
 import { invalidSpecConditions, stepFailedConditions } from './failure-conditions.ts';
-import { gather, type Snapshot } from './gather.ts';
+import { gatherCluster, readEtcd, type ClusterSnapshot, type Snapshot } from './gather.ts';
 import type { Informers } from './informers.ts';
 import type { KubeWriter } from './kube.ts';
+import type { EtcdObservation } from './observe-etcd.ts';
 import { perform } from './perform.ts';
 import { planInput } from './plan-input.ts';
 import { syncReadinessGates } from './readiness-gates.ts';
@@ -80,6 +81,12 @@ interface Round {
   /** As parsed; from the certificates step on, with the TLS actually in effect. */
   topology: EtcdTopology;
   tls?: TlsState;
+  cluster?: ClusterSnapshot;
+  /** etcd's view, asked for by observe and awaited by observe etcd: the apply between them does not wait for it. */
+  reading?: Promise<EtcdObservation>;
+  /** The member set the apply rendered from (the last one etcd reported before this round). */
+  rendered?: MemberHealth[] | undefined;
+  /** The cluster snapshot with etcd's view, from observe etcd on. */
   snapshot?: Snapshot;
   restore?: RestoreDecision;
   step?: Step;
@@ -94,6 +101,9 @@ const UNSETTLED_MS = 5_000;
 
 const membersOf = (s: Snapshot | undefined): MemberHealth[] | undefined => (s !== undefined && 'members' in s.etcd ? s.etcd.members : undefined);
 const urlsOf = (s: Snapshot): Map<string, string> => new Map(s.endpoints.map((e) => [e.name, e.url]));
+/** What the owned objects are rendered from of a member set: names and which are learners (the budget counts voters). */
+const membershipKey = (members: readonly MemberHealth[]): string => members.map((m) => `${m.name}${m.isLearner ? ' (learner)' : ''}`).sort().join(',');
+const sameMembership = (a: readonly MemberHealth[], b: readonly MemberHealth[] | undefined): boolean => b !== undefined && membershipKey(a) === membershipKey(b);
 
 /**
  * The level-triggered reconcile of one EtcdTopology, as named steps that each read the round so far and
@@ -106,12 +116,19 @@ export class Reconciler {
   private readonly lastMembers = new Map<string, MemberHealth[]>();
   private readonly tls: TlsCertificates;
 
-  /** The reconcile, top to bottom. A step that fails stops the round; the status still says which and why. */
+  /**
+   * The reconcile, top to bottom. A step that fails stops the round; the status still says which and why.
+   * The owned objects are applied while etcd is being asked, from the member set it reported last: a
+   * spec change then reaches the StatefulSet without waiting for a member that is slow to answer (one
+   * restarting takes the client's whole deadline), and applying disrupts nothing (members are replaced
+   * by perform, one at a time, from this round's etcd view).
+   */
   private readonly steps: readonly NamedStep<Round>[] = [
     { name: 'certificates', run: (r) => this.certificates(r) },
     { name: 'observe', run: (r) => this.observe(r) },
     { name: 'restore', run: (r) => this.restore(r) },
     { name: 'apply', run: (r) => this.apply(r) },
+    { name: 'observe etcd', run: (r) => this.observeEtcd(r) },
     { name: 'readiness gates', run: (r) => this.readinessGates(r) },
     // Planning includes upkeep (defragmentation, NOSPACE recovery) and the pre-change backup gate.
     { name: 'plan', run: (r) => this.plan(r) },
@@ -155,6 +172,8 @@ export class Reconciler {
       log.info({ step: outcome.haltedBefore }, 'Stopped the reconcile before a step: the operator is no longer acting');
       return {};
     }
+    // A step that failed while etcd was being asked (apply): the status is still computed from its answer.
+    if (round.snapshot === undefined && round.reading !== undefined) round.snapshot = await this.snapshotOf(round);
     const writing = performance.now();
     const status = this.statusOf(round, outcome.failure);
     await writeStatus(this.deps, topology.status, status, target, log);
@@ -173,28 +192,44 @@ export class Reconciler {
     return requeueAfter(r.tls.requeueAfterMs);
   }
 
-  /** Gathers the snapshot every later step decides from. */
-  private async observe(r: Round): Promise<StepResult> {
-    r.snapshot = await gather(this.deps, r.topology, r.tls!);
-    const members = membersOf(r.snapshot);
-    if (members) this.lastMembers.set(r.key, members);
-    return CONTINUE;
+  /** Reads the cluster snapshot from the caches and asks etcd for its view (observe etcd awaits it). */
+  private observe(r: Round): Promise<StepResult> {
+    r.cluster = gatherCluster(this.deps.informers, r.topology);
+    r.reading = readEtcd(this.deps.admin, r.topology, r.cluster, r.tls!);
+    r.rendered = this.lastMembers.get(r.key);
+    return Promise.resolve(CONTINUE);
   }
 
   /** spec.bootstrap.fromBackup: resolves the backup a new cluster starts from, and holds its members until then. */
   private async restore(r: Round): Promise<StepResult> {
-    const s = r.snapshot!;
-    const formed = (membersOf(s)?.length ?? 0) > 0;
-    r.restore = (await this.deps.backup?.restore(r.topology, s.statefulSetExists, formed, r.target, r.log)) ?? { status: r.topology.status?.restore, hold: false };
+    const formed = (r.rendered?.length ?? 0) > 0;
+    r.restore = (await this.deps.backup?.restore(r.topology, r.cluster!.statefulSetExists, formed, r.target, r.log)) ?? { status: r.topology.status?.restore, hold: false };
     return requeueAfter(r.restore.requeueAfterMs);
   }
 
   /** Server-side applies the owned objects that differ and deletes those that must not exist. */
   private async apply(r: Round): Promise<StepResult> {
-    const input: RenderInput = { members: this.lastMembers.get(r.key), restore: r.restore!.backup, trustHash: r.tls!.trustHash };
-    const guards = { etcdUnreadable: membersOf(r.snapshot) === undefined, holdMembers: r.restore!.hold || r.tls!.holdMembers === true };
+    const input: RenderInput = { members: r.rendered, restore: r.restore!.backup, trustHash: r.tls!.trustHash };
+    const guards = { holdMembers: r.restore!.hold || r.tls!.holdMembers === true };
     await applyOwned(this.deps, this.deps.render.owned(r.topology, input), this.deps.render.unwanted(r.topology, input), r.target.namespace, guards, r.target, r.log);
     return CONTINUE;
+  }
+
+  /**
+   * Completes the snapshot every later step decides from with etcd's view. When etcd reports another
+   * member set than the apply rendered from (a membership change, or the first read since the operator
+   * started), looks again soon, so that the owned objects follow it.
+   */
+  private async observeEtcd(r: Round): Promise<StepResult> {
+    r.snapshot = await this.snapshotOf(r);
+    const members = membersOf(r.snapshot);
+    if (!members) return CONTINUE;
+    this.lastMembers.set(r.key, members);
+    return sameMembership(members, r.rendered) ? CONTINUE : requeueAfter(AFTER_ACTION_MS);
+  }
+
+  private async snapshotOf(r: Round): Promise<Snapshot> {
+    return { ...r.cluster!, etcd: await r.reading! };
   }
 
   /** Sets each member pod's readiness gate to etcd's view of that member. */

@@ -27,8 +27,6 @@ export interface ComponentContext {
 
 /** What the apply loop knows this round beyond the render input, for a component's hold hook. */
 export interface ApplyGuards {
-  /** etcd could not be read this round. */
-  etcdUnreadable: boolean;
   /** No member may start yet: a restore whose backup is not resolved, or certificates about to be replaced. */
   holdMembers: boolean;
 }

@@ -57,8 +57,8 @@ describe('ownedObjects', () => {
     const owned = ownedObjects(topology(), context);
     expect(owned.filter((o) => o.hold !== undefined).map((o) => kindName(o.object))).toEqual(['StatefulSet/main-member']);
     const sts = owned.find((o) => o.object.kind === 'StatefulSet')!;
-    expect(sts.hold!(sts.object, { etcdUnreadable: true, holdMembers: false })).toBe('etcd cannot be read and its member set was never seen');
+    expect(sts.hold!(sts.object, { holdMembers: false })).toBe('the member set has not been read from etcd yet');
     const known = ownedObjects(topology(), { ...context, members: [{ name: 'main-member-0' }] }).find((o) => o.object.kind === 'StatefulSet')!;
-    expect(known.hold!(known.object, { etcdUnreadable: true, holdMembers: false })).toBeUndefined();
+    expect(known.hold!(known.object, { holdMembers: false })).toBeUndefined();
   });
 });

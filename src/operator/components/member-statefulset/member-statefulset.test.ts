@@ -240,13 +240,12 @@ describe('member StatefulSet', () => {
 describe('member StatefulSet hold hook', () => {
   const live = { apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 'main-member' } };
   const members = [{ name: 'main-member-0' }];
-  const open = { etcdUnreadable: false, holdMembers: false };
+  const open = { holdMembers: false };
   it.each([
-    { name: 'an existing StatefulSet while etcd cannot be read and its members were never seen', live, members: undefined, guards: { ...open, etcdUnreadable: true }, held: 'etcd cannot be read and its member set was never seen' },
-    { name: 'a new StatefulSet while members must not start (a restore, certificates being replaced)', live: undefined, members: undefined, guards: { ...open, holdMembers: true }, held: 'no member may start yet' },
-    { name: 'an existing StatefulSet while etcd cannot be read but its members are known', live, members, guards: { ...open, etcdUnreadable: true }, held: undefined },
-    { name: 'an existing StatefulSet while members are held (it has its pods already)', live, members, guards: { ...open, holdMembers: true }, held: undefined },
-    { name: 'a new StatefulSet while etcd cannot be read (a new cluster has no etcd yet)', live: undefined, members: undefined, guards: { ...open, etcdUnreadable: true }, held: undefined },
+    { name: 'an existing StatefulSet whose member set has not been read from etcd', live, members: undefined, guards: open, held: 'the member set has not been read from etcd yet' },
+    { name: 'a new StatefulSet while members must not start (a restore, certificates being replaced)', live: undefined, members: undefined, guards: { holdMembers: true }, held: 'no member may start yet' },
+    { name: 'an existing StatefulSet while members are held (it has its pods already)', live, members, guards: { holdMembers: true }, held: undefined },
+    { name: 'a new StatefulSet before etcd was read (a new cluster has no etcd yet)', live: undefined, members: undefined, guards: open, held: undefined },
     { name: 'an existing StatefulSet otherwise', live, members, guards: open, held: undefined },
   ])('$name: $held', ({ live: l, members: m, guards, held }) => {
     expect(memberStatefulSet.hold!(l, { ...context, members: m }, guards)).toBe(held);

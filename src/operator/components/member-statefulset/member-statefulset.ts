@@ -178,8 +178,9 @@ export const memberStatefulSet: Component<V1StatefulSet> = {
     };
   },
   hold: (live, context, guards) => {
-    // Rendering without the member set would describe a brand-new cluster (an operator restarted during an etcd outage).
-    if (live && context.members === undefined && guards.etcdUnreadable) return 'etcd cannot be read and its member set was never seen';
+    // Rendering without the member set would describe a brand-new cluster (an operator that has just
+    // started, or restarted during an etcd outage, has not read it yet).
+    if (live && context.members === undefined) return 'the member set has not been read from etcd yet';
     // A restore whose backup is not resolved yet: no member may start, and none may start empty.
     if (!live && guards.holdMembers) return 'no member may start yet';
     return undefined;
