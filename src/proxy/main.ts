@@ -15,6 +15,7 @@ import { LeaderTracker } from './leader.ts';
 import { startClientListeners, type ClientListeners } from './listener.ts';
 import { MemberConnections } from './member-connections.ts';
 import { MemberHealth } from './member-health.ts';
+import { Readiness, REVISION_PATH, revisionServedAt } from './readiness.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { UpstreamSet } from './upstreams.ts';
 import { WATCH_PATH, WatchService } from './watch/service.ts';
@@ -113,21 +114,21 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     onRefreshed: (urls) => health.sync(urls),
   });
   const noMember = 'no etcd member answers';
+  // On a shared port (host network), the proxy this one replaces, asked before binding beside it.
+  const predecessor = config.reusePort && config.revision !== undefined ? await revisionServedAt(config.metricsAddr) : undefined;
+  if (predecessor !== undefined) log.info({ predecessor, revision: config.revision }, 'Starting beside the proxy of another revision on the same ports; answering its readiness probes until it is replaced');
+  const readiness = new Readiness(config.revision, predecessor);
   const metricsServer = await startTelemetryServer(
     config.metricsAddr,
     registry,
     {
       healthz: () => (upstreams.anyAnswering() ? undefined : noMember),
-      readyz: (query) => {
-        const asked = query.get('revision');
-        if (asked !== null && asked !== config.revision) return otherRevision(asked, config.revision);
-        return draining ? 'draining' : upstreams.anyAnswering() ? undefined : noMember;
-      },
+      readyz: (query) => readiness.answer(query.get('revision'), draining ? 'draining' : upstreams.anyAnswering() ? undefined : noMember),
     },
     log,
     // What the proxy trusts and presents towards the members, and serves on its client port: the
     // operator reads it during a CA rotation.
-    { [TLS_REPORT_PATH]: () => tlsReport(upstreamTls.current(), listeners.servedTls()) },
+    { [TLS_REPORT_PATH]: () => tlsReport(upstreamTls.current(), listeners.servedTls()), [REVISION_PATH]: () => ({ revision: config.revision ?? null }) },
     { reusePort: config.reusePort },
   );
   await discovery.start();
@@ -145,6 +146,9 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
       const before = calls.counts();
       log.info(before, 'Draining: stopped accepting connections');
       const stopped = listeners.stopAccepting();
+      // On a shared port the replacement answers the probes from now on: one reaching this process
+      // would be refused (another revision) and could turn the new pod unready.
+      if (config.reusePort) metricsServer.close();
       listeners.goAway();
       // Streams never finish by themselves: end them now so their clients reconnect elsewhere.
       calls.abortAll('etcd-topology proxy is shutting down', true);
@@ -186,14 +190,6 @@ export async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-/**
- * Why /readyz?revision=ASKED fails here: on the host network two proxies share the port while one
- * replaces the other, and a probe meant for the new pod that reached the old process (or the other
- * way round) must not report the wrong one ready.
- */
-function otherRevision(asked: string, own: string | undefined): string {
-  return `this is the proxy of pod template revision ${own ?? '(none: no --revision)'}; the probe asks for ${asked}`;
-}
 
 /** Whether an HTTP/2 request is a gRPC call (content-type application/grpc, with or without a suffix). */
 function isGrpc(headers: readonly string[]): boolean {

@@ -95,9 +95,19 @@ describe('two proxies on one port, as a host-network DaemonSet rolls', () => {
         if (fresh.child.exitCode !== null) throw new Error(`the new proxy exited ${fresh.child.exitCode}: ${fresh.output()}`);
         return (await readyz(metricsPort, 'new').catch(() => ({ status: 0 }))).status === 200;
       }, { timeoutMs: 30_000, intervalMs: 100 });
+      // The old pod's probes reach either process, and both answer them ready: the new one answers for
+      // the proxy it replaces, so the old pod cannot turn unready while the new one starts.
+      expect(fresh.output()).toContain('Starting beside the proxy of another revision');
+      const oldProbes = await Promise.all(Array.from({ length: 20 }, () => readyz(metricsPort, 'old')));
+      expect(oldProbes.map((p) => p.status)).toEqual(Array<number>(20).fill(200));
       const beforeStop = acked();
       await waitFor('writes while both proxies serve', () => acked() >= beforeStop + 100, { timeoutMs: 30_000, intervalMs: 50 });
-      expect(await old.stop('SIGTERM')).toBe(0);
+      const stopping = old.stop('SIGTERM');
+      // While the old one drains, the new pod's probes all reach the new process (the old one closed its metrics port).
+      await waitFor('the old proxy draining', () => old.output().includes('Draining: stopped accepting connections'), { timeoutMs: 10_000, intervalMs: 20 });
+      const newProbes = await Promise.all(Array.from({ length: 20 }, () => readyz(metricsPort, 'new')));
+      expect(newProbes.map((p) => p.status)).toEqual(Array<number>(20).fill(200));
+      expect(await stopping).toBe(0);
       const afterStop = acked();
       await waitFor('writes through the new proxy alone', () => acked() >= afterStop + 100, { timeoutMs: 30_000, intervalMs: 50 });
     } finally {
@@ -128,7 +138,8 @@ describe('two proxies on one port, as a host-network DaemonSet rolls', () => {
     // The old one drained and stopped; the new one holds both ports now.
     expect(old.output()).toContain('Draining: stopped accepting connections');
     expect(old.output()).toContain('Stopped the etcd proxy');
-    expect(await readyz(metricsPort, 'old')).toEqual({ status: 503, body: 'this is the proxy of pod template revision new; the probe asks for old\n' });
+    // Another revision than its own and its predecessor's is refused.
+    expect(await readyz(metricsPort, 'other')).toEqual({ status: 503, body: 'this is the proxy of pod template revision new; the probe asks for other\n' });
     expect(await fresh!.metric('etcd_topology_proxy_requests_total', { method: 'Put' })).toBeGreaterThan(0);
   });
 });

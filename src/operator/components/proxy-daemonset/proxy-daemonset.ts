@@ -70,7 +70,9 @@ export const defaultProxyResources = { requests: { cpu: '50m', memory: '160Mi' }
  * - While both run, the kubelet's readiness probe may reach either process. The probe names the pod
  *   template's revision (a hash of the template without it) and a proxy answers 503 to a probe for
  *   another revision, so the new pod is not reported ready by the old process (which would get the
- *   old pod deleted before the new proxy serves, or even if it never starts).
+ *   old pod deleted before the new proxy serves, or even if it never starts); the new process answers
+ *   the old pod's probes as ready, so that the old pod does not turn unready before the new one is
+ *   ready (src/proxy/readiness.ts).
  */
 export function templateRevision(template: V1PodTemplateSpec): string {
   return createHash('sha256').update(JSON.stringify(template)).digest('hex').slice(0, 12);
