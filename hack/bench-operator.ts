@@ -24,6 +24,7 @@ import { OPERATOR_NODE_OPTIONS } from '../src/operator/node-options.ts';
 import { ROUTINE_IN_FLIGHT, WORKERS } from '../src/operator/controller.ts';
 import { conditionOf, getTopology, startClusterWithCrd, topologyManifest } from '../test/operator/setup.ts';
 import { summariseHeap, type HeapRow } from './heap-summary.ts';
+import { between, type HistogramFigures } from './histogram.ts';
 
 /**
  * A quantile read as a histogram bucket's upper bound; the +Inf bucket reaches here as null (JSON
@@ -33,11 +34,21 @@ function upTo(bound: number | null): string {
   return bound === null || !Number.isFinite(bound) ? '> largest bucket' : `≤ ${bound}`;
 }
 
-/** What the spec-change probe read of one of the operator's histograms (bucket bounds in s). */
-interface LaneFigures {
-  count: number;
-  p50: number;
-  p99: number;
+/**
+ * The API server's own time for one verb on one resource (apiserver_request_duration_seconds, every
+ * other label summed) between two /metrics texts: count and the bucket bounds of p50 and p99, in s.
+ */
+function apiServerLatency(before: string, after: string, verb: string, resource: string): HistogramFigures {
+  const buckets = (text: string): Map<number, number> => {
+    const out = new Map<number, number>();
+    const series = new RegExp(`^apiserver_request_duration_seconds_bucket\\{(?=[^}]*verb="${verb}")(?=[^}]*resource="${resource}")(?=[^}]*subresource="")[^}]*le="([^"]+)"[^}]*\\} (\\S+)$`, 'gm');
+    for (const m of text.matchAll(series)) {
+      const le = m[1] === '+Inf' ? Infinity : Number(m[1]);
+      out.set(le, (out.get(le) ?? 0) + Number(m[2]));
+    }
+    return out;
+  };
+  return between(buckets(before), buckets(after));
 }
 
 const { values } = parseArgs({
@@ -303,12 +314,17 @@ try {
   // spec change is never applied. Measured by hack/spec-change-probe.ts in a process of its own: this
   // one also runs the node agent, whose work at 4,000 proxy pods delayed its timers by seconds.
   const changesLoad = load();
+  const apiMetrics = (): Promise<string> => cluster.kubectl(['get', '--raw', '/metrics']);
+  const apiBefore = await apiMetrics();
   const { run } = await import('../test/harness/run.ts');
   const probe = JSON.parse(
     await run(process.execPath, [path.join(import.meta.dirname, 'spec-change-probe.ts'), cluster.kubeconfig, NS, op.metricsUrl, String(changes), names.slice(0, REAL).join(','), nodeNames.slice(0, 50).join(',')]),
-  ) as { latenciesMs: number[]; depths: number[]; flips: number; specWait: LaneFigures; specReconcile: LaneFigures; specSteps: (LaneFigures & { step: string })[] };
+  ) as { latenciesMs: number[]; depths: number[]; flips: number; specWait: HistogramFigures; specReconcile: HistogramFigures; specSteps: (HistogramFigures & { step: string })[] };
   const { latenciesMs: latencies, depths, flips, specWait, specReconcile, specSteps } = probe;
   progress(`${changes} spec changes applied`);
+  const apiAfter = await apiMetrics();
+  const apiApply = apiServerLatency(apiBefore, apiAfter, 'APPLY', 'statefulsets');
+  const apiPatch = apiServerLatency(apiBefore, apiAfter, 'PATCH', 'etcdtopologies');
   const steady = await writesPerReconcile(2 * many);
   const steadyLoad = load();
   const scaleLoads = loads.slice(scaleLoadsFrom);
@@ -352,6 +368,8 @@ ${settleS.toFixed(0)} s after the apply.
 | spec change → applied StatefulSet, p50 / p99 / max of ${changes} | ${fmt(quantile(latencies, 0.5))} / ${fmt(quantile(latencies, 0.99))} / ${fmt(Math.max(...latencies))} s | p99 ≤ 1 s |
 | of which: the spec change waiting for a worker, p50 / p99 (histogram bucket bounds, ${specWait.count} observed) | ${upTo(specWait.p50)} / ${upTo(specWait.p99)} s | |
 | of which: the reconcile that applied it, p50 / p99 (bucket bounds, ${specReconcile.count} observed; it goes on after the apply) | ${upTo(specReconcile.p50)} / ${upTo(specReconcile.p99)} s | |
+| the API server's own time for a StatefulSet apply, p50 / p99 (its apiserver_request_duration_seconds buckets, ${apiApply.count} while the changes ran) | ${upTo(apiApply.p50)} / ${upTo(apiApply.p99)} s | |
+| the API server's own time for the probe's EtcdTopology PATCH, p50 / p99 (${apiPatch.count}) | ${upTo(apiPatch.p50)} / ${upTo(apiPatch.p99)} s | |
 | queue depth when each change was made, median / min / max | ${median(depths)} / ${Math.min(...depths)} / ${Math.max(...depths)} | |
 | API writes per no-change reconcile, settled, before the spec changes (${settled.reconciles} reconciles in ${settled.seconds.toFixed(0)} s) | ${settled.perReconcile.toFixed(3)} | 0 |
 | API writes per reconcile after the spec changes (${steady.reconciles} reconciles in ${steady.seconds.toFixed(0)} s; real-0 may still be replacing members) | ${steady.perReconcile.toFixed(3)} | |

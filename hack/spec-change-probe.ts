@@ -10,6 +10,7 @@
 // the last three from the operator's histograms over the probe (the spec lane's wait for a worker, its
 // reconciles' time, and each step of those reconciles).
 import { KubeClient } from '../src/operator/kube-client.ts';
+import { between } from './histogram.ts';
 
 const [kubeconfig, namespace, metricsUrl, changesArg, topologiesArg, nodesArg] = process.argv.slice(2);
 if (!kubeconfig || !namespace || !metricsUrl || !changesArg || !topologiesArg || !nodesArg || !(Number(changesArg) >= 1)) {
@@ -40,15 +41,6 @@ function specBuckets(text: string, name: string, step?: string): Map<number, num
 /** The steps the step histogram has seen, in the order of their first series. */
 function stepsIn(text: string, name: string): string[] {
   return [...new Set([...text.matchAll(new RegExp(`^${name}_count\\{[^}]*step="([^"]+)"`, 'gm'))].map((m) => m[1]!))];
-}
-
-/** Count and the bucket bounds of p50 and p99 of what a histogram observed between two snapshots. */
-function between(before: Map<number, number>, after: Map<number, number>): { count: number; p50: number; p99: number } {
-  const bounds = [...after.keys()].sort((a, b) => a - b);
-  const cumulative = bounds.map((le) => (after.get(le) ?? 0) - (before.get(le) ?? 0));
-  const count = cumulative.at(-1) ?? 0;
-  const bound = (q: number): number => bounds[cumulative.findIndex((c) => c >= q * count)] ?? NaN;
-  return { count, p50: bound(0.5), p99: bound(0.99) };
 }
 
 interface StatefulSet {

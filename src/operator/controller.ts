@@ -59,7 +59,7 @@ export class Controller {
 
   constructor(client: KubeClient, namespaces: readonly string[] | undefined, registry: Registry, log: Logger) {
     this.log = log;
-    this.reconciles = new Counter({ name: 'etcd_topology_operator_reconciles_total', help: 'Reconciles by result.', labelNames: ['result'], registers: [registry] });
+    this.reconciles = new Counter({ name: 'etcd_topology_operator_reconciles_total', help: 'Reconciles by result (success, error, superseded: stopped between steps by a newer spec).', labelNames: ['result'], registers: [registry] });
     this.duration = new Histogram({
       name: 'etcd_topology_operator_reconcile_duration_seconds',
       help: 'Time one reconcile took, by the queue lane it was taken from (spec, news, routine).',
@@ -147,10 +147,10 @@ export class Controller {
       const lane = this.queue.laneOf(key) ?? 'news';
       const end = this.duration.startTimer({ lane });
       try {
-        const result = await this.reconciler!.reconcile(key, lane);
+        const result = await this.reconciler!.reconcile(key, lane, this.queue.supersededSignal(key));
         this.queue.forget(key);
         if (result.requeueAfterMs !== undefined) this.queue.addAfter(key, result.requeueAfterMs);
-        this.reconciles.inc({ result: 'success' });
+        this.reconciles.inc({ result: result.superseded === true ? 'superseded' : 'success' });
       } catch (err) {
         const delay = this.queue.retry(key);
         this.retries.inc();

@@ -37,6 +37,7 @@ function fixture(cpu = '100m') {
   const spec = (milli: string) => ({ members: { count: 1, resources: { requests: { cpu: milli } } }, proxy: { enabled: false }, tls: { enabled: false } });
   objects.put(topology(spec(cpu)));
   const applied: KubernetesObject[] = [];
+  const statusWrites: unknown[] = [];
   const writer = {
     apply: (o: KubernetesObject) => {
       applied.push(o);
@@ -45,7 +46,7 @@ function fixture(cpu = '100m') {
     },
     delete: () => Promise.resolve(),
     deletePod: () => Promise.resolve(),
-    patchTopologyStatus: () => Promise.resolve(),
+    patchTopologyStatus: (_ns: string, _name: string, patch: unknown) => Promise.resolve(void statusWrites.push(patch)),
     patchPodConditions: () => Promise.resolve(),
   } as unknown as KubeWriter;
   // etcd answers status when the test says so: `answer` releases the calls made so far.
@@ -77,6 +78,7 @@ function fixture(cpu = '100m') {
     reconciler,
     applied,
     statusCalls,
+    statusWrites,
     changeCpu: (milli: string) => objects.put({ ...topology(spec(milli)), metadata: { ...topology().metadata, generation: 2 } }),
     memberStarted: () => objects.put(memberPod),
     /** From now on status is answered only by answer(). */
@@ -122,6 +124,28 @@ describe('Reconciler', () => {
     expect(f.statusCalls.at(-1)).toBe('http://127.0.0.1:2379');
     f.answer();
     await round;
+  });
+
+  it('stops a round that waits for etcd when a newer spec arrives, without writing status; the next round applies it', async () => {
+    const f = fixture();
+    await f.reconciler.reconcile(KEY);
+    f.memberStarted();
+    await f.reconciler.reconcile(KEY);
+    f.hold();
+    const [statusWrites, asked] = [f.statusWrites.length, f.statusCalls.length];
+    const superseded = new AbortController();
+    const round = f.reconciler.reconcile(KEY, 'routine', superseded.signal);
+    await until(() => f.statusCalls.length === asked + 1, 'the round asking etcd');
+    f.changeCpu('400m');
+    superseded.abort();
+    expect(await round).toEqual({ superseded: true });
+    expect(f.statusWrites.length).toBe(statusWrites);
+    // etcd still has not answered the stopped round; the next one applies the new spec all the same.
+    const next = f.reconciler.reconcile(KEY, 'spec');
+    await until(() => cpuOf(statefulSets(f.applied).at(-1)) === '400m', 'the StatefulSet applied with the newer spec');
+    f.answer();
+    await next;
+    expect(f.statusWrites.length).toBe(statusWrites + 1);
   });
 
   it('after a restart, holds an existing StatefulSet until etcd has reported its members, then looks again soon and applies it', async () => {

@@ -33,6 +33,8 @@ import type { Lane } from './work-queue.ts';
 /** What a reconcile asks of the queue afterwards. */
 export interface ReconcileResult {
   requeueAfterMs?: number;
+  /** The round stopped between steps because a newer spec arrived (the queue runs the key again at once). */
+  superseded?: true;
 }
 
 /** What the owned objects are rendered from besides the spec: the members etcd knows (undefined: a new cluster). */
@@ -78,6 +80,8 @@ interface Round {
   key: string;
   log: Logger;
   target: EventTarget;
+  /** Aborted when a newer spec arrives: the round stops before its next step (and stops waiting for etcd). */
+  superseded: AbortSignal | undefined;
   /** As parsed; from the certificates step on, with the TLS actually in effect. */
   topology: EtcdTopology;
   tls?: TlsState;
@@ -144,8 +148,9 @@ export class Reconciler {
   /**
    * Reconciles the topology with key "namespace/name", taken from the queue's lane (which labels
    * the step times); throws (for the queue's back-off) when a step failed, after writing status.
+   * Once superseded is aborted (a newer spec), no further step starts and no status is written.
    */
-  async reconcile(key: string, lane: Lane = 'news'): Promise<ReconcileResult> {
+  async reconcile(key: string, lane: Lane = 'news', superseded?: AbortSignal): Promise<ReconcileResult> {
     const [namespace, name] = key.split('/') as [string, string];
     const log = this.deps.log.child({ etcdtopology: key });
     const raw = this.deps.informers.get<KubernetesObject>(KIND, name, namespace);
@@ -163,10 +168,17 @@ export class Reconciler {
       await this.reportInvalidSpec(raw, err, target, log);
       return {};
     }
-    const round: Round = { key, log, target, topology };
+    const round: Round = { key, log, target, superseded, topology };
     const stepDuration = this.deps.stepDuration;
     const onStep = stepDuration === undefined ? undefined : (step: string, seconds: number): void => stepDuration(step, seconds, lane);
-    const outcome = await runSteps(this.steps, round, { acting: this.deps.acting, onStep });
+    const acting = this.deps.acting;
+    const halt = superseded === undefined ? acting : acting === undefined ? superseded : AbortSignal.any([acting, superseded]);
+    const outcome = await runSteps(this.steps, round, { acting: halt, onStep });
+    if (superseded?.aborted === true && acting?.aborted !== true) {
+      // The newer spec's round starts as this one returns and writes the status.
+      log.debug({ step: outcome.haltedBefore ?? 'status' }, 'Stopped the reconcile before a step: the spec changed');
+      return { superseded: true };
+    }
     if (outcome.haltedBefore !== undefined) {
       // Not the leader any more (or stopping): the next leader reconciles from what it reads.
       log.info({ step: outcome.haltedBefore }, 'Stopped the reconcile before a step: the operator is no longer acting');
@@ -221,7 +233,10 @@ export class Reconciler {
    * started), looks again soon, so that the owned objects follow it.
    */
   private async observeEtcd(r: Round): Promise<StepResult> {
-    r.snapshot = await this.snapshotOf(r);
+    // Only reads are in flight: a round superseded meanwhile stops waiting for them (runSteps halts next).
+    const snapshot = await Promise.race([this.snapshotOf(r), Reconciler.whenSuperseded(r)]);
+    if (snapshot === 'superseded') return CONTINUE;
+    r.snapshot = snapshot;
     const members = membersOf(r.snapshot);
     if (!members) return CONTINUE;
     this.lastMembers.set(r.key, members);
@@ -230,6 +245,14 @@ export class Reconciler {
 
   private async snapshotOf(r: Round): Promise<Snapshot> {
     return { ...r.cluster!, etcd: await r.reading! };
+  }
+
+  /** Resolves when the round is superseded (never without a signal). */
+  private static whenSuperseded(r: Round): Promise<'superseded'> {
+    const signal = r.superseded;
+    if (signal === undefined) return new Promise(() => undefined);
+    if (signal.aborted) return Promise.resolve('superseded');
+    return new Promise((resolve) => signal.addEventListener('abort', () => resolve('superseded'), { once: true }));
   }
 
   /** Sets each member pod's readiness gate to etcd's view of that member. */

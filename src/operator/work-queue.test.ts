@@ -30,6 +30,24 @@ describe('WorkQueue', () => {
     expect(await q.next()).toBe('b');
   });
 
+  it('aborts the superseded signal of a key in flight when a spec change for it arrives, and only then', async () => {
+    const q = new WorkQueue();
+    q.add('a', 'routine');
+    expect(await q.next()).toBe('a');
+    const signal = q.supersededSignal('a')!;
+    q.add('a', 'news');
+    q.add('a', 'routine');
+    expect(signal.aborted).toBe(false);
+    q.add('a', 'spec');
+    expect(signal.aborted).toBe(true);
+    q.done('a');
+    expect(q.supersededSignal('a')).toBeUndefined();
+    // The key runs again at once from the spec lane, with a signal of its own.
+    expect(await q.next()).toBe('a');
+    expect(q.laneOf('a')).toBe('spec');
+    expect(q.supersededSignal('a')!.aborted).toBe(false);
+  });
+
   it('never hands out a key twice at once, and runs it again when added while in flight', async () => {
     const q = new WorkQueue();
     q.add('a');

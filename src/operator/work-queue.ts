@@ -52,6 +52,8 @@ export class WorkQueue {
   private readonly waiting = new Map<string, Entry>();
   /** Keys in flight and the lane each was taken from. */
   private readonly active = new Map<string, Lane>();
+  /** Per key in flight: aborted when a spec change for it arrives (supersededSignal). */
+  private readonly superseding = new Map<string, AbortController>();
   private routineInFlight = 0;
   /** Keys added while in flight, the lane they go back to and since when. */
   private readonly dirty = new Map<string, Entry>();
@@ -87,6 +89,7 @@ export class WorkQueue {
       this.timers.delete(key);
     }
     if (this.active.has(key)) {
+      if (lane === 'spec') this.superseding.get(key)?.abort();
       const dirty = this.dirty.get(key);
       if (dirty === undefined || rank(lane) < rank(dirty.lane)) this.dirty.set(key, { lane, since });
       return;
@@ -143,6 +146,15 @@ export class WorkQueue {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
+  /**
+   * Aborted when a spec change for this key in flight arrives: the round in flight may stop before its
+   * next step, and the key runs again at once from the spec lane, so that a user's change waits for
+   * no more than the step in flight (a status write, or etcd's answer to a round that read an older spec).
+   */
+  supersededSignal(key: string): AbortSignal | undefined {
+    return this.superseding.get(key)?.signal;
+  }
+
   /** The lane a key in flight was taken from. */
   laneOf(key: string): Lane | undefined {
     return this.active.get(key);
@@ -152,6 +164,7 @@ export class WorkQueue {
   done(key: string): void {
     if (this.active.get(key) === 'routine') this.routineInFlight--;
     this.active.delete(key);
+    this.superseding.delete(key);
     const dirty = this.dirty.get(key);
     if (dirty !== undefined) {
       this.dirty.delete(key);
@@ -168,6 +181,7 @@ export class WorkQueue {
     const { since } = this.waiting.get(key)!;
     this.waiting.delete(key);
     this.active.set(key, lane);
+    this.superseding.set(key, new AbortController());
     if (lane === 'routine') this.routineInFlight++;
     this.options.onTake?.(lane, this.options.now() - since);
     return key;
