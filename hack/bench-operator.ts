@@ -1,4 +1,4 @@
-// npm run bench:operator [-- --rounds 3 --nodes 1000 --topologies 100 --changes 100]
+// npm run bench:operator [-- --rounds 3 --nodes 1000 --topologies 100 --changes 100 --cpu-prof]
 // On the local cluster, with the operator (dist/) as a local process:
 // 1. rounds: time from apply to every owned object created and to Available (medians); API write
 //    calls per no-change resync; RSS with one settled topology, and where it goes (modules, heap by
@@ -10,7 +10,8 @@
 //    change a kwok node's label flips, which queues every topology), API writes per no-change
 //    reconcile and API calls per reconcile by verb and resource.
 // The operator runs with the deployment's V8 flags (OPERATOR_NODE_OPTIONS, the chart's nodeOptions).
-// Writes docs/bench/operator.md.
+// Writes docs/bench/operator.md; with --cpu-prof, each operator's V8 CPU profile goes to
+// bench-results/operator (node hack/cpu-profile-top.ts FILE lists where its time went).
 import { cpSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -54,6 +55,8 @@ function apiServerLatency(before: string, after: string, verb: string, resource:
 const { values } = parseArgs({
   options: {
     rounds: { type: 'string', default: '3' },
+    // A V8 CPU profile of each operator process (node --cpu-prof), into bench-results/operator.
+    'cpu-prof': { type: 'boolean', default: false },
     nodes: { type: 'string', default: '1000' },
     topologies: { type: 'string', default: '100' },
     changes: { type: 'string', default: '100' },
@@ -139,6 +142,7 @@ try {
       ...OPERATOR_NODE_OPTIONS.split(' '),
       '--heapsnapshot-signal=SIGUSR2',
       `--diagnostic-dir=${cluster.dir}`,
+      ...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${cluster.dir}`] : []),
     ]);
   operator = await startOperator('operator.log');
   let op = operator;
@@ -319,8 +323,10 @@ try {
   const { run } = await import('../test/harness/run.ts');
   const probe = JSON.parse(
     await run(process.execPath, [path.join(import.meta.dirname, 'spec-change-probe.ts'), cluster.kubeconfig, NS, op.metricsUrl, String(changes), names.slice(0, REAL).join(','), nodeNames.slice(0, 50).join(',')]),
-  ) as { latenciesMs: number[]; depths: number[]; flips: number; specWait: HistogramFigures; specReconcile: HistogramFigures; specSteps: (HistogramFigures & { step: string })[] };
-  const { latenciesMs: latencies, depths, flips, specWait, specReconcile, specSteps } = probe;
+  ) as { latenciesMs: number[]; depths: number[]; flips: number; specWait: HistogramFigures; specReconcile: HistogramFigures; specSteps: (HistogramFigures & { step: string })[];
+    operatorCpu: { wallSeconds: number; cpuSeconds: number; gcSeconds: number };
+  };
+  const { latenciesMs: latencies, depths, flips, specWait, specReconcile, specSteps, operatorCpu } = probe;
   progress(`${changes} spec changes applied`);
   const apiAfter = await apiMetrics();
   const apiApply = apiServerLatency(apiBefore, apiAfter, 'APPLY', 'statefulsets');
@@ -370,6 +376,7 @@ ${settleS.toFixed(0)} s after the apply.
 | of which: the reconcile that applied it, p50 / p99 (bucket bounds, ${specReconcile.count} observed; it goes on after the apply) | ${upTo(specReconcile.p50)} / ${upTo(specReconcile.p99)} s | |
 | the API server's own time for a StatefulSet apply, p50 / p99 (its apiserver_request_duration_seconds buckets, ${apiApply.count} while the changes ran) | ${upTo(apiApply.p50)} / ${upTo(apiApply.p99)} s | |
 | the API server's own time for the probe's EtcdTopology PATCH, p50 / p99 (${apiPatch.count}) | ${upTo(apiPatch.p50)} / ${upTo(apiPatch.p99)} s | |
+| the operator's CPU while the changes ran: CPU seconds per second (of them GC), over ${operatorCpu.wallSeconds.toFixed(0)} s | ${(operatorCpu.cpuSeconds / operatorCpu.wallSeconds).toFixed(2)} (${(operatorCpu.gcSeconds / operatorCpu.wallSeconds).toFixed(2)}) | |
 | queue depth when each change was made, median / min / max | ${median(depths)} / ${Math.min(...depths)} / ${Math.max(...depths)} | |
 | API writes per no-change reconcile, settled, before the spec changes (${settled.reconciles} reconciles in ${settled.seconds.toFixed(0)} s) | ${settled.perReconcile.toFixed(3)} | 0 |
 | API writes per reconcile after the spec changes (${steady.reconciles} reconciles in ${steady.seconds.toFixed(0)} s; real-0 may still be replacing members) | ${steady.perReconcile.toFixed(3)} | |
@@ -436,7 +443,7 @@ ${heapScale.byName.map(row).join('\n')}
   // The logs outlive the cluster's directory, for a run that failed.
   const logs = path.join(import.meta.dirname, '..', 'bench-results', 'operator');
   mkdirSync(logs, { recursive: true });
-  for (const f of readdirSync(cluster.dir)) if (f.endsWith('.log')) cpSync(path.join(cluster.dir, f), path.join(logs, f));
+  for (const f of readdirSync(cluster.dir)) if (f.endsWith('.log') || f.endsWith('.cpuprofile')) cpSync(path.join(cluster.dir, f), path.join(logs, f));
   console.error(`bench:operator: logs in ${logs}`);
   await cluster.stop();
 }

@@ -38,6 +38,13 @@ function specBuckets(text: string, name: string, step?: string): Map<number, num
   return out;
 }
 
+/** A metric's samples summed over its labels, from a /metrics text. */
+function sum(text: string, name: string): number {
+  let total = 0;
+  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) total += Number(m[1]);
+  return total;
+}
+
 /** The steps the step histogram has seen, in the order of their first series. */
 function stepsIn(text: string, name: string): string[] {
   return [...new Set([...text.matchAll(new RegExp(`^${name}_count\\{[^}]*step="([^"]+)"`, 'gm'))].map((m) => m[1]!))];
@@ -85,6 +92,7 @@ const flipping = (async () => {
 // The queue fills before the first change.
 await new Promise((r) => setTimeout(r, 2_000));
 const before = await metrics();
+const startedAt = performance.now();
 const [waitBefore, reconcileBefore] = [specBuckets(before, WAIT), specBuckets(before, RECONCILE)];
 const stepsBefore = new Map(stepsIn(before, STEP).map((step) => [step, specBuckets(before, STEP, step)]));
 try {
@@ -114,7 +122,11 @@ try {
   const specWait = between(waitBefore, specBuckets(after, WAIT));
   const specReconcile = between(reconcileBefore, specBuckets(after, RECONCILE));
   const specSteps = stepsIn(after, STEP).map((step) => ({ step, ...between(stepsBefore.get(step) ?? new Map<number, number>(), specBuckets(after, STEP, step)) }));
-  console.log(JSON.stringify({ latenciesMs, depths, flips, specWait, specReconcile, specSteps }));
+  // How busy the operator's one thread was meanwhile: CPU and GC seconds per second of wall time.
+  const wallSeconds = (performance.now() - startedAt) / 1000;
+  const grew = (name: string): number => sum(after, name) - sum(before, name);
+  const operatorCpu = { wallSeconds, cpuSeconds: grew('etcd_topology_process_cpu_seconds_total'), gcSeconds: grew('etcd_topology_nodejs_gc_duration_seconds_sum') };
+  console.log(JSON.stringify({ latenciesMs, depths, flips, specWait, specReconcile, specSteps, operatorCpu }));
 } finally {
   abort.abort();
   await Promise.all([watching, flipping]);
