@@ -1,9 +1,9 @@
 import type { V1Secret } from '@kubernetes/client-node';
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { TlsStatus } from '../api/tls.ts';
 import { CA_ROTATION_PHASES, type CaRotationPhase, type CaRotationTrigger } from '../pki/ca-rotation.ts';
 import type { CertificatePem } from '../pki/issuer.ts';
-import { CA_CRT, splitPem, TLS_CRT, TLS_KEY } from '../pki/secret-check.ts';
+import { CA_CRT, certificateOf, splitPem, TLS_CRT, TLS_KEY } from '../pki/secret-check.ts';
 
 /** The built-in CA as its Secret holds it: the CA that signs, the bundle every Secret's ca.crt carries, a rotation's state. */
 export interface CaState {
@@ -71,7 +71,7 @@ export function bundleOf(...pems: string[]): string {
   const seen = new Set<string>();
   const out: string[] = [];
   for (const pem of pems.flatMap((p) => splitPem(p))) {
-    const fp = new X509Certificate(pem).fingerprint256;
+    const fp = certificateOf(pem).fingerprint256;
     if (seen.has(fp)) continue;
     seen.add(fp);
     out.push(pem);
@@ -87,7 +87,7 @@ export function trustHashOf(serverCa: string, peerCa: string): string {
 /** status.tls for a CA state; message says what a rotation waits for. */
 export function tlsStatusOf(state: CaState, message: string | undefined): TlsStatus {
   return {
-    caNotAfter: new Date(new X509Certificate(state.signing.cert).validTo).toISOString(),
+    caNotAfter: new Date(certificateOf(state.signing.cert).validTo).toISOString(),
     ...(state.phase
       ? { caRotation: { phase: state.phase, trigger: state.trigger ?? 'OnDemand', startTime: state.startTime ?? new Date(0).toISOString(), ...(message !== undefined ? { message } : {}) } }
       : {}),

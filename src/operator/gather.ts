@@ -20,7 +20,8 @@ export interface ClusterSnapshot {
   endpoints: MemberEndpoint[];
   /** The members' data volume claims. */
   claims: V1PersistentVolumeClaim[];
-  nodes: V1Node[];
+  /** Every node (shared with every reconcile: not to be changed). */
+  nodes: readonly V1Node[];
   /** Nodes that match spec.members.nodeSelector and are Ready. */
   eligibleCentralNodes: number;
   /** The member StatefulSet exists (a restore decides on it). */
@@ -37,7 +38,14 @@ export interface Snapshot extends ClusterSnapshot {
   etcd: EtcdObservation;
 }
 
-const matches = (labels: Record<string, string> | undefined, want: Record<string, string>): boolean => Object.entries(want).every(([k, v]) => labels?.[k] === v);
+/** Whether labels carry every one of want's (the entries are taken once, not once per object). */
+function labelMatcher(want: Record<string, string>): (labels: Record<string, string> | undefined) => boolean {
+  const entries = Object.entries(want);
+  return (labels) => {
+    for (const [k, v] of entries) if (labels?.[k] !== v) return false;
+    return true;
+  };
+}
 // A cordoned node still counts: cordoning is the first step of every drain and takes no member away.
 const isReadyNode = (n: V1Node): boolean => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
 
@@ -53,17 +61,17 @@ export function memberEndpoints(topology: EtcdTopology, pods: readonly V1Pod[]):
 /** Reads the cluster snapshot of one topology from the caches (no call leaves the process). */
 export function gatherCluster(informers: Informers, topology: EtcdTopology): ClusterSnapshot {
   const namespace = topology.metadata.namespace;
-  const memberSelector = selectorLabels(topology, 'member');
-  const memberPods = informers.list<V1Pod>('Pod', namespace).filter((p) => matches(p.metadata?.labels, memberSelector));
+  const isMember = labelMatcher(selectorLabels(topology, 'member'));
+  const memberPods = informers.list<V1Pod>('Pod', namespace).filter((p) => isMember(p.metadata?.labels));
   const activeMemberPods = memberPods.filter((p) => !p.metadata?.deletionTimestamp);
   const nodes = informers.list<V1Node>('Node');
   return {
     memberPods,
     activeMemberPods,
     endpoints: memberEndpoints(topology, activeMemberPods),
-    claims: informers.list<V1PersistentVolumeClaim>('PersistentVolumeClaim', namespace).filter((c) => matches(c.metadata?.labels, memberSelector)),
+    claims: informers.list<V1PersistentVolumeClaim>('PersistentVolumeClaim', namespace).filter((c) => isMember(c.metadata?.labels)),
     nodes,
-    eligibleCentralNodes: nodes.filter((n) => matches(n.metadata?.labels, topology.spec.members.nodeSelector) && isReadyNode(n)).length,
+    eligibleCentralNodes: eligibleNodes(informers, nodes, topology.spec.members.nodeSelector),
     statefulSetExists: informers.get('StatefulSet', namesOf(topology).memberStatefulSet, namespace) !== undefined,
     proxies: proxiesOf(informers, topology),
   };
@@ -75,8 +83,17 @@ export function readEtcd(admin: EtcdAdminClient, topology: EtcdTopology, cluster
   return observeEtcd(admin, cluster.endpoints);
 }
 
+/** Ready nodes that match a selector, counted again only after the node cache changed. */
+function eligibleNodes(informers: Informers, nodes: readonly V1Node[], selector: Record<string, string>): number {
+  return informers.derived('Node', `eligible ${JSON.stringify(selector)}`, () => {
+    const matches = labelMatcher(selector);
+    return nodes.filter((n) => matches(n.metadata?.labels) && isReadyNode(n)).length;
+  });
+}
+
 function proxiesOf(informers: Informers, topology: EtcdTopology): { desired: number; ready: number } {
   if (!topology.spec.proxy.enabled) return { desired: 0, ready: 0 };
-  const ds = informers.list<V1DaemonSet>('DaemonSet', topology.metadata.namespace).find((d) => matches(d.metadata?.labels, selectorLabels(topology, 'proxy')));
+  const isProxy = labelMatcher(selectorLabels(topology, 'proxy'));
+  const ds = informers.list<V1DaemonSet>('DaemonSet', topology.metadata.namespace).find((d) => isProxy(d.metadata?.labels));
   return { desired: ds?.status?.desiredNumberScheduled ?? 0, ready: ds?.status?.numberReady ?? 0 };
 }

@@ -1,7 +1,8 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { KubeHttpError, type KubeClient, type WatchEvent } from './kube-client.ts';
-import { ListWatchInformer, nodeChanges, trim, type WatchedKind } from './informers.ts';
+import { createRootLogger } from '../telemetry/logger.ts';
+import { Informers, ListWatchInformer, nodeChanges, trim, type WatchedKind } from './informers.ts';
 
 const node = (over: { labels?: Record<string, string>; unschedulable?: boolean; ready?: string; heartbeat?: string; images?: number } = {}): KubernetesObject =>
   ({
@@ -56,7 +57,7 @@ describe('trim', () => {
 });
 
 const pod = (name: string, rv: string, extra: Record<string, unknown> = {}): KubernetesObject => ({ metadata: { name, namespace: 'ns', resourceVersion: rv, ...extra } });
-type Step = { list: KubernetesObject[]; rv: string } | { watch: WatchEvent<KubernetesObject>[]; then?: 'end' | 'fail' };
+type Step = { list: KubernetesObject[]; rv: string } | { watch: WatchEvent<KubernetesObject>[]; then?: 'end' | 'fail'; after?: Promise<void> };
 
 /**
  * A scripted API server behind the informer: each list answers the next list step, each watch plays
@@ -78,7 +79,8 @@ function scriptedClient(steps: Step[]) {
     watch: async (path: string, query: Record<string, string | undefined>, onEvent: (e: WatchEvent<KubernetesObject>) => void, signal: AbortSignal) => {
       asked.push(`WATCH ${path} from ${query['resourceVersion']}`);
       if (!steps.some((s) => 'watch' in s)) return new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve()));
-      const s = next<{ watch: WatchEvent<KubernetesObject>[]; then?: 'end' | 'fail' }>('watch');
+      const s = next<{ watch: WatchEvent<KubernetesObject>[]; then?: 'end' | 'fail'; after?: Promise<void> }>('watch');
+      await s.after;
       for (const e of s.watch) onEvent(structuredClone(e));
       if (s.then === 'fail') throw new KubeHttpError('GET', path, 500, 'boom');
     },
@@ -112,6 +114,33 @@ describe('ListWatchInformer', () => {
     expect(asked).toEqual(['GET /api/v1/pods labelSelector=app=x', 'WATCH /api/v1/pods from 5', 'WATCH /api/v1/pods from 9', 'WATCH /api/v1/pods from 10']);
     expect(informer.list().map((o) => [o.metadata?.name, o.kind, o.apiVersion, o.metadata?.managedFields])).toEqual([['a', 'Pod', 'v1', undefined]]);
     expect(informer.get('a', 'ns')?.metadata?.resourceVersion).toBe('7');
+    await informer.stop();
+  });
+
+  it('answers list() with one frozen array until the cache changes, and stamps each change with a newer version', async () => {
+    const { client } = scriptedClient([
+      { list: [pod('a', '1'), { metadata: { name: 'z', namespace: 'other', resourceVersion: '2' } }], rv: '5' },
+      { watch: [{ type: 'ADDED', object: pod('b', '6') }], then: 'end' },
+    ]);
+    const informer = new ListWatchInformer(client, podKind, '/api/v1/pods');
+    let listed: readonly KubernetesObject[] = [];
+    let version = 0;
+    // Read right after the list, before the watch's event (the connect handler runs then).
+    informer.on('connect', () => {
+      listed = informer.list('ns');
+      version = informer.version;
+    });
+    await informer.start();
+    await settle();
+    expect(listed.map((o) => o.metadata?.name)).toEqual(['a']);
+    expect(Object.isFrozen(listed)).toBe(true);
+    const now = informer.list('ns');
+    expect(now.map((o) => o.metadata?.name)).toEqual(['a', 'b']);
+    expect(informer.list('ns')).toBe(now);
+    expect(informer.list().map((o) => o.metadata?.name)).toEqual(['a', 'z', 'b']);
+    expect(informer.version).toBeGreaterThan(version);
+    // A new informer's cache is newer than any change before it (it may replace one that failed).
+    expect(new ListWatchInformer(client, podKind, '/api/v1/pods').version).toBeGreaterThan(informer.version);
     await informer.stop();
   });
 
@@ -154,5 +183,27 @@ describe('ListWatchInformer', () => {
     expect(seen.slice(3)).toEqual(['update a@3', 'connect']);
     expect(asked.at(-1)).toBe('WATCH /api/v1/pods from 30');
     await informer.stop();
+  });
+});
+
+describe('Informers.derived', () => {
+  it('computes a value from a cache once, and again only after that cache changed', async () => {
+    let release = (): void => undefined;
+    const { client } = scriptedClient([
+      { list: [pod('a', '1')], rv: '5' },
+      { watch: [{ type: 'ADDED', object: pod('b', '6') }], then: 'end', after: new Promise((r) => (release = r)) },
+    ]);
+    const informers = new Informers(client, [podKind], undefined, () => undefined, createRootLogger({ name: 'test', level: 'silent' }));
+    let computed = 0;
+    const count = (): number => informers.derived('Pod', 'count', () => (computed++, informers.list('Pod').length));
+    await informers.start();
+    expect(count()).toBe(1);
+    expect(count()).toBe(1);
+    expect(computed).toBe(1);
+    release();
+    await settle();
+    expect(count()).toBe(2);
+    expect(computed).toBe(2);
+    await informers.stop();
   });
 });

@@ -29,6 +29,7 @@ class Objects {
   readonly informers = {
     get: (kind: string, name: string, namespace?: string) => this.byKey.get(`${kind}/${namespace ?? ''}/${name}`),
     list: (kind: string, namespace?: string) => [...this.byKey.values()].filter((o) => o.kind === kind && (namespace === undefined || o.metadata?.namespace === namespace)),
+    derived: <T>(_kind: string, _key: string, compute: () => T) => compute(),
   } as unknown as Informers;
 }
 

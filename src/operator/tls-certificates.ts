@@ -7,7 +7,7 @@ import { parseDuration } from '../flags.ts';
 import { createCa, issueLeaf, type CertificatePem } from '../pki/issuer.ts';
 import { newValidity } from '../pki/renewal.ts';
 import { leafRequests, tlsSecretNames, type TlsSecretNames } from '../pki/sans.ts';
-import { CA_CRT, checkTlsSecret, isProblem, TLS_CRT, TLS_KEY, type TlsMaterial, type TlsProblem } from '../pki/secret-check.ts';
+import { CA_CRT, certificateOf, checkTlsSecret, isProblem, TLS_CRT, TLS_KEY, type TlsMaterial, type TlsProblem } from '../pki/secret-check.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { EventRecorder, EventTarget } from './events.ts';
 import type { EtcdAdminClient } from '../etcd/admin-client.ts';
@@ -18,7 +18,6 @@ import { desiredMemberNames, memberHost, namesOf } from './components/names.ts';
 import { TRUST_HASH_ANNOTATION } from './components/member-statefulset/member-statefulset.ts';
 import { bundleOf, caSecretContent, caStateOf, tlsStatusOf, trustHashOf, type CaState } from './ca-secret.ts';
 import { LiveTlsObserver, signedBy, type TlsObserver } from './tls-observe.ts';
-import { X509Certificate } from 'node:crypto';
 import { liveSecrets, readSecretWith, type SecretSource } from './secret-cache.ts';
 
 /** The built-in CA's own lifetime; it is rotated at 2/3 of it (src/pki/ca-rotation.ts). */
@@ -256,7 +255,7 @@ export class TlsCertificates {
     log: Logger,
   ): Promise<{ state: CaState; message?: string; requeueAfterMs: number }> {
     const requested = topology.metadata.annotations?.[ROTATE_CA_ANNOTATION];
-    const signingCert = new X509Certificate(ca.signing.cert);
+    const signingCert = certificateOf(ca.signing.cert);
     const facts: CaRotationFacts = {
       now,
       signing: { notBefore: new Date(signingCert.validFrom), notAfter: new Date(signingCert.validTo) },
@@ -316,7 +315,7 @@ export class TlsCertificates {
 
   /** Where a certificate the signing CA did not sign is still in a leaf Secret, served by a member, or presented by a proxy. */
   private async notOnSigningCa(topology: EtcdTopology, ca: CaState, names: TlsSecretNames, live: Map<string, V1Secret | undefined>): Promise<string[]> {
-    const signing = new X509Certificate(ca.signing.cert);
+    const signing = certificateOf(ca.signing.cert);
     const leafOf = (name: string): { cert: string; key: string } | undefined => {
       const data = live.get(name)?.data;
       if (!data?.[TLS_CRT] || !data[TLS_KEY]) return undefined;
@@ -325,7 +324,7 @@ export class TlsCertificates {
     const secrets = leafRequests(topology).map((l) => names[l.secret]);
     const stale = secrets.filter((n) => {
       const leaf = leafOf(n);
-      return leaf === undefined || !signedBy(new X509Certificate(leaf.cert), signing);
+      return leaf === undefined || !signedBy(certificateOf(leaf.cert), signing);
     });
     if (stale.length > 0) return stale.map((n) => `Secret ${n}`);
     const client = leafOf(names.operator);

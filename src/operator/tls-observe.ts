@@ -1,9 +1,9 @@
 import type { V1Pod } from '@kubernetes/client-node';
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
 import { request } from 'undici';
 import type { EtcdTopology } from '../api/etcd-topology.ts';
-import { splitPem } from '../pki/secret-check.ts';
+import { certificateOf, splitPem } from '../pki/secret-check.ts';
 import type { TlsReport } from '../proxy/tls-reload.ts';
 import { TLS_REPORT_PATH } from '../proxy/tls-reload.ts';
 import { TRUST_HASH_ANNOTATION } from './components/member-statefulset/member-statefulset.ts';
@@ -29,7 +29,7 @@ export interface TlsObserver {
 
 const matches = (labels: Record<string, string> | undefined, want: Record<string, string>): boolean => Object.entries(want).every(([k, v]) => labels?.[k] === v);
 const isReady = (p: V1Pod): boolean => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
-const fingerprints = (bundle: string): string[] => splitPem(bundle).map((pem) => new X509Certificate(pem).fingerprint256).sort();
+const fingerprints = (bundle: string): string[] => splitPem(bundle).map((pem) => certificateOf(pem).fingerprint256).sort();
 
 /** Whether a certificate was signed by the CA. */
 export function signedBy(cert: X509Certificate, ca: X509Certificate): boolean {
@@ -86,7 +86,7 @@ export function untrustedSides(report: TlsReport, bundle: string, listener: List
  * the members, and what its client listener serves when the built-in CA issues that. Empty when none.
  */
 export function unsignedSides(report: TlsReport, ca: X509Certificate, listener: ListenerExpectation): string[] {
-  const signed = (pem: string | undefined): boolean => pem !== undefined && signedBy(new X509Certificate(pem), ca);
+  const signed = (pem: string | undefined): boolean => pem !== undefined && signedBy(certificateOf(pem), ca);
   const out: string[] = [];
   if (!signed(report.certificate)) out.push('towards the members');
   if (listener.served && !signed(report.listener?.certificate)) out.push('on its client port');
@@ -160,7 +160,7 @@ export class LiveTlsObserver implements TlsObserver {
   }
 
   async notOnSigningCa(topology: EtcdTopology, signingCa: string, material: { client: ClientPem; peer: ClientPem }): Promise<string[]> {
-    const ca = new X509Certificate(signingCa);
+    const ca = certificateOf(signingCa);
     const members = this.pods(topology, 'member').filter((p) => !p.metadata?.deletionTimestamp && p.status?.podIP);
     const probes = members.flatMap((p) => {
       const name = p.metadata!.name!;

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { etcdTopologySchema } from '../api/etcd-topology.ts';
 import { createCa, issueLeaf, type CertificatePem } from './issuer.ts';
 import { leafRequests, serverNames } from './sans.ts';
-import { checkTlsSecret, isProblem, type TlsProblem } from './secret-check.ts';
+import { certificateOf, checkTlsSecret, isProblem, type TlsProblem } from './secret-check.ts';
 
 const topology = etcdTopologySchema.parse({ apiVersion: 'etcdtopology.io/v1alpha1', kind: 'EtcdTopology', metadata: { name: 'demo', namespace: 'prod', uid: 'u' } });
 const now = new Date();
@@ -99,5 +99,15 @@ describe('issuer and Secret checks', async () => {
     } finally {
       srv.close();
     }
+  });
+});
+
+describe('certificateOf', () => {
+  it('parses a PEM once and hands out the same certificate for it; bad input throws as X509Certificate does', async () => {
+    const ca = await createCa('memo-ca', { notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3_600_000) });
+    const cert = certificateOf(ca.cert);
+    expect(cert.subject).toContain('memo-ca');
+    expect(certificateOf(ca.cert)).toBe(cert);
+    expect(() => certificateOf('not a certificate')).toThrow();
   });
 });

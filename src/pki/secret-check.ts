@@ -63,6 +63,25 @@ export function checkTlsSecret(name: string, data: Record<string, string> | unde
   return { cert: text(data, TLS_CRT), key: text(data, TLS_KEY), ca: text(data, CA_CRT), leaf, renewal };
 }
 
+/** Certificates parsed from PEM, by the PEM; cleared when it reaches PARSED_MAX. */
+const parsed = new Map<string, X509Certificate>();
+const PARSED_MAX = 1024;
+
+/**
+ * The certificate in one PEM block, parsed once: every reconcile reads the same few certificates
+ * (the CA's, for its dates, fingerprint and signatures), at 100 topologies hundreds of times a second.
+ * An X509Certificate does not change, so callers share it. Throws as new X509Certificate does.
+ */
+export function certificateOf(pem: string): X509Certificate {
+  let cert = parsed.get(pem);
+  if (cert === undefined) {
+    cert = new X509Certificate(pem);
+    if (parsed.size >= PARSED_MAX) parsed.clear();
+    parsed.set(pem, cert);
+  }
+  return cert;
+}
+
 /** A Secret's value, decoded from base64. */
 function text(data: Record<string, string>, key: string): string {
   return Buffer.from(data[key]!, 'base64').toString('utf8');
