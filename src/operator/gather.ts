@@ -1,4 +1,4 @@
-import type { V1DaemonSet, V1Node, V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
+import type { KubernetesObject, V1DaemonSet, V1Node, V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
 import type { EtcdTopology } from '../api/etcd-topology.ts';
 import type { EtcdAdminClient } from '../etcd/admin-client.ts';
 import { CLIENT_PORT, memberScheme, namesOf } from './components/names.ts';
@@ -12,14 +12,14 @@ import { useMemberTls, type TlsState } from './tls-certificates.ts';
  * proxies. Every policy reads it (with etcd's view, a Snapshot), never the caches again.
  */
 export interface ClusterSnapshot {
-  /** Every member pod, terminating ones included (the planner must see a pod on its way out). */
-  memberPods: V1Pod[];
+  /** Every member pod, terminating ones included (the planner must see a pod on its way out); shared, not to be changed. */
+  memberPods: readonly V1Pod[];
   /** The member pods not being deleted: what etcd is dialled through and status reports. */
   activeMemberPods: V1Pod[];
   /** Each active member pod that runs and has an address, and its client URL by pod IP: the only members dialled. */
   endpoints: MemberEndpoint[];
-  /** The members' data volume claims. */
-  claims: V1PersistentVolumeClaim[];
+  /** The members' data volume claims (shared, not to be changed). */
+  claims: readonly V1PersistentVolumeClaim[];
   /** Every node (shared with every reconcile: not to be changed). */
   nodes: readonly V1Node[];
   /** Nodes that match spec.members.nodeSelector and are Ready. */
@@ -62,14 +62,17 @@ export function memberEndpoints(topology: EtcdTopology, pods: readonly V1Pod[]):
 export function gatherCluster(informers: Informers, topology: EtcdTopology): ClusterSnapshot {
   const namespace = topology.metadata.namespace;
   const isMember = labelMatcher(selectorLabels(topology, 'member'));
-  const memberPods = informers.list<V1Pod>('Pod', namespace).filter((p) => isMember(p.metadata?.labels));
+  // The topology's member pods and claims, filtered again only after that cache changed.
+  const members = <T extends KubernetesObject>(kind: string): readonly T[] =>
+    informers.derived(kind, `members of ${namespace}/${topology.metadata.name}`, () => informers.list<T>(kind, namespace).filter((o) => isMember(o.metadata?.labels)));
+  const memberPods = members<V1Pod>('Pod');
   const activeMemberPods = memberPods.filter((p) => !p.metadata?.deletionTimestamp);
   const nodes = informers.list<V1Node>('Node');
   return {
     memberPods,
     activeMemberPods,
     endpoints: memberEndpoints(topology, activeMemberPods),
-    claims: informers.list<V1PersistentVolumeClaim>('PersistentVolumeClaim', namespace).filter((c) => isMember(c.metadata?.labels)),
+    claims: members<V1PersistentVolumeClaim>('PersistentVolumeClaim'),
     nodes,
     eligibleCentralNodes: eligibleNodes(informers, nodes, topology.spec.members.nodeSelector),
     statefulSetExists: informers.get('StatefulSet', namesOf(topology).memberStatefulSet, namespace) !== undefined,
