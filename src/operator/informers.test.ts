@@ -200,10 +200,14 @@ describe('Informers.derived', () => {
     expect(count()).toBe(1);
     expect(count()).toBe(1);
     expect(computed).toBe(1);
+    const other = informers.derived('Pod', 'other', () => ['kept until the cache changes']);
+    expect(informers.derived('Pod', 'other', () => ['again'])).toBe(other);
     release();
     await settle();
     expect(count()).toBe(2);
     expect(computed).toBe(2);
+    // Every value of the older cache went with it.
+    expect(informers.derived('Pod', 'other', () => ['again'])).toEqual(['again']);
     await informers.stop();
   });
 });

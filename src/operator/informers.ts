@@ -241,7 +241,8 @@ const EVERY_NAMESPACE: Scope = '';
 export class Informers {
   private readonly informers = new Map<string, Map<Scope, CachedInformer>>();
   private readonly synced = new Set<CachedInformer>();
-  private readonly memos = new Map<string, { version: number; value: unknown }>();
+  /** Per kind: the cache version the values were computed from, and the values by key. */
+  private readonly memos = new Map<string, { version: number; values: Map<string, unknown> }>();
   private count = 0;
   private stopped = false;
 
@@ -308,11 +309,12 @@ export class Informers {
    */
   derived<T>(kind: string, key: string, compute: () => T): T {
     const version = Math.max(0, ...[...this.scopes(kind).values()].map((i) => i.version));
-    const memoKey = `${kind}\u0000${key}`;
-    const memo = this.memos.get(memoKey);
-    if (memo !== undefined && memo.version === version) return memo.value as T;
+    let memo = this.memos.get(kind);
+    // Values of an older cache are dropped all at once, so that none outlives what it was for (a deleted topology's).
+    if (memo?.version !== version) this.memos.set(kind, (memo = { version, values: new Map() }));
+    if (memo.values.has(key)) return memo.values.get(key) as T;
     const value = compute();
-    this.memos.set(memoKey, { version, value });
+    memo.values.set(key, value);
     return value;
   }
 
