@@ -2,7 +2,7 @@ import type { KubernetesObject, V1DaemonSet, V1Node, V1PersistentVolumeClaim, V1
 import type { EtcdTopology } from '../api/etcd-topology.ts';
 import type { EtcdAdminClient } from '../etcd/admin-client.ts';
 import { CLIENT_PORT, memberScheme, namesOf } from './components/names.ts';
-import { selectorLabels } from './components/meta.ts';
+import { labelMatcher, selectorLabels } from './components/meta.ts';
 import type { Informers } from './informers.ts';
 import { observeEtcd, type EtcdObservation, type MemberEndpoint } from './observe-etcd.ts';
 import { useMemberTls, type TlsState } from './tls-certificates.ts';
@@ -38,14 +38,6 @@ export interface Snapshot extends ClusterSnapshot {
   etcd: EtcdObservation;
 }
 
-/** Whether labels carry every one of want's (the entries are taken once, not once per object). */
-function labelMatcher(want: Record<string, string>): (labels: Record<string, string> | undefined) => boolean {
-  const entries = Object.entries(want);
-  return (labels) => {
-    for (const [k, v] of entries) if (labels?.[k] !== v) return false;
-    return true;
-  };
-}
 // A cordoned node still counts: cordoning is the first step of every drain and takes no member away.
 const isReadyNode = (n: V1Node): boolean => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
 

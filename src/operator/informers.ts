@@ -49,15 +49,15 @@ export function trim<T extends KubernetesObject>(obj: T): T {
 type InformerEvent = 'add' | 'update' | 'delete' | 'connect' | 'error';
 const keyOf = (obj: KubernetesObject): string => `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
 
+/** Stamps every change of every cache with a number no other change has (Informers.derived compares them). */
+let cacheClock = 0;
+
 /**
  * One list + watch + cache of a collection, as client-go's reflector: start() lists (the cache then
  * holds exactly the list: vanished objects are deleted, changed ones updated), emits connect, and
  * watches from the list's resourceVersion, resuming after the server ends a watch and listing again
  * when the version is too old (410 Gone). Any other failure emits error and stops; start() again.
  */
-/** Stamps every change of every cache with a number no other change has (Informers.derived compares them). */
-let cacheClock = 0;
-
 export class ListWatchInformer {
   private readonly objects = new Map<string, KubernetesObject>();
   /** The stamp of the cache's last change (a new informer's cache is a change too: it may replace one that failed). */

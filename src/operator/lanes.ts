@@ -1,5 +1,6 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { CENTRAL_ROLE_LABEL } from '../api/etcd-topology.ts';
+import { labelMatcher } from './components/meta.ts';
 import type { Lane } from './work-queue.ts';
 
 /**
@@ -31,7 +32,6 @@ export function topologyLane(prior: TopologySeen | undefined, now: TopologySeen)
   return prior.meta === now.meta ? 'routine' : 'news';
 }
 
-const matches = (labels: Record<string, string> | undefined, want: Record<string, string>): boolean => Object.entries(want).every(([k, v]) => labels?.[k] === v);
 
 /** A topology's member node selector as it stands in the raw object (the schema's default when unset). */
 export function memberSelectorOf(topology: KubernetesObject): Record<string, string> {
@@ -47,6 +47,6 @@ export function memberSelectorOf(topology: KubernetesObject): Record<string, str
  */
 export function nodeLane(topology: KubernetesObject, labelsNow: Record<string, string> | undefined, labelsBefore: Record<string, string> | undefined, hostsMember: boolean): Lane {
   if (hostsMember) return 'news';
-  const selector = memberSelectorOf(topology);
-  return matches(labelsNow, selector) || (labelsBefore !== undefined && matches(labelsBefore, selector)) ? 'news' : 'routine';
+  const matches = labelMatcher(memberSelectorOf(topology));
+  return matches(labelsNow) || (labelsBefore !== undefined && matches(labelsBefore)) ? 'news' : 'routine';
 }

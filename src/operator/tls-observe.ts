@@ -7,7 +7,7 @@ import { certificateOf, splitPem } from '../pki/secret-check.ts';
 import type { TlsReport } from '../proxy/tls-reload.ts';
 import { TLS_REPORT_PATH } from '../proxy/tls-reload.ts';
 import { TRUST_HASH_ANNOTATION } from './components/member-statefulset/member-statefulset.ts';
-import { selectorLabels } from './components/meta.ts';
+import { labelMatcher, selectorLabels } from './components/meta.ts';
 import { CLIENT_PORT, desiredMemberNames, memberHost, PEER_PORT, PROXY_METRICS_PORT } from './components/names.ts';
 import type { Informers } from './informers.ts';
 
@@ -27,7 +27,6 @@ export interface TlsObserver {
   notOnSigningCa(topology: EtcdTopology, signingCa: string, material: { client: ClientPem; peer: ClientPem }): Promise<string[]>;
 }
 
-const matches = (labels: Record<string, string> | undefined, want: Record<string, string>): boolean => Object.entries(want).every(([k, v]) => labels?.[k] === v);
 const isReady = (p: V1Pod): boolean => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
 const fingerprints = (bundle: string): string[] => splitPem(bundle).map((pem) => certificateOf(pem).fingerprint256).sort();
 
@@ -127,8 +126,8 @@ export class LiveTlsObserver implements TlsObserver {
   }
 
   private pods(topology: EtcdTopology, role: 'member' | 'proxy'): V1Pod[] {
-    const want = selectorLabels(topology, role);
-    return this.informers.list<V1Pod>('Pod', topology.metadata.namespace).filter((p) => matches(p.metadata?.labels, want));
+    const isRole = labelMatcher(selectorLabels(topology, role));
+    return this.informers.list<V1Pod>('Pod', topology.metadata.namespace).filter((p) => isRole(p.metadata?.labels));
   }
 
   /** Running proxy pods with an address, as the API server lists them now (one that is starting reads the current files anyway). */

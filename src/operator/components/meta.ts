@@ -54,6 +54,15 @@ export type Role = 'member' | 'proxy' | 'backup';
 export const MANAGED_BY = 'etcd-topology';
 export const APP_NAME = 'etcd-topology';
 
+/** Whether labels carry every one of want's; the entries are taken once, for a matcher applied to many objects. */
+export function labelMatcher(want: Record<string, string>): (labels: Record<string, string> | undefined) => boolean {
+  const entries = Object.entries(want);
+  return (labels) => {
+    for (const [k, v] of entries) if (labels?.[k] !== v) return false;
+    return true;
+  };
+}
+
 /** Labels that select one topology's members or proxies; kept apart because selectors are immutable. */
 export function selectorLabels(topology: EtcdTopology, role: Role): Record<string, string> {
   return { 'app.kubernetes.io/name': APP_NAME, 'app.kubernetes.io/instance': nameOf(topology), 'app.kubernetes.io/component': role };
