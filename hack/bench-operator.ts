@@ -26,6 +26,7 @@ import { ROUTINE_IN_FLIGHT, WORKERS } from '../src/operator/controller.ts';
 import { conditionOf, getTopology, startClusterWithCrd, topologyManifest } from '../test/operator/setup.ts';
 import { summariseHeap, type HeapRow } from './heap-summary.ts';
 import { between, type HistogramFigures } from './histogram.ts';
+import { residentByMapping, rssFigures, RssSampler } from './process-memory.ts';
 
 /**
  * A quantile read as a histogram bucket's upper bound; the +Inf bucket reaches here as null (JSON
@@ -306,10 +307,13 @@ try {
   const settleS = (performance.now() - applyStart) / 1000;
   progress(`${many} topologies with status and ${proxiesWanted} proxies ready after ${settleS.toFixed(0)} s`);
   const scaleLoadsFrom = loads.length;
+  const settledRss = new RssSampler(op.pid);
   const settled = await writesPerReconcile(2 * many);
   const scale = await memory(op);
+  const mappings = residentByMapping(op.pid);
+  const settledMemory = rssFigures(settledRss.stop());
   const scaleLoad = load();
-  progress(`at scale: RSS ${mib(scale.rss)} MiB, heap used ${mib(scale.heapUsed)} MiB`);
+  progress(`at scale: RSS median ${mib(settledMemory.median.rss)} MiB (max ${mib(settledMemory.max.rss)}) over ${settledMemory.count} samples, heap used ${mib(scale.heapUsed)} MiB`);
 
   // Spec change -> applied StatefulSet, one change at a time, on the topologies with running members,
   // while every Pending topology is reconciled every 5 s and a kwok node's label flips every 250 ms,
@@ -318,6 +322,7 @@ try {
   // spec change is never applied. Measured by hack/spec-change-probe.ts in a process of its own: this
   // one also runs the node agent, whose work at 4,000 proxy pods delayed its timers by seconds.
   const changesLoad = load();
+  const changesRss = new RssSampler(op.pid);
   const apiMetrics = (): Promise<string> => cluster.kubectl(['get', '--raw', '/metrics']);
   const apiBefore = await apiMetrics();
   const { run } = await import('../test/harness/run.ts');
@@ -331,7 +336,10 @@ try {
   const apiAfter = await apiMetrics();
   const apiApply = apiServerLatency(apiBefore, apiAfter, 'APPLY', 'statefulsets');
   const apiPatch = apiServerLatency(apiBefore, apiAfter, 'PATCH', 'etcdtopologies');
+  const changesMemory = rssFigures(changesRss.stop());
+  const steadyRss = new RssSampler(op.pid);
   const steady = await writesPerReconcile(2 * many);
+  const steadyMemory = rssFigures(steadyRss.stop());
   const steadyLoad = load();
   const scaleLoads = loads.slice(scaleLoadsFrom);
   if (scaleLoads.length === 0) scaleLoads.push(os.loadavg()[0]!);
@@ -370,7 +378,7 @@ ${settleS.toFixed(0)} s after the apply.
 
 | measure | value | target |
 | --- | ---: | ---: |
-| operator RSS | ${mib(scale.rss)} MiB | ≤ 150 MiB |
+| operator RSS, settled: median / max of ${settledMemory.count} samples 1 s apart | ${mib(settledMemory.median.rss)} / ${mib(settledMemory.max.rss)} MiB | ≤ 150 MiB |
 | spec change → applied StatefulSet, p50 / p99 / max of ${changes} | ${fmt(quantile(latencies, 0.5))} / ${fmt(quantile(latencies, 0.99))} / ${fmt(Math.max(...latencies))} s | p99 ≤ 1 s |
 | of which: the spec change waiting for a worker, p50 / p99 (histogram bucket bounds, ${specWait.count} observed) | ${upTo(specWait.p50)} / ${upTo(specWait.p99)} s | |
 | of which: the reconcile that applied it, p50 / p99 (bucket bounds, ${specReconcile.count} observed; it goes on after the apply) | ${upTo(specReconcile.p50)} / ${upTo(specReconcile.p99)} s | |
@@ -412,6 +420,29 @@ ${Object.entries(settled.requests).map(([l, v]) => `| ${/verb="([^"]*)"/.exec(l)
 | RSS | ${mib(one.rss)} MiB | ${mib(scale.rss)} MiB |
 | V8 heap used / committed | ${mib(one.heapUsed)} / ${mib(one.heapTotal)} MiB | ${mib(scale.heapUsed)} / ${mib(scale.heapTotal)} MiB |
 | external (Buffers, TLS) | ${mib(one.external)} MiB | ${mib(scale.external)} MiB |
+
+The operator's RSS at scale as the kernel counts it (/proc/PID/status, sampled every second;
+anonymous pages are the process's own: V8's heap, malloc, stacks; file pages are the node binary and
+libraries, shared and clean):
+
+| window | samples | RSS median / max | anonymous median / max | file median / max |
+| --- | ---: | ---: | ---: | ---: |
+${(
+  [
+    ['settled, before the spec changes', settledMemory],
+    ['while the spec changes ran', changesMemory],
+    ['after the spec changes', steadyMemory],
+  ] as const
+)
+  .map(([what, f]) => `| ${what} | ${f.count} | ${mib(f.median.rss)} / ${mib(f.max.rss)} MiB | ${mib(f.median.anon)} / ${mib(f.max.anon)} MiB | ${mib(f.median.file)} / ${mib(f.max.file)} MiB |`)
+  .join('\n')}
+
+Resident pages by mapping, settled at scale (/proc/PID/smaps; \`anonymous\` is V8's heap and code,
+malloc's thread arenas and the stacks; \`[heap]\` is malloc's main arena):
+
+| mapping | MiB |
+| --- | ---: |
+${mappings.slice(0, 8).map((m) => `| ${m.name.replace(/^.*\/node_modules\//, 'node_modules/')} | ${(m.bytes / 1048576).toFixed(1)} |`).join('\n')}
 
 Before any work: a bare \`node\` is ${mib(bareRss)} MiB RSS; importing the operator's modules
 (dist/operator/main.js) brings it to ${mib(modulesRss)} MiB with Node's defaults, ${mib(modulesTuned)} MiB with
