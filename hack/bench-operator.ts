@@ -61,10 +61,24 @@ const { values } = parseArgs({
     nodes: { type: 'string', default: '1000' },
     topologies: { type: 'string', default: '100' },
     changes: { type: 'string', default: '100' },
+    // To try other settings than the deployment's: node's flags for the operator, and NAME=VALUE
+    // added to its environment (repeatable). The report says what was used.
+    'node-flags': { type: 'string', default: OPERATOR_NODE_OPTIONS },
+    env: { type: 'string', multiple: true, default: [] },
   },
   strict: true,
 });
 const [rounds, nodeCount, many, changes] = [values.rounds, values.nodes, values.topologies, values.changes].map(Number) as [number, number, number, number];
+const nodeFlags = values['node-flags'].split(' ').filter(Boolean);
+const operatorEnv: Record<string, string> = {};
+for (const pair of values.env) {
+  const eq = pair.indexOf('=');
+  if (eq < 1) {
+    console.error(`bench:operator: --env ${pair}: expected NAME=VALUE`);
+    process.exit(2);
+  }
+  operatorEnv[pair.slice(0, eq)] = pair.slice(eq + 1);
+}
 if (![rounds, nodeCount, many, changes].every((n) => Number.isInteger(n) && n >= 1) || many < 4 || nodeCount < 10) {
   console.error('bench:operator: --rounds and --changes must be whole numbers >= 1, --topologies >= 4, --nodes >= 10');
   process.exit(2);
@@ -140,11 +154,11 @@ try {
   // deadline, and a leader that cannot renew exits (as it should).
   const startOperator = (log: string): Promise<OperatorProcess> =>
     OperatorProcess.start(cluster.kubeconfig, path.join(cluster.dir, log), [`--resync-period=${RESYNC}`, '--leader-elect=false'], undefined, [
-      ...OPERATOR_NODE_OPTIONS.split(' '),
+      ...nodeFlags,
       '--heapsnapshot-signal=SIGUSR2',
       `--diagnostic-dir=${cluster.dir}`,
       ...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${cluster.dir}`] : []),
-    ]);
+    ], operatorEnv);
   operator = await startOperator('operator.log');
   let op = operator;
   const reconcilesNow = (): Promise<number> => op.counter('etcd_topology_operator_reconciles_total');
@@ -344,18 +358,23 @@ try {
   const scaleLoads = loads.slice(scaleLoadsFrom);
   if (scaleLoads.length === 0) scaleLoads.push(os.loadavg()[0]!);
   const heapScale = await heapSnapshot(op, cluster.dir);
-  const modulesTuned = await moduleRss(OPERATOR_NODE_OPTIONS.split(' '));
+  const modulesTuned = await moduleRss(nodeFlags);
 
   const row = (r: HeapRow): string => `| ${r.name} | ${r.count} | ${mib(r.bytes)} |`;
   const cachedRow = (kind: string): string => `| ${kind} | ${one.cached[kind] ?? 0} | ${scale.cached[kind] ?? 0} |`;
   const fmt = (ms: number): string => (ms / 1000).toFixed(2);
   const report = `# Operator benchmark
 
-Command: \`npm run bench:operator -- --rounds ${rounds} --nodes ${nodeCount} --topologies ${many} --changes ${changes}\` (${new Date().toISOString().slice(0, 10)}).
+Command: \`npm run bench:operator -- --rounds ${rounds} --nodes ${nodeCount} --topologies ${many} --changes ${changes}${
+  values['node-flags'] === OPERATOR_NODE_OPTIONS ? '' : ` --node-flags '${values['node-flags']}'`
+}${values.env.map((e) => ` --env ${e}`).join('')}\` (${new Date().toISOString().slice(0, 10)}).
 Machine: ${os.cpus().length} cores, shared; the local cluster (real kube-apiserver, controller manager,
 scheduler, etcd members as processes; 3 real central nodes) and kwok run on the same machine as the
-operator. Operator flags: \`--resync-period=${RESYNC} --leader-elect=false\`; Node flags: the deployment's
-\`NODE_OPTIONS=${OPERATOR_NODE_OPTIONS}\` (src/operator/node-options.ts, the chart's \`nodeOptions\`).
+operator. Operator flags: \`--resync-period=${RESYNC} --leader-elect=false\`; Node flags: ${
+  values['node-flags'] === OPERATOR_NODE_OPTIONS ? "the deployment's" : '**not the deployment\'s**'
+} \`${values['node-flags']}\` (the deployment's: src/operator/node-options.ts, the chart's \`nodeOptions\`)${
+  values.env.length > 0 ? `; environment added: \`${values.env.join(' ')}\`` : ''
+}.
 Load average (1 / 5 / 15 min) with one settled topology ${oneLoad}; at scale ${scaleLoad}; when the
 spec changes began ${changesLoad}; at the end ${steadyLoad}. The 1-minute load over the scale phase
 (sampled every 10 s): min ${Math.min(...scaleLoads).toFixed(1)}, median ${median(scaleLoads).toFixed(1)}, max ${Math.max(...scaleLoads).toFixed(1)}.
@@ -446,7 +465,7 @@ ${mappings.slice(0, 8).map((m) => `| ${m.name.replace(/^.*\/node_modules\//, 'no
 
 Before any work: a bare \`node\` is ${mib(bareRss)} MiB RSS; importing the operator's modules
 (dist/operator/main.js) brings it to ${mib(modulesRss)} MiB with Node's defaults, ${mib(modulesTuned)} MiB with
-the deployment's flags.
+the operator's flags above.
 
 Informer caches (objects):
 

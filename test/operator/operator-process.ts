@@ -20,15 +20,16 @@ export class OperatorProcess {
   /**
    * Starts `etcd-topology operator` and waits for /readyz (a standby is ready too). identity becomes
    * POD_NAME, the leader-election identity, so that several replicas can be told apart; nodeArgs go
-   * to node itself (a benchmark's --heapsnapshot-signal, V8 heap sizes).
+   * to node itself (a benchmark's --heapsnapshot-signal, V8 heap sizes); env is added to the
+   * environment (a benchmark's malloc tuning).
    */
-  static async start(kubeconfig: string, logFile: string, extraArgs: string[] = [], identity?: string, nodeArgs: string[] = []): Promise<OperatorProcess> {
+  static async start(kubeconfig: string, logFile: string, extraArgs: string[] = [], identity?: string, nodeArgs: string[] = [], env: Record<string, string> = {}): Promise<OperatorProcess> {
     const [metrics, health] = [await freePort(), await freePort()];
     const child = spawnLogged(
       process.execPath,
       [...nodeArgs, path.join(repo, 'dist', 'cli.js'), 'operator', `--kubeconfig=${kubeconfig}`, `--metrics-addr=127.0.0.1:${metrics}`, `--health-addr=127.0.0.1:${health}`, '--leader-election-namespace=default', ...extraArgs],
       logFile,
-      identity === undefined ? {} : { env: { ...process.env, POD_NAME: identity } },
+      identity === undefined && Object.keys(env).length === 0 ? {} : { env: { ...process.env, ...env, ...(identity === undefined ? {} : { POD_NAME: identity }) } },
     );
     await waitFor('the operator /readyz', async () => {
       if (child.exitCode !== null) throw new Error(`the operator exited with ${child.exitCode}; see ${logFile}`);
