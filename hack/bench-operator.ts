@@ -9,7 +9,8 @@
 //    sizes, spec change -> applied StatefulSet latency (p50/p99) while the queue is busy (before each
 //    change a kwok node's label flips, which queues every topology), API writes per no-change
 //    reconcile and API calls per reconcile by verb and resource.
-// The operator runs with the deployment's V8 flags (OPERATOR_NODE_OPTIONS, the chart's nodeOptions).
+// The operator runs with the deployment's V8 flags and environment (OPERATOR_NODE_OPTIONS and
+// OPERATOR_MALLOC_ARENA_MAX, the chart's nodeOptions and mallocArenaMax).
 // Writes docs/bench/operator.md; with --cpu-prof, each operator's V8 CPU profile goes to
 // bench-results/operator (node hack/cpu-profile-top.ts FILE lists where its time went).
 import { cpSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -21,7 +22,7 @@ import { defaultNodes, type LocalCluster } from '../test/harness/cluster/local-c
 import { spawnLogged, terminate } from '../test/harness/cluster/processes.ts';
 import { waitFor } from '../test/harness/ports.ts';
 import { OperatorProcess } from '../test/operator/operator-process.ts';
-import { OPERATOR_NODE_OPTIONS } from '../src/operator/node-options.ts';
+import { OPERATOR_MALLOC_ARENA_MAX, OPERATOR_NODE_OPTIONS } from '../src/operator/node-options.ts';
 import { ROUTINE_IN_FLIGHT, WORKERS } from '../src/operator/controller.ts';
 import { conditionOf, getTopology, startClusterWithCrd, topologyManifest } from '../test/operator/setup.ts';
 import { summariseHeap, type HeapRow } from './heap-summary.ts';
@@ -70,7 +71,8 @@ const { values } = parseArgs({
 });
 const [rounds, nodeCount, many, changes] = [values.rounds, values.nodes, values.topologies, values.changes].map(Number) as [number, number, number, number];
 const nodeFlags = values['node-flags'].split(' ').filter(Boolean);
-const operatorEnv: Record<string, string> = {};
+// The deployment's environment (the chart's mallocArenaMax), and what --env adds or replaces.
+const operatorEnv: Record<string, string> = { MALLOC_ARENA_MAX: String(OPERATOR_MALLOC_ARENA_MAX) };
 for (const pair of values.env) {
   const eq = pair.indexOf('=');
   if (eq < 1) {
@@ -366,15 +368,15 @@ try {
   const report = `# Operator benchmark
 
 Command: \`npm run bench:operator -- --rounds ${rounds} --nodes ${nodeCount} --topologies ${many} --changes ${changes}${
-  values['node-flags'] === OPERATOR_NODE_OPTIONS ? '' : ` --node-flags '${values['node-flags']}'`
+  values['node-flags'] === OPERATOR_NODE_OPTIONS ? '' : ` --node-flags='${values['node-flags']}'`
 }${values.env.map((e) => ` --env ${e}`).join('')}\` (${new Date().toISOString().slice(0, 10)}).
 Machine: ${os.cpus().length} cores, shared; the local cluster (real kube-apiserver, controller manager,
 scheduler, etcd members as processes; 3 real central nodes) and kwok run on the same machine as the
 operator. Operator flags: \`--resync-period=${RESYNC} --leader-elect=false\`; Node flags: ${
   values['node-flags'] === OPERATOR_NODE_OPTIONS ? "the deployment's" : '**not the deployment\'s**'
-} \`${values['node-flags']}\` (the deployment's: src/operator/node-options.ts, the chart's \`nodeOptions\`)${
-  values.env.length > 0 ? `; environment added: \`${values.env.join(' ')}\`` : ''
-}.
+} \`${values['node-flags']}\` (the deployment's: src/operator/node-options.ts, the chart's \`nodeOptions\`); environment: ${
+  values.env.length > 0 ? '**not the deployment\'s**' : "the deployment's"
+} \`${Object.entries(operatorEnv).map(([k, v]) => `${k}=${v}`).join(' ')}\` (the chart's \`mallocArenaMax\`).
 Load average (1 / 5 / 15 min) with one settled topology ${oneLoad}; at scale ${scaleLoad}; when the
 spec changes began ${changesLoad}; at the end ${steadyLoad}. The 1-minute load over the scale phase
 (sampled every 10 s): min ${Math.min(...scaleLoads).toFixed(1)}, median ${median(scaleLoads).toFixed(1)}, max ${Math.max(...scaleLoads).toFixed(1)}.

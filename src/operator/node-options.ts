@@ -7,3 +7,12 @@
  * so what is measured is what is deployed. Raise the cap with the number of topologies and nodes.
  */
 export const OPERATOR_NODE_OPTIONS = '--max-semi-space-size=2 --max-old-space-size=96';
+
+/**
+ * glibc's malloc arenas for the operator. By default every thread that allocates gets an arena of its
+ * own (V8's GC helpers, libuv's pool: up to 8 per core), and each keeps what was freed in it: at 100
+ * topologies on 1,000 nodes the operator's anonymous memory outside the V8 heap was about 24 MiB with
+ * one arena per thread and 3 MiB with 2 (docs/bench/operator.md). The chart's `mallocArenaMax` and
+ * `npm run bench:operator` use it, as OPERATOR_NODE_OPTIONS.
+ */
+export const OPERATOR_MALLOC_ARENA_MAX = 2;

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { etcdTopologySchema } from '../../src/api/etcd-topology.ts';
-import { OPERATOR_NODE_OPTIONS } from '../../src/operator/node-options.ts';
+import { OPERATOR_MALLOC_ARENA_MAX, OPERATOR_NODE_OPTIONS } from '../../src/operator/node-options.ts';
 import { run } from '../harness/run.ts';
 
 // The chart under deploy/, checked with the real helm that hack/helm.sh puts in the cache.
@@ -166,6 +166,7 @@ describe('Helm chart deploy/etcd-topology', () => {
     expect(container!.env.find((e) => e.name === 'POD_IP')).toEqual({ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } });
     expect(container!.env.find((e) => e.name === 'LOG_LEVEL')?.value).toBe('info');
     expect(container!.env.find((e) => e.name === 'NODE_OPTIONS')?.value).toBe(OPERATOR_NODE_OPTIONS);
+    expect(container!.env.find((e) => e.name === 'MALLOC_ARENA_MAX')?.value).toBe(String(OPERATOR_MALLOC_ARENA_MAX));
     expect(container!.ports.map((p) => [p.name, p.containerPort])).toEqual([
       ['metrics', 8080],
       ['health', 8081],
