@@ -117,7 +117,7 @@ export async function main(argv: string[]): Promise<number> {
       need(flags, 'take', 'endpoint', 'member');
       const tls = flags.cacert || flags.cert ? { ca: flags.cacert && readFileSync(flags.cacert, 'utf8'), cert: flags.cert && readFileSync(flags.cert, 'utf8'), key: flags.key && readFileSync(flags.key, 'utf8') } : undefined;
       const dispatcher = new Agent({ connections: 2, ...(tls ? { connect: tls } : {}) });
-      const admin = new EtcdAdminClient({ dispatcher, timeoutMs: 10_000 });
+      const admin = new EtcdAdminClient({ timeoutMs: 10_000, ...(tls ? { tls } : {}) });
       log(`taking a snapshot of ${flags.member} (${flags.endpoint}) to ${store.description}, folder ${folder}`);
       const { manifest, deleted } = await takeBackup({ endpoint: flags.endpoint!, member: flags.member!, topology: flags.topology!, folder, keep: flags.keep, store, admin, dispatcher });
       await dispatcher.close();

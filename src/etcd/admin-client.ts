@@ -1,5 +1,7 @@
-import { Agent, request, type Dispatcher } from 'undici';
+import http from 'node:http';
+import https from 'node:https';
 import type { z } from 'zod';
+import { httpRequest, readText, retireAgent } from '../http-request.ts';
 import { codeForGrpc, EtcdError, isUnavailable } from './errors.ts';
 import {
   alarmResponse,
@@ -21,11 +23,14 @@ export interface AdminClientOptions {
   timeoutMs?: number;
   /** Per-call deadline for defragmentation, which blocks the member for as long as it takes. */
   defragmentTimeoutMs?: number;
-  /** TLS material for https endpoints (PEM). */
-  tls?: { ca?: string; cert?: string; key?: string };
-  /** A dispatcher to use instead of the client's own keep-alive agent. */
-  dispatcher?: Dispatcher;
+  /** TLS material for https endpoints without material of their own (setEndpointTls), PEM. */
+  tls?: { ca?: string | undefined; cert?: string | undefined; key?: string | undefined };
 }
+
+// Idle keep-alive connections to a member are closed after this long; at most this many at once per member.
+const IDLE_TIMEOUT_MS = 30_000;
+const CONNECTIONS_PER_MEMBER = 4;
+const poolOptions = { keepAlive: true, timeout: IDLE_TIMEOUT_MS, maxSockets: CONNECTIONS_PER_MEMBER };
 
 /** Mutual TLS towards one member endpoint: the CA bundle, our client certificate, and the name to verify (and send as SNI). */
 export interface EndpointTls {
@@ -41,23 +46,22 @@ interface CallOptions {
 }
 
 /**
- * The operator's etcd admin client over etcd's JSON gateway (HTTP/1.1, undici). Every call names the
+ * The operator's etcd admin client over etcd's JSON gateway (HTTP/1.1, node:http). Every call names the
  * member it talks to, because status, defragmentation and leader transfer are per member; use
  * onFirstAvailable for cluster-wide calls that any member may answer.
  */
 export class EtcdAdminClient {
-  private readonly dispatcher: Dispatcher;
-  private readonly ownsDispatcher: boolean;
+  private readonly plain = new http.Agent(poolOptions);
+  private readonly secure: https.Agent;
   private readonly timeoutMs: number;
   private readonly defragmentTimeoutMs: number;
   /** Per endpoint origin: its own agent with that member's TLS material, replaced when the material changes. */
-  private readonly endpointTls = new Map<string, { material: EndpointTls; agent: Agent }>();
+  private readonly endpointTls = new Map<string, { material: EndpointTls; agent: https.Agent }>();
 
   constructor(options: AdminClientOptions = {}) {
     this.timeoutMs = options.timeoutMs ?? 5_000;
     this.defragmentTimeoutMs = options.defragmentTimeoutMs ?? 120_000;
-    this.ownsDispatcher = options.dispatcher === undefined;
-    this.dispatcher = options.dispatcher ?? new Agent({ keepAliveTimeout: 30_000, connections: 4, ...(options.tls ? { connect: options.tls } : {}) });
+    this.secure = new https.Agent({ ...poolOptions, ...options.tls });
   }
 
   /** Lists the cluster's members (learners included) as the answering member knows them. */
@@ -147,19 +151,21 @@ export class EtcdAdminClient {
     if (current && material && same(current.material, material)) return;
     if (current) {
       this.endpointTls.delete(origin);
-      void current.agent.close().catch(() => undefined);
+      retireAgent(current.agent);
     }
     if (material) {
-      const agent = new Agent({ keepAliveTimeout: 30_000, connections: 4, connect: { ca: material.ca, cert: material.cert, key: material.key, servername: material.servername } });
+      const agent = new https.Agent({ ...poolOptions, ca: material.ca, cert: material.cert, key: material.key, servername: material.servername });
       this.endpointTls.set(origin, { material, agent });
     }
   }
 
-  /** Closes the client's own connections. */
-  async close(): Promise<void> {
-    for (const { agent } of this.endpointTls.values()) await agent.close();
+  /** Closes the client's connections (a call still in flight fails). */
+  close(): Promise<void> {
+    for (const { agent } of this.endpointTls.values()) agent.destroy();
     this.endpointTls.clear();
-    if (this.ownsDispatcher) await this.dispatcher.close();
+    this.plain.destroy();
+    this.secure.destroy();
+    return Promise.resolve();
   }
 
   private async post<S extends z.ZodType>(endpoint: string, operation: string, path: string, payload: unknown, schema: S, options?: CallOptions): Promise<z.infer<S>> {
@@ -172,16 +178,16 @@ export class EtcdAdminClient {
     const timeoutMs = options?.timeoutMs ?? this.timeoutMs;
     try {
       const url = new URL(path, endpoint);
-      const res = await request(url, {
+      const res = await httpRequest(url, {
         method,
-        dispatcher: this.endpointTls.get(url.origin)?.agent ?? this.dispatcher,
+        agent: this.endpointTls.get(url.origin)?.agent ?? (url.protocol === 'https:' ? this.secure : this.plain),
         headers: payload === undefined ? {} : { 'content-type': 'application/json' },
-        body: payload,
+        ...(payload === undefined ? {} : { body: payload }),
         signal: AbortSignal.timeout(timeoutMs),
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
+        headersTimeoutMs: timeoutMs,
+        bodyTimeoutMs: timeoutMs,
       });
-      return { status: res.statusCode, body: await res.body.text() };
+      return { status: res.statusCode, body: await readText(res.body) };
     } catch (err) {
       throw new EtcdError('ETOP_ETCD_UNAVAILABLE', { endpoint, operation, detail: describeTransportError(err, timeoutMs) }, { cause: err });
     }

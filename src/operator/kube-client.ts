@@ -1,9 +1,11 @@
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
-import { Agent, request, type Dispatcher } from 'undici';
 import { parse } from 'yaml';
 import { TopologyError } from '../errors.ts';
+import { httpRequest, readText, type HttpAnswer } from '../http-request.ts';
 
 /**
  * The operator's own Kubernetes REST client: one keep-alive connection pool to the API server, JSON in
@@ -107,6 +109,8 @@ export interface WatchEvent<T> {
   object: T;
 }
 
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
 export interface RequestOptions {
   query?: Record<string, string | undefined>;
   body?: unknown;
@@ -117,6 +121,8 @@ export interface RequestOptions {
 
 /** No answer within this long fails a call (client-go has no default; the API server's own is 60 s). */
 const CALL_TIMEOUT_MS = 60_000;
+/** Idle keep-alive connections to the API server are closed after this long. */
+const IDLE_TIMEOUT_MS = 30_000;
 const TOKEN_REREAD_MS = 60_000;
 
 /**
@@ -139,7 +145,7 @@ export class KubeClient {
   readonly server: string;
   /** Called once per request sent (a metric of calls by verb and resource). */
   onRequest: ((verb: string, resource: string) => void) | undefined;
-  private readonly agent: Agent;
+  private readonly agent: http.Agent;
   private readonly token: KubeTarget['token'];
   private cachedToken: { value: string; readAt: number } | undefined;
 
@@ -147,7 +153,9 @@ export class KubeClient {
     this.server = target.server;
     this.token = target.token;
     const { ca, cert, key, rejectUnauthorized, servername } = target.tls;
-    this.agent = new Agent({ keepAliveTimeout: 30_000, connect: { ca, cert, key, rejectUnauthorized, ...(servername ? { servername } : {}) } });
+    this.agent = this.server.startsWith('https:')
+      ? new https.Agent({ keepAlive: true, timeout: IDLE_TIMEOUT_MS, ca, cert, key, rejectUnauthorized, ...(servername ? { servername } : {}) })
+      : new http.Agent({ keepAlive: true, timeout: IDLE_TIMEOUT_MS });
   }
 
   /** --kubeconfig, else the in-cluster service account, else the default kubeconfig ($KUBECONFIG, ~/.kube/config). */
@@ -164,13 +172,13 @@ export class KubeClient {
   }
 
   /** Sends one call and resolves the parsed JSON answer; a non-2xx answer throws KubeHttpError. */
-  async call<T>(method: Dispatcher.HttpMethod, urlPath: string, options: RequestOptions = {}): Promise<T> {
+  async call<T>(method: HttpMethod, urlPath: string, options: RequestOptions = {}): Promise<T> {
     if (this.onRequest) {
       const { verb, resource } = requestKind(method, urlPath);
       this.onRequest(verb, resource);
     }
     const res = await this.send(method, urlPath, options, CALL_TIMEOUT_MS, options.signal ? { signal: options.signal } : {});
-    const text = await res.body.text();
+    const text = await readText(res.body);
     if (res.statusCode < 200 || res.statusCode > 299) throw new KubeHttpError(method, urlPath, res.statusCode, text);
     return (text === '' ? undefined : JSON.parse(text)) as T;
   }
@@ -187,7 +195,7 @@ export class KubeClient {
       // The whole watch is bounded by the server's timeout; a connection silent for longer is dead.
       bodyTimeout: (timeoutSeconds + 30) * 1000,
     });
-    if (res.statusCode !== 200) throw new KubeHttpError('GET', `${urlPath} (watch)`, res.statusCode, await res.body.text());
+    if (res.statusCode !== 200) throw new KubeHttpError('GET', `${urlPath} (watch)`, res.statusCode, await readText(res.body));
     res.body.setEncoding('utf8');
     let buffer = '';
     for await (const chunk of res.body as AsyncIterable<string>) {
@@ -200,24 +208,26 @@ export class KubeClient {
     }
   }
 
-  async close(): Promise<void> {
-    await this.agent.close();
+  /** Closes the client's connections (a call still in flight fails). */
+  close(): Promise<void> {
+    this.agent.destroy();
+    return Promise.resolve();
   }
 
-  private async send(method: Dispatcher.HttpMethod, urlPath: string, options: RequestOptions, headersTimeout: number, extra: { signal?: AbortSignal; bodyTimeout?: number } = {}): Promise<Dispatcher.ResponseData> {
+  private send(method: HttpMethod, urlPath: string, options: RequestOptions, headersTimeout: number, extra: { signal?: AbortSignal; bodyTimeout?: number } = {}): Promise<HttpAnswer> {
     const url = new URL(this.server + urlPath);
     for (const [k, v] of Object.entries(options.query ?? {})) if (v !== undefined) url.searchParams.set(k, v);
     const headers: Record<string, string> = { accept: 'application/json' };
     const token = this.bearer();
     if (token) headers['authorization'] = `Bearer ${token}`;
     if (options.body !== undefined) headers['content-type'] = options.contentType ?? 'application/json';
-    return request(url, {
+    return httpRequest(url, {
       method,
-      dispatcher: this.agent,
+      agent: this.agent,
       headers,
-      body: options.body === undefined ? null : JSON.stringify(options.body),
-      headersTimeout,
-      bodyTimeout: extra.bodyTimeout ?? headersTimeout,
+      ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
+      headersTimeoutMs: headersTimeout,
+      bodyTimeoutMs: extra.bodyTimeout ?? headersTimeout,
       ...(extra.signal ? { signal: extra.signal } : {}),
     });
   }

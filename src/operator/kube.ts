@@ -49,7 +49,7 @@ export function kubeApiError(err: unknown, request: { verb: string; object: stri
     const answer = statusOf(e.body);
     return new KubeApiError(kubeErrorCode(e.code), request, { status: e.code, reason: answer?.reason, message: answer?.message ?? `HTTP ${e.code}` }, { cause: err });
   }
-  // No answer: a refused connection, a reset, a timeout (undici's "fetch failed" names the reason in its cause).
+  // No answer: a refused connection, a reset, a timeout (the message names it; a wrapper's cause may say more).
   const why = [e.message, (e.cause as { message?: unknown } | undefined)?.message].filter((m): m is string => typeof m === 'string' && m !== '').join(': ');
   return new KubeApiError('ETOP_KUBE_UNAVAILABLE', request, { message: why || String(err) }, { cause: err });
 }

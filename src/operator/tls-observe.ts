@@ -1,8 +1,9 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { X509Certificate } from 'node:crypto';
+import http from 'node:http';
 import tls from 'node:tls';
-import { request } from 'undici';
 import type { EtcdTopology } from '../api/etcd-topology.ts';
+import { httpRequest, readText } from '../http-request.ts';
 import { certificateOf, splitPem } from '../pki/secret-check.ts';
 import type { TlsReport } from '../proxy/tls-reload.ts';
 import { TLS_REPORT_PATH } from '../proxy/tls-reload.ts';
@@ -97,12 +98,11 @@ const proxySides = (name: string, sides: string[]): string => `${name} (${sides.
 /** Reads a proxy's report of the TLS material it uses towards the members. */
 async function proxyReport(ip: string, timeoutMs = 3000): Promise<TlsReport | Error> {
   try {
-    const res = await request(`http://${ip}:${PROXY_METRICS_PORT}${TLS_REPORT_PATH}`, { headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
-    if (res.statusCode !== 200) {
-      await res.body.dump();
-      return new Error(`HTTP ${res.statusCode}`);
-    }
-    return (await res.body.json()) as TlsReport;
+    // One call per proxy (one per node) when a rotation asks: Node's global agent, whose idle connections close after 5 s.
+    const res = await httpRequest(new URL(`http://${ip}:${PROXY_METRICS_PORT}${TLS_REPORT_PATH}`), { method: 'GET', agent: http.globalAgent, headersTimeoutMs: timeoutMs, bodyTimeoutMs: timeoutMs });
+    const text = await readText(res.body);
+    if (res.statusCode !== 200) return new Error(`HTTP ${res.statusCode}`);
+    return JSON.parse(text) as TlsReport;
   } catch (err) {
     return err as Error;
   }
