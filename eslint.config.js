@@ -21,6 +21,12 @@ export default tseslint.config(
     },
   },
   {
+    // In the processes we ship, localeCompare would load ICU's collation data (about 3 MiB resident) to order ASCII names.
+    files: ['src/**/*.ts'],
+    ignores: ['**/*.test.ts'],
+    rules: { 'no-restricted-properties': ['error', { property: 'localeCompare', message: 'use compareText from src/text-order.ts (code-unit order, no ICU collation data)' }] },
+  },
+  {
     files: ['hack/**', 'test/**', '**/*.test.ts'],
     rules: { 'no-console': 'off', '@typescript-eslint/no-non-null-assertion': 'off' },
   },

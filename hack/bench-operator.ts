@@ -103,7 +103,7 @@ const loads: number[] = [];
 const rssMiB = (pid: number): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
 /** The operator's memory as it reports it, and its caches. */
-async function memory(op: OperatorProcess): Promise<{ rss: number; heapUsed: number; heapTotal: number; external: number; cached: Record<string, number> }> {
+async function memory(op: OperatorProcess): Promise<{ rss: number; heapUsed: number; heapTotal: number; external: number; spaces: Record<string, number>; cached: Record<string, number> }> {
   const one = async (name: string): Promise<number> => op.counter(`etcd_topology_${name}`);
   const cached = Object.fromEntries(Object.entries(await op.series('etcd_topology_operator_cached_objects')).map(([labels, v]) => [/kind="([^"]+)"/.exec(labels)![1]!, v]));
   return {
@@ -111,6 +111,7 @@ async function memory(op: OperatorProcess): Promise<{ rss: number; heapUsed: num
     heapUsed: await one('nodejs_heap_size_used_bytes'),
     heapTotal: await one('nodejs_heap_size_total_bytes'),
     external: await one('nodejs_external_memory_bytes'),
+    spaces: Object.fromEntries(Object.entries(await op.series('etcd_topology_nodejs_heap_space_size_total_bytes')).map(([labels, v]) => [/space="([^"]+)"/.exec(labels)![1]!, v])),
     cached,
   };
 }
@@ -357,6 +358,8 @@ try {
   const steady = await writesPerReconcile(2 * many);
   const steadyMemory = rssFigures(steadyRss.stop());
   const steadyLoad = load();
+  const after = await memory(op);
+  const afterMappings = residentByMapping(op.pid);
   const scaleLoads = loads.slice(scaleLoadsFrom);
   if (scaleLoads.length === 0) scaleLoads.push(os.loadavg()[0]!);
   const heapScale = await heapSnapshot(op, cluster.dir);
@@ -436,11 +439,12 @@ ${Object.entries(settled.requests).map(([l, v]) => `| ${/verb="([^"]*)"/.exec(l)
 
 ## Where the memory goes
 
-| | 1 topology | ${many} topologies, ${nodeCount} nodes |
-| --- | ---: | ---: |
-| RSS | ${mib(one.rss)} MiB | ${mib(scale.rss)} MiB |
-| V8 heap used / committed | ${mib(one.heapUsed)} / ${mib(one.heapTotal)} MiB | ${mib(scale.heapUsed)} / ${mib(scale.heapTotal)} MiB |
-| external (Buffers, TLS) | ${mib(one.external)} MiB | ${mib(scale.external)} MiB |
+| | 1 topology | ${many} topologies, ${nodeCount} nodes, settled | the same after the spec changes |
+| --- | ---: | ---: | ---: |
+| RSS | ${mib(one.rss)} MiB | ${mib(scale.rss)} MiB | ${mib(after.rss)} MiB |
+| V8 heap used / committed | ${mib(one.heapUsed)} / ${mib(one.heapTotal)} MiB | ${mib(scale.heapUsed)} / ${mib(scale.heapTotal)} MiB | ${mib(after.heapUsed)} / ${mib(after.heapTotal)} MiB |
+${Object.keys(scale.spaces).filter((k) => (scale.spaces[k] ?? 0) + (after.spaces[k] ?? 0) > 0).map((k) => `| of it committed in ${k} | ${mib(one.spaces[k] ?? 0)} MiB | ${mib(scale.spaces[k] ?? 0)} MiB | ${mib(after.spaces[k] ?? 0)} MiB |`).join('\n')}
+| external (Buffers, TLS) | ${mib(one.external)} MiB | ${mib(scale.external)} MiB | ${mib(after.external)} MiB |
 
 The operator's RSS at scale as the kernel counts it (/proc/PID/status, sampled every second;
 anonymous pages are the process's own: V8's heap, malloc, stacks; file pages are the node binary and
@@ -458,12 +462,12 @@ ${(
   .map(([what, f]) => `| ${what} | ${f.count} | ${mib(f.median.rss)} / ${mib(f.max.rss)} MiB | ${mib(f.median.anon)} / ${mib(f.max.anon)} MiB | ${mib(f.median.file)} / ${mib(f.max.file)} MiB |`)
   .join('\n')}
 
-Resident pages by mapping, settled at scale (/proc/PID/smaps; \`anonymous\` is V8's heap and code,
-malloc's thread arenas and the stacks; \`[heap]\` is malloc's main arena):
+Resident pages by mapping at scale, settled and after the spec changes (/proc/PID/smaps; \`anonymous\`
+is V8's heap and code, malloc's thread arenas and the stacks; \`[heap]\` is malloc's main arena):
 
-| mapping | MiB |
-| --- | ---: |
-${mappings.slice(0, 8).map((m) => `| ${m.name.replace(/^.*\/node_modules\//, 'node_modules/')} | ${(m.bytes / 1048576).toFixed(1)} |`).join('\n')}
+| mapping | settled, MiB | after the changes, MiB |
+| --- | ---: | ---: |
+${mappings.slice(0, 8).map((m) => `| ${m.name.replace(/^.*\/node_modules\//, 'node_modules/')} | ${(m.bytes / 1048576).toFixed(1)} | ${((afterMappings.find((a) => a.name === m.name)?.bytes ?? 0) / 1048576).toFixed(1)} |`).join('\n')}
 
 Before any work: a bare \`node\` is ${mib(bareRss)} MiB RSS; importing the operator's modules
 (dist/operator/main.js) brings it to ${mib(modulesRss)} MiB with Node's defaults, ${mib(modulesTuned)} MiB with

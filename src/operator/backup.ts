@@ -1,5 +1,5 @@
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from '../telemetry/lean-metrics.ts';
 import { BACKUP_NOW_ANNOTATION, type BackupStatus, type RestoreStatus } from '../api/backup.ts';
 import type { Clock, ConditionUpdate } from '../api/conditions.ts';
 import type { EtcdTopology } from '../api/etcd-topology.ts';
@@ -17,6 +17,7 @@ import { snapshotJobTls } from './components/tls/tls-volumes.ts';
 import type { EventRecorder, EventTarget } from './events.ts';
 import type { Informers } from './informers.ts';
 import type { KubeWriter } from './kube.ts';
+import { compareText } from '../text-order.ts';
 
 /** What a finished snapshot Job said, from its pod's termination message. */
 export type JobOutcome = { state: 'running' } | { state: 'succeeded'; result: Record<string, unknown> } | { state: 'failed'; message: string };
@@ -47,7 +48,7 @@ export function jobOutcome(job: V1Job | undefined, pods: readonly V1Pod[], now: 
     if (createdAt !== undefined && now.getTime() - createdAt.getTime() < JOB_CACHE_GRACE_MS) return { state: 'running' };
     return { state: 'failed', message: 'its Job was deleted before it finished' };
   }
-  const pod = [...pods].sort((a, b) => String(b.metadata?.creationTimestamp ?? '').localeCompare(String(a.metadata?.creationTimestamp ?? '')))[0];
+  const pod = [...pods].sort((a, b) => compareText(String(b.metadata?.creationTimestamp ?? ''), String(a.metadata?.creationTimestamp ?? '')))[0];
   const status = pod?.status?.containerStatuses?.[0];
   const terminated = status?.state?.terminated;
   if (terminated) {

@@ -1,5 +1,5 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from '../telemetry/lean-metrics.ts';
 import { API_VERSION, KIND, PLURAL } from '../api/etcd-topology.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { KubeClient } from './kube-client.ts';

@@ -1,5 +1,5 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { Gauge, type Registry } from 'prom-client';
+import { Gauge, type Registry } from '../telemetry/lean-metrics.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { listObjects } from './kube.ts';
 import type { KubeClient, WatchEvent } from './kube-client.ts';

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import http from 'node:http';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
-import { parse } from 'yaml';
+import type * as Yaml from 'yaml';
 import { TopologyError } from '../errors.ts';
 import { httpRequest, readText, type HttpAnswer } from '../http-request.ts';
 
@@ -34,6 +35,10 @@ interface KubeconfigFile {
 const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 const USER_FIELDS = ['client-certificate', 'client-certificate-data', 'client-key', 'client-key-data', 'token', 'tokenFile'];
 
+// yaml is loaded only to read a kubeconfig: in its pod the operator uses the service account and never needs it.
+const requireModule = createRequire(import.meta.url);
+const parseYaml = (text: string): unknown => (requireModule('yaml') as typeof Yaml).parse(text);
+
 const kubeconfigError = (message: string): TopologyError => new TopologyError('ETOP_KUBECONFIG', message);
 
 /**
@@ -42,7 +47,7 @@ const kubeconfigError = (message: string): TopologyError => new TopologyError('E
  * -data), a token, or a tokenFile; exec plugins, auth providers and passwords are refused by name.
  */
 export function targetFromKubeconfig(text: string, baseDir: string, readFile: (file: string) => string = (f) => readFileSync(f, 'utf8')): KubeTarget {
-  const doc = (parse(text) ?? {}) as KubeconfigFile;
+  const doc = (parseYaml(text) ?? {}) as KubeconfigFile;
   const contextName = doc['current-context'];
   const context = doc.contexts?.find((c) => c.name === contextName)?.context;
   if (!contextName || !context) throw kubeconfigError(`the kubeconfig has no current context${contextName ? ` named "${contextName}"` : ''}: set current-context to one of its contexts`);

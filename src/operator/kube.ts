@@ -1,5 +1,5 @@
 import type { CoreV1Event, KubernetesListObject, KubernetesObject, V1PersistentVolume, V1Pod, V1Secret } from '@kubernetes/client-node';
-import type { Counter } from 'prom-client';
+import type { Counter } from '../telemetry/lean-metrics.ts';
 import { GROUP, KIND, PLURAL, VERSION } from '../api/etcd-topology.ts';
 import { isKubeError, KubeApiError, TopologyError, type KubeErrorCode } from '../errors.ts';
 import { FIELD_MANAGER } from './apply.ts';

@@ -8,8 +8,7 @@ import { version } from '../version.ts';
 import { duration, hostPort, namespaceList, parseFlags } from '../flags.ts';
 import { startTelemetryServer } from '../telemetry/http-server.ts';
 import { createRootLogger } from '../telemetry/logger.ts';
-import { createRegistry } from '../telemetry/metrics.ts';
-import { Counter, Histogram } from 'prom-client';
+import { Counter, createLeanRegistry, Histogram } from '../telemetry/lean-metrics.ts';
 import { ownedObjects, unwantedOwned } from './components/registry.ts';
 import { BackupSteps } from './backup.ts';
 import { Controller } from './controller.ts';
@@ -82,7 +81,7 @@ export async function main(argv: string[]): Promise<number> {
     throw new UsageError(`operator: invalid value ${String((given ?? 0) / 1000)}s for --${badTimings.flag}: ${badTimings.message}`);
   }
   const log = createRootLogger({ name: 'etcd-topology-operator' });
-  const registry = createRegistry();
+  const registry = createLeanRegistry('etcd_topology_');
   const kube = KubeClient.load(flags.kubeconfig);
   const writes = new Counter({ name: 'etcd_topology_operator_api_writes_total', help: 'Write calls to the Kubernetes API, by verb and kind.', labelNames: ['verb', 'kind'], registers: [registry] });
   const writer = new KubeWriter(kube, writes);

@@ -5,6 +5,7 @@ import { disruptionsAllowed, faultTolerance, quorumSize } from '../quorum/math.t
 import { mayDisrupt } from '../quorum/disruption.ts';
 import type { Alarm } from '../quorum/defrag.ts';
 import { healthyVotersOf, leaderOf, listNames, votersOf, type MemberHealth } from '../quorum/members.ts';
+import { compareText } from '../text-order.ts';
 
 /** Everything the status is computed from, gathered by the reconciler. */
 export interface Observation {
@@ -174,7 +175,7 @@ export function computeStatus(topology: EtcdTopology, obs: Observation, clock: C
       revision: m.revision,
       drain: drainAnswer(m.name, members, topology),
     }))
-    .sort((a, b) => a.name.localeCompare(b.name));
+    .sort((a, b) => compareText(a.name, b.name));
   const healthy = healthySet.size;
   return {
     observedGeneration: generation,

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from '../telemetry/lean-metrics.ts';
 import type { EtcdTopology } from '../api/etcd-topology.ts';
 import type { EtcdTopologyStatus } from '../api/status.ts';
 import { quantityToNumber } from '../api/quantity.ts';

@@ -1,3 +1,4 @@
+import { compareText } from '../text-order.ts';
 import { healthyVotersOf, leaderOf, type MemberHealth } from './members.ts';
 import type { Step } from './plan.ts';
 
@@ -61,7 +62,7 @@ export function backupDue(f: BackupFacts): { due: false; retryAt?: Date } | { du
 export function backupSource(members: readonly MemberHealth[]): MemberHealth | { none: string } {
   const healthy = healthyVotersOf(members);
   const leader = leaderOf(members);
-  const followers = healthy.filter((m) => !m.isLeader).sort((a, b) => b.raftIndex - a.raftIndex || b.name.localeCompare(a.name));
+  const followers = healthy.filter((m) => !m.isLeader).sort((a, b) => b.raftIndex - a.raftIndex || compareText(b.name, a.name));
   if (followers[0]) return followers[0];
   if (leader && members.filter((m) => !m.isLearner).length === 1) return leader;
   return { none: leader ? 'no healthy, caught-up follower to take the snapshot from (the leader is not loaded with it)' : 'etcd has no leader' };

@@ -1,5 +1,6 @@
 import { mayDisrupt, type ClusterView } from './disruption.ts';
 import { DEFAULT_MAX_RAFT_LAG, healthyVotersOf, leaderOf, listNames, votersOf, type MemberHealth } from './members.ts';
+import { compareText } from '../text-order.ts';
 
 /** The answer to "what upkeep step comes next": one member at a time, never two. */
 export type DefragStep =
@@ -87,7 +88,7 @@ function busy(view: ClusterView, podsSettled: readonly string[]): string | undef
 
 /** Followers first (the largest reclaim first), the leader last. */
 const order = (a: MemberHealth, b: MemberHealth): number =>
-  Number(a.isLeader) - Number(b.isLeader) || b.dbSize - (b.dbSizeInUse ?? b.dbSize) - (a.dbSize - (a.dbSizeInUse ?? a.dbSize)) || a.name.localeCompare(b.name);
+  Number(a.isLeader) - Number(b.isLeader) || b.dbSize - (b.dbSizeInUse ?? b.dbSize) - (a.dbSize - (a.dbSizeInUse ?? a.dbSize)) || compareText(a.name, b.name);
 
 /** Defragment the target, or move leadership off it first, as the budget allows. */
 function disruptStep(target: MemberHealth, view: ClusterView, reason: 'DatabaseNearQuota' | 'SpaceReclaimable' | 'NoSpaceRecovery', why: string): DefragStep {

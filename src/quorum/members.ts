@@ -1,3 +1,4 @@
+import { compareText } from '../text-order.ts';
 /** One etcd member as the operator saw it: the member list joined with that member's status. */
 export interface MemberHealth {
   /** etcd's member ID (uint64, kept as a decimal string). */
@@ -51,7 +52,7 @@ export function bestTransferee(
 ): MemberHealth | undefined {
   const candidates = healthyVotersOf(members, maxLag).filter((m) => !m.isLeader && !exclude.includes(m.name));
   const rank = (m: MemberHealth): number => (prefer(m) ? 1 : 0);
-  return candidates.sort((a, b) => rank(b) - rank(a) || b.raftIndex - a.raftIndex || a.name.localeCompare(b.name))[0];
+  return candidates.sort((a, b) => rank(b) - rank(a) || b.raftIndex - a.raftIndex || compareText(a.name, b.name))[0];
 }
 
 /** The ordinal at the end of a member name ("main-member-2" is 2), or undefined for a foreign name. */

@@ -1,5 +1,5 @@
 import http from 'node:http';
-import type { Registry } from 'prom-client';
+import type { Registry } from './lean-metrics.ts';
 import { TopologyError } from '../errors.ts';
 import type { Logger } from './logger.ts';
 

@@ -4,8 +4,9 @@ import type * as Prom from 'prom-client';
 // prom-client's index loads everything it has: the Pushgateway (node:https, node:zlib), cluster
 // aggregation, summaries with t-digest, and through the process CPU metric @opentelemetry/api (for
 // exemplars): about 14 MiB of resident memory in a bare Node process against about 3.5 MiB for the
-// registry and the three metric types (docs/bench/proxy-memory.md). The proxy runs on every worker
-// node, so it loads the pieces it uses; the metrics and their names are exactly prom-client's.
+// registry and the three metric types (docs/bench/proxy-memory.md), and 6-7 MiB in the operator
+// (docs/bench/operator-memory.md). The proxy (on every worker node) and the operator load the pieces
+// they use; the metrics and their names are exactly prom-client's.
 const load = createRequire(import.meta.url);
 export const Registry = load('prom-client/lib/registry.js') as typeof Prom.Registry;
 export const Counter = load('prom-client/lib/counter.js') as typeof Prom.Counter;
