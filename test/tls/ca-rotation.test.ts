@@ -1,10 +1,7 @@
-// @peculiar/x509 needs the Reflect metadata API first; the issuer module sets up its crypto provider.
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
 import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import '../../src/pki/issuer.ts';
+import { certificateFields } from '../../src/pki/certificate-fields.ts';
 import { TLS_REPORT_PATH, type TlsReport } from '../../src/proxy/tls-reload.ts';
 import { waitFor } from '../harness/ports.ts';
 import type { Pod } from '../harness/cluster/types.ts';
@@ -48,8 +45,8 @@ function served(ip: string, port: number, servername: string, material: SecretPe
 
 const signedBy = (cert: X509Certificate, ca: X509Certificate): boolean => cert.checkIssued(ca) && cert.verify(ca.publicKey);
 /** A certificate's authority key identifier (hex), which must be its CA's subject key identifier. */
-const authorityKeyId = (cert: X509Certificate): string | undefined => new x509.X509Certificate(cert.raw).getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId;
-const subjectKeyId = (cert: X509Certificate): string | undefined => new x509.X509Certificate(cert.raw).getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
+const authorityKeyId = (cert: X509Certificate): string | undefined => certificateFields(cert.raw).authorityKeyId?.toString('hex');
+const subjectKeyId = (cert: X509Certificate): string | undefined => certificateFields(cert.raw).subjectKeyId?.toString('hex');
 
 /** A JSON gateway call to a member with a client certificate, verifying the member against ca: 'ok' or 'refused'. */
 async function memberListWith(member: Pod, material: SecretPem, ca: string): Promise<'ok' | 'refused'> {
