@@ -502,4 +502,10 @@ ${heapScale.byName.map(row).join('\n')}
   for (const f of readdirSync(cluster.dir)) if (f.endsWith('.log') || f.endsWith('.cpuprofile')) cpSync(path.join(cluster.dir, f), path.join(logs, f));
   console.error(`bench:operator: logs in ${logs}`);
   await cluster.stop();
+  // Once in four runs (2026-12-06) the process lived on after the cluster stopped, with no child left:
+  // name what holds it open, and end.
+  setTimeout(() => {
+    console.error(`bench:operator: still running 30 s after the cluster stopped; open: ${process.getActiveResourcesInfo().join(', ')}`);
+    process.exit(process.exitCode ?? 3);
+  }, 30_000).unref();
 }
