@@ -15,7 +15,7 @@ export const OPERATOR_NODE_OPTIONS = '--max-semi-space-size=2 --max-old-space-si
  * session 13) the operator's RSS was 153-154 MiB settled with glibc's default and 147-148 with 2
  * arenas, and with 2 it still grew by 5-21 MiB while spec changes ran, in the second arena's
  * anonymous pages; with 1 it was 139-140 settled and 144-145 after the changes, for the same CPU
- * (0.55 s/s against 0.53-0.54 while the changes ran: malloc's lock costs it nothing measurable). The chart's `mallocArenaMax` and `npm run bench:operator` use it, as
- * OPERATOR_NODE_OPTIONS.
+ * (0.55 s/s against 0.53-0.54 while the changes ran: malloc's lock costs it nothing measurable).
+ * The chart's `mallocArenaMax` and `npm run bench:operator` use it, as OPERATOR_NODE_OPTIONS.
  */
 export const OPERATOR_MALLOC_ARENA_MAX = 1;

@@ -1,10 +1,11 @@
 // Issues the built-in CA and its leaf certificates with node:crypto and the DER encoder in der.ts:
 // ECDSA P-256 keys, ecdsa-with-SHA256 signatures, X.509 v3 (RFC 5280).
-import { createHash, createPrivateKey, generateKeyPair, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, generateKeyPair, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import { promisify } from 'node:util';
 import { certificateFields, EXTENSION } from './certificate-fields.ts';
 import * as der from './der.ts';
+import { certificateOf } from './secret-check.ts';
 
 /** A certificate and its private key, PEM (the key PKCS#8), as tls.crt and tls.key hold them. */
 export interface CertificatePem {
@@ -68,7 +69,7 @@ export async function createCa(commonName: string, validity: Validity): Promise<
 
 /** Issues a leaf certificate (ECDSA P-256, new key) signed by the CA. */
 export async function issueLeaf(ca: CertificatePem, request: LeafRequest, validity: Validity): Promise<CertificatePem> {
-  const caCert = new X509Certificate(ca.cert);
+  const caCert = certificateOf(ca.cert);
   const caFields = certificateFields(caCert.raw);
   // The CA's own identifier as its certificate states it, so that the leaf's authorityKeyIdentifier
   // matches whatever method made it (RFC 5280 4.2.1.1); computed only for a CA without one.
